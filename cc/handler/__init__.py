@@ -1,0 +1,122 @@
+"""Handlers: the plug-ins a ``[routes]`` entry sends messages to.
+
+A handler is a class in a module of its own that names it in ``CC_HANDLER``.
+A config section selects one by short name (``handler = proxy``), by module
+path (``handler = cc.handler.proxy``, as the original), or with the original's
+legacy key ``plugin =``.  Adding a handler means adding its module and one
+line in :data:`HANDLERS`.
+"""
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Dict, Optional, Tuple, Type
+
+import skytools
+from skytools.config import ConfigError
+
+from cc.message import CCMessage, MessageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.server import CCServer
+
+__all__ = ["CCHandler", "HANDLERS", "load_handler_class", "HandlerConfigError"]
+
+#: short name -> module
+HANDLERS: Dict[str, str] = {
+    "delay": "cc.handler.delay",
+    "disposer": "cc.handler.disposer",
+    "echo": "cc.handler.echo",
+    "filter": "cc.handler.filter",
+    "locallogger": "cc.handler.locallogger",
+    "proxy": "cc.handler.proxy",
+}
+
+
+class HandlerConfigError(ConfigError):
+    """A handler section that cannot work; names the section."""
+
+
+def handler_type_name(hcf: skytools.Config) -> str:
+    """The handler named by a section: ``plugin`` (legacy) first, else ``handler``."""
+    if hcf.has_option("plugin"):
+        return hcf.get("plugin")
+    return hcf.get("handler")
+
+
+def load_handler_class(section: str, name: str) -> Type["CCHandler"]:
+    """Import the handler ``name`` (short name or module path) for ``section``."""
+    modname = HANDLERS.get(name, name)
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as ex:
+        known = ", ".join(sorted(HANDLERS))
+        raise HandlerConfigError(
+            "[%s]: cannot load handler %r (%s); known handlers: %s" % (section, name, ex, known)
+        ) from None
+    clsname = getattr(module, "CC_HANDLER", None)
+    cls = getattr(module, clsname, None) if clsname else None
+    if not (isinstance(cls, type) and issubclass(cls, CCHandler)):
+        raise HandlerConfigError(
+            "[%s]: module %s does not define a handler (CC_HANDLER)" % (section, modname)
+        )
+    return cls
+
+
+class CCHandler:
+    """Base of every handler.
+
+    Override:
+
+    * :meth:`handle_msg` (required): take one message; runs on the IOLoop
+      and must not block;
+    * :meth:`stop` (optional): release sockets and threads, flush; may
+      return an awaitable that the server waits for (bounded) on shutdown.
+
+    Class attributes: ``CC_ROLES``, the server roles it may run in;
+    ``REFERENCES``, options naming other handler sections (``forward-to``),
+    so that a reload knows what a handler depends on.
+
+    The server gives each handler ``server`` (the :class:`~cc.server.CCServer`),
+    ``cclocal`` (the ROUTER stream, for replies), ``io_loop``, ``zctx``,
+    ``stats`` and a logger ``cc.handler.<section>``.
+    """
+
+    CC_ROLES: Tuple[str, ...] = ("local", "remote")
+    REFERENCES: Tuple[str, ...] = ()
+
+    def __init__(self, hname: str, hcf: skytools.Config, ccscript: "CCServer") -> None:
+        self.hname = hname
+        self.cf = hcf
+        self.server = ccscript
+        self.cclocal = ccscript.cclocal
+        self.io_loop = ccscript.io_loop
+        self.zctx = ccscript.zctx
+        self.stats = ccscript.stats
+        self.log = logging.getLogger("cc.handler.%s" % hname)
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> Optional[Awaitable[Any]]:
+        """Release resources; the default has none."""
+        return None
+
+    # -- helpers -------------------------------------------------------------
+
+    def get_body(self, msg: CCMessage) -> Optional[Dict[str, Any]]:
+        """The message body, or None after rejecting an invalid one (counted, logged, replied)."""
+        try:
+            return msg.get_body()
+        except MessageError as ex:
+            self.server.reject(msg, ex)
+            return None
+
+    def reply(self, msg: CCMessage, msgtype: str, **fields: Any) -> None:
+        """Send a message of ``msgtype`` back along ``msg``'s route."""
+        self.cclocal.send_cmsg(msg.reply(msgtype, fields))
+
+    def reply_error(self, msg: CCMessage, text: str, code: str) -> None:
+        self.cclocal.send_cmsg(msg.error_reply(text, code))
+
+    def __repr__(self) -> str:
+        return "<%s %s>" % (type(self).__name__, self.hname)

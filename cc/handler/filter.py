@@ -1,0 +1,55 @@
+"""filter: pass on only the message types a pattern list lets through."""
+
+from fnmatch import fnmatchcase
+
+from cc.handler import CCHandler
+from cc.message import CCMessage
+
+CC_HANDLER = "Filter"
+
+
+class Filter(CCHandler):
+    """Forwards to ``forward-to`` what ``include`` admits and ``exclude`` does not.
+
+    Patterns are shell-style and case-sensitive against the whole type
+    (``pub.info*`` matches ``pub.infofile``).  An empty ``include`` admits
+    everything; ``exclude`` wins over ``include``.
+
+    ::
+
+        [h:filter]
+        handler = filter
+        forward-to = h:proxy
+        #include = pub.info*, log.*
+        #exclude = log.debug
+    """
+
+    CC_ROLES = ("local", "remote")
+    REFERENCES = ("forward-to",)
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        self.target = ccscript.get_handler(hcf.get("forward-to"))
+        self.include = hcf.getlist("include", [])
+        self.exclude = hcf.getlist("exclude", [])
+
+    def admits(self, msgtype: str) -> bool:
+        if any(fnmatchcase(msgtype, pat) for pat in self.exclude):
+            return False
+        return not self.include or any(fnmatchcase(msgtype, pat) for pat in self.include)
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        size = msg.size
+        self.stats.inc("filter.count")
+        self.stats.inc("filter.bytes", size)
+        if not self.admits(msg.type):
+            result = "dropped"
+        else:
+            result = "ok"
+            try:
+                self.target.handle_msg(msg)
+            except Exception:
+                result = "crashed"
+                self.log.exception("%s crashed on %s", self.target.hname, msg.type)
+        self.stats.inc("filter.count." + result)
+        self.stats.inc("filter.bytes." + result, size)

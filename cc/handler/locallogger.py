@@ -1,0 +1,44 @@
+"""locallogger: write received log records into this server's own log."""
+
+import time
+
+from cc.handler import CCHandler
+from cc.message import CCMessage
+
+CC_HANDLER = "LocalLogger"
+
+
+class LocalLogger(CCHandler):
+    """Logs each ``log.*`` record at INFO as ``[job@host] HH:MM:SS,mmm LEVEL message``.
+
+    The time is the record's own (``log_time``), in local time.
+
+    ::
+
+        [h:locallog]
+        handler = locallogger
+    """
+
+    CC_ROLES = ("local", "remote")
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        if "log_level" not in body:
+            self.log.info("non-log msg: %s", msg.type)
+            return
+        try:
+            log_time = float(body.get("log_time") or body.get("time") or 0)
+        except (TypeError, ValueError):
+            log_time = 0.0
+        stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
+        self.log.info(
+            "[%s@%s] %s,%03d %s %s",
+            body.get("job_name"),
+            body.get("hostname"),
+            stamp,
+            int(log_time * 1000) % 1000,
+            body.get("log_level"),
+            body.get("log_msg"),
+        )

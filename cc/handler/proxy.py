@@ -1,0 +1,77 @@
+"""proxy: forward messages to another cc and relay its replies back."""
+
+from typing import List
+
+import zmq
+
+from cc.handler import CCHandler
+from cc.message import CCMessage
+from cc.ping import RemotePinger
+from cc.ratelog import RateLimitedLog
+from cc.sockopts import configure_socket
+from cc.stream import CCStream
+
+CC_HANDLER = "ProxyHandler"
+
+
+class ProxyHandler(CCHandler):
+    """Forwards every message it gets, route stack and all, to ``remote-cc``.
+
+    The remote ROUTER adds this proxy's identity to the route, so replies
+    come back here and are relayed through the local ROUTER to whoever asked.
+    With ``ping = yes`` the link is watched by echo requests (the remote needs
+    an ``echo`` route).
+
+    ::
+
+        [h:proxy]
+        handler = proxy
+        remote-cc = tcp://10.0.0.1:22632
+        #ping = no
+        #ping-period = 1
+        # zmq_hwm also bounds the queue kept while the remote is unreachable
+        #zmq_hwm = 100
+        #zmq_linger = 500
+    """
+
+    CC_ROLES = ("local", "remote")
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        self.remote_url = hcf.get("remote-cc")
+        sock = self.zctx.socket(zmq.DEALER)
+        try:
+            used = configure_socket(sock, hcf)
+            sock.connect(self.remote_url)
+        except BaseException:
+            sock.close(0)
+            raise
+        self.stream = CCStream(sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name=hname)
+        self.stream.on_recv(self._on_remote)
+        self._ratelog = RateLimitedLog(self.log)
+        self.pinger = None
+        if hcf.getboolean("ping", False):
+            self.pinger = RemotePinger(
+                self.remote_url, self.stream, self.stats, self.log, hcf.getfloat("ping-period", 1.0)
+            )
+            self.pinger.start()
+        self.log.info("forwarding to %s", self.remote_url)
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        self.stream.send_multipart(msg.frames)
+
+    def _on_remote(self, frames: List[bytes]) -> None:
+        if frames[0]:
+            self.cclocal.send_multipart(frames)
+            return
+        # an empty route: addressed to this proxy itself (a pong), never relayed
+        if self.pinger is not None:
+            self.pinger.take(frames)
+        else:
+            self.stats.inc("count.dropped.unexpected")
+            self._ratelog.warning("unexpected", "unexpected message from %s", self.remote_url)
+
+    def stop(self):
+        if self.pinger is not None:
+            self.pinger.stop()
+        self.stream.close()

@@ -1,0 +1,172 @@
+"""From ``[routes]`` to running handlers, and from one config to the next on reload.
+
+:class:`RoutePlan` reads the routes and the handler sections they name,
+imports the handler classes and checks them against the server role; it
+creates nothing, so a bad config is found before the server forks or before a
+reload touches the running handlers.
+
+:class:`HandlerSet` turns a plan into instances, one per section however many
+routes name it.  On reload it keeps every instance whose section (and the
+sections it forwards to) did not change, creates the new ones and stops the
+ones no longer needed.
+"""
+
+import configparser
+import logging
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
+
+import skytools
+
+from cc.handler import CCHandler, HandlerConfigError, handler_type_name, load_handler_class
+from cc.routing import RouteTable, parse_pattern
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.server import CCServer
+
+__all__ = ["RoutePlan", "HandlerSet", "ROLES"]
+
+log = logging.getLogger("cc.server")
+
+#: server roles; ``insecure`` (no cc-role) allows every handler
+ROLES = ("local", "remote", "insecure")
+
+Fingerprint = Tuple[object, ...]
+
+
+class SectionPlan:
+    """One handler section: its class, its config and what it depends on."""
+
+    def __init__(self, name: str, cls: Type[CCHandler], cf: skytools.Config) -> None:
+        self.name = name
+        self.cls = cls
+        self.cf = cf
+        self.items = tuple(sorted(cf.cf.items(name, raw=True)))
+        self.references = [cf.get(opt) for opt in cls.REFERENCES if cf.has_option(opt)]
+
+
+class RoutePlan:
+    """The routes and handler sections of one config file, validated."""
+
+    def __init__(self, filename: str, role: str, defaults: Dict[str, str]) -> None:
+        self.filename = filename
+        self.role = role
+        self.routes: List[Tuple[str, List[str]]] = []
+        self.sections: Dict[str, SectionPlan] = {}
+        raw = configparser.RawConfigParser()
+        raw.optionxform = str  # type: ignore[assignment,method-assign]  # keep pattern case
+        raw.read(filename)
+        if not raw.has_section("routes"):
+            raise HandlerConfigError("Wrong config file, no section 'routes'")
+        for pattern, value in raw.items("routes"):
+            parse_pattern(pattern)
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            if not names:
+                raise HandlerConfigError("[routes]: %s names no handler" % pattern)
+            for name in names:
+                self._add_section(name, defaults, ())
+            self.routes.append((pattern, names))
+
+    def _add_section(self, name: str, defaults: Dict[str, str], chain: Tuple[str, ...]) -> None:
+        if name in chain:
+            raise HandlerConfigError(
+                "[%s]: forwarding loop %s" % (name, " -> ".join(chain + (name,)))
+            )
+        if name in self.sections:
+            return
+        try:
+            cf = skytools.Config(name, self.filename, user_defs=defaults)
+            typename = handler_type_name(cf)
+        except configparser.NoSectionError:
+            raise HandlerConfigError("no section [%s] for handler %s" % (name, name)) from None
+        except configparser.NoOptionError:
+            raise HandlerConfigError("[%s]: needs 'handler =' (or 'plugin =')" % name) from None
+        cls = load_handler_class(name, typename)
+        if self.role != "insecure" and self.role not in cls.CC_ROLES:
+            raise HandlerConfigError(
+                "[%s]: handler %s cannot be run in role %s (it runs in: %s)"
+                % (name, typename, self.role, ", ".join(cls.CC_ROLES))
+            )
+        plan = SectionPlan(name, cls, cf)
+        self.sections[name] = plan
+        for ref in plan.references:
+            self._add_section(ref, defaults, chain + (name,))
+
+    def fingerprint(self, name: str) -> Fingerprint:
+        """What a handler instance depends on: its class, its section, its targets'."""
+        plan = self.sections[name]
+        return (plan.cls, plan.items) + tuple(self.fingerprint(ref) for ref in plan.references)
+
+
+class HandlerSet:
+    """The running handler instances, keyed by section name."""
+
+    def __init__(self, server: "CCServer") -> None:
+        self.server = server
+        self.instances: Dict[str, Tuple[Fingerprint, CCHandler]] = {}
+        self._building: Optional[Dict[str, Tuple[Fingerprint, CCHandler]]] = None
+        self._plan: Optional[RoutePlan] = None
+
+    def apply(self, plan: RoutePlan) -> Tuple[RouteTable[CCHandler], List[CCHandler]]:
+        """Instances for ``plan``; returns the new route table and the handlers to stop.
+
+        If creating any handler fails, the ones created for this plan are
+        stopped, the running set is left as it was, and the error is raised.
+        """
+        old = self.instances
+        self._building, self._plan = {}, plan
+        created: List[CCHandler] = []
+        try:
+            for name in plan.sections:
+                self._get(name, old, created)
+            table: RouteTable[CCHandler] = RouteTable()
+            for pattern, names in plan.routes:
+                table.add(pattern, [self._building[n][1] for n in names])
+        except BaseException:
+            for handler in created:
+                _stop_quietly(handler)
+            raise
+        finally:
+            building, self._building, self._plan = self._building, None, None
+        kept = {id(h) for _, h in building.values()}
+        retired = [h for _, h in old.values() if id(h) not in kept]
+        self.instances = building
+        return table, retired
+
+    def get(self, name: str) -> CCHandler:
+        """The instance for section ``name`` (for ``forward-to``); valid while building."""
+        if self._building is None or self._plan is None:
+            return self.instances[name][1]
+        if name not in self._plan.sections:
+            raise HandlerConfigError("no section [%s] for handler %s" % (name, name))
+        return self._get(name, self.instances, [])
+
+    def _get(
+        self,
+        name: str,
+        old: Dict[str, Tuple[Fingerprint, CCHandler]],
+        created: List[CCHandler],
+    ) -> CCHandler:
+        assert self._building is not None and self._plan is not None
+        if name in self._building:
+            return self._building[name][1]
+        fingerprint = self._plan.fingerprint(name)
+        previous = old.get(name)
+        if previous is not None and previous[0] == fingerprint:
+            handler = previous[1]
+        else:
+            section = self._plan.sections[name]
+            handler = section.cls(name, section.cf, self.server)
+            created.append(handler)
+            log.debug("created handler %s: %s", name, type(handler).__name__)
+        self._building[name] = (fingerprint, handler)
+        return handler
+
+    def all(self) -> List[CCHandler]:
+        return [h for _, h in self.instances.values()]
+
+
+def _stop_quietly(handler: CCHandler) -> None:
+    try:
+        handler.stop()
+    except Exception:
+        log.exception("stopping %s failed", handler.hname)

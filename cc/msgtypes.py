@@ -1,0 +1,161 @@
+"""The message catalog: one class per message type, with the original's field names.
+
+Each class knows its ``req`` (the type frame) and its required fields, so a
+sender cannot forget one and every implementation agrees on the names::
+
+    msg = EchoRequestMessage(target="tcp://10.0.0.1:22632").to_message()
+
+Received messages are not forced through these classes: handlers read the
+fields they need from :meth:`cc.message.CCMessage.get_body` and answer a
+missing field with an ``error`` reply.
+"""
+
+from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
+
+from cc.message import CCMessage, MessageError
+
+__all__ = [
+    "BaseMessage",
+    "ReplyMessage",
+    "ErrorMessage",
+    "EchoRequestMessage",
+    "EchoResponseMessage",
+    "LogMessage",
+    "DatabaseMessage",
+    "InfofileMessage",
+    "LogtailMessage",
+    "JobConfigRequestMessage",
+    "JobConfigReplyMessage",
+    "JobKeepaliveMessage",
+    "TaskRegisterMessage",
+    "TaskSendMessage",
+    "TaskReplyMessage",
+    "wants_reply",
+]
+
+#: types whose senders do not wait for an answer: never answered with an error
+#: (answering ``error`` with ``error`` could loop between two servers)
+NO_REPLY_PREFIXES = (
+    "log",
+    "pub",
+    "error",
+    "reply",
+    "echo.response",
+    "task.reply",
+    "task.register",
+    "job.keepalive",
+)
+
+
+def wants_reply(msgtype: Optional[str], route: Sequence[bytes]) -> bool:
+    """Whether the sender of a message of ``msgtype`` waits for an answer.
+
+    ``msgtype`` is None when the type frame was unreadable; then only a
+    message carrying a return address beyond the peer's (a query id) is
+    answered.
+    """
+    if not route:
+        return False
+    if msgtype is None:
+        return len(route) > 1
+    return not any(msgtype == p or msgtype.startswith(p + ".") for p in NO_REPLY_PREFIXES)
+
+
+class BaseMessage:
+    """A message body under construction: ``req`` plus fields.
+
+    Subclasses set ``REQ`` (the default type; a suffix may be given per
+    message) and ``REQUIRED`` (fields that must be present).
+    """
+
+    REQ: ClassVar[str] = "?"
+    REQUIRED: ClassVar[Tuple[str, ...]] = ()
+
+    def __init__(self, req: Optional[str] = None, **fields: Any) -> None:
+        missing = [name for name in self.REQUIRED if fields.get(name) is None]
+        if missing:
+            raise MessageError(
+                "missing-field", "%s needs field(s): %s" % (type(self).__name__, ", ".join(missing))
+            )
+        self.req = req or self.REQ
+        self.fields: Dict[str, Any] = fields
+
+    def to_message(self, route: Sequence[bytes] = (), blob: Optional[bytes] = None) -> CCMessage:
+        return CCMessage.build(self.req, self.fields, route=route, blob=blob)
+
+
+class ReplyMessage(BaseMessage):
+    REQ = "reply"
+
+
+class ErrorMessage(ReplyMessage):
+    """Answer to a request that failed: ``msg`` for people, ``code`` for programs."""
+
+    REQ = "error"
+    REQUIRED = ("msg", "code")
+
+
+class EchoRequestMessage(BaseMessage):
+    REQ = "echo.request"
+    REQUIRED = ("target",)
+
+
+class EchoResponseMessage(BaseMessage):
+    REQ = "echo.response"
+    REQUIRED = ("orig_hostname", "orig_target", "orig_time")
+
+
+class LogMessage(BaseMessage):
+    """A log record; sent as ``log.<level in lower case>``."""
+
+    REQ = "log.info"
+    REQUIRED = ("log_level", "service_type", "job_name", "log_msg", "log_time", "log_pid")
+
+
+class DatabaseMessage(BaseMessage):
+    REQ = "db"
+    REQUIRED = ("function",)
+
+
+class InfofileMessage(BaseMessage):
+    REQ = "pub.infofile"
+    REQUIRED = ("mtime", "filename", "comp")
+
+
+class LogtailMessage(BaseMessage):
+    REQ = "pub.logtail"
+    REQUIRED = ("filename", "comp", "fpos", "st_dev", "st_ino")
+
+
+class JobConfigRequestMessage(BaseMessage):
+    REQ = "job.config"
+    REQUIRED = ("job_name",)
+
+
+class JobConfigReplyMessage(BaseMessage):
+    REQ = "job.config"
+    REQUIRED = ("job_name", "config")
+
+
+class JobKeepaliveMessage(BaseMessage):
+    REQ = "job.keepalive"
+    REQUIRED = ("job_name",)
+
+
+class TaskRegisterMessage(BaseMessage):
+    REQ = "task.register"
+    REQUIRED = ("host",)
+
+
+class TaskSendMessage(BaseMessage):
+    """A task for ``task_host``; sent as ``task.send.<task_id>``."""
+
+    REQ = "task.send"
+    REQUIRED = ("task_host", "task_handler", "task_id")
+
+
+class TaskReplyMessage(BaseMessage):
+    """Task status; sent as ``task.reply.<task_id>``."""
+
+    REQ = "task.reply"
+    REQUIRED = ("task_id", "status")

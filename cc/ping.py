@@ -1,0 +1,101 @@
+"""Link monitoring by ``echo.request`` / ``echo.response`` (proxy ``ping``, echo ``ping-remotes``).
+
+Every ``period`` seconds a ping goes to the remote cc over the given stream;
+the remote's echo handler answers with an empty route, so the pong comes back
+to this socket, not to a client.  A link without a pong for ``5 x period``
+is reported down once, and up again once a pong arrives.
+"""
+
+import logging
+import time
+from typing import Any, Dict, List, Optional
+
+from tornado.ioloop import PeriodicCallback
+
+from cc.message import CCMessage, MessageError
+from cc.msgtypes import EchoRequestMessage
+from cc.ratelog import RateLimitedLog
+from cc.stats import Stats
+from cc.stream import CCStream
+
+__all__ = ["RemotePinger"]
+
+
+class RemotePinger:
+    """Pings one remote cc and tracks its answers."""
+
+    #: periods without a pong before the link is reported down
+    LOST_AFTER = 5
+
+    def __init__(
+        self, target: str, stream: CCStream, stats: Stats, log: logging.Logger, period: float = 1.0
+    ) -> None:
+        self.target = target
+        self.stream = stream
+        self.stats = stats
+        self.log = log
+        self.period = period
+        self.time_ping = 0.0
+        self.time_pong = time.time()
+        self.count_ping = 0
+        self.count_pong = 0
+        self.rtt: Optional[float] = None
+        self.link_up = True
+        self._timer = PeriodicCallback(self.ping, period * 1000)
+        self._ratelog = RateLimitedLog(log)
+
+    def start(self) -> None:
+        self._timer.start()
+        self.ping()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def ping(self) -> None:
+        now = time.time()
+        self.check(now)
+        self.time_ping = now
+        self.count_ping += 1
+        msg = EchoRequestMessage(target=self.target, time=now).to_message()
+        self.stream.send_cmsg(msg)
+        self.stats.inc("ping.sent")
+
+    def check(self, now: float) -> None:
+        """Report the link down once when pongs stopped coming."""
+        silent = now - self.time_pong
+        if self.link_up and silent > self.LOST_AFTER * self.period:
+            self.link_up = False
+            self.stats.inc("ping.link_down")
+            self.log.warning("no pong from %s for %d s", self.target, silent)
+
+    def take(self, frames: List[bytes]) -> None:
+        """Take a message the remote addressed to this socket itself: a pong, or logged."""
+        try:
+            msg = CCMessage(frames)
+            body: Dict[str, Any] = msg.get_body()
+        except MessageError as ex:
+            self.stats.inc("count.invalid")
+            self._ratelog.warning("invalid", "invalid pong from %s: %s", self.target, ex)
+            return
+        if msg.type != "echo.response" or body.get("orig_target") != self.target:
+            self._ratelog.warning(
+                "unknown:" + msg.type,
+                "unknown msg from %s: %s %s",
+                self.target,
+                msg.type,
+                body.get("msg", ""),
+            )
+            return
+        now = time.time()
+        self.count_pong += 1
+        self.stats.inc("ping.received")
+        sent = body.get("orig_time")
+        if sent == self.time_ping:
+            self.rtt = now - self.time_ping
+            self.log.debug("echo time from %s: %.3f ms", self.target, self.rtt * 1000)
+        else:
+            self.log.debug("late pong from %s", self.target)
+        self.time_pong = now
+        if not self.link_up:
+            self.link_up = True
+            self.log.info("pong from %s again, link is up", self.target)

@@ -1,0 +1,429 @@
+"""cc-server: one ROUTER socket, prefix routes, handlers.
+
+``cc-server [options] config.ini`` reads ``[ccserver]`` and ``[routes]``,
+binds ``cc-socket`` and hands each message to every handler whose route
+pattern is a dotted prefix of its type.  Command line and config conventions
+are skytools ``BaseScript``'s (``-d``, ``-v``, ``-q``, ``-s``, ``-k``, ``-r``,
+``--ini``, ``-V``).  SIGHUP re-reads the config and swaps routes and changed
+handlers in place; SIGINT and SIGTERM stop gracefully.
+"""
+
+import asyncio
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import skytools
+import tornado
+import zmq
+from skytools.config import ConfigError
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+import cc
+from cc.handler import CCHandler
+from cc.handlerset import ROLES, HandlerSet, RoutePlan
+from cc.message import CCMessage, MessageError
+from cc.msgtypes import wants_reply
+from cc.ratelog import RateLimitedLog
+from cc.routing import RouteTable
+from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
+from cc.sockopts import configure_socket
+from cc.stats import BUCKET_SECONDS, Stats, format_time
+from cc.stream import CCStream
+
+__all__ = ["CCServer", "main"]
+
+# log formats ("%%" because skytools interpolates config values)
+LOG_FORMAT = "%%(asctime)s %%(process)s %%(levelname)s %%(name)s: %%(message)s"
+LOG_FORMAT_VERBOSE = "%%(asctime)s,%%(msecs)03d %%(levelname)s %%(name)s: %%(message)s"
+
+#: seconds the server waits for handlers to stop on shutdown
+HANDLER_STOP_TIMEOUT = 30.0
+
+
+class Settings:
+    """The ``[ccserver]`` options, read and checked once."""
+
+    def __init__(self, cf: skytools.Config) -> None:
+        self.socket_url = cf.get("cc-socket")
+        self.role = cf.get("cc-role", "insecure")
+        if self.role not in ROLES:
+            raise ConfigError(
+                "cc-role = %s: use local, remote (or leave it out to run insecure)" % self.role
+            )
+        self.role_set = cf.has_option("cc-role")
+        self.stats_level = cf.getint("cc-stats", 1)
+        self.stats_period = cf.getfloat("stats-period", 30)
+        if self.stats_period <= 0:
+            raise ConfigError("stats-period must be positive")
+        self.infofile = cf.getfile("infofile", "")
+        self.infofile_level = cf.getint("infofile-level", 2)
+        self.nthreads = cf.getint("zmq_nthreads", 1)
+        self.max_message_size = cf.getbytes("cc-max-message-size", "64M")
+
+
+class CCServer(skytools.BaseScript):
+    """C&C server: routes CC messages from one ROUTER socket to handlers.
+
+    Config template::
+
+        # bind URL of the ROUTER socket (tcp://127.0.0.1:* picks a free port)
+        cc-socket = tcp://127.0.0.1:22632
+
+        # local | remote; without it every handler may run (insecure, warned)
+        cc-role = local
+
+        # stats: 0 = none, 1 = totals, 2 = also per message type
+        #cc-stats = 1
+        #stats-period = 30
+
+        # server status file, rewritten every stats-period (level 0-3)
+        #infofile = ~/log/%(job_name)s.info
+        #infofile-level = 2
+
+        # messages larger than this (all frames) are rejected
+        #cc-max-message-size = 64M
+
+        # libzmq I/O threads
+        #zmq_nthreads = 1
+    """
+
+    __version__ = cc.__version__
+    looping = 0
+    log = logging.getLogger("cc.server")
+    cf_defaults = {
+        "logfmt_console": LOG_FORMAT,
+        "logfmt_file": LOG_FORMAT,
+        "logfmt_console_verbose": LOG_FORMAT_VERBOSE,
+        "logfmt_file_verbose": LOG_FORMAT_VERBOSE,
+        "logdatefmt_console_verbose": "%%H:%%M:%%S",
+        "logdatefmt_file_verbose": "%%H:%%M:%%S",
+    }
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.exit_code = 0
+        self.stats = Stats()
+        self.routes: RouteTable[CCHandler] = RouteTable()
+        self.handlers = HandlerSet(self)
+        self.endpoint = ""
+        self.io_loop: IOLoop = None  # type: ignore[assignment]  # set in work()
+        self.zctx: zmq.Context = None  # type: ignore[assignment]
+        self.cclocal: CCStream = None  # type: ignore[assignment]
+        self._timers: List[PeriodicCallback] = []
+        self._stopping: Optional[asyncio.Event] = None
+        self._ratelog = RateLimitedLog(self.log)
+        super().__init__("ccserver", args)
+
+    # -- config --------------------------------------------------------------
+
+    def print_ini(self) -> None:
+        super().print_ini()
+        print(SOCKOPTS_TEMPLATE)
+        print("[routes]\necho = h:echo\nlog = h:locallog\n")
+        print("[h:echo]\nhandler = echo\n")
+        print("[h:locallog]\nhandler = locallogger")
+
+    def reload(self) -> None:
+        """Read and check the config (at start, before forking); SIGHUP uses :meth:`_reload`."""
+        super().reload()
+        if self.options.cmd in ("stop", "kill"):
+            return  # a broken config must not keep an operator from stopping the server
+        self.settings = Settings(self.cf)
+        self.plan = self._load_plan(self.cf, self.settings)
+
+    def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
+        return RoutePlan(cf.filename, settings.role, {"job_name": self.job_name})
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def startup(self) -> None:
+        """Signals are installed on the loop in :meth:`work`, not here."""
+        self.started = time.time()
+
+    def work(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.io_loop = IOLoop.current()
+        self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            self._start()
+        except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
+            self.log.error("cannot start: %s", ex)
+            self.exit_code = 1
+            self._close()
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        await self._stopping.wait()
+        self.log.info("stopping: %d handlers", len(self.handlers.all()))
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await self._stop_handlers(self.handlers.all())
+        self._write_stats()
+        self._close()
+        self.log.info("stopped")
+
+    def _start(self) -> None:
+        settings = self.settings
+        self.log.info("C&C server version %s starting up..", cc.__version__)
+        if not settings.role_set:
+            self.log.warning(
+                'CC is running in insecure mode, please add "cc-role = local" or '
+                '"cc-role = remote" option to config'
+            )
+        self.zctx = zmq.Context(settings.nthreads)
+        sock = self.zctx.socket(zmq.ROUTER)
+        try:
+            used = configure_socket(sock, self.cf)
+            sock.bind(settings.socket_url)
+        except BaseException:
+            sock.close(0)
+            raise
+        self.linger = used["zmq_linger"]
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.cclocal = CCStream(
+            sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name="ccserver"
+        )
+        self.routes, retired = self.handlers.apply(self.plan)
+        self.cclocal.on_recv(self._dispatch)
+        self._start_timers()
+        self.log.info(
+            "listening on %s (role %s, %d routes)",
+            self.endpoint,
+            settings.role,
+            len(self.plan.routes),
+        )
+
+    def _start_timers(self) -> None:
+        for timer in self._timers:
+            timer.stop()
+        self._timers = [PeriodicCallback(self._write_stats, self.settings.stats_period * 1000)]
+        if self.settings.infofile_level >= 3:
+            self._timers.append(
+                PeriodicCallback(lambda: self.stats.snapshot(time.time()), BUCKET_SECONDS * 1000)
+            )
+        for timer in self._timers:
+            timer.start()
+
+    def _on_stop_signal(self, sig: int) -> None:
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            self.log.warning("%s again: already stopping", signal.Signals(sig).name)
+            return
+        self.log.info("got %s, stopping", signal.Signals(sig).name)
+        self._stopping.set()
+
+    def _on_reload_signal(self) -> None:
+        self.io_loop.add_callback(self._reload)
+
+    def _reload(self) -> None:
+        """Re-read the INI; swap routes and changed handlers, or keep running as before."""
+        self.log.info("SIGHUP: reloading %s", self.cf.filename)
+        try:
+            cf = self.load_config()
+            settings = Settings(cf)
+            plan = self._load_plan(cf, settings)
+            if settings.socket_url != self.settings.socket_url:
+                self.log.warning("cc-socket changed: takes effect only after a restart")
+            routes, retired = self.handlers.apply(plan)
+        except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
+            self.log.error("reload failed, keeping the running config: %s", ex)
+            self.stats.inc("count.reload_failed")
+            return
+        self.cf, self.settings, self.plan, self.routes = cf, settings, plan, routes
+        self._start_timers()
+        self.io_loop.add_callback(self._stop_handlers, retired)
+        self.log.info(
+            "reloaded: %d routes, %d handlers (%d retired)",
+            len(plan.routes),
+            len(self.handlers.all()),
+            len(retired),
+        )
+
+    async def _stop_handlers(self, handlers: List[CCHandler]) -> None:
+        pending = []
+        for handler in handlers:
+            try:
+                result = handler.stop()
+            except Exception:
+                self.log.exception("stopping %s failed", handler.hname)
+                continue
+            if result is not None:
+                pending.append(asyncio.ensure_future(result))
+        if pending:
+            done, late = await asyncio.wait(pending, timeout=HANDLER_STOP_TIMEOUT)
+            for task in done:
+                if task.exception():
+                    self.log.error("stopping a handler failed: %s", task.exception())
+            if late:
+                self.log.error("%d handlers did not stop in %ds", len(late), HANDLER_STOP_TIMEOUT)
+
+    def _close(self) -> None:
+        for timer in self._timers:
+            timer.stop()
+        if self.cclocal is not None:
+            self.cclocal.close()
+        if self.zctx is not None:
+            self.zctx.destroy(getattr(self, "linger", 0))
+
+    # -- message path ----------------------------------------------------------
+
+    def _dispatch(self, frames: List[bytes]) -> None:
+        """Route one message from the ROUTER socket to its handlers."""
+        started = time.perf_counter()
+        size = sum(map(len, frames))
+        try:
+            if size > self.settings.max_message_size:
+                raise MessageError(
+                    "oversize",
+                    "message of %d bytes, limit %d" % (size, self.settings.max_message_size),
+                )
+            msg = CCMessage(frames)
+        except MessageError as ex:
+            self._reject_frames(frames, ex, size)
+            return
+        handlers = self.routes.lookup(msg.type)
+        if handlers:
+            result = "ok"
+            for handler in handlers:
+                try:
+                    handler.handle_msg(msg)
+                except Exception:
+                    result = "crashed"
+                    self._ratelog.log_limited(
+                        logging.ERROR,
+                        "crash:" + handler.hname,
+                        "%s crashed, dropping msg: %s",
+                        handler.hname,
+                        msg.type,
+                        exc_info=True,
+                    )
+            if result == "crashed" and wants_reply(msg.type, msg.route):
+                self.cclocal.send_cmsg(msg.error_reply("handler crashed", "crashed"))
+        else:
+            result = "dropped"
+            self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
+            if wants_reply(msg.type, msg.route):
+                self.cclocal.send_cmsg(msg.error_reply("no route for %s" % msg.type, "no-route"))
+        self._count(result, msg.type, size, time.perf_counter() - started)
+
+    def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
+        period = self.stats.period
+        get = period.get
+        period["count"] = get("count", 0) + 1
+        period["bytes"] = get("bytes", 0) + size
+        period["seconds"] = get("seconds", 0) + taken
+        key = "count." + result
+        period[key] = get(key, 0) + 1
+        key = "bytes." + result
+        period[key] = get(key, 0) + size
+        key = "seconds." + result
+        period[key] = get(key, 0) + taken
+        if self.settings.stats_level > 1:
+            suffix = "." + result + ".msg." + msgtype
+            for prefix, n in (("count", 1), ("bytes", size), ("seconds", taken)):
+                key = prefix + suffix
+                period[key] = get(key, 0) + n
+
+    def _reject_frames(self, frames: List[bytes], ex: MessageError, size: int) -> None:
+        """An unparsable frame list: count, log and, if someone waits, answer."""
+        try:
+            route = frames[: frames.index(b"")]
+        except ValueError:
+            route = frames[:1]  # the ROUTER's peer identity is always there
+        msgtype = None
+        if ex.code not in ("bad-frames", "bad-type", "oversize"):
+            msgtype = frames[len(route) + 1].decode("ascii", "replace")
+        self.stats.inc("count")
+        self.stats.inc("bytes", size)
+        self._count_invalid(ex, route, size)
+        if wants_reply(msgtype, route) and len(route) <= 32:
+            error = CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route)
+            self.cclocal.send_cmsg(error)
+
+    def reject(self, msg: CCMessage, ex: MessageError) -> None:
+        """A handler found ``msg`` invalid (bad body, hijacked): count, log, maybe answer."""
+        self._count_invalid(ex, msg.route, msg.size)
+        if wants_reply(msg.type, msg.route):
+            self.cclocal.send_cmsg(msg.error_reply(ex.msg, ex.code))
+
+    def _count_invalid(self, ex: MessageError, route: Sequence[bytes], size: int) -> None:
+        self.stats.inc("count.invalid")
+        self.stats.inc("bytes.invalid", size)
+        self.stats.inc("count.invalid." + ex.code)
+        self._ratelog.warning(
+            "invalid:" + ex.code, "Invalid CC message (%s) from %r: %s", ex.code, route[:1], ex.msg
+        )
+
+    # -- services for handlers -------------------------------------------------------
+
+    def get_handler(self, name: str) -> CCHandler:
+        """The handler of section ``name`` (for handlers that forward to another)."""
+        return self.handlers.get(name)
+
+    # -- stats ---------------------------------------------------------------------
+
+    def _write_stats(self) -> None:
+        settings = self.settings
+        if settings.stats_level <= 0:
+            self.stats.end_period()
+            return
+        period = self.stats.end_period()
+        period.setdefault("count", 0)
+        self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
+        if settings.infofile and settings.infofile_level > 0:
+            try:
+                skytools.write_atomic(settings.infofile, self._infofile_text(), mode="t")
+            except OSError as ex:
+                self._ratelog.error(
+                    "infofile", "cannot write infofile %s: %s", settings.infofile, ex
+                )
+
+    def _infofile_text(self) -> str:
+        now = time.time()
+        times = os.times()
+        lines = [
+            "name: %s" % self.job_name,
+            "version: %s" % cc.__version__,
+            "service: %s" % self.service_name,
+            "pid: %d" % os.getpid(),
+            "started: %s" % format_time(self.started),
+            "status: running",
+            "time-consumed: %s %s %s %s" % times[:4],
+            "info-period: %s" % self.settings.stats_period,
+            "info-written: %s" % format_time(now),
+            "platform: %s" % platform.platform(),
+            "python: %s" % platform.python_version(),
+            "skytools: %s" % getattr(skytools, "__version__", "?"),
+            "libzmq: %s" % zmq.zmq_version(),
+            "pyzmq: %s" % zmq.__version__,
+            "tornado: %s" % tornado.version,
+            "socket: %s" % self.endpoint,
+            "role: %s" % self.settings.role,
+            "",
+        ]
+        lines.extend(self.stats.infofile_sections(self.settings.infofile_level))
+        return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``cc-server``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        server = CCServer(args)
+    except (ConfigError, ValueError) as ex:
+        print("cc-server: %s" % ex, file=sys.stderr)
+        sys.exit(1)
+    server.start()
+    sys.exit(server.exit_code)
+
+
+if __name__ == "__main__":
+    main()

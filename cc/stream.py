@@ -1,0 +1,357 @@
+"""ZeroMQ sockets on the tornado IOLoop: batch receive, lean send, bounded queues.
+
+:class:`CCStream` does what pyzmq's ``ZMQStream`` does (watch the socket's
+edge-triggered FD, re-check ``EVENTS`` after every operation) with three
+differences that matter for a router:
+
+* a readiness event drains up to ``batch`` messages instead of one, then
+  yields to the loop, so a flood on one socket cannot starve the others or
+  the timers;
+* frames are sent with the backend's ``send`` directly (pyzmq's Python-level
+  ``send_multipart`` costs more than libzmq itself on a small message), and
+  received with ``recv`` + ``RCVMORE``;
+* the send queue is bounded (``qmaxsize``, the ``zmq_hwm`` of its owner) and
+  every message dropped is counted.
+
+A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
+has gone is counted as ``unroutable`` instead of vanishing silently.
+
+:class:`CCReqStream` is the client side of request/reply: it puts a query id
+in the route, matches replies to it and times queries out.
+"""
+
+import collections
+import errno
+import logging
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+import zmq
+from tornado.ioloop import IOLoop
+
+from cc.message import CCMessage, MessageError
+from cc.ratelog import RateLimitedLog
+from cc.stats import Stats
+
+__all__ = ["CCStream", "CCReqStream", "DEFAULT_BATCH"]
+
+log = logging.getLogger("cc.stream")
+
+#: messages handled per readiness event before yielding to the loop
+DEFAULT_BATCH = 256
+
+# The backend's send skips the Python-level argument handling of
+# zmq.Socket.send; recv and get are the backend's already.
+try:
+    _backend_send = zmq.backend.Socket.send
+except AttributeError:  # pragma: no cover - a backend without the Cython class
+    _backend_send = zmq.Socket.send
+
+_NOBLOCK = zmq.NOBLOCK
+_MORE = zmq.NOBLOCK | zmq.SNDMORE
+_RCVMORE = zmq.RCVMORE
+_EVENTS = zmq.EVENTS
+_POLLIN = zmq.POLLIN
+_POLLOUT = zmq.POLLOUT
+
+Frames = List[bytes]
+
+
+class CCStream:
+    """One socket driven by the IOLoop.
+
+    :param sock: the socket; the stream owns it and closes it in :meth:`close`
+    :param io_loop: the loop to run on
+    :param stats: where drops are counted
+    :param qmaxsize: most messages waiting to be sent; more are dropped and counted
+    :param name: names the stream in logs
+    :param batch: most messages received per readiness event
+    """
+
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        io_loop: IOLoop,
+        stats: Stats,
+        qmaxsize: int = 100,
+        name: str = "stream",
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        self.socket = sock
+        self.io_loop = io_loop
+        self.stats = stats
+        self.qmaxsize = max(1, qmaxsize)
+        self.name = name
+        self.batch = max(1, batch)
+        self.is_router = sock.type == zmq.ROUTER
+        if self.is_router:
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._queue: Deque[Frames] = collections.deque()
+        self._recv_callback: Optional[Callable[[Frames], None]] = None
+        self._scheduled = False
+        self._ratelog = RateLimitedLog(log)
+        self._fd = sock.getsockopt(zmq.FD)
+        io_loop.add_handler(self._fd, self._handle_events, IOLoop.READ)
+
+    # -- public API ---------------------------------------------------------
+
+    def on_recv(self, callback: Optional[Callable[[Frames], None]]) -> None:
+        """Call ``callback(frames)`` for each received message (None stops receiving)."""
+        self._recv_callback = callback
+        if callback is not None:
+            self._schedule()
+
+    def send_multipart(self, frames: Frames) -> None:
+        """Send now if the socket takes it, else queue (bounded); never blocks."""
+        if self._queue:
+            self._enqueue(frames)
+            return
+        try:
+            self._send(frames)
+        except zmq.Again:
+            if self.is_router:
+                # a ROUTER peer's pipe is full: waiting would stall every other peer
+                self._drop(frames, "peer_full")
+            else:
+                self._enqueue(frames)
+        except zmq.ZMQError as ex:
+            self._send_failed(frames, ex)
+        # sending may have consumed the FD's edge for incoming messages
+        self._schedule()
+
+    def send_cmsg(self, msg: CCMessage) -> None:
+        self.send_multipart(msg.frames)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the send queue."""
+        return len(self._queue)
+
+    def close(self, linger: Optional[int] = None) -> None:
+        """Stop watching the socket and close it; queued messages are dropped and counted."""
+        if self.socket is None:
+            return
+        for frames in self._queue:
+            self._drop(frames, "closed")
+        self._queue.clear()
+        self.io_loop.remove_handler(self._fd)
+        self.socket.close(linger)
+        self.socket = None  # type: ignore[assignment]
+
+    @property
+    def closed(self) -> bool:
+        return self.socket is None
+
+    # -- internals ------------------------------------------------------------
+
+    def _send(self, frames: Frames) -> None:
+        sock = self.socket
+        last = len(frames) - 1
+        for i in range(last):
+            _backend_send(sock, frames[i], _MORE)
+        _backend_send(sock, frames[last], _NOBLOCK)
+
+    def _send_failed(self, frames: Frames, ex: zmq.ZMQError) -> None:
+        if ex.errno == errno.EHOSTUNREACH:
+            self._drop(frames, "unroutable")
+        else:
+            self._drop(frames, "send_error")
+            self._ratelog.error("send:%s" % self.name, "%s: send failed: %s", self.name, ex)
+
+    def _enqueue(self, frames: Frames) -> None:
+        if len(self._queue) >= self.qmaxsize:
+            self._drop(frames, "queue_full")
+        else:
+            self._queue.append(frames)
+
+    def _drop(self, frames: Frames, reason: str) -> None:
+        stats = self.stats
+        stats.inc("count.dropped." + reason)
+        stats.inc("bytes.dropped." + reason, sum(map(len, frames)))
+        self._ratelog.warning(
+            "%s:%s" % (self.name, reason), "%s: message dropped (%s)", self.name, reason
+        )
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self.socket is not None:
+            self._scheduled = True
+            self.io_loop.add_callback(self._handle_events)
+
+    def _handle_events(self, fd: object = None, events: object = None) -> None:
+        self._scheduled = False
+        sock = self.socket
+        if sock is None:
+            return
+        try:
+            ev = sock.get(_EVENTS)
+            if ev & _POLLIN and self._recv_callback is not None:
+                self._drain()
+            if self._queue and ev & _POLLOUT:
+                self._flush()
+            if self.socket is None:
+                return
+            # edge-triggered FD: what is still pending will not signal again
+            ev = sock.get(_EVENTS)
+        except zmq.ZMQError as ex:
+            if self.socket is not None:
+                log.error("%s: socket error: %s", self.name, ex)
+            return
+        if (ev & _POLLIN and self._recv_callback is not None) or (self._queue and ev & _POLLOUT):
+            self._schedule()
+
+    def _drain(self) -> None:
+        sock = self.socket
+        recv = sock.recv
+        get = sock.get
+        for _ in range(self.batch):
+            try:
+                frames = [recv(_NOBLOCK)]
+            except zmq.Again:
+                return
+            while get(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            callback = self._recv_callback
+            if callback is None:
+                return
+            try:
+                callback(frames)
+            except Exception:
+                log.exception("%s: receive callback %r failed", self.name, callback)
+            if self.socket is None:
+                return
+
+    def _flush(self) -> None:
+        queue = self._queue
+        for _ in range(self.batch):
+            if not queue:
+                return
+            try:
+                self._send(queue[0])
+            except zmq.Again:
+                return
+            except zmq.ZMQError as ex:
+                self._send_failed(queue[0], ex)
+            queue.popleft()
+
+
+QueryCallback = Callable[[Optional[CCMessage]], bool]
+
+
+class CCReqStream:
+    """Request/reply client on the IOLoop.
+
+    :meth:`query` sends a message with a fresh query id as its innermost route
+    id; a reply carrying that id goes to the query's callback.  The callback
+    gets ``None`` on timeout and returns True to keep waiting for more replies
+    (the timeout is then re-armed), False when done.
+    """
+
+    #: queries waiting for replies at the most
+    MAX_PENDING = 10000
+
+    def __init__(
+        self,
+        url: str,
+        io_loop: IOLoop,
+        context: zmq.Context,
+        stats: Stats,
+        hwm: int = 100,
+        linger: int = 500,
+    ) -> None:
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.LINGER, linger)
+        sock.connect(url)
+        self.url = url
+        self.io_loop = io_loop
+        self.stats = stats
+        self.stream = CCStream(sock, io_loop, stats, qmaxsize=hwm, name="query:" + url)
+        self.stream.on_recv(self._on_recv)
+        self._seq = 0
+        self._queries: Dict[bytes, Tuple[QueryCallback, object, Frames, float]] = {}
+
+    def publish(self, msg: CCMessage) -> None:
+        """Send without expecting a reply."""
+        self.stream.send_multipart(msg.with_route(()).frames)
+
+    def query(self, msg: CCMessage, callback: QueryCallback, timeout: float = 10.0) -> bytes:
+        """Send ``msg`` and pass its replies (or None on timeout) to ``callback``."""
+        if len(self._queries) >= self.MAX_PENDING:
+            raise MessageError("too-many-queries", "%d queries pending" % len(self._queries))
+        self._seq += 1
+        qid = b"Q%06d" % self._seq
+        frames = msg.with_route([qid]).frames
+        self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
+        self.stream.send_multipart(frames)
+        return qid
+
+    def resend(self, qid: bytes) -> None:
+        """Send a pending query again with the same id and re-arm its timeout."""
+        callback, handle, frames, timeout = self._queries[qid]
+        self._disarm(handle)
+        self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
+        self.stream.send_multipart(frames)
+
+    def cancel(self, qid: bytes) -> None:
+        entry = self._queries.pop(qid, None)
+        if entry:
+            self._disarm(entry[1])
+
+    @property
+    def pending(self) -> int:
+        return len(self._queries)
+
+    def close(self) -> None:
+        for qid in list(self._queries):
+            self.cancel(qid)
+        self.stream.close()
+
+    def _arm(self, qid: bytes, timeout: float) -> object:
+        if timeout <= 0:
+            return None
+        return self.io_loop.call_later(timeout, self._on_timeout, qid)
+
+    def _disarm(self, handle: object) -> None:
+        if handle is not None:
+            self.io_loop.remove_timeout(handle)
+
+    def _on_timeout(self, qid: bytes) -> None:
+        entry = self._queries.pop(qid, None)
+        if entry is None:
+            return
+        self.stats.inc("count.query_timeout")
+        self._finish(qid, entry, None)
+
+    def _on_recv(self, frames: Frames) -> None:
+        try:
+            msg = CCMessage(frames)
+        except MessageError as ex:
+            self.stats.inc("count.invalid")
+            log.warning("invalid reply from %s: %s", self.url, ex)
+            return
+        route = msg.route
+        entry = self._queries.get(route[0]) if len(route) == 1 else None
+        if entry is None:
+            self.stats.inc("count.reply_unknown")
+            log.debug("reply for unknown query %r: %s", route, msg.type)
+            return
+        qid = route[0]
+        self._disarm(entry[1])
+        self._finish(qid, entry, msg)
+
+    def _finish(
+        self,
+        qid: bytes,
+        entry: Tuple[QueryCallback, object, Frames, float],
+        msg: Optional[CCMessage],
+    ) -> None:
+        callback, _, frames, timeout = entry
+        try:
+            keep = callback(msg)
+        except Exception:
+            log.exception("query callback %r failed", callback)
+            keep = False
+        if keep and msg is not None:
+            self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
+        else:
+            self._queries.pop(qid, None)

@@ -1,0 +1,33 @@
+"""Install cc: the package, its handlers and daemons, and the console commands."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("cc/__init__.py", encoding="utf8") as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+setup(
+    name="cc",
+    version=VERSION,
+    description="Command-and-control message router for fleets of database servers",
+    long_description=open("README.md", encoding="utf8").read(),
+    long_description_content_type="text/markdown",
+    license="ISC",
+    python_requires=">=3.11",
+    packages=find_packages(include=["cc", "cc.*"]),
+    install_requires=[
+        "pyzmq>=24",
+        "tornado>=6.2",
+        "skytools>=3.8",
+        "psycopg2>=2.9.5",
+    ],
+    extras_require={"test": ["nose2>=0.12"]},
+    entry_points={
+        "console_scripts": [
+            "cc-server = cc.server:main",
+            "cc-send = cc.client:main",
+            "cc-demo = cc.demo:main",
+        ],
+    },
+)
