@@ -102,6 +102,12 @@ class ServerProcess:
         self.endpoint = wait_for(bound, what="%s to listen" % self.name)
         return self.endpoint
 
+    def pin_endpoint(self) -> None:
+        """Write the bound address into the INI: daemons reading it connect there."""
+        with open(self.ini, encoding="utf8") as f:
+            text = f.read()
+        self.write_ini(re.sub(r"(?m)^cc-socket = .*$", "cc-socket = " + self.endpoint, text, 1))
+
     def log_text(self) -> str:
         for path in (self.logfile, self.stderr_file):
             if os.path.exists(path) and os.path.getsize(path):

@@ -1,0 +1,5 @@
+"""``python -m cc.daemon MODULE config.ini SECTION``: the same as ``cc-daemon``."""
+
+from cc.daemon import main
+
+main()
