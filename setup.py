@@ -22,7 +22,7 @@ setup(
         "skytools>=3.8",
         "psycopg2>=2.9.5",
     ],
-    extras_require={"test": ["nose2>=0.12"]},
+    extras_require={"test": ["nose2>=0.12", "hypothesis>=6"]},
     entry_points={
         "console_scripts": [
             "cc-server = cc.server:main",

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import platform
+import resource
 import signal
 import sys
 import time
@@ -40,6 +41,9 @@ __all__ = ["CCServer", "main"]
 # log formats ("%%" because skytools interpolates config values)
 LOG_FORMAT = "%%(asctime)s %%(process)s %%(levelname)s %%(name)s: %%(message)s"
 LOG_FORMAT_VERBOSE = "%%(asctime)s,%%(msecs)03d %%(levelname)s %%(name)s: %%(message)s"
+
+#: file descriptors asked for when the hard limit is unlimited
+FD_LIMIT_WANTED = 65536
 
 #: seconds the server waits for handlers to stop on shutdown
 HANDLER_STOP_TIMEOUT = 30.0
@@ -178,6 +182,7 @@ class CCServer(skytools.BaseScript):
                 'CC is running in insecure mode, please add "cc-role = local" or '
                 '"cc-role = remote" option to config'
             )
+        self._raise_fd_limit()
         self.zctx = zmq.Context(settings.nthreads)
         sock = self.zctx.socket(zmq.ROUTER)
         try:
@@ -200,6 +205,18 @@ class CCServer(skytools.BaseScript):
             settings.role,
             len(self.plan.routes),
         )
+
+    def _raise_fd_limit(self) -> None:
+        """Every connected peer costs a file descriptor: take what the hard limit allows."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, FD_LIMIT_WANTED)
+        if soft < want:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                soft = want
+            except (ValueError, OSError) as ex:
+                self.log.warning("cannot raise the file descriptor limit to %d: %s", want, ex)
+        self.log.info("file descriptor limit %d: about %d peers", soft, soft - 64)
 
     def _start_timers(self) -> None:
         for timer in self._timers:

@@ -1,0 +1,80 @@
+"""Many peers and bounded memory, against a real server."""
+
+import os
+import resource
+
+import zmq
+from harness import CCTestCase, ccserver_section, wait_for
+
+from cc.message import CCMessage
+
+ECHO_AND_DEAD_PROXY = """
+[routes]
+echo = h:echo
+log = h:proxy
+
+[h:echo]
+handler = echo
+
+[h:proxy]
+handler = proxy
+remote-cc = tcp://127.0.0.1:9
+"""
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+class TestManyPeers(CCTestCase):
+    PEERS = 1000
+
+    def test_thousand_clients_all_answered(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 3 * self.PEERS + 100:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * self.PEERS), hard))
+        self.context.setsockopt(zmq.MAX_SOCKETS, self.PEERS + 100)
+        server = self.start_server("many", ccserver_section("many") + ECHO_AND_DEAD_PROXY)
+        server.wait_log(r"file descriptor limit \d+")
+        clients = [self.dealer(server.endpoint) for _ in range(self.PEERS)]
+        for n, sock in enumerate(clients):
+            msg = CCMessage.build("echo.request", {"target": "c%d" % n}, route=[b"Q%d" % n])
+            sock.send_multipart(msg.frames)
+        for n, sock in enumerate(clients):
+            reply = CCMessage(self.recv(sock))
+            self.assertEqual(reply.route, [b"Q%d" % n])
+            self.assertEqual(reply.get_body()["orig_target"], "c%d" % n)
+        server.wait_stat("count.ok", self.PEERS)
+
+
+class TestBoundedMemory(CCTestCase):
+    MESSAGES = 300000
+
+    def test_dead_remote_keeps_memory_bounded(self):
+        server = self.start_server("mem", ccserver_section("mem") + ECHO_AND_DEAD_PROXY)
+        pid = server.proc.pid
+        start = rss_mb(pid)
+        sock = self.dealer(server.endpoint)
+        frames = CCMessage.build("log.info", {"log_msg": "x" * 320}).frames
+        self.assertGreaterEqual(sum(map(len, frames)), 400)
+        peak = start
+        for i in range(self.MESSAGES):
+            sock.send_multipart(frames)
+            if i % 20000 == 0:
+                peak = max(peak, rss_mb(pid))
+        # every message is either held (2 x zmq_hwm: libzmq pipe + stream queue) or counted
+        held = 2 * 100
+        server.wait_stat("count.dropped.queue_full", self.MESSAGES - held, timeout=60)
+        peak = max(peak, rss_mb(pid))
+        self.assertLess(peak - start, 150, "RSS grew from %.1f to %.1f MB" % (start, peak))
+        end = wait_for(lambda: rss_mb(pid) - start < 20 and rss_mb(pid), what="RSS back near start")
+        self.assertLess(end - start, 20)
+        if os.environ.get("CC_TEST_VERBOSE"):
+            print("RSS start %.1f peak %.1f end %.1f MB" % (start, peak, end))
+        # and the server still answers
+        reply = self.query(sock, "echo.request", {"target": "after"})
+        self.assertEqual(reply.get_body()["orig_target"], "after")
