@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long bench-onehop clean
+.PHONY: all run test test-long bench clean
 
 all: $(STAMP)
 
@@ -24,8 +24,10 @@ test: $(STAMP)
 test-long: $(STAMP)
 	CC_TEST_LONG=1 $(PY) -m nose2 --verbose --start-dir test
 
-bench-onehop: $(STAMP)
-	$(PY) bench/onehop.py
+bench: $(STAMP)
+	$(VENV)/bin/cc-bench forward
+	$(VENV)/bin/cc-bench echo
+	$(VENV)/bin/cc-bench twohop
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

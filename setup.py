@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "cc-server = cc.server:main",
             "cc-send = cc.client:main",
+            "cc-bench = cc.bench:main",
             "cc-daemon = cc.daemon:main",
             "cc-demo = cc.demo:main",
         ],
