@@ -29,6 +29,7 @@ setup(
             "cc-send = cc.client:main",
             "cc-daemon = cc.daemon:main",
             "cc-demo = cc.demo:main",
+            "cc-task = cc.taskclient:main",
         ],
     },
 )

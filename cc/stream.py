@@ -102,6 +102,9 @@ class CCStream:
 
     def send_multipart(self, frames: Frames) -> None:
         """Send now if the socket takes it, else queue (bounded); never blocks."""
+        if self.socket is None:  # closed (a handler stopping while the server drains)
+            self._drop(frames, "closed")
+            return
         if self._queue:
             self._enqueue(frames)
             return
