@@ -15,6 +15,7 @@ SOCKET = "CC_SOCKET"
 KEEPALIVE_PERIOD = "CC_KEEPALIVE_PERIOD"
 PARENT_PID = "CC_JOBMGR_PID"
 VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID)
+WILDCARDS = (("tcp://0.0.0.0:", "tcp://127.0.0.1:"), ("tcp://[::]:", "tcp://[::1]:"))
 
 
 class JobEnv(NamedTuple):
@@ -59,7 +60,7 @@ def without_job_env(environ: Mapping[str, str]) -> Dict[str, str]:
 
 def connectable(endpoint: str) -> str:
     """A bound endpoint in a form a client can connect to (wildcard address -> loopback)."""
-    for wildcard, loopback in (("tcp://0.0.0.0:", "tcp://127.0.0.1:"), ("tcp://[::]:", "tcp://[::1]:")):
+    for wildcard, loopback in WILDCARDS:
         if endpoint.startswith(wildcard):
             return loopback + endpoint[len(wildcard) :]
     return endpoint

@@ -106,7 +106,9 @@ def send_task(
     msgtype = "task.send." + task_id
     for attempt in range(1, retries + 1):
         got_reply = False
-        replies = client.query_replies(msgtype, fields, timeout=timeout, reply_timeout=reply_timeout)
+        replies = client.query_replies(
+            msgtype, fields, timeout=timeout, reply_timeout=reply_timeout
+        )
         for reply in replies:
             for line in format_reply(reply):
                 print(line, flush=True)
@@ -120,7 +122,10 @@ def send_task(
         if got_reply:
             print("timeout: no reply for %.0f s" % reply_timeout, file=sys.stderr)
             return 2
-        print("no reply in %.0f s (attempt %d of %d)" % (timeout, attempt, retries), file=sys.stderr)
+        print(
+            "no reply in %.0f s (attempt %d of %d)" % (timeout, attempt, retries),
+            file=sys.stderr,
+        )
     return 2
 
 

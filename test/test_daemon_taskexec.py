@@ -79,8 +79,17 @@ class TestTasks(CCTestCase):
         result = self.send("task_handler=cc.task.sample", "cmd=test")
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         out = result.stdout
-        for expected in ("reply: forwarded", "reply: starting", "reply: launched", "reply: running",
-                         '>> {"i": 1}', '>> {"i": 3}', "task .* done", r"reply: finished \(0\)", "done"):
+        for expected in (
+            "reply: forwarded",
+            "reply: starting",
+            "reply: launched",
+            "reply: running",
+            '>> {"i": 1}',
+            '>> {"i": 3}',
+            "task .* done",
+            r"reply: finished \(0\)",
+            "done",
+        ):
             self.assertRegex(out, expected)
         order = [out.index(s) for s in ("starting", "launched", '{"i": 1}', '{"i": 3}', "finished")]
         self.assertEqual(order, sorted(order))
@@ -118,7 +127,8 @@ class TestTasks(CCTestCase):
         self.assertIn("reply: finished", again.stdout)
         out, _ = other.communicate(timeout=30)
         self.assertEqual(other.returncode, 0, out)
-        launches = re.findall(r"stdout: .* task dup1: cc.task.sample launched", self.host.log_text())
+        log = self.host.log_text()
+        launches = re.findall(r"stdout: .* task dup1: cc.task.sample launched", log)
         self.assertEqual(len(launches), 1)
         first.kill()
 

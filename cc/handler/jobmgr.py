@@ -186,7 +186,8 @@ class JobMgr(CCHandler):
     def _keepalive(self, body: Dict[str, Any]) -> None:
         section = self._find(body.get("job_name"))
         pid = body.get("pid")
-        if section is None or not self.jobs[section].keepalive(pid if isinstance(pid, int) else None):
+        pid = pid if isinstance(pid, int) else None
+        if section is None or not self.jobs[section].keepalive(pid):
             self.stats.inc("jobmgr.keepalive_unknown")
             self._ratelog.warning(
                 "keepalive:%s" % body.get("job_name"),
