@@ -30,6 +30,7 @@ setup(
             "cc-bench = cc.bench:main",
             "cc-daemon = cc.daemon:main",
             "cc-demo = cc.demo:main",
+            "cc-task = cc.taskclient:main",
         ],
     },
 )

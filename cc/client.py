@@ -81,8 +81,13 @@ class CCClient:
         fields: Optional[Dict[str, Any]] = None,
         blob: Optional[bytes] = None,
         timeout: float = 10.0,
+        reply_timeout: Optional[float] = None,
     ) -> Iterator[CCMessage]:
-        """Send a request and yield its replies until none comes for ``timeout`` seconds."""
+        """Send a request and yield its replies until none comes for ``timeout`` seconds.
+
+        After the first reply the wait for each next one is ``reply_timeout``
+        (default: ``timeout``), for requests that report progress.
+        """
         qid = self._prefix + b"%d" % next(self._ids)
         self.send(CCMessage.build(msgtype, fields, route=[qid], blob=blob), timeout)
         while True:
@@ -90,6 +95,8 @@ class CCClient:
             if reply is None:
                 return
             yield reply
+            if reply_timeout is not None:
+                timeout = reply_timeout
 
     def _recv_reply(self, qid: bytes, timeout: float) -> Optional[CCMessage]:
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import resource
 import signal
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import skytools
 import tornado
@@ -120,6 +120,7 @@ class CCServer(skytools.BaseScript):
         self._timers: List[PeriodicCallback] = []
         self._stopping: Optional[asyncio.Event] = None
         self._ratelog = RateLimitedLog(self.log)
+        self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
@@ -385,6 +386,14 @@ class CCServer(skytools.BaseScript):
         """The handler of section ``name`` (for handlers that forward to another)."""
         return self.handlers.get(name)
 
+    def add_status_source(self, name: str, lines: Callable[[], List[str]]) -> None:
+        """Add a ``[name]`` section (``lines()``) to the infofile, e.g. jobmgr's job states."""
+        self._status_sources[name] = lines
+
+    def remove_status_source(self, name: str, lines: Callable[[], List[str]]) -> None:
+        if self._status_sources.get(name) == lines:
+            del self._status_sources[name]
+
     # -- stats ---------------------------------------------------------------------
 
     def _write_stats(self) -> None:
@@ -427,6 +436,8 @@ class CCServer(skytools.BaseScript):
             "",
         ]
         lines.extend(self.stats.infofile_sections(self.settings.infofile_level))
+        for name, source in list(self._status_sources.items()):
+            lines.extend(["[%s]" % name, *source(), ""])
         return "\n".join(lines) + "\n"
 
 

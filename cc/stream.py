@@ -102,6 +102,9 @@ class CCStream:
 
     def send_multipart(self, frames: Frames) -> None:
         """Send now if the socket takes it, else queue (bounded); never blocks."""
+        if self.socket is None:  # closed (a handler stopping while the server drains)
+            self._drop(frames, "closed")
+            return
         if self._queue:
             self._enqueue(frames)
             return
@@ -269,6 +272,11 @@ class CCReqStream:
         self.stream.on_recv(self._on_recv)
         self._seq = 0
         self._queries: Dict[bytes, Tuple[QueryCallback, object, Frames, float]] = {}
+        self._on_message: Optional[Callable[[CCMessage], None]] = None
+
+    def on_message(self, callback: Optional[Callable[[CCMessage], None]]) -> None:
+        """Messages addressed to this client itself (no route), such as tasks."""
+        self._on_message = callback
 
     def publish(self, msg: CCMessage) -> None:
         """Send without expecting a reply."""
@@ -330,6 +338,12 @@ class CCReqStream:
             log.warning("invalid reply from %s: %s", self.url, ex)
             return
         route = msg.route
+        if not route and self._on_message is not None:
+            try:
+                self._on_message(msg)
+            except Exception:
+                log.exception("message callback %r failed on %s", self._on_message, msg.type)
+            return
         entry = self._queries.get(route[0]) if len(route) == 1 else None
         if entry is None:
             self.stats.inc("count.reply_unknown")

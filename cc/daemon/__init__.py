@@ -10,7 +10,10 @@ the server's ``job_name`` (its own job name is ``<server job>.<section>``),
 then its own section.  :class:`CCDaemon` gives every daemon the same
 skeleton: skytools command line and pidfile, an IOLoop, a connection to the
 local cc, log records forwarded as ``log.*`` messages, counters logged each
-``stats-period``, and a clean stop on SIGINT and SIGTERM.
+``stats-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
+(see :mod:`cc.jobenv`), a daemon connects to the server's real address, asks
+``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
+pidfile is then jobmgr's to write.
 
 Adding a daemon means adding its module (with ``CC_DAEMON = "ClassName"``)
 and one line in :data:`DAEMONS`.
@@ -32,6 +35,8 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
+from cc.jobenv import from_environ
+from cc.joblink import JobLink
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import LogMessage
 from cc.stats import Stats
@@ -40,7 +45,10 @@ from cc.stream import CCReqStream
 __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
 #: short name -> module; the original's module paths work as names too
-DAEMONS: Dict[str, str] = {}
+DAEMONS: Dict[str, str] = {
+    "taskexec": "cc.daemon.taskexec",
+    "taskrunner": "cc.daemon.taskexec",
+}
 
 #: seconds a stopping daemon waits for queued messages to leave
 FLUSH_TIMEOUT = 5.0
@@ -84,6 +92,8 @@ class CCDaemon(skytools.BaseScript):
         self._stopping: Optional[asyncio.Event] = None
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._log_forwarder: Optional["LogForwarder"] = None
+        self.jobenv = from_environ()
+        self.joblink: Optional[JobLink] = None
         super().__init__(service_name, args)
 
     # -- config ----------------------------------------------------------------
@@ -101,7 +111,8 @@ class CCDaemon(skytools.BaseScript):
             "service_name": section,
         }
         cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
-        self.cc_socket = cf.get("cc-socket", server_cf.get("cc-socket"))
+        server_socket = self.jobenv.socket if self.jobenv else ""
+        self.cc_socket = cf.get("cc-socket", server_socket or server_cf.get("cc-socket"))
         return cf
 
     def reload(self) -> None:
@@ -110,6 +121,8 @@ class CCDaemon(skytools.BaseScript):
         self.stats_period = self.cf.getfloat("stats-period", 30)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
+        if self.jobenv is not None:
+            self.pidfile = ""  # jobmgr writes it: the daemon would find its own pid "running"
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -175,6 +188,11 @@ class CCDaemon(skytools.BaseScript):
             self._log_forwarder = LogForwarder(self)
             logging.getLogger().addHandler(self._log_forwarder)
             stats_timer.start()
+            if self.jobenv is not None:
+                self.joblink = JobLink(
+                    self.jobenv, self.job_name, self.cc, self.log, self.request_stop
+                )
+                self.joblink.start()
             self.start_work()
             self.log.info("%s started, connected to %s", self.section, self.cc_socket)
             await self._stopping.wait()
@@ -186,6 +204,8 @@ class CCDaemon(skytools.BaseScript):
             await self._stop()
 
     async def _stop(self) -> None:
+        if self.joblink is not None:
+            self.joblink.stop()
         try:
             result = self.stop_work()
             if result is not None:

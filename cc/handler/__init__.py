@@ -27,8 +27,10 @@ HANDLERS: Dict[str, str] = {
     "disposer": "cc.handler.disposer",
     "echo": "cc.handler.echo",
     "filter": "cc.handler.filter",
+    "jobmgr": "cc.handler.jobmgr",
     "locallogger": "cc.handler.locallogger",
     "proxy": "cc.handler.proxy",
+    "taskrouter": "cc.handler.taskrouter",
 }
 
 

@@ -1,0 +1,245 @@
+"""jobmgr: run the local daemons as supervised children of cc-server."""
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import skytools
+from tornado.ioloop import PeriodicCallback
+
+from cc.handler import CCHandler, HandlerConfigError
+from cc.jobenv import JobEnv, connectable
+from cc.jobstates import Backoff
+from cc.message import CCMessage
+from cc.ratelog import RateLimitedLog
+from cc.supervisor import Job, JobSettings
+
+CC_HANDLER = "JobMgr"
+
+
+class JobMgr(CCHandler):
+    """Launches the daemons listed in ``daemons``, restarts them, answers ``job.config``.
+
+    Each job runs as a direct child in its own process group, with the
+    server's config file and its section as arguments (``python -m MODULE``
+    with cc-server's own interpreter, or ``script``); its output goes into the
+    server log.  A job that exits is restarted after a delay doubling from
+    ``restart-delay`` up to ``restart-delay-max`` (with jitter; reset after a
+    run of ``watchdog-reset`` seconds); a job whose ``job.keepalive`` messages
+    stop for ``keepalive-timeout`` seconds is killed and restarted.  On
+    shutdown every job gets TERM, then KILL after ``stop-timeout``, and the
+    server waits for them.  Route ``job`` here so that keepalives arrive.
+
+    ::
+
+        [routes]
+        job = h:jobmgr
+
+        [h:jobmgr]
+        handler = jobmgr
+        daemons = d:infosender, d:taskrunner
+
+        [d:taskrunner]
+        module = cc.daemon.taskrunner
+        # or: script = /usr/local/bin/mydaemon  (gets: config.ini section)
+        #pidfile = ~/pid/%(job_name)s.pid
+        #restart-delay = 1          (the original's watchdog-formula-b works too)
+        #restart-delay-max = 300    (the original's watchdog-formula-cap works too)
+        #watchdog-reset = 3600
+        #start-seconds = 1
+        #keepalive-period = 10
+        #keepalive-timeout = 30     (default 3 x keepalive-period)
+        #kill-grace = 5
+        #stop-timeout = 10
+
+    The per-job options may also be set in ``[h:jobmgr]`` as defaults for all jobs.
+    """
+
+    CC_ROLES = ("local",)
+
+    def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
+        super().__init__(hname, hcf, ccscript)
+        self._ratelog = RateLimitedLog(self.log)
+        self.config_file = hcf.filename
+        server_cf = skytools.Config("ccserver", self.config_file)
+        self.server_job_name = server_cf.get("job_name")
+        self.server_pidfile_template = _raw_option(server_cf, "pidfile")
+        self.jobs: Dict[str, Job] = {}
+        self.configs: Dict[str, Dict[str, str]] = {}
+        names = hcf.getlist("daemons")
+        if not names:
+            raise HandlerConfigError("[%s]: daemons lists no job section" % hname)
+        for name in names:
+            self.jobs[name] = self._make_job(name)
+        self._by_job_name = {self._job_name(n): n for n in self.jobs}
+        self._period = min(job.settings.keepalive_timeout for job in self.jobs.values()) / 4
+        self._checker = PeriodicCallback(self._check_jobs, max(0.1, min(self._period, 1)) * 1000)
+        self._checker.start()
+        self.server.add_status_source(self.hname, self.status_lines)
+        for job in self.jobs.values():
+            job.start()
+
+    # -- config -------------------------------------------------------------------
+
+    def _job_name(self, section: str) -> str:
+        return "%s.%s" % (self.server_job_name, section)
+
+    def _job_defaults(self, section: str) -> Dict[str, str]:
+        """The original's make_job_defaults: job name, service name, pidfile."""
+        defaults = {
+            "use_skylog": "0",
+            "service_name": section,
+            "job_name": self._job_name(section),
+        }
+        if self.server_pidfile_template:
+            defaults["pidfile"] = self.server_pidfile_template
+        return defaults
+
+    def _make_job(self, section: str) -> Job:
+        try:
+            cf = skytools.Config(section, self.config_file, user_defs=self._job_defaults(section))
+            self.configs[section] = dict(cf.cf.items(section))
+        except Exception as ex:
+            raise HandlerConfigError("[%s]: job %s: %s" % (self.hname, section, ex)) from None
+
+        def opt(name: str, default: float, *aliases: str) -> float:
+            for key in (name,) + aliases:
+                for source in (cf, self.cf):
+                    if source.has_option(key):
+                        return source.getfloat(key)
+            return default
+
+        if cf.has_option("module"):
+            argv = [sys.executable, "-m", cf.get("module")]
+        elif cf.has_option("script"):
+            argv = [cf.getfile("script")]
+        else:
+            raise HandlerConfigError("[%s]: needs module = or script =" % section)
+        argv += [self.config_file, section] + self._verbosity()
+        keepalive_period = opt("keepalive-period", 10)
+        if keepalive_period <= 0:
+            raise HandlerConfigError("[%s]: keepalive-period must be positive" % section)
+        settings = JobSettings(
+            start_seconds=opt("start-seconds", 1),
+            stop_timeout=opt("stop-timeout", 10),
+            keepalive_timeout=opt("keepalive-timeout", 3 * keepalive_period),
+            kill_grace=opt("kill-grace", 5),
+        )
+        cap = opt("restart-delay-max", 0, "watchdog-formula-cap") or 300
+        backoff = Backoff(
+            base=opt("restart-delay", 1, "watchdog-formula-b"),
+            cap=cap,
+            reset_after=opt("watchdog-reset", 3600),
+        )
+        jobenv = JobEnv(section, connectable(self.server.endpoint), keepalive_period, os.getpid())
+        env = dict(os.environ)
+        env.update(jobenv.to_environ())
+        return Job(
+            section,
+            argv,
+            env,
+            settings,
+            backoff,
+            self.stats,
+            self.log,
+            pidfile=self._pidfile(cf, section),
+        )
+
+    def _pidfile(self, cf: skytools.Config, section: str) -> str:
+        """The job's own pidfile; never the server's (a template without %(job_name)s)."""
+        path = cf.getfile("pidfile", "")
+        server_pidfile = self.server.pidfile or ""
+        if path and os.path.abspath(path) == os.path.abspath(server_pidfile):
+            path = os.path.join(os.path.dirname(path), self._job_name(section) + ".pid")
+        return path
+
+    def _verbosity(self) -> List[str]:
+        options = self.server.options
+        if getattr(options, "quiet", False):
+            return ["-q"]
+        return ["-v"] * (getattr(options, "verbose", 0) or 0)
+
+    # -- messages ---------------------------------------------------------------
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        if msg.type == "job.keepalive":
+            self._keepalive(body)
+        elif msg.type == "job.config":
+            self._config(msg, body)
+        else:
+            self.stats.inc("jobmgr.unknown")
+            self._ratelog.warning("unknown:" + msg.type, "JobMgr: unsupported req %s", msg.type)
+            self.reply_error(msg, "unsupported req %s" % msg.type, "unsupported")
+
+    def _find(self, name: Any) -> Optional[str]:
+        if not isinstance(name, str):
+            return None
+        if name in self.jobs:
+            return name
+        return self._by_job_name.get(name)
+
+    def _keepalive(self, body: Dict[str, Any]) -> None:
+        section = self._find(body.get("job_name"))
+        pid = body.get("pid")
+        pid = pid if isinstance(pid, int) else None
+        if section is None or not self.jobs[section].keepalive(pid):
+            self.stats.inc("jobmgr.keepalive_unknown")
+            self._ratelog.warning(
+                "keepalive:%s" % body.get("job_name"),
+                "keepalive from unknown job %r (pid %r)",
+                body.get("job_name"),
+                pid,
+            )
+            return
+        self.stats.inc("jobmgr.keepalive")
+
+    def _config(self, msg: CCMessage, body: Dict[str, Any]) -> None:
+        name = body.get("job_name")
+        if not name:
+            self.reply_error(msg, "Missing job_name", "bad-request")
+            return
+        section = self._find(name)
+        if section is None:
+            self.reply_error(msg, "Unknown job_name %s" % str(name)[:200], "unknown-job")
+            return
+        self.stats.inc("jobmgr.config")
+        job = self.jobs[section]
+        self.reply(
+            msg,
+            "job.config",
+            job_name=self._job_name(section),
+            config=self.configs[section],
+            cc_socket=connectable(self.server.endpoint),
+            keepalive_period=float(job.env["CC_KEEPALIVE_PERIOD"]),
+        )
+
+    # -- supervision --------------------------------------------------------------
+
+    def _check_jobs(self) -> None:
+        now = time.monotonic()
+        for job in self.jobs.values():
+            job.check_hung(now)
+
+    def status_lines(self) -> List[str]:
+        """``<job>.<key>: value`` for pid, state, starts, last exit and keepalive age."""
+        lines = []
+        for name, job in self.jobs.items():
+            lines.extend("%s.%s: %s" % (name, k, v) for k, v in job.status().items())
+        return lines
+
+    def stop(self) -> "asyncio.Future[Any]":
+        self._checker.stop()
+        self.server.remove_status_source(self.hname, self.status_lines)
+        return asyncio.gather(*(job.stop() for job in self.jobs.values()))
+
+
+def _raw_option(cf: skytools.Config, key: str) -> str:
+    """An option without interpolation (the pidfile template, re-read per job)."""
+    if cf.cf.has_option(cf.main_section, key):
+        return cf.cf.get(cf.main_section, key, raw=True)
+    return ""

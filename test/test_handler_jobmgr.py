@@ -1,0 +1,169 @@
+"""jobmgr: real daemons as children, job.config, keepalives, restarts, hangs, no orphans."""
+
+import os
+import re
+import signal
+
+from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
+
+
+JOBS = """
+[routes]
+job = h:jobmgr
+log = h:locallog
+
+[h:locallog]
+handler = locallogger
+
+[h:jobmgr]
+handler = jobmgr
+daemons = {daemons}
+keepalive-period = 0.3
+keepalive-timeout = 1.5
+kill-grace = 1
+stop-timeout = 2
+restart-delay = 0.2
+
+[d:echo]
+module = plugins.echodaemon
+echo-timeout = 1
+stats-period = 60
+
+[d:stubborn]
+script = {scripts}/stubborn.sh
+"""
+
+
+def alive(pid):
+    """True if ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class TestJobMgr(CCTestCase):
+    def start_local(self, daemons="d:echo"):
+        ini = ccserver_section("local", role="local") + JOBS
+        return self.start_server(
+            "local", ini, daemons=daemons, scripts=os.path.join(TEST_DIR, "scripts")
+        )
+
+    def job_pids(self, server, job):
+        return [int(p) for p in re.findall(r"Job %s started: pid (\d+)" % job, server.log_text())]
+
+    def wait_started(self, server, job, count=1):
+        return wait_for(
+            lambda: len(self.job_pids(server, job)) >= count and self.job_pids(server, job)[-1],
+            what="%s start #%d" % (job, count),
+        )
+
+    def job_status(self, server, job):
+        try:
+            with open(server.infofile, encoding="utf8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        return dict(re.findall(r"^%s\.(\w+): (.*)$" % re.escape(job), text, re.M))
+
+    def wait_keepalive_from(self, server, job, pid):
+        def fresh():
+            status = self.job_status(server, job)
+            return (
+                status.get("pid") == str(pid)
+                and status.get("state") == "RUNNING"
+                and status.get("keepalive_age") not in (None, "-")
+                and float(status["keepalive_age"]) < 1
+            )
+
+        wait_for(fresh, what="keepalives from %s pid %d" % (job, pid))
+
+    def test_job_config_keepalives_and_state(self):
+        server = self.start_local()
+        pid = self.wait_started(server, "d:echo")
+        # the daemon connected through the endpoint jobmgr gave it (the INI says port *)
+        server.wait_log(r"\[local\.d:echo@\S+\] \S+ INFO hello from local\.d:echo")
+        self.wait_keepalive_from(server, "d:echo", pid)
+        server.wait_stat("jobmgr.keepalive", 3)
+        sock = self.dealer(server.endpoint)
+        reply = self.query(sock, "job.config", {"job_name": "d:echo"})
+        self.assertEqual(reply.type, "job.config")
+        body = reply.get_body()
+        self.assertEqual(body["job_name"], "local.d:echo")
+        self.assertEqual(body["config"]["module"], "plugins.echodaemon")
+        self.assertEqual(body["config"]["echo-timeout"], "1")
+        self.assertEqual(body["config"]["job_name"], "local.d:echo")
+        reply = self.query(sock, "job.config", {"job_name": "local.d:echo"}, qid=b"Q2")
+        self.assertEqual(reply.get_body()["config"]["module"], "plugins.echodaemon")
+        reply = self.query(sock, "job.config", {"job_name": "d:nosuch"}, qid=b"Q3")
+        self.assertEqual(reply.type, "error")
+        self.assertEqual(reply.get_body()["code"], "unknown-job")
+        reply = self.query(sock, "job.config", {}, qid=b"Q4")
+        self.assertEqual(reply.get_body()["code"], "bad-request")
+        self.assertEqual(self.job_status(server, "d:echo")["starts"], "1")
+        # the daemon asked for its config itself, too
+        server.wait_stat("jobmgr.config", 3)
+
+    def test_killed_daemon_is_restarted_and_keeps_alive(self):
+        server = self.start_local()
+        pid = self.wait_started(server, "d:echo")
+        self.wait_keepalive_from(server, "d:echo", pid)
+        os.kill(pid, signal.SIGKILL)
+        server.wait_log(r"Job d:echo exited with status -9 after [\d.]+ s; restarting in")
+        new_pid = self.wait_started(server, "d:echo", 2)
+        self.assertNotEqual(new_pid, pid)
+        self.wait_keepalive_from(server, "d:echo", new_pid)
+        self.assertEqual(self.job_status(server, "d:echo")["last_exit"], "-9")
+        self.assertEqual(self.job_status(server, "d:echo")["starts"], "2")
+
+    def test_stopped_daemon_is_found_hung_and_replaced(self):
+        server = self.start_local()
+        pid = self.wait_started(server, "d:echo")
+        self.wait_keepalive_from(server, "d:echo", pid)
+        os.kill(pid, signal.SIGSTOP)
+        server.wait_log(r"Job d:echo \(pid %d\) hung: no keepalive for" % pid)
+        new_pid = self.wait_started(server, "d:echo", 2)
+        self.assertFalse(alive(pid))
+        self.wait_keepalive_from(server, "d:echo", new_pid)
+        server.wait_stat("jobs.d:echo.hung", 1)
+
+    def test_sigterm_leaves_no_process_behind(self):
+        server = self.start_local("d:echo, d:stubborn")
+        echo = self.wait_started(server, "d:echo")
+        self.wait_keepalive_from(server, "d:echo", echo)
+        stubborn = self.wait_started(server, "d:stubborn")
+        grandchild = int(server.wait_log(r"Job d:stubborn stdout: grandchild (\d+)").group(1))
+        self.assertTrue(alive(grandchild))
+        self.assertEqual(server.stop(signal.SIGTERM), 0)
+        for pid in (echo, stubborn, grandchild):
+            self.assertFalse(alive(pid), "pid %d still alive" % pid)
+        out = server.output()
+        self.assertIn("Job d:stubborn did not stop in 2.0 s; KILL", out)
+        self.assertRegex(out, r"Job d:echo stopped \(status 0\)")
+
+    def test_sigint_stops_daemons(self):
+        server = self.start_local()
+        pid = self.wait_started(server, "d:echo")
+        self.assertEqual(server.stop(signal.SIGINT), 0)
+        self.assertFalse(alive(pid))
+
+    def test_crashing_job_backs_off(self):
+        ini = ccserver_section("local", role="local") + JOBS.replace(
+            "script = {scripts}/stubborn.sh", "script = /bin/false"
+        )
+        server = self.start_server("local", ini, daemons="d:stubborn")
+        wait_for(lambda: len(self.job_pids(server, "d:stubborn")) >= 4, what="restarts")
+        delays = [float(d) for d in re.findall(r"restarting in ([\d.]+) s", server.log_text())]
+        # 0.2 s doubling, +-20 % jitter
+        self.assertLess(delays[0], 0.25)
+        self.assertGreaterEqual(delays[2], 0.6)  # 0.8 - 20 %, logged as %.1f
+        self.assertLessEqual(delays[2], 1.0)
+
+    def test_jobmgr_refuses_remote_role(self):
+        ini = ccserver_section("remote", role="remote") + JOBS
+        server = self.write_server("remote", ini, daemons="d:echo", scripts="/x")
+        result = self.run_command(server.command())
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("cannot be run in role remote", result.stderr + server.output())
+        self.servers.remove(server)
