@@ -21,6 +21,8 @@ setup(
         "tornado>=6.2",
         "skytools>=3.8",
         "psycopg2>=2.9.5",
+        "cryptography>=38",
+        "asn1crypto>=1.5",
     ],
     extras_require={"test": ["nose2>=0.12"]},
     entry_points={

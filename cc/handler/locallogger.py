@@ -19,7 +19,7 @@ class LocalLogger(CCHandler):
         handler = locallogger
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = self.get_body(msg)
