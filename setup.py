@@ -30,6 +30,7 @@ setup(
             "cc-server = cc.server:main",
             "cc-send = cc.client:main",
             "cc-demo = cc.demo:main",
+            "cc-keygen = cc.keygen:main",
         ],
     },
 )
