@@ -40,6 +40,8 @@ __all__ = [
 
 #: links followed from a signer certificate up to a trusted CA
 MAX_CHAIN = 8
+#: parsed certificates kept by a verifier
+CERT_CACHE_MAX = 1024
 
 _HASHES = {
     "sha1": hashes.SHA1,
@@ -187,15 +189,20 @@ def sign(content: bytes, cert: Certificate, key, detached: bool = True) -> bytes
 
 
 def _load_content_info(der: bytes, expected: str) -> cms.ContentInfo:
+    """The outer structure (the rest is parsed as it is used: callers catch parse errors)."""
     try:
         info = cms.ContentInfo.load(der, strict=False)
         if info["content_type"].native != expected:
             raise ValueError("content type %s" % info["content_type"].native)
-        info["content"].native  # parse all of it now, not somewhere later
     except (ValueError, TypeError, KeyError) as ex:
         code = "undecryptable" if expected == "enveloped_data" else "bad-signature"
         raise CMSError(code, "not a CMS %s: %s" % (expected, ex)) from None
     return info
+
+
+def _same_name(a: ax509.Name, b: ax509.Name) -> bool:
+    # byte equality first: asn1crypto's normalising comparison costs as much as a signature check
+    return a.dump() == b.dump() or a == b
 
 
 def _check_signature(
@@ -227,9 +234,8 @@ def _find_signer(signer: cms.SignerInfo, certs: Sequence[Certificate]) -> Certif
     sid = signer["sid"]
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
-            if (
-                cert.asn1.serial_number == sid.chosen["serial_number"].native
-                and cert.asn1.issuer == sid.chosen["issuer"]
+            if cert.asn1.serial_number == sid.chosen["serial_number"].native and _same_name(
+                cert.asn1.issuer, sid.chosen["issuer"]
             ):
                 return cert
         elif cert.asn1.key_identifier == sid.chosen.native:
@@ -237,14 +243,35 @@ def _find_signer(signer: cms.SignerInfo, certs: Sequence[Certificate]) -> Certif
     raise CMSError("bad-signature", "signer certificate not in the signature")
 
 
-def verify(der: bytes, content: Optional[bytes] = None) -> Tuple[bytes, Certificate, List[Certificate]]:
+def verify(
+    der: bytes, content: Optional[bytes] = None, cert_cache: Optional[Dict[bytes, Certificate]] = None
+) -> Tuple[bytes, Certificate, List[Certificate]]:
     """Check a signed-data's signature; return (content, signer cert, certs carried).
 
     ``content`` is required for a detached signature and ignored for an
     attached one.  The signer's certificate is not checked here: see
-    :class:`TrustStore`.
+    :class:`TrustStore`.  ``cert_cache`` (DER -> Certificate) saves parsing
+    the same embedded certificates again and again.
     """
     info = _load_content_info(der, "signed_data")
+    try:
+        return _verify(info, content, {} if cert_cache is None else cert_cache)
+    except (ValueError, TypeError, KeyError) as ex:
+        raise CMSError("bad-signature", "malformed signed-data: %s" % ex) from None
+
+
+def _certificate(der: bytes, cache: Dict[bytes, Certificate]) -> Certificate:
+    cert = cache.get(der)
+    if cert is None:
+        if len(cache) >= CERT_CACHE_MAX:
+            cache.clear()
+        cert = cache[der] = Certificate(der)
+    return cert
+
+
+def _verify(
+    info: cms.ContentInfo, content: Optional[bytes], cache: Dict[bytes, Certificate]
+) -> Tuple[bytes, Certificate, List[Certificate]]:
     signed = info["content"]
     encap = signed["encap_content_info"]
     if encap["content"].native is not None:
@@ -254,7 +281,7 @@ def verify(der: bytes, content: Optional[bytes] = None) -> Tuple[bytes, Certific
     if content is None:
         raise CMSError("bad-signature", "detached signature without content")
     certs = [
-        Certificate(choice.chosen.dump())
+        _certificate(choice.chosen.dump(), cache)
         for choice in signed["certificates"]
         if choice.name == "certificate"
     ]
@@ -311,11 +338,15 @@ class TrustStore:
         for _ in range(MAX_CHAIN):
             issuer = current.asn1.issuer
             for ca in self.cas:
-                if ca.subject == issuer and _signed_by(current, ca):
+                if _same_name(ca.subject, issuer) and _signed_by(current, ca):
                     _check_usage(ca, ca=True)
                     return min(expires, _check_time(ca, now))
             for link in extra:
-                if link is not current and link.subject == issuer and _signed_by(current, link):
+                if (
+                    link is not current
+                    and _same_name(link.subject, issuer)
+                    and _signed_by(current, link)
+                ):
                     _check_usage(link, ca=True)
                     expires = min(expires, _check_time(link, now))
                     current = link
@@ -433,7 +464,7 @@ def open_envelope(der: bytes, cert: Certificate, key) -> bytes:  # type: ignore[
             if rid.name == "issuer_and_serial_number":
                 match = (
                     rid.chosen["serial_number"].native == cert.asn1.serial_number
-                    and rid.chosen["issuer"] == cert.asn1.issuer
+                    and _same_name(rid.chosen["issuer"], cert.asn1.issuer)
                 )
             else:
                 match = rid.chosen.native == cert.asn1.key_identifier

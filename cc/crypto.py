@@ -138,6 +138,7 @@ class CryptoContext:
         self.replay = replay if replay is not None else ReplayCache()
         self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
         self._trusted: Dict[bytes, datetime.datetime] = {}
+        self._certs: Dict[bytes, Certificate] = {}
 
     @classmethod
     def from_config(
@@ -251,7 +252,7 @@ class CryptoContext:
         self, signed: bytes, content: Optional[bytes]
     ) -> Tuple[bytes, Dict[str, object]]:
         assert self.trust is not None
-        content, cert, certs = verify(signed, content)
+        content, cert, certs = verify(signed, content, self._certs)
         now = datetime.datetime.now(datetime.timezone.utc)
         expires = self._trusted.get(cert.der)
         if expires is None or expires < now:
