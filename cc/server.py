@@ -15,6 +15,7 @@ import os
 import platform
 import signal
 import sys
+import textwrap
 import time
 from typing import List, Optional, Sequence
 
@@ -159,7 +160,7 @@ class CCServer(skytools.BaseScript):
     def print_ini(self) -> None:
         super().print_ini()
         print(SOCKOPTS_TEMPLATE)
-        print(CryptoContext.__doc__.split("::", 1)[1].replace("\n        ", "\n").strip("\n"))
+        print(textwrap.dedent(CryptoContext.__doc__.split("::", 1)[1]).strip() + "\n")
         print(CURVE_TEMPLATE)
         print("[routes]\necho = h:echo\nlog = h:locallog\n")
         print("[h:echo]\nhandler = echo\n")

@@ -1,5 +1,6 @@
 """Security end to end: signed and encrypted messages through real servers, roles, CURVE."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -10,8 +11,13 @@ import zmq
 import zmq.auth
 from harness import CCTestCase, ccserver_section
 from pki import PKI
+from tornado.ioloop import IOLoop
 
+from cc.client import CCClient
+from cc.crypto import CryptoContext
 from cc.message import CCMessage
+from cc.stats import Stats
+from cc.stream import CCReqStream
 
 pki: PKI = None  # type: ignore[assignment]
 
@@ -258,3 +264,41 @@ class TestCurve(CCTestCase):
             % (self.key("allowed"), self.key("server", False))), remote=remote.endpoint)
         sock = self.dealer(local.endpoint)
         self.assertEqual(self.query(sock, "echo.request", {}).type, "echo.response")
+
+
+class TestSignedClients(CCTestCase):
+    def test_req_stream_signs_and_resends_fresh(self):
+        """A resent signed query is signed afresh, so it is not taken for a replay."""
+        server = self.start_server("remote", ccserver_section(
+            "remote", role="end-service", cms_keystore=pki.dir, cms_verify_ca="ca",
+            cms_time_window="60") + ECHO)
+        sender = CryptoContext(keystore=pki.dir, sign_name="host2")
+        replies = []
+
+        async def run():
+            stream = CCReqStream(server.endpoint, IOLoop.current(), self.context, Stats(),
+                                 seal=sender.seal)
+            done = asyncio.Event()
+
+            def callback(msg):
+                replies.append(msg)
+                if len(replies) == 2:
+                    done.set()
+                return len(replies) < 2
+
+            qid = stream.query(CCMessage.build("echo.request", {"target": "r"}), callback)
+            stream.resend(qid)
+            await asyncio.wait_for(done.wait(), 10)
+            stream.close()
+
+        asyncio.run(run())
+        self.assertEqual([r.type for r in replies], ["echo.response", "echo.response"])
+
+    def test_ccclient_signs(self):
+        server = self.start_server("remote", ccserver_section(
+            "remote", role="end-service", cms_keystore=pki.dir, cms_verify_ca="ca") + ECHO)
+        crypto = CryptoContext(keystore=pki.dir, sign_name="user1")
+        with CCClient(server.endpoint, crypto=crypto) as client:
+            client.publish("log.info", log_fields("from the client"), blob=b"\x00blob")
+            self.assertEqual(client.query("echo.request", {"target": "c"}).type, "echo.response")
+        server.wait_log(r"INFO from the client \(signed by user1\)")
