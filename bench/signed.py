@@ -77,7 +77,7 @@ def run(tmp, n, crypto_opts, sender, presign):
     with open(ini, "w") as f:
         f.write(SERVER.format(tmp=tmp, crypto=crypto_opts))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cc.server", "-q", ini],
+        [sys.executable, "-m", "cc.server", ini],
         cwd=tmp,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
