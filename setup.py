@@ -21,6 +21,8 @@ setup(
         "tornado>=6.2",
         "skytools>=3.8",
         "psycopg2>=2.9.5",
+        "cryptography>=38",
+        "asn1crypto>=1.5",
     ],
     extras_require={"test": ["nose2>=0.12", "hypothesis>=6"]},
     entry_points={
@@ -31,6 +33,7 @@ setup(
             "cc-daemon = cc.daemon:main",
             "cc-demo = cc.demo:main",
             "cc-task = cc.taskclient:main",
+            "cc-keygen = cc.keygen:main",
         ],
     },
 )

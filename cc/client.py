@@ -18,8 +18,11 @@ import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+import skytools
 import zmq
+from skytools.config import ConfigError
 
+from cc.crypto import CryptoContext
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import wants_reply
 
@@ -39,8 +42,10 @@ class CCClient:
         context: Optional[zmq.Context] = None,
         hwm: int = 100,
         linger: int = 500,
+        crypto: Optional[CryptoContext] = None,
     ) -> None:
         self.url = url
+        self.crypto = crypto
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
@@ -58,7 +63,10 @@ class CCClient:
         self.send(CCMessage.build(msgtype, fields, blob=blob))
 
     def send(self, msg: CCMessage, timeout: float = 10.0) -> None:
-        """Send a built message; raise QueryTimeout if the socket stays full."""
+        """Send a built message (sealed by ``crypto``, if given); raise QueryTimeout if the
+        socket stays full."""
+        if self.crypto is not None:
+            msg = self.crypto.seal(msg)
         if not self.socket.poll(int(timeout * 1000), zmq.POLLOUT):
             raise QueryTimeout("cannot send to %s within %.1f s" % (self.url, timeout))
         self.socket.send_multipart(msg.frames)
@@ -164,18 +172,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="print every reply until timeout")
     parser.add_argument("--blob", help="file to send as the blob frame")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only reply bodies")
+    parser.add_argument("-c", "--config", help="INI file with cms-* options to sign with")
+    parser.add_argument("--section", default="taskclient", help="its section (taskclient)")
     args = parser.parse_args(argv)
+    crypto = None
     try:
         fields = parse_fields(args.fields)
         CCMessage.build(args.type, fields)  # validates the type
-    except (ValueError, MessageError) as ex:
+        if args.config:
+            crypto = CryptoContext.from_config(skytools.Config(args.section, args.config))
+    except (ValueError, MessageError, ConfigError) as ex:
         parser.error(str(ex))
     blob = None
     if args.blob:
         with open(args.blob, "rb") as f:
             blob = f.read()
     expect_reply = args.wait or (not args.no_wait and wants_reply(args.type, [b"x"]))
-    with CCClient(args.url) as client:
+    with CCClient(args.url, crypto=crypto) as client:
         try:
             if not expect_reply:
                 client.publish(args.type, fields, blob)

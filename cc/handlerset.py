@@ -13,22 +13,59 @@ ones no longer needed.
 
 import configparser
 import logging
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Tuple, Type
 
 import skytools
 
-from cc.handler import CCHandler, HandlerConfigError, handler_type_name, load_handler_class
+from cc.handler import (
+    HANDLERS,
+    CCHandler,
+    HandlerConfigError,
+    handler_type_name,
+    load_handler_class,
+)
 from cc.routing import RouteTable, parse_pattern
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
 
-__all__ = ["RoutePlan", "HandlerSet", "ROLES"]
+__all__ = ["RoutePlan", "HandlerSet", "ROLES", "role_allows"]
 
 log = logging.getLogger("cc.server")
 
-#: server roles; ``insecure`` (no cc-role) allows every handler
-ROLES = ("local", "remote", "insecure")
+#: server role -> the handler roles (``CC_ROLES``) it runs.  The seed's roles:
+#: ``local`` (loopback; jobmgr, daemons, proxies onward), ``proxy`` (forwards
+#: and the generic handlers), ``end-service`` (the writers, dbhandler,
+#: taskrouter and the generic handlers); the original's ``remote`` is proxy and
+#: end-service together.  A handler declaring the original's ``remote`` (as
+#: dbhandler does) is an end-service handler.  ``insecure`` (no ``cc-role``)
+#: runs everything.
+ROLE_ACCEPTS: Dict[str, FrozenSet[str]] = {
+    "local": frozenset(["local"]),
+    "proxy": frozenset(["proxy"]),
+    "end-service": frozenset(["end-service", "remote"]),
+    "remote": frozenset(["proxy", "end-service", "remote"]),
+}
+ROLES = tuple(ROLE_ACCEPTS) + ("insecure",)
+
+
+def role_allows(role: str, cls: Type[CCHandler]) -> bool:
+    """Whether a server in ``role`` may run handler class ``cls``."""
+    return role == "insecure" or not ROLE_ACCEPTS[role].isdisjoint(cls.CC_ROLES)
+
+
+def handlers_in_role(role: str) -> List[str]:
+    """The registered handlers a server in ``role`` may run (for error messages)."""
+    allowed = []
+    for name in sorted(HANDLERS):
+        try:
+            cls = load_handler_class(name, name)
+        except HandlerConfigError:
+            continue  # an optional dependency missing: not worth failing the message
+        if role_allows(role, cls):
+            allowed.append(name)
+    return allowed
+
 
 Fingerprint = Tuple[object, ...]
 
@@ -81,10 +118,17 @@ class RoutePlan:
         except configparser.NoOptionError:
             raise HandlerConfigError("[%s]: needs 'handler =' (or 'plugin =')" % name) from None
         cls = load_handler_class(name, typename)
-        if self.role != "insecure" and self.role not in cls.CC_ROLES:
+        if not role_allows(self.role, cls):
             raise HandlerConfigError(
-                "[%s]: handler %s cannot be run in role %s (it runs in: %s)"
-                % (name, typename, self.role, ", ".join(cls.CC_ROLES))
+                "[%s]: handler %s cannot be run in role %s (it runs in: %s); role %s allows: %s"
+                % (
+                    name,
+                    typename,
+                    self.role,
+                    ", ".join(cls.CC_ROLES),
+                    self.role,
+                    ", ".join(handlers_in_role(self.role)),
+                )
             )
         plan = SectionPlan(name, cls, cf)
         self.sections[name] = plan

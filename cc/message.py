@@ -15,7 +15,7 @@ import json
 import re
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 __all__ = [
     "CCMessage",
@@ -85,7 +85,7 @@ class CCMessage:
     sees the message as it arrived.
     """
 
-    __slots__ = ("frames", "rpos", "type", "_body")
+    __slots__ = ("frames", "rpos", "type", "_body", "verdict")
 
     def __init__(self, frames: List[bytes]) -> None:
         try:
@@ -103,6 +103,9 @@ class CCMessage:
         self.frames = frames
         self.rpos = rpos
         self._body: Optional[Dict[str, Any]] = None
+        #: None until checked; then the signer's details (``{}`` when unsigned)
+        #: or the :class:`MessageError` it was rejected with
+        self.verdict: Union[None, Dict[str, Any], MessageError] = None
 
     # -- frames ------------------------------------------------------------
 
@@ -137,26 +140,51 @@ class CCMessage:
     def get_body(self) -> Dict[str, Any]:
         """Parse and check the JSON body (once); raise :class:`MessageError` if invalid.
 
+        This does not check signatures: handlers get bodies through
+        :meth:`cc.handler.CCHandler.get_body`, which does where configured.
+        """
+        body = self._body
+        if body is None:
+            body = self._body = self.parse_body(self.body_bytes, self.type)
+        return body
+
+    @staticmethod
+    def parse_body(raw: bytes, msgtype: str) -> Dict[str, Any]:
+        """Parse a body of a ``msgtype`` message; raise :class:`MessageError` if invalid.
+
         Besides JSON syntax this checks that the body is an object and that
         its ``req`` equals the type frame: a body moved under another type is
         a hijack attempt and is never acted on.
         """
-        body = self._body
-        if body is None:
-            try:
-                body = json.loads(self.body_bytes)
-            except (ValueError, UnicodeDecodeError) as ex:
-                raise MessageError("bad-body", "body is not valid JSON: %s" % ex) from None
-            if not isinstance(body, dict):
-                raise MessageError("bad-body", "body is not a JSON object")
-            if body.get("req") != self.type:
-                raise MessageError(
-                    "hijacked",
-                    "hijacked message: req %r does not match type %r"
-                    % (str(body.get("req"))[:64], self.type),
-                )
-            self._body = body
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as ex:
+            raise MessageError("bad-body", "body is not valid JSON: %s" % ex) from None
+        if not isinstance(body, dict):
+            raise MessageError("bad-body", "body is not a JSON object")
+        if body.get("req") != msgtype:
+            raise MessageError(
+                "hijacked",
+                "hijacked message: req %r does not match type %r"
+                % (str(body.get("req"))[:64], msgtype),
+            )
         return body
+
+    def set_body(self, body: Dict[str, Any], signer: Optional[Dict[str, Any]]) -> None:
+        """Record a body checked elsewhere (decrypted, verified) and who signed it."""
+        self._body = body
+        self.verdict = signer if signer is not None else {}
+
+    @property
+    def checked(self) -> bool:
+        """Whether the body was accepted by a crypto check (see :mod:`cc.crypto`)."""
+        return isinstance(self.verdict, dict)
+
+    @property
+    def signer(self) -> Optional[Dict[str, Any]]:
+        """Details of the verified signer's certificate (``CN``, ``subject``, ...), or None."""
+        verdict = self.verdict
+        return verdict if isinstance(verdict, dict) and verdict else None
 
     # -- building ------------------------------------------------------------
 
@@ -205,6 +233,7 @@ class CCMessage:
         copy.rpos = len(route)
         copy.type = self.type
         copy._body = self._body
+        copy.verdict = self.verdict
         return copy
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ is reported down once, and up again once a pong arrives.
 
 import logging
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from tornado.ioloop import PeriodicCallback
 
@@ -28,9 +28,16 @@ class RemotePinger:
     LOST_AFTER = 5
 
     def __init__(
-        self, target: str, stream: CCStream, stats: Stats, log: logging.Logger, period: float = 1.0
+        self,
+        target: str,
+        stream: CCStream,
+        stats: Stats,
+        log: logging.Logger,
+        period: float = 1.0,
+        seal: Optional[Callable[[CCMessage], CCMessage]] = None,
     ) -> None:
         self.target = target
+        self.seal = seal
         self.stream = stream
         self.stats = stats
         self.log = log
@@ -57,7 +64,7 @@ class RemotePinger:
         self.time_ping = now
         self.count_ping += 1
         msg = EchoRequestMessage(target=self.target, time=now).to_message()
-        self.stream.send_cmsg(msg)
+        self.stream.send_cmsg(msg if self.seal is None else self.seal(msg))
         self.stats.inc("ping.sent")
 
     def check(self, now: float) -> None:

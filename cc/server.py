@@ -9,12 +9,14 @@ handlers in place; SIGINT and SIGTERM stop gracefully.
 """
 
 import asyncio
+import ipaddress
 import logging
 import os
 import platform
 import resource
 import signal
 import sys
+import textwrap
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -25,6 +27,9 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
+from cc.crypto import CryptoContext, ReplayCache
+from cc.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
+from cc.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.message import CCMessage, MessageError
@@ -57,9 +62,19 @@ class Settings:
         self.role = cf.get("cc-role", "insecure")
         if self.role not in ROLES:
             raise ConfigError(
-                "cc-role = %s: use local, remote (or leave it out to run insecure)" % self.role
+                "cc-role = %s: use local, proxy, end-service or remote"
+                " (or leave it out to run insecure)" % self.role
             )
         self.role_set = cf.has_option("cc-role")
+        if (
+            self.role == "local"
+            and not is_loopback(self.socket_url)
+            and not cf.getboolean("cc-allow-public", False)
+        ):
+            raise ConfigError(
+                "cc-role = local listens on loopback or ipc:// only, not cc-socket = %s;"
+                " set cc-allow-public = yes if this is really meant" % self.socket_url
+            )
         self.stats_level = cf.getint("cc-stats", 1)
         self.stats_period = cf.getfloat("stats-period", 30)
         if self.stats_period <= 0:
@@ -70,6 +85,22 @@ class Settings:
         self.max_message_size = cf.getbytes("cc-max-message-size", "64M")
 
 
+def is_loopback(url: str) -> bool:
+    """Whether a bind URL is reachable only from this host (loopback TCP, ipc, inproc)."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = rest.rpartition(":")[0].strip("[]")
+    if host in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class CCServer(skytools.BaseScript):
     """C&C server: routes CC messages from one ROUTER socket to handlers.
 
@@ -78,8 +109,11 @@ class CCServer(skytools.BaseScript):
         # bind URL of the ROUTER socket (tcp://127.0.0.1:* picks a free port)
         cc-socket = tcp://127.0.0.1:22632
 
-        # local | remote; without it every handler may run (insecure, warned)
+        # local (loopback only) | proxy | end-service | remote (= proxy + end-service);
+        # without it every handler may run (insecure, warned)
         cc-role = local
+        # let a local server listen on a public address
+        #cc-allow-public = no
 
         # stats: 0 = none, 1 = totals, 2 = also per message type
         #cc-stats = 1
@@ -121,6 +155,9 @@ class CCServer(skytools.BaseScript):
         self._stopping: Optional[asyncio.Event] = None
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
+        self.replay = ReplayCache()
+        self.crypto: Optional[CryptoContext] = None
+        self.curve: Optional[CurveServer] = None
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
@@ -128,6 +165,8 @@ class CCServer(skytools.BaseScript):
     def print_ini(self) -> None:
         super().print_ini()
         print(SOCKOPTS_TEMPLATE)
+        print(textwrap.dedent(CryptoContext.__doc__.split("::", 1)[1]).strip() + "\n")
+        print(CURVE_TEMPLATE)
         print("[routes]\necho = h:echo\nlog = h:locallog\n")
         print("[h:echo]\nhandler = echo\n")
         print("[h:locallog]\nhandler = locallogger")
@@ -138,6 +177,7 @@ class CCServer(skytools.BaseScript):
         if self.options.cmd in ("stop", "kill"):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
+        self.crypto = CryptoContext.from_config(self.cf, self.replay)
         self.plan = self._load_plan(self.cf, self.settings)
 
     def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
@@ -181,12 +221,16 @@ class CCServer(skytools.BaseScript):
         if not settings.role_set:
             self.log.warning(
                 'CC is running in insecure mode, please add "cc-role = local" or '
-                '"cc-role = remote" option to config'
+                '"cc-role = remote" option to config (or proxy, end-service): '
+                "no role guards which handlers run"
             )
         self._raise_fd_limit()
         self.zctx = zmq.Context(settings.nthreads)
+        self.curve = CurveServer.from_config(self.zctx, self.cf)
         sock = self.zctx.socket(zmq.ROUTER)
         try:
+            if self.curve is not None:
+                self.curve.apply(sock)
             used = configure_socket(sock, self.cf)
             sock.bind(settings.socket_url)
         except BaseException:
@@ -201,10 +245,12 @@ class CCServer(skytools.BaseScript):
         self.cclocal.on_recv(self._dispatch)
         self._start_timers()
         self.log.info(
-            "listening on %s (role %s, %d routes)",
+            "listening on %s (role %s, %d routes%s%s)",
             self.endpoint,
             settings.role,
             len(self.plan.routes),
+            ", CURVE" if self.curve is not None else "",
+            ", cms" if self.crypto is not None else "",
         )
 
     def _raise_fd_limit(self) -> None:
@@ -247,9 +293,13 @@ class CCServer(skytools.BaseScript):
         try:
             cf = self.load_config()
             settings = Settings(cf)
+            crypto = CryptoContext.from_config(cf, self.replay)
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
+            if self.curve is not None:
+                self.curve.configure(cf)
+            self.crypto = crypto
             routes, retired = self.handlers.apply(plan)
         except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
@@ -288,6 +338,8 @@ class CCServer(skytools.BaseScript):
             timer.stop()
         if self.cclocal is not None:
             self.cclocal.close()
+        if self.curve is not None:
+            self.curve.stop()
         if self.zctx is not None:
             self.zctx.destroy(getattr(self, "linger", 0))
 
@@ -324,12 +376,12 @@ class CCServer(skytools.BaseScript):
                         exc_info=True,
                     )
             if result == "crashed" and wants_reply(msg.type, msg.route):
-                self.cclocal.send_cmsg(msg.error_reply("handler crashed", "crashed"))
+                self.send(msg.error_reply("handler crashed", "crashed"))
         else:
             result = "dropped"
             self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
             if wants_reply(msg.type, msg.route):
-                self.cclocal.send_cmsg(msg.error_reply("no route for %s" % msg.type, "no-route"))
+                self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
         self._count(result, msg.type, size, time.perf_counter() - started)
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
@@ -363,14 +415,14 @@ class CCServer(skytools.BaseScript):
         self.stats.inc("bytes", size)
         self._count_invalid(ex, route, size)
         if wants_reply(msgtype, route) and len(route) <= 32:
-            error = CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route)
-            self.cclocal.send_cmsg(error)
+            self.send(CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route))
 
     def reject(self, msg: CCMessage, ex: MessageError) -> None:
-        """A handler found ``msg`` invalid (bad body, hijacked): count, log, maybe answer."""
+        """A handler found ``msg`` invalid (bad body, hijacked, bad signature): count, log,
+        maybe answer."""
         self._count_invalid(ex, msg.route, msg.size)
         if wants_reply(msg.type, msg.route):
-            self.cclocal.send_cmsg(msg.error_reply(ex.msg, ex.code))
+            self.send(msg.error_reply(ex.msg, ex.code))
 
     def _count_invalid(self, ex: MessageError, route: Sequence[bytes], size: int) -> None:
         self.stats.inc("count.invalid")
@@ -381,6 +433,15 @@ class CCServer(skytools.BaseScript):
         )
 
     # -- services for handlers -------------------------------------------------------
+
+    def seal(self, msg: CCMessage) -> CCMessage:
+        """``msg``, created by this server, signed (and encrypted) as ``cms-*`` says."""
+        crypto = self.crypto
+        return msg if crypto is None else crypto.seal(msg)
+
+    def send(self, msg: CCMessage) -> None:
+        """Send a message this server created (a reply) out of the ROUTER, sealed."""
+        self.cclocal.send_cmsg(self.seal(msg))
 
     def get_handler(self, name: str) -> CCHandler:
         """The handler of section ``name`` (for handlers that forward to another)."""

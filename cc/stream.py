@@ -23,6 +23,7 @@ in the route, matches replies to it and times queries out.
 import collections
 import errno
 import logging
+import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import zmq
@@ -259,6 +260,7 @@ class CCReqStream:
         stats: Stats,
         hwm: int = 100,
         linger: int = 500,
+        seal: Optional[Callable[[CCMessage], CCMessage]] = None,
     ) -> None:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, hwm)
@@ -268,10 +270,12 @@ class CCReqStream:
         self.url = url
         self.io_loop = io_loop
         self.stats = stats
+        #: signs what is sent (``CryptoContext.seal``), or None
+        self.seal = seal
         self.stream = CCStream(sock, io_loop, stats, qmaxsize=hwm, name="query:" + url)
         self.stream.on_recv(self._on_recv)
         self._seq = 0
-        self._queries: Dict[bytes, Tuple[QueryCallback, object, Frames, float]] = {}
+        self._queries: Dict[bytes, Tuple[QueryCallback, object, CCMessage, float]] = {}
         self._on_message: Optional[Callable[[CCMessage], None]] = None
 
     def on_message(self, callback: Optional[Callable[[CCMessage], None]]) -> None:
@@ -280,7 +284,8 @@ class CCReqStream:
 
     def publish(self, msg: CCMessage) -> None:
         """Send without expecting a reply."""
-        self.stream.send_multipart(msg.with_route(()).frames)
+        msg = msg.with_route(())
+        self.stream.send_multipart((msg if self.seal is None else self.seal(msg)).frames)
 
     def query(self, msg: CCMessage, callback: QueryCallback, timeout: float = 10.0) -> bytes:
         """Send ``msg`` and pass its replies (or None on timeout) to ``callback``."""
@@ -288,17 +293,23 @@ class CCReqStream:
             raise MessageError("too-many-queries", "%d queries pending" % len(self._queries))
         self._seq += 1
         qid = b"Q%06d" % self._seq
-        frames = msg.with_route([qid]).frames
-        self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
-        self.stream.send_multipart(frames)
+        msg = msg.with_route([qid])
+        self._queries[qid] = (callback, self._arm(qid, timeout), msg, timeout)
+        self.stream.send_multipart((msg if self.seal is None else self.seal(msg)).frames)
         return qid
 
     def resend(self, qid: bytes) -> None:
-        """Send a pending query again with the same id and re-arm its timeout."""
-        callback, handle, frames, timeout = self._queries[qid]
+        """Send a pending query again with the same id and re-arm its timeout.
+
+        A signed query is signed afresh with a new ``time``: the receiver
+        rejects an identical signed message as a replay.
+        """
+        callback, handle, msg, timeout = self._queries[qid]
         self._disarm(handle)
-        self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
-        self.stream.send_multipart(frames)
+        self._queries[qid] = (callback, self._arm(qid, timeout), msg, timeout)
+        if self.seal is not None:
+            msg = self.seal(msg.reply(msg.type, dict(msg.get_body(), time=time.time()), msg.blob))
+        self.stream.send_multipart(msg.frames)
 
     def cancel(self, qid: bytes) -> None:
         entry = self._queries.pop(qid, None)
@@ -356,16 +367,16 @@ class CCReqStream:
     def _finish(
         self,
         qid: bytes,
-        entry: Tuple[QueryCallback, object, Frames, float],
+        entry: Tuple[QueryCallback, object, CCMessage, float],
         msg: Optional[CCMessage],
     ) -> None:
-        callback, _, frames, timeout = entry
+        callback, _, sent, timeout = entry
         try:
             keep = callback(msg)
         except Exception:
             log.exception("query callback %r failed", callback)
             keep = False
         if keep and msg is not None:
-            self._queries[qid] = (callback, self._arm(qid, timeout), frames, timeout)
+            self._queries[qid] = (callback, self._arm(qid, timeout), sent, timeout)
         else:
             self._queries.pop(qid, None)

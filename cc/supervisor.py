@@ -249,9 +249,7 @@ class Job:
 
     def _run_done(self, task: "asyncio.Task[None]") -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.log.error(
-                "Job %s: supervision failed", self.name, exc_info=task.exception()
-            )
+            self.log.error("Job %s: supervision failed", self.name, exc_info=task.exception())
             if self.pid:
                 _signal_group(self.pid, signal.SIGKILL)
 

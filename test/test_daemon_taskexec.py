@@ -119,8 +119,10 @@ class TestTasks(CCTestCase):
     def test_duplicate_task_is_not_run_twice_and_tasks_run_in_parallel(self):
         first = self._popen("task_id=dup1", "delay=0.5")
         other = self._popen("task_id=par2", "delay=0.5")
-        wait_for(lambda: "task dup1: cc.task.sample launched" in self.host.log_text(),
-                 what="dup1 launched")
+        wait_for(
+            lambda: "task dup1: cc.task.sample launched" in self.host.log_text(),
+            what="dup1 launched",
+        )
         # a resend (as a client does after a timeout) takes over the replies
         again = self.send("task_handler=cc.task.sample", "task_id=dup1", "delay=0.5")
         self.assertEqual(again.returncode, 0, again.stdout)
@@ -136,17 +138,30 @@ class TestTasks(CCTestCase):
         pid = int(self.host.wait_log(r"Job d:taskrunner started: pid (\d+)").group(1))
         registered = self.router.stats_total()["task.register"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: len(re.findall(r"Job d:taskrunner started", self.host.log_text())) == 2,
-                 what="restart")
+        wait_for(
+            lambda: len(re.findall(r"Job d:taskrunner started", self.host.log_text())) == 2,
+            what="restart",
+        )
         self.router.wait_stat("task.register", registered + 2)
         result = self.send("task_handler=cc.task.sample", "delay=0")
         self.assertEqual(result.returncode, 0, result.stdout)
 
     def _popen(self, *params):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cc.taskclient", self.client_ini, "--send",
-             "task_host=testhost", "task_handler=cc.task.sample", *params],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(),
+            [
+                sys.executable,
+                "-m",
+                "cc.taskclient",
+                self.client_ini,
+                "--send",
+                "task_host=testhost",
+                "task_handler=cc.task.sample",
+                *params,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=child_env(),
             stdin=subprocess.DEVNULL,
         )
         self.addCleanup(_reap, proc)

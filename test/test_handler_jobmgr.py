@@ -6,7 +6,6 @@ import signal
 
 from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
 
-
 JOBS = """
 [routes]
 job = h:jobmgr

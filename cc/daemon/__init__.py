@@ -37,6 +37,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 import cc
 from cc.jobenv import from_environ
 from cc.joblink import JobLink
+from cc.crypto import CryptoContext
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import LogMessage
 from cc.stats import Stats
@@ -182,8 +183,15 @@ class CCDaemon(skytools.BaseScript):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         try:
+            crypto = CryptoContext.from_config(self.cf)
             self.cc = CCReqStream(
-                self.cc_socket, self.io_loop, self.zctx, self.stats, self.zmq_hwm, self.zmq_linger
+                self.cc_socket,
+                self.io_loop,
+                self.zctx,
+                self.stats,
+                self.zmq_hwm,
+                self.zmq_linger,
+                seal=crypto.seal if crypto is not None else None,
             )
             self._log_forwarder = LogForwarder(self)
             logging.getLogger().addHandler(self._log_forwarder)

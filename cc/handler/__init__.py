@@ -79,11 +79,16 @@ class CCHandler:
     so that a reload knows what a handler depends on.
 
     The server gives each handler ``server`` (the :class:`~cc.server.CCServer`),
-    ``cclocal`` (the ROUTER stream, for replies), ``io_loop``, ``zctx``,
-    ``stats`` and a logger ``cc.handler.<section>``.
+    ``cclocal`` (the ROUTER stream), ``io_loop``, ``zctx``, ``stats`` and a
+    logger ``cc.handler.<section>``.  Messages a handler creates go out
+    through ``server.send(msg)``, which signs them where ``cms-sign`` is set.
+
+    ``CC_ROLES`` names the seed's roles: ``local``, ``proxy``,
+    ``end-service``; the original's ``remote`` in a handler means an
+    end-service handler (see :mod:`cc.handlerset`).
     """
 
-    CC_ROLES: Tuple[str, ...] = ("local", "remote")
+    CC_ROLES: Tuple[str, ...] = ("local", "proxy", "end-service")
     REFERENCES: Tuple[str, ...] = ()
 
     def __init__(self, hname: str, hcf: skytools.Config, ccscript: "CCServer") -> None:
@@ -106,19 +111,30 @@ class CCHandler:
     # -- helpers -------------------------------------------------------------
 
     def get_body(self, msg: CCMessage) -> Optional[Dict[str, Any]]:
-        """The message body, or None after rejecting an invalid one (counted, logged, replied)."""
+        """The message body, or None after rejecting an invalid one (counted, logged, replied).
+
+        Where the server verifies (``cms-verify-ca``, ``cms-decrypt``,
+        ``cms-time-window``) the body is checked first, and ``msg.signer``
+        then tells who signed it.  A message is rejected once, however many
+        handlers ask for its body.
+        """
+        verdict = msg.verdict
+        if verdict is not None and not isinstance(verdict, dict):
+            return None  # rejected already, by another handler on this route
+        crypto = self.server.crypto
         try:
-            return msg.get_body()
+            return msg.get_body() if crypto is None else crypto.open(msg)
         except MessageError as ex:
+            msg.verdict = ex
             self.server.reject(msg, ex)
             return None
 
     def reply(self, msg: CCMessage, msgtype: str, **fields: Any) -> None:
-        """Send a message of ``msgtype`` back along ``msg``'s route."""
-        self.cclocal.send_cmsg(msg.reply(msgtype, fields))
+        """Send a message of ``msgtype`` back along ``msg``'s route (signed where configured)."""
+        self.server.send(msg.reply(msgtype, fields))
 
     def reply_error(self, msg: CCMessage, text: str, code: str) -> None:
-        self.cclocal.send_cmsg(msg.error_reply(text, code))
+        self.server.send(msg.error_reply(text, code))
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.hname)

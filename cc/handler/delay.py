@@ -25,7 +25,7 @@ class Delay(CCHandler):
         #queue-size = 10000
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
     REFERENCES = ("forward-to",)
 
     def __init__(self, hname, hcf, ccscript):

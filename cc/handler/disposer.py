@@ -15,7 +15,7 @@ class Disposer(CCHandler):
         handler = disposer
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
 
     def handle_msg(self, msg: CCMessage) -> None:
         self.stats.inc("disposed_count")

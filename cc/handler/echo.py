@@ -27,7 +27,7 @@ class Echo(CCHandler):
         #ping-period = 1
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)
@@ -42,7 +42,7 @@ class Echo(CCHandler):
             stream = CCStream(
                 sock, self.io_loop, self.stats, qmaxsize=1, name="%s:%s" % (hname, url)
             )
-            pinger = RemotePinger(url, stream, self.stats, self.log, period)
+            pinger = RemotePinger(url, stream, self.stats, self.log, period, seal=self.server.seal)
             stream.on_recv(pinger.take)
             pinger.start()
             self.pingers.append(pinger)

@@ -24,7 +24,7 @@ class Filter(CCHandler):
         #exclude = log.debug
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
     REFERENCES = ("forward-to",)
 
     def __init__(self, hname, hcf, ccscript):

@@ -11,7 +11,8 @@ CC_HANDLER = "LocalLogger"
 class LocalLogger(CCHandler):
     """Logs each ``log.*`` record at INFO as ``[job@host] HH:MM:SS,mmm LEVEL message``.
 
-    The time is the record's own (``log_time``), in local time.
+    The time is the record's own (``log_time``), in local time.  A record
+    whose signature the server verified ends with ``(signed by <CN>)``.
 
     ::
 
@@ -19,7 +20,7 @@ class LocalLogger(CCHandler):
         handler = locallogger
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = self.get_body(msg)
@@ -33,12 +34,14 @@ class LocalLogger(CCHandler):
         except (TypeError, ValueError):
             log_time = 0.0
         stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
+        signer = msg.signer
         self.log.info(
-            "[%s@%s] %s,%03d %s %s",
+            "[%s@%s] %s,%03d %s %s%s",
             body.get("job_name"),
             body.get("hostname"),
             stamp,
             int(log_time * 1000) % 1000,
             body.get("log_level"),
             body.get("log_msg"),
+            " (signed by %s)" % signer.get("CN", signer["subject"]) if signer else "",
         )

@@ -4,6 +4,7 @@ from typing import List
 
 import zmq
 
+from cc.curve import configure_client
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.ping import RemotePinger
@@ -32,9 +33,12 @@ class ProxyHandler(CCHandler):
         # zmq_hwm also bounds the queue kept while the remote is unreachable
         #zmq_hwm = 100
         #zmq_linger = 500
+        # CURVE to the remote: own secret certificate, the remote's public one
+        #curve-client-key = /etc/cc/curve/host1.key_secret
+        #curve-remote-key = /etc/cc/curve/server.key
     """
 
-    CC_ROLES = ("local", "remote")
+    CC_ROLES = ("local", "proxy", "end-service")
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)
@@ -42,6 +46,7 @@ class ProxyHandler(CCHandler):
         sock = self.zctx.socket(zmq.DEALER)
         try:
             used = configure_socket(sock, hcf)
+            configure_client(sock, hcf)
             sock.connect(self.remote_url)
         except BaseException:
             sock.close(0)
@@ -52,7 +57,12 @@ class ProxyHandler(CCHandler):
         self.pinger = None
         if hcf.getboolean("ping", False):
             self.pinger = RemotePinger(
-                self.remote_url, self.stream, self.stats, self.log, hcf.getfloat("ping-period", 1.0)
+                self.remote_url,
+                self.stream,
+                self.stats,
+                self.log,
+                hcf.getfloat("ping-period", 1.0),
+                seal=self.server.seal,
             )
             self.pinger.start()
         self.log.info("forwarding to %s", self.remote_url)

@@ -1,0 +1,290 @@
+"""Signed and encrypted CC messages: the ``cms-*`` options of a config section.
+
+The format is the original's, readable and writable with ``openssl smime``:
+
+* signed: the signature frame is a DER CMS detached signature over the exact
+  body bytes;
+* signed and encrypted: the body frame is ``ENC1`` and the signature frame a
+  DER enveloped-data (AES) holding an attached signed-data of the body;
+* a blob is never encrypted; when signing, the body carries
+  ``blob_hash = "SHA-256:<hex>"`` (``SHA-1:`` is accepted, as the original sent it).
+
+Receiving, a context that verifies rejects unsigned, badly signed, untrusted,
+expired, tampered, undecryptable, stale and replayed messages with a
+:class:`~cc.message.MessageError` whose ``code`` names the reason.  Without any
+``cms-*`` option there is no context at all (:meth:`CryptoContext.from_config`
+returns None), so the unsigned path does no crypto work.
+"""
+
+import collections
+import datetime
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import skytools
+from skytools.config import ConfigError
+
+from cc.cms import (
+    Certificate,
+    CMSError,
+    TrustStore,
+    envelope,
+    load_certificate,
+    load_private_key,
+    open_envelope,
+    sign,
+    verify,
+)
+from cc.message import CCMessage, MessageError
+
+__all__ = ["CryptoContext", "ReplayCache", "OPTIONS"]
+
+#: options that turn a context on (``cms-keystore`` alone does not)
+OPTIONS = ("cms-sign", "cms-verify-ca", "cms-encrypt", "cms-decrypt", "cms-time-window")
+
+#: body frame of an encrypted message
+ENC_MARK = b"ENC1"
+
+#: how long signatures are remembered when ``cms-time-window`` is off
+DEFAULT_REPLAY_SECONDS = 300.0
+
+#: trusted signer certificates remembered (their chain is not checked again)
+TRUSTED_CACHE_MAX = 1024
+
+_BLOB_HASHES = {"SHA-1": hashlib.sha1, "SHA-256": hashlib.sha256}
+
+
+class ReplayCache:
+    """Digests of recently seen signatures, each kept for ``seconds``; at most ``maxsize``.
+
+    When full, the oldest entry goes first (and is counted by the owner):
+    with a time window, a message older than the window is rejected anyway.
+    """
+
+    def __init__(self, maxsize: int = 100000) -> None:
+        self.maxsize = maxsize
+        self.evicted = 0
+        self._seen: "collections.OrderedDict[bytes, float]" = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, digest: bytes, seconds: float, now: Optional[float] = None) -> bool:
+        """Remember ``digest``; False if it was already seen within its time."""
+        now = time.monotonic() if now is None else now
+        seen = self._seen
+        while seen:
+            oldest, expires = next(iter(seen.items()))
+            if expires > now:
+                break
+            del seen[oldest]
+        if digest in seen:
+            return False
+        if len(seen) >= self.maxsize:
+            seen.popitem(last=False)
+            self.evicted += 1
+        seen[digest] = now + seconds
+        return True
+
+
+class CryptoContext:
+    """Signs, encrypts, verifies and decrypts CC messages for one config section.
+
+    ::
+
+        # directory with <name>.crt and private/<name>.key (PEM)
+        #cms-keystore = /etc/cc/keys
+        # sign every message this process creates with this key
+        #cms-sign = host1
+        # accept only messages signed by a certificate from these CAs
+        #cms-verify-ca = ca
+        # encrypt to this certificate (needs cms-sign)
+        #cms-encrypt = server
+        # accept only messages encrypted to this key (needs cms-verify-ca)
+        #cms-decrypt = server
+        # reject messages whose time is further than this from now (seconds, 0 = off)
+        #cms-time-window = 0
+    """
+
+    def __init__(
+        self,
+        keystore: str = "",
+        sign_name: str = "",
+        verify_ca: Optional[List[str]] = None,
+        encrypt_name: str = "",
+        decrypt_name: str = "",
+        time_window: float = 0.0,
+        replay: Optional[ReplayCache] = None,
+    ) -> None:
+        self.keystore = keystore
+        if encrypt_name and not sign_name:
+            raise ConfigError("cms-encrypt needs cms-sign: encrypted messages are signed inside")
+        if decrypt_name and not verify_ca:
+            raise ConfigError("cms-decrypt needs cms-verify-ca: the decrypted body must be signed")
+        self.sign_cert: Optional[Certificate] = None
+        self.sign_key = None
+        if sign_name:
+            self.sign_cert, self.sign_key = self._cert(sign_name), self._key(sign_name)
+        self.encrypt_cert = self._cert(encrypt_name) if encrypt_name else None
+        self.decrypt_cert: Optional[Certificate] = None
+        self.decrypt_key = None
+        if decrypt_name:
+            self.decrypt_cert, self.decrypt_key = self._cert(decrypt_name), self._key(decrypt_name)
+        self.trust = TrustStore([self._cert(n) for n in verify_ca]) if verify_ca else None
+        self.time_window = time_window
+        self.replay = replay if replay is not None else ReplayCache()
+        self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
+        self._trusted: Dict[bytes, datetime.datetime] = {}
+        self._certs: Dict[bytes, Certificate] = {}
+
+    @classmethod
+    def from_config(
+        cls, cf: skytools.Config, replay: Optional[ReplayCache] = None
+    ) -> Optional["CryptoContext"]:
+        """The context a section asks for, or None when it has no ``cms-*`` option."""
+        if not any(cf.has_option(opt) and cf.get(opt) for opt in OPTIONS):
+            return None
+        return cls(
+            keystore=cf.getfile("cms-keystore", ""),
+            sign_name=cf.get("cms-sign", ""),
+            verify_ca=cf.getlist("cms-verify-ca", []),
+            encrypt_name=cf.get("cms-encrypt", ""),
+            decrypt_name=cf.get("cms-decrypt", ""),
+            time_window=cf.getfloat("cms-time-window", 0),
+            replay=replay,
+        )
+
+    # -- keystore ------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        name = parts[-1]
+        if "/" in name or name.startswith("."):
+            raise ConfigError("bad key name %r in cms-* option" % name)
+        return os.path.join(self.keystore, *parts)
+
+    def _cert(self, name: str) -> Certificate:
+        path = self._path(name + ".crt")
+        try:
+            return load_certificate(path)
+        except (OSError, ValueError) as ex:
+            raise ConfigError("cannot load certificate %s: %s" % (path, ex)) from None
+
+    def _key(self, name: str):  # type: ignore[no-untyped-def]
+        path = self._path("private", name + ".key")
+        try:
+            return load_private_key(path)
+        except (OSError, ValueError, TypeError) as ex:
+            raise ConfigError("cannot load private key %s: %s" % (path, ex)) from None
+
+    @property
+    def verifying(self) -> bool:
+        return self.trust is not None
+
+    # -- sending ---------------------------------------------------------------
+
+    def seal(self, msg: CCMessage) -> CCMessage:
+        """``msg`` (just built, unsigned) signed and encrypted as configured."""
+        if self.sign_key is None:
+            return msg
+        assert self.sign_cert is not None
+        body = msg.get_body()
+        body_bytes = msg.body_bytes
+        blob = msg.blob
+        if blob is not None:
+            body = dict(body, blob_hash="SHA-256:" + hashlib.sha256(blob).hexdigest())
+            body_bytes = json.dumps(body).encode("utf8")
+        if self.encrypt_cert is not None:
+            signed = sign(body_bytes, self.sign_cert, self.sign_key, detached=False)
+            body_frame, signature = ENC_MARK, envelope(signed, self.encrypt_cert)
+        else:
+            body_frame = body_bytes
+            signature = sign(body_bytes, self.sign_cert, self.sign_key)
+        frames = msg.route + [b"", msg.type.encode("ascii"), body_frame, signature]
+        if blob is not None:
+            frames.append(blob)
+        sealed = CCMessage(frames)
+        sealed.set_body(body, None)
+        return sealed
+
+    # -- receiving --------------------------------------------------------------
+
+    def open(self, msg: CCMessage) -> Dict[str, Any]:
+        """The checked body of ``msg``; raise MessageError when it must be rejected.
+
+        The verdict is kept on the message: every handler on its route gets the
+        same answer, and a message is counted against the replay cache once.
+        """
+        if msg.checked:
+            return msg.get_body()
+        body_bytes = msg.body_bytes
+        signature = msg.signature
+        signer: Optional[Dict[str, object]] = None
+        try:
+            if self.decrypt_key is not None:
+                if body_bytes != ENC_MARK:
+                    raise MessageError("unencrypted", "expect encrypted message")
+                if not signature:
+                    raise MessageError("undecryptable", "encrypted message without envelope")
+                signed = open_envelope(signature, self.decrypt_cert, self.decrypt_key)
+                body_bytes, signer = self._verify(signed, None)
+            elif body_bytes == ENC_MARK:
+                raise MessageError("undecryptable", "got encrypted msg but cannot decrypt it")
+            elif self.trust is not None:
+                if not signature:
+                    raise MessageError("unsigned", "expect signed message")
+                body_bytes, signer = self._verify(signature, body_bytes)
+        except CMSError as ex:
+            raise MessageError(ex.code, ex.msg) from None
+        body = CCMessage.parse_body(body_bytes, msg.type)
+        self._check_time(body)
+        self._check_blob(body, msg.blob, signed=signer is not None)
+        if signer is not None:
+            digest = hashlib.sha256(signature).digest()
+            if not self.replay.add(digest, self.replay_seconds):
+                raise MessageError("replay", "message seen before (replay)")
+        msg.set_body(body, signer)
+        return body
+
+    def _verify(self, signed: bytes, content: Optional[bytes]) -> Tuple[bytes, Dict[str, object]]:
+        assert self.trust is not None
+        content, cert, certs = verify(signed, content, self._certs)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        expires = self._trusted.get(cert.der)
+        if expires is None or expires < now:
+            expires = self.trust.check(cert, certs, now)
+            if len(self._trusted) >= TRUSTED_CACHE_MAX:
+                self._trusted.clear()
+            self._trusted[cert.der] = expires
+        return content, cert.info()
+
+    def _check_time(self, body: Dict[str, Any]) -> None:
+        if self.time_window <= 0:
+            return
+        try:
+            diff = abs(time.time() - float(body["time"]))
+        except (KeyError, TypeError, ValueError):
+            raise MessageError("stale", "message has no valid time") from None
+        if diff > self.time_window:
+            raise MessageError(
+                "stale", "time diff bigger than %s s: %.1f s" % (self.time_window, diff)
+            )
+
+    def _check_blob(self, body: Dict[str, Any], blob: Optional[bytes], signed: bool) -> None:
+        declared = body.get("blob_hash")
+        if blob is None:
+            if declared:
+                raise MessageError("blob-hash", "blob hash exists without blob")
+            return
+        if not signed and not self.verifying:
+            return  # nothing to protect: the body itself is not authenticated
+        if not declared or not isinstance(declared, str):
+            raise MessageError("blob-hash", "blob hash missing")
+        kind, _, hexdigest = declared.partition(":")
+        hasher = _BLOB_HASHES.get(kind)
+        if hasher is None:
+            raise MessageError("blob-hash", "unsupported hash type %s" % kind[:20])
+        if hasher(blob).hexdigest() != hexdigest.lower():
+            raise MessageError("blob-hash", "blob hash does not match")

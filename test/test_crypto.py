@@ -1,0 +1,274 @@
+"""CryptoContext against openssl: what openssl signs and encrypts is accepted, what is wrong
+is rejected with the right code, and what cc signs and encrypts openssl verifies and decrypts."""
+
+import hashlib
+import json
+import shutil
+import time
+import unittest
+
+from pki import PKI, openssl
+
+from cc.crypto import CryptoContext, ReplayCache
+from cc.message import CCMessage, MessageError
+from skytools.config import ConfigError
+
+pki: PKI = None  # type: ignore[assignment]
+
+
+def setUpModule():
+    global pki
+    pki = PKI()
+
+
+def tearDownModule():
+    shutil.rmtree(pki.dir, ignore_errors=True)
+
+
+def body_bytes(msgtype="echo.request", **fields):
+    body = {"req": msgtype, "time": time.time(), "hostname": "h1", "target": "t"}
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+def message(body, signature=b"", blob=None, msgtype="echo.request"):
+    frames = [b"Q1", b"", msgtype.encode(), body, signature]
+    if blob is not None:
+        frames.append(blob)
+    return CCMessage(frames)
+
+
+def verifier(**kw):
+    kw.setdefault("verify_ca", ["ca"])
+    return CryptoContext(keystore=pki.dir, **kw)
+
+
+class TestVerify(unittest.TestCase):
+    def assertRejected(self, ctx, msg, code):
+        with self.assertRaises(MessageError) as cm:
+            ctx.open(msg)
+        self.assertEqual(cm.exception.code, code, cm.exception.msg)
+
+    def test_openssl_cms_signature_accepted_with_signer(self):
+        body = body_bytes()
+        msg = message(body, pki.sign("user1", body))
+        self.assertEqual(verifier().open(msg)["target"], "t")
+        self.assertEqual(msg.signer["CN"], "user1")
+        self.assertEqual(msg.signer["O"], "cc test")
+
+    def test_openssl_smime_signature_accepted(self):
+        body = body_bytes()
+        verifier().open(message(body, pki.smime_sign("user1", body)))
+
+    def test_variants_accepted(self):
+        for extra in (["-noattr"], ["-md", "sha1"], ["-md", "sha512"], ["-keyid"], ["-nocerts"]):
+            body = body_bytes(target=" ".join(extra))
+            sig = pki.sign("user1", body, *extra)
+            if "-nocerts" in extra:
+                # without the certificate in the signature there is nothing to check it with
+                self.assertRaises(MessageError, verifier().open, message(body, sig))
+                continue
+            self.assertEqual(verifier().open(message(body, sig))["target"], " ".join(extra))
+
+    def test_rsa_pss_signature_accepted(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body, "-keyopt", "rsa_padding_mode:pss")
+        verifier().open(message(body, sig))
+
+    def test_unsigned_rejected(self):
+        self.assertRejected(verifier(), message(body_bytes()), "unsigned")
+
+    def test_tampered_body_rejected(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body)
+        self.assertRejected(verifier(), message(body.replace(b'"t"', b'"u"'), sig), "bad-signature")
+
+    def test_tampered_signature_rejected(self):
+        body = body_bytes()
+        sig = bytearray(pki.sign("user1", body, "-noattr"))
+        sig[-5] ^= 1  # in the RSA signature value, the last field
+        self.assertRejected(verifier(), message(body, bytes(sig)), "bad-signature")
+
+    def test_garbage_signature_rejected(self):
+        self.assertRejected(verifier(), message(body_bytes(), b"\x30\x03xyz"), "bad-signature")
+
+    def test_wrong_ca_rejected(self):
+        body = body_bytes()
+        self.assertRejected(verifier(), message(body, pki.sign("stranger", body)), "untrusted")
+        verifier(verify_ca=["ca2"]).open(message(body, pki.sign("stranger", body)))
+
+    def test_expired_rejected(self):
+        body = body_bytes()
+        self.assertRejected(verifier(), message(body, pki.sign("expired", body)), "expired")
+
+    def test_key_usage_rejected(self):
+        body = body_bytes()
+        self.assertRejected(verifier(), message(body, pki.sign("nosign", body)), "bad-cert")
+
+    def test_signature_moved_to_other_type_rejected(self):
+        body = body_bytes()
+        msg = message(body, pki.sign("user1", body), msgtype="log.info")
+        self.assertRejected(verifier(), msg, "hijacked")
+
+    def test_time_window(self):
+        ctx = verifier(time_window=60)
+        for skew in (-120, 120):
+            body = body_bytes(time=time.time() + skew)
+            self.assertRejected(ctx, message(body, pki.sign("user1", body)), "stale")
+        body = body_bytes(time=time.time() - 30)
+        ctx.open(message(body, pki.sign("user1", body)))
+
+    def test_replay_rejected_once_per_message(self):
+        ctx = verifier(time_window=60)
+        body = body_bytes()
+        sig = pki.sign("user1", body)
+        first = message(body, sig)
+        ctx.open(first)
+        ctx.open(first)  # a second handler on the same route: same verdict, not a replay
+        self.assertRejected(ctx, message(body, sig), "replay")
+
+    def test_blob_hash(self):
+        blob = b"file contents\x00\xff"
+        for kind, fn in (("SHA-1", hashlib.sha1), ("SHA-256", hashlib.sha256)):
+            body = body_bytes(blob_hash="%s:%s" % (kind, fn(blob).hexdigest()))
+            verifier().open(message(body, pki.sign("user1", body), blob))
+        body = body_bytes(blob_hash="SHA-256:" + hashlib.sha256(b"other").hexdigest())
+        self.assertRejected(verifier(), message(body, pki.sign("user1", body), blob), "blob-hash")
+        body = body_bytes()
+        self.assertRejected(verifier(), message(body, pki.sign("user1", body), blob), "blob-hash")
+        body = body_bytes(blob_hash="MD5:00")
+        self.assertRejected(verifier(), message(body, pki.sign("user1", body), blob), "blob-hash")
+        body = body_bytes(blob_hash="SHA-1:00")
+        self.assertRejected(verifier(), message(body, pki.sign("user1", body)), "blob-hash")
+
+
+class TestDecrypt(unittest.TestCase):
+    def decryptor(self):
+        return verifier(decrypt_name="server")
+
+    def sealed(self, recipient="server", signer="user1", extra=(), body=None):
+        body = body or body_bytes()
+        signed = pki.sign(signer, body, detached=False)
+        return message(b"ENC1", pki.encrypt(recipient, signed, *extra))
+
+    def test_openssl_envelope_accepted(self):
+        for extra in ((), ("-aes256",), ("-aes192",), ("-keyopt", "rsa_padding_mode:oaep")):
+            msg = self.sealed(extra=extra)
+            self.assertEqual(self.decryptor().open(msg)["target"], "t")
+            self.assertEqual(msg.signer["CN"], "user1")
+
+    def test_openssl_smime_envelope_accepted(self):
+        body = body_bytes()
+        signed = openssl(
+            "smime",
+            "-sign",
+            "-nodetach",
+            "-binary",
+            "-outform",
+            "DER",
+            "-signer",
+            pki.crt("user1"),
+            "-inkey",
+            pki.key("user1"),
+            data=body,
+        )
+        env = openssl(
+            "smime",
+            "-encrypt",
+            "-aes128",
+            "-binary",
+            "-outform",
+            "DER",
+            pki.crt("server"),
+            data=signed,
+        )
+        self.decryptor().open(message(b"ENC1", env))
+
+    def test_other_recipient_rejected(self):
+        with self.assertRaises(MessageError) as cm:
+            self.decryptor().open(self.sealed(recipient="host2"))
+        self.assertEqual(cm.exception.code, "undecryptable")
+
+    def test_untrusted_signer_inside_rejected(self):
+        with self.assertRaises(MessageError) as cm:
+            self.decryptor().open(self.sealed(signer="stranger"))
+        self.assertEqual(cm.exception.code, "untrusted")
+
+    def test_plain_message_rejected_when_decrypting(self):
+        body = body_bytes()
+        with self.assertRaises(MessageError) as cm:
+            self.decryptor().open(message(body, pki.sign("user1", body)))
+        self.assertEqual(cm.exception.code, "unencrypted")
+
+    def test_encrypted_without_decrypt_key_rejected(self):
+        with self.assertRaises(MessageError) as cm:
+            verifier().open(self.sealed())
+        self.assertEqual(cm.exception.code, "undecryptable")
+
+    def test_corrupt_envelope_rejected(self):
+        msg = self.sealed()
+        env = bytearray(msg.signature)
+        env[-3] ^= 0x55
+        with self.assertRaises(MessageError) as cm:
+            self.decryptor().open(message(b"ENC1", bytes(env)))
+        self.assertIn(cm.exception.code, ("undecryptable", "bad-signature"))
+
+
+class TestSeal(unittest.TestCase):
+    """cc's signatures and envelopes, checked by openssl."""
+
+    def test_signature_verifies_with_openssl(self):
+        ctx = CryptoContext(keystore=pki.dir, sign_name="user1")
+        msg = ctx.seal(CCMessage.build("log.info", {"log_msg": "x"}, route=[b"Q"]))
+        self.assertEqual(msg.route, [b"Q"])
+        self.assertEqual(pki.verify(msg.signature, msg.body_bytes), msg.body_bytes)
+        tampered = msg.body_bytes.replace(b'"x"', b'"y"')
+        self.assertRaises(RuntimeError, pki.verify, msg.signature, tampered)
+        self.assertRaises(RuntimeError, pki.verify, msg.signature, msg.body_bytes, ca="ca2")
+
+    def test_blob_hash_added_and_covered(self):
+        ctx = CryptoContext(keystore=pki.dir, sign_name="user1")
+        blob = b"\x00blob"
+        msg = ctx.seal(CCMessage.build("pub.infofile", {"filename": "f"}, blob=blob))
+        body = json.loads(pki.verify(msg.signature, msg.body_bytes))
+        self.assertEqual(body["blob_hash"], "SHA-256:" + hashlib.sha256(blob).hexdigest())
+        self.assertEqual(msg.blob, blob)
+        verifier().open(CCMessage(list(msg.frames)))
+
+    def test_envelope_decrypts_with_openssl(self):
+        ctx = CryptoContext(keystore=pki.dir, sign_name="user1", encrypt_name="server")
+        plain = CCMessage.build("db.q", {"args": [1]})
+        msg = ctx.seal(plain)
+        self.assertEqual(msg.body_bytes, b"ENC1")
+        signed = pki.decrypt("server", msg.signature)
+        self.assertEqual(pki.verify(signed, None), plain.body_bytes)
+
+    def test_round_trip(self):
+        sender = CryptoContext(keystore=pki.dir, sign_name="user1", encrypt_name="server")
+        receiver = verifier(decrypt_name="server", time_window=10)
+        msg = sender.seal(CCMessage.build("db.q", {"args": [1]}, blob=b"b"))
+        body = receiver.open(CCMessage(list(msg.frames)))
+        self.assertEqual(body["args"], [1])
+
+
+class TestConfig(unittest.TestCase):
+    def test_bad_configs(self):
+        for kw in (
+            {"encrypt_name": "server"},
+            {"verify_ca": ["nosuch"]},
+            {"sign_name": "ca/../user1"},
+            {"decrypt_name": "server"},
+        ):
+            self.assertRaises(ConfigError, CryptoContext, keystore=pki.dir, **kw)
+
+
+class TestReplayCache(unittest.TestCase):
+    def test_expiry_and_bound(self):
+        cache = ReplayCache(maxsize=2)
+        self.assertTrue(cache.add(b"a", 10, now=0))
+        self.assertFalse(cache.add(b"a", 10, now=5))
+        self.assertTrue(cache.add(b"a", 10, now=11))
+        cache.add(b"b", 10, now=12)
+        cache.add(b"c", 10, now=12)
+        self.assertEqual(len(cache), 2)
+        self.assertEqual(cache.evicted, 1)
