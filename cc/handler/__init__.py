@@ -27,7 +27,9 @@ HANDLERS: Dict[str, str] = {
     "disposer": "cc.handler.disposer",
     "echo": "cc.handler.echo",
     "filter": "cc.handler.filter",
+    "infowriter": "cc.handler.infowriter",
     "locallogger": "cc.handler.locallogger",
+    "logwriter": "cc.handler.logwriter",
     "proxy": "cc.handler.proxy",
 }
 
