@@ -159,8 +159,9 @@ class ServerProcess:
         m = re.search(r"^\[total\]\n(.*?)(?:\n\n|\Z)", text, re.M | re.S)
         result: Dict[str, float] = {}
         for line in (m.group(1).splitlines() if m else []):
-            key, _, value = line.partition(": ")
-            result[key] = float(value)
+            key, sep, value = line.partition(": ")
+            if sep:  # an empty [total] at startup is followed by the next section
+                result[key] = float(value)
         return result
 
     def wait_stat(self, key: str, at_least: float = 1, timeout: float = WAIT) -> float:

@@ -115,7 +115,10 @@ class InfoWriter(CCHandler):
                 raise ConfigError("[%s]: %s" % (hname, ex)) from None
             if not self.compression:
                 raise ConfigError("[%s]: write-compressed = yes needs compression" % hname)
-        self.level = hcf.getint("compression-level", 0) or None
+        try:
+            self.level = compression.parse_level(hcf.get("compression-level", ""))
+        except ValueError as ex:
+            raise ConfigError("[%s]: compression-level: %s" % (hname, ex)) from None
         self.ratelog = RateLimitedLog(self.log)
         umask = os.umask(0o022)
         os.umask(umask)
