@@ -27,7 +27,9 @@ class InfofileEncoder:
             raise ConfigError("[%s]: %s" % (cf.main_section, ex)) from None
         suffix = cf.get("msg-suffix", "")
         if suffix and not is_valid_type(suffix):
-            raise ConfigError("[%s]: msg-suffix = %s is not a valid type" % (cf.main_section, suffix))
+            raise ConfigError(
+                "[%s]: msg-suffix = %s is not a valid type" % (cf.main_section, suffix)
+            )
         self.msgtype = InfofileMessage.REQ + ("." + suffix if suffix else "")
         self.use_blob = cf.getboolean("use-blob", True)
 

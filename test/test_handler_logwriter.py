@@ -41,6 +41,10 @@ def lines(path):
         return []
 
 
+def messages(path):
+    return [re.sub(r".*?\] ", "", line, count=1) for line in lines(path)]
+
+
 class TestLogWriter(CCTestCase):
     def setUp(self):
         super().setUp()
@@ -70,8 +74,13 @@ class TestLogWriter(CCTestCase):
         self.sock.send_multipart(record("h", "j", "good"))
         self.server.wait_stat("logwriter.rejected", 5)
         self.server.wait_stat("logwriter.lines", 1)
-        files = {os.path.relpath(os.path.join(d, f), self.tmp) for d, _, fs in os.walk(self.tmp) for f in fs}
-        self.assertEqual({f for f in files if not f.startswith("w.")}, {"logs/h/j.log"})
+        files = {
+            os.path.relpath(os.path.join(d, f), self.tmp)
+            for d, _, fs in os.walk(self.tmp)
+            for f in fs
+            if not f.startswith("w.")
+        }
+        self.assertEqual(files, {"logs/h/j.log"})
 
     def test_sighup_reopens_for_logrotate(self):
         path = os.path.join(self.dst, "h", "j.log")
@@ -84,5 +93,5 @@ class TestLogWriter(CCTestCase):
         self.server.wait_log(r"reloaded: ")
         self.sock.send_multipart(record("h", "j", "after"))
         wait_for(lambda: lines(path), what="reopened file")
-        self.assertEqual([re.sub(r".*\] ", "", x) for x in lines(path + ".1")], ["before", "still old file"])
-        self.assertEqual([re.sub(r".*\] ", "", x) for x in lines(path)], ["after"])
+        self.assertEqual(messages(path + ".1"), ["before", "still old file"])
+        self.assertEqual(messages(path), ["after"])
