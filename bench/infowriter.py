@@ -83,7 +83,9 @@ def run_infowriter(top: str, src: str, run: int) -> float:
     ini = os.path.join(work, "server.ini")
     with open(ini, "w") as f:
         f.write(INI.format(tmp=work, dstdir=dstdir, queue=len(names)))
-    server = subprocess.Popen([sys.executable, "-m", "cc.server", ini], cwd=REPO)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cc.server", ini], cwd=REPO, stderr=subprocess.DEVNULL
+    )
     ctx = zmq.Context()
     try:
         endpoint = wait_endpoint(os.path.join(work, "server.log"))
