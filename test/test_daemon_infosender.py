@@ -137,7 +137,9 @@ class TestInfosender(DaemonTestCase):
         # rewritten every 50 ms: the original never sent it (never stable for a scan)
         while read(dst) is None and time.monotonic() < deadline:
             n += 1
-            write(path, b"version %d" % n)
+            tmp = os.path.join(self.src, "tmp.fast")  # replaced atomically, as producers should
+            write(tmp, b"version %d" % n)
+            os.rename(tmp, path)
             time.sleep(0.05)
         got = read(dst)
         self.assertIsNotNone(got, "a file changing every 50 ms was never sent")

@@ -62,7 +62,9 @@ class InfofileCollector(CCDaemon):
     changed, so files rewritten faster than the scan still get sent.  What
     was sent (size and mtime per file) is kept in ``state-file`` (default:
     the pidfile with ``.state``), so a restart resends only what changed.
-    File reads and compression run off the loop.
+    File reads and compression run off the loop.  A file that is always
+    changing is sent as read; producers should replace files atomically
+    (write and rename) so that what is read is always a whole version.
 
     ::
 
