@@ -8,7 +8,7 @@ import bz2
 import gzip
 from typing import Dict, Optional
 
-__all__ = ["compress", "decompress", "extension", "normalize", "METHODS"]
+__all__ = ["compress", "decompress", "extension", "normalize", "parse_level", "METHODS"]
 
 #: method -> file extension
 METHODS: Dict[str, str] = {"gzip": ".gz", "bzip2": ".bz2"}
@@ -47,3 +47,12 @@ def decompress(data: bytes, method: Optional[str]) -> bytes:
 
 def extension(method: Optional[str]) -> str:
     return METHODS.get(normalize(method), "")
+
+
+def parse_level(text: Optional[str]) -> Optional[int]:
+    """``compression-level`` from a config: ``''`` or 0 mean the library default (None)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    level = int(text)
+    return level or None

@@ -288,8 +288,22 @@ class CCServer(skytools.BaseScript):
         self.io_loop.add_callback(self._reload)
 
     def _reload(self) -> None:
-        """Re-read the INI; swap routes and changed handlers, or keep running as before."""
+        """Re-read the INI; swap routes and changed handlers, or keep running as before.
+
+        Then every running handler gets :meth:`CCHandler.on_sighup`, so log
+        writers reopen their files whatever became of the config.
+        """
         self.log.info("SIGHUP: reloading %s", self.cf.filename)
+        try:
+            self._apply_reload()
+        finally:
+            for handler in self.handlers.all():
+                try:
+                    handler.on_sighup()
+                except Exception:
+                    self.log.exception("%s: on_sighup failed", handler.hname)
+
+    def _apply_reload(self) -> None:
         try:
             cf = self.load_config()
             settings = Settings(cf)

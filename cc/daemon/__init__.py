@@ -47,6 +47,8 @@ __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
 #: short name -> module; the original's module paths work as names too
 DAEMONS: Dict[str, str] = {
+    "infoscript": "cc.daemon.infoscript",
+    "infosender": "cc.daemon.infosender",
     "taskexec": "cc.daemon.taskexec",
     "taskrunner": "cc.daemon.taskexec",
 }

@@ -27,8 +27,10 @@ HANDLERS: Dict[str, str] = {
     "disposer": "cc.handler.disposer",
     "echo": "cc.handler.echo",
     "filter": "cc.handler.filter",
+    "infowriter": "cc.handler.infowriter",
     "jobmgr": "cc.handler.jobmgr",
     "locallogger": "cc.handler.locallogger",
+    "logwriter": "cc.handler.logwriter",
     "proxy": "cc.handler.proxy",
     "taskrouter": "cc.handler.taskrouter",
 }
@@ -72,7 +74,10 @@ class CCHandler:
     * :meth:`handle_msg` (required): take one message; runs on the IOLoop
       and must not block;
     * :meth:`stop` (optional): release sockets and threads, flush; may
-      return an awaitable that the server waits for (bounded) on shutdown.
+      return an awaitable that the server waits for (bounded) on shutdown;
+    * :meth:`on_sighup` (optional): the server got SIGHUP; reopen files
+      (logrotate moved them).  Called for every running handler, kept
+      across the reload or not, even when the new config is refused.
 
     Class attributes: ``CC_ROLES``, the server roles it may run in;
     ``REFERENCES``, options naming other handler sections (``forward-to``),
@@ -107,6 +112,9 @@ class CCHandler:
     def stop(self) -> Optional[Awaitable[Any]]:
         """Release resources; the default has none."""
         return None
+
+    def on_sighup(self) -> None:
+        """Reopen what logrotate may have moved; the default has nothing to reopen."""
 
     # -- helpers -------------------------------------------------------------
 

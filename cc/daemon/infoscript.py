@@ -1,0 +1,119 @@
+"""infoscript: run a command periodically and send its output as an infofile.
+
+``python -m cc.daemon.infoscript config.ini d:infoscript``
+"""
+
+import asyncio
+import os
+import signal
+import time
+from typing import Optional
+
+from cc.daemon import CCDaemon, run_daemon
+from cc.infomsg import InfofileEncoder
+
+CC_DAEMON = "InfoScript"
+
+
+class InfoScript(CCDaemon):
+    """Runs ``info-script`` (a shell command) every ``info-period`` seconds.
+
+    Its standard output and error become ``pub.infofile`` named
+    ``info-name``, with the time of the run as ``mtime``.  Runs start at
+    fixed intervals (start to start); a run still going after
+    ``info-timeout`` seconds is killed, with its whole process group.  A
+    non-zero exit or a timeout is logged with the output and counted
+    (``infoscript.fails``); nothing is sent then.  The command runs as an
+    asyncio subprocess: the loop never waits for it.
+
+    ::
+
+        [d:infoscript]
+        module = cc.daemon.infoscript
+        info-script = ps axuw
+        info-period = 60
+        info-name = ps.txt
+        #info-timeout = 60
+        #compression = none
+        #compression-level =
+        #msg-suffix =
+        #use-blob = yes
+    """
+
+    def reload(self) -> None:
+        super().reload()
+        self.command = self.cf.get("info-script")
+        self.period = self.cf.getfloat("info-period")
+        self.name = self.cf.get("info-name")
+        self.timeout = self.cf.getfloat("info-timeout", 60)
+        self.encoder = InfofileEncoder(self.cf)
+        self._task: Optional["asyncio.Task[None]"] = None
+
+    def start_work(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop_work(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            try:
+                await self.run_script()
+            except OSError as ex:
+                self.stats.inc("infoscript.fails")
+                self.log.error("cannot run %r: %s", self.command, ex)
+            due += self.period
+            now = loop.time()
+            if due < now:  # the run took longer than the period: start again now
+                due = now
+            await asyncio.sleep(due - now)
+
+    async def run_script(self) -> None:
+        started = time.time()
+        proc = await asyncio.create_subprocess_shell(
+            self.command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as a whole
+        )
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.TimeoutError:
+            self._kill(proc)
+            await proc.wait()
+            self.stats.inc("infoscript.fails")
+            self.log.error("%r did not finish in %ss, killed", self.command, self.timeout)
+            return
+        except asyncio.CancelledError:
+            self._kill(proc)
+            raise
+        self.stats.inc("infoscript.bytes.read", len(output))
+        if proc.returncode != 0:
+            self.stats.inc("infoscript.fails")
+            self.log.error(
+                "%r failed with exit status %s: %s",
+                self.command,
+                proc.returncode,
+                output.decode("utf8", "replace")[-2000:],
+            )
+            return
+        packed = await self.run_blocking(self.encoder.pack, output)
+        self.publish(self.encoder.message(self.name, started, packed))
+        self.stats.inc("infoscript.count")
+        self.stats.inc("infoscript.bytes.sent", len(packed))
+
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+if __name__ == "__main__":
+    run_daemon(InfoScript)

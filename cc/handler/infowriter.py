@@ -1,0 +1,254 @@
+"""infowriter: store received infofiles under a directory, atomically, newest wins."""
+
+import base64
+import binascii
+import errno
+import math
+import os
+import tempfile
+from typing import Any, Optional
+
+from skytools.config import ConfigError
+
+from cc import compression
+from cc.handler import CCHandler
+from cc.message import CCMessage
+from cc.paths import UnsafePath, clean_name, safe_join
+from cc.ratelog import RateLimitedLog
+from cc.workerpool import WorkerPool
+
+CC_HANDLER = "InfoWriter"
+
+WRITE_COMPRESSED = ("", "no", "keep", "yes")
+
+
+def destination_mask(cf: Any) -> str:
+    """``dstmask``, or the original's default chosen by ``host-subdirs``."""
+    mask = cf.get("dstmask", "")
+    if mask:
+        return mask
+    if cf.getboolean("host-subdirs", False):
+        return "%(hostname)s/%(filename)s"
+    return "%(hostname)s--%(filename)s"
+
+
+def relative_path(mask: str, hostname: object, filename: object) -> str:
+    """The path a message asks for, relative to ``dstdir``; :class:`UnsafePath` if hostile.
+
+    A hostname is one path component (``/`` in it is refused, not
+    rewritten); a filename may have directories (``\\`` read as ``/``), used
+    by ``%(filepath)s`` with leading slashes dropped, so that the full source
+    paths infosender sends land below the host's directory.
+    """
+    host = clean_name(hostname, "hostname")
+    if "/" in host or "\\" in host:
+        raise UnsafePath("hostname %r contains a path separator" % host)
+    path = clean_name(filename, "filename")
+    fields = {
+        "hostname": host,
+        "filepath": path.lstrip("/"),
+        "filename": path.rsplit("/", 1)[-1],
+    }
+    try:
+        return mask % fields
+    except (KeyError, ValueError, TypeError) as ex:
+        raise UnsafePath("dstmask %r cannot be filled: %s" % (mask, ex)) from None
+
+
+class WriteResult:
+    """What a worker did with one file, reported back to the loop."""
+
+    def __init__(self, path: str, status: str, nbytes: int = 0) -> None:
+        self.path = path
+        self.status = status
+        self.nbytes = nbytes
+
+
+class InfoWriter(CCHandler):
+    """Writes each ``pub.infofile`` as a whole file under ``dstdir``.
+
+    The file appears atomically (a temporary file renamed over it), with
+    the message's ``mtime``; the previous version is kept as
+    ``<name><bakext>``; a file is never replaced by an older version.
+    Names come from the network and never leave ``dstdir``: hostile ones are
+    refused and counted (``infowriter.rejected``).  Writes run on
+    ``worker-threads`` threads, one file always on the same thread; at most
+    ``queue-size`` messages wait per thread, more are dropped and counted.
+
+    ::
+
+        [h:infowriter]
+        handler = infowriter
+        dstdir = /var/lib/cc/info
+        # placeholders: %%(hostname)s %%(filename)s %%(filepath)s
+        #dstmask = %%(hostname)s/%%(filename)s
+        # used when dstmask is empty: host/file instead of host--file
+        #host-subdirs = no
+        #bakext = --prev
+        # '' or no: store uncompressed; keep: as sent; yes: with `compression`
+        #write-compressed = no
+        #compression = gzip
+        #compression-level = 6
+        #worker-threads = 10
+        #queue-size = 100
+    """
+
+    CC_ROLES = ("remote",)
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        self.dstdir = os.path.abspath(os.path.expanduser(hcf.get("dstdir")))
+        self.mask = destination_mask(hcf)
+        self.bakext = hcf.get("bakext", "")
+        if "/" in self.bakext:
+            raise ConfigError("[%s]: bakext must not contain '/'" % hname)
+        self.write_compressed = hcf.get("write-compressed", "").strip().lower()
+        if self.write_compressed not in WRITE_COMPRESSED:
+            raise ConfigError(
+                "[%s]: write-compressed = %s: use no, keep or yes" % (hname, self.write_compressed)
+            )
+        self.compression = ""
+        if self.write_compressed == "yes":
+            try:
+                self.compression = compression.normalize(hcf.get("compression"))
+            except ValueError as ex:
+                raise ConfigError("[%s]: %s" % (hname, ex)) from None
+            if not self.compression:
+                raise ConfigError("[%s]: write-compressed = yes needs compression" % hname)
+        try:
+            self.level = compression.parse_level(hcf.get("compression-level", ""))
+        except ValueError as ex:
+            raise ConfigError("[%s]: compression-level: %s" % (hname, ex)) from None
+        self.ratelog = RateLimitedLog(self.log)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self.file_mode = 0o666 & ~umask
+        self.pool = WorkerPool(
+            hname, hcf.getint("worker-threads", 10), hcf.getint("queue-size", 100), self.io_loop
+        )
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        try:
+            relpath = relative_path(self.mask, body.get("hostname"), body.get("filename"))
+            comp = compression.normalize(body.get("comp"))
+            mtime = float(body["mtime"])
+            if not math.isfinite(mtime) or mtime < 0:
+                raise ValueError("mtime %r" % body["mtime"])
+        except UnsafePath as ex:
+            self._refuse("rejected", "suspicious file path, skipping: %s", ex)
+            return
+        except (KeyError, TypeError, ValueError) as ex:
+            self._refuse("invalid", "invalid infofile message: %s %s", type(ex).__name__, ex)
+            return
+        if self.write_compressed == "keep":
+            relpath += compression.extension(comp)
+        elif self.write_compressed == "yes":
+            relpath += compression.extension(self.compression)
+        blob = msg.blob
+        data = blob if blob else body.get("data") or ""
+        if not self.pool.submit(relpath, self._done, self.write_file, relpath, mtime, comp, data):
+            self._refuse("dropped", "worker queue full, dropping infofile %s", relpath)
+
+    def _refuse(self, what: str, fmt: str, *args: Any) -> None:
+        self.stats.inc("infowriter." + what)
+        self.ratelog.error(what, fmt, *args)
+
+    # -- on a worker thread ----------------------------------------------------------
+
+    def write_file(self, relpath: str, mtime: float, comp: str, data: Any) -> WriteResult:
+        """Check the path, decode, and replace the file unless it is as new or newer."""
+        path = safe_join(self.dstdir, relpath)
+        backup = safe_join(self.dstdir, relpath + self.bakext) if self.bakext else ""
+        mtime_ns = round(mtime * 1e9)
+        try:
+            current: Optional[os.stat_result] = os.lstat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_mtime_ns > mtime_ns:
+            return WriteResult(relpath, "older")
+        content = self._content(data, comp)
+        if current is not None and current.st_mtime_ns == mtime_ns:
+            if current.st_size == len(content):
+                return WriteResult(relpath, "same")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _write_atomic(path, content, mtime_ns, self.file_mode, backup)
+        return WriteResult(relpath, "written", len(content))
+
+    def _content(self, data: Any, comp: str) -> bytes:
+        if isinstance(data, str):
+            try:
+                data = base64.b64decode(data, validate=True)
+            except binascii.Error as ex:
+                raise ValueError("data is not base64: %s" % ex) from None
+        if self.write_compressed in ("", "no"):
+            return compression.decompress(data, comp)
+        if self.write_compressed == "yes" and comp != self.compression:
+            return compression.compress(
+                compression.decompress(data, comp), self.compression, self.level
+            )
+        return data
+
+    # -- back on the loop -------------------------------------------------------------
+
+    def _done(self, result: Optional[WriteResult], error: Optional[BaseException]) -> None:
+        if error is not None:
+            if isinstance(error, UnsafePath):
+                self._refuse("rejected", "suspicious file path, skipping: %s", error)
+            else:
+                self._refuse("failed", "cannot write infofile: %s", error)
+            return
+        assert result is not None
+        if result.status == "written":
+            self.stats.inc("written_files")
+            self.stats.inc("written_bytes", result.nbytes)
+        else:
+            self.stats.inc("infowriter.skipped")
+            self.log.debug("%s: mtime %s, skipping", result.path, result.status)
+
+    def stop(self):
+        return self.pool.stop()
+
+
+def _write_atomic(path: str, content: bytes, mtime_ns: int, mode: int, backup: str) -> None:
+    """Write ``path`` through a temporary file with its mtime set; keep the old one at ``backup``.
+
+    (skytools.write_atomic uses one fixed temporary name and cannot set the
+    mtime before the rename.)
+    """
+    dirname, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + name[:64] + ".", suffix=".new", dir=dirname)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(content)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        if backup:
+            _keep_backup(path, backup)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _keep_backup(path: str, backup: str) -> None:
+    try:
+        os.unlink(backup)
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(path, backup, follow_symlinks=False)
+    except FileNotFoundError:
+        pass  # first version: nothing to keep
+    except OSError as ex:
+        if ex.errno != errno.EEXIST:
+            raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

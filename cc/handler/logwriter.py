@@ -1,0 +1,159 @@
+"""logwriter: append received log records to per-host, per-job files under a directory."""
+
+import collections
+import os
+import threading
+import time
+from typing import Any, Dict, Optional, TextIO
+
+from cc.handler import CCHandler
+from cc.message import CCMessage
+from cc.paths import UnsafePath, clean_name, safe_join
+from cc.ratelog import RateLimitedLog
+from cc.workerpool import WorkerPool
+
+CC_HANDLER = "LogWriter"
+
+
+def format_line(body: Dict[str, Any]) -> str:
+    """One line per record: time, level, host, job, pid, message (newlines escaped)."""
+    try:
+        log_time = float(body.get("log_time") or body.get("time") or 0)
+    except (TypeError, ValueError):
+        log_time = 0.0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(log_time))
+    text = str(body.get("log_msg", ""))
+    text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    return "%s.%03d %s %s %s[%s] %s\n" % (
+        stamp,
+        int(log_time * 1000) % 1000,
+        body.get("log_level", "?"),
+        body.get("hostname", "?"),
+        body.get("job_name", "?"),
+        body.get("log_pid", "?"),
+        text,
+    )
+
+
+def component(value: object, what: str) -> str:
+    """A message field used as one path component: non-empty, no separators."""
+    name = clean_name(value, what)
+    if "/" in name:
+        raise UnsafePath("%s %r contains a path separator" % (what, name))
+    return name
+
+
+class LogWriter(CCHandler):
+    """Appends each ``log.*`` record as one line to a file under ``dstdir``.
+
+    The file name comes from ``dstmask`` (placeholders ``hostname``,
+    ``job_name``, ``service_type``); names that would leave ``dstdir`` are
+    refused and counted (``logwriter.rejected``).  Files stay open and are
+    reopened on SIGHUP, so logrotate can move them.  Writing runs on
+    ``worker-threads`` threads (one file always on the same thread), each
+    keeping at most ``max-open-files`` open; at most ``queue-size`` records
+    wait per thread, more are dropped and counted (``logwriter.dropped``).
+
+    ::
+
+        [h:logwriter]
+        handler = logwriter
+        dstdir = /var/log/cc/hosts
+        #dstmask = %%(hostname)s/%%(job_name)s.log
+        #worker-threads = 2
+        #queue-size = 1000
+        #max-open-files = 100
+    """
+
+    CC_ROLES = ("remote",)
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        self.dstdir = os.path.abspath(os.path.expanduser(hcf.get("dstdir")))
+        self.mask = hcf.get("dstmask", "%(hostname)s/%(job_name)s.log")
+        self.max_open = max(1, hcf.getint("max-open-files", 100))
+        self.ratelog = RateLimitedLog(self.log)
+        self.local = threading.local()
+        self.pool = WorkerPool(
+            hname, hcf.getint("worker-threads", 2), hcf.getint("queue-size", 1000), self.io_loop
+        )
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        try:
+            fields = {
+                "hostname": component(body.get("hostname"), "hostname"),
+                "job_name": component(body.get("job_name"), "job_name"),
+                "service_type": component(body.get("service_type") or "-", "service_type"),
+            }
+            relpath = self.mask % fields
+        except UnsafePath as ex:
+            self._refuse("rejected", "suspicious file path, skipping: %s", ex)
+            return
+        except (KeyError, ValueError, TypeError) as ex:
+            self._refuse("invalid", "cannot name a log file for %s: %s", msg.type, ex)
+            return
+        line = format_line(body)
+        if not self.pool.submit(relpath, self._done, self.write_line, relpath, line):
+            self._refuse("dropped", "worker queue full, dropping log record for %s", relpath)
+
+    def _refuse(self, what: str, fmt: str, *args: Any) -> None:
+        self.stats.inc("logwriter." + what)
+        self.ratelog.error(what, fmt, *args)
+
+    def on_sighup(self) -> None:
+        self.pool.broadcast(self._closed, self.close_files)
+
+    def stop(self):
+        self.pool.broadcast(self._closed, self.close_files)
+        return self.pool.stop()
+
+    # -- on a worker thread ----------------------------------------------------------
+
+    def _files(self) -> "collections.OrderedDict[str, TextIO]":
+        files = getattr(self.local, "files", None)
+        if files is None:
+            files = self.local.files = collections.OrderedDict()
+        return files
+
+    def write_line(self, relpath: str, line: str) -> int:
+        files = self._files()
+        f = files.get(relpath)
+        if f is None:
+            path = safe_join(self.dstdir, relpath)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if len(files) >= self.max_open:
+                files.popitem(last=False)[1].close()
+            f = files[relpath] = open(path, "a", encoding="utf8", errors="backslashreplace")
+        else:
+            files.move_to_end(relpath)
+        f.write(line)
+        f.flush()
+        return len(line)
+
+    def close_files(self) -> int:
+        files = self._files()
+        count = len(files)
+        while files:
+            files.popitem()[1].close()
+        return count
+
+    # -- back on the loop -------------------------------------------------------------
+
+    def _done(self, result: Optional[int], error: Optional[BaseException]) -> None:
+        if error is not None:
+            if isinstance(error, UnsafePath):
+                self._refuse("rejected", "suspicious file path, skipping: %s", error)
+            else:
+                self._refuse("failed", "cannot write log record: %s", error)
+        else:
+            self.stats.inc("logwriter.lines")
+            self.stats.inc("logwriter.bytes", result or 0)
+
+    def _closed(self, result: Optional[int], error: Optional[BaseException]) -> None:
+        if error is not None:
+            self.log.error("closing log files failed: %s", error)
+        else:
+            self.log.debug("closed %s log files", result)

@@ -1,0 +1,67 @@
+"""Daemons as real child processes, the way an operator (or jobmgr) starts them."""
+
+import os
+import signal
+import subprocess
+import sys
+
+from harness import WAIT, CCTestCase, child_env
+
+
+class DaemonProcess:
+    """``python -m <module> <server ini> <section>``, output kept in ``<tmp>/<section>.out``."""
+
+    def __init__(self, server, module, section):
+        server.pin_endpoint()
+        self.module = module
+        self.outfile = os.path.join(os.path.dirname(server.ini), section.replace(":", "_") + ".out")
+        with open(self.outfile, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, server.ini, section],
+                env=child_env(),
+                cwd=os.path.dirname(server.ini),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self):
+        with open(self.outfile, encoding="utf8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop with ``sig``; the exit code (killed and None if it hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return None
+        return self.proc.returncode
+
+
+class DaemonTestCase(CCTestCase):
+    """Tests that run daemons: each must exit 0 when stopped, before the servers stop."""
+
+    def setUp(self):
+        super().setUp()
+        self.daemons = []
+
+    def start_daemon(self, server, module, section):
+        daemon = DaemonProcess(server, module, section)
+        self.daemons.append(daemon)
+        return daemon
+
+    def tearDown(self):
+        problems = []
+        for daemon in self.daemons:
+            code = daemon.stop()
+            if code != 0:
+                problems.append("%s exited with %s:\n%s" % (daemon.module, code, daemon.output()))
+        try:
+            super().tearDown()
+        finally:
+            if problems:
+                self.fail("\n".join(problems))
