@@ -22,7 +22,7 @@ setup(
         "skytools>=3.8",
         "psycopg2>=2.9.5",
     ],
-    extras_require={"test": ["nose2>=0.12", "hypothesis>=6"]},
+    extras_require={"test": ["nose2>=0.12", "hypothesis>=6", "prometheus_client>=0.16"]},
     entry_points={
         "console_scripts": [
             "cc-server = cc.server:main",

@@ -9,8 +9,13 @@ It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to and
 the server's ``job_name`` (its own job name is ``<server job>.<section>``),
 then its own section.  :class:`CCDaemon` gives every daemon the same
 skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc, log records forwarded as ``log.*`` messages, counters logged each
-``stats-period``, and a clean stop on SIGINT and SIGTERM.
+local cc, log records forwarded as ``log.*`` messages, counters logged and
+published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
+each ``state-period``, and a clean stop on SIGINT and SIGTERM.
+
+A daemon cannot see its cc's routes, so it publishes ``pub.stats`` and
+``pub.state`` unless ``publish-stats = no``; a cc without a route for them
+drops them silently (counted in ``count.dropped``, never warned about).
 
 Adding a daemon means adding its module (with ``CC_DAEMON = "ClassName"``)
 and one line in :data:`DAEMONS`.
@@ -33,7 +38,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
 from cc.message import CCMessage, MessageError
-from cc.msgtypes import LogMessage
+from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats
 from cc.stream import CCReqStream
 
@@ -68,6 +73,9 @@ class CCDaemon(skytools.BaseScript):
         # same file gives cc-socket (override it here to use another server)
         #cc-socket = tcp://127.0.0.1:22632
         #stats-period = 30
+        # pub.stats each stats-period, pub.state at start and each state-period
+        #publish-stats = yes
+        #state-period = 300
         #zmq_hwm = 100
         #zmq_linger = 500
     """
@@ -108,6 +116,8 @@ class CCDaemon(skytools.BaseScript):
         super().reload()
         self.section = self.cf.main_section
         self.stats_period = self.cf.getfloat("stats-period", 30)
+        self.publish_stats = self.cf.getboolean("publish-stats", True)
+        self.state_period = self.cf.getfloat("state-period", 300)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
 
@@ -166,6 +176,7 @@ class CCDaemon(skytools.BaseScript):
         self._stopping = asyncio.Event()
         self.zctx = zmq.Context()
         stats_timer = PeriodicCallback(self._log_stats, self.stats_period * 1000)
+        state_timer = PeriodicCallback(self.publish_state, self.state_period * 1000)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         try:
@@ -175,7 +186,9 @@ class CCDaemon(skytools.BaseScript):
             self._log_forwarder = LogForwarder(self)
             logging.getLogger().addHandler(self._log_forwarder)
             stats_timer.start()
+            state_timer.start()
             self.start_work()
+            self.publish_state()
             self.log.info("%s started, connected to %s", self.section, self.cc_socket)
             await self._stopping.wait()
         except (ConfigError, OSError, ValueError, MessageError, zmq.ZMQError) as ex:
@@ -183,6 +196,7 @@ class CCDaemon(skytools.BaseScript):
             self.exit_code = 1
         finally:
             stats_timer.stop()
+            state_timer.stop()
             await self._stop()
 
     async def _stop(self) -> None:
@@ -212,6 +226,38 @@ class CCDaemon(skytools.BaseScript):
         period = self.stats.end_period()
         if period:
             self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
+        if self._can_publish_stats():
+            msg = StatsMessage(
+                job_name=self.job_name,
+                service_type=self.service_name,
+                counters=period,
+                totals=self.stats.total,
+                period=self.stats_period,
+            )
+            self.publish(msg.to_message())
+
+    # -- pub.state -----------------------------------------------------------------------
+
+    def daemon_state(self) -> Dict[str, Any]:
+        """What ``pub.state`` says; a daemon adds its own (jobmgr: its jobs and their states)."""
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "version": cc.__version__,
+            "config_file": os.path.abspath(self.cf.filename),
+            "section": self.section,
+        }
+
+    def publish_state(self) -> None:
+        """Send ``pub.state`` now: call it when the state changes (also sent each state-period)."""
+        if self._can_publish_stats():
+            msg = StateMessage(
+                job_name=self.job_name, service_type=self.service_name, state=self.daemon_state()
+            )
+            self.publish(msg.to_message())
+
+    def _can_publish_stats(self) -> bool:
+        return self.publish_stats and self.cc is not None and not self.cc.stream.closed
 
 
 class LogForwarder(logging.Handler):
