@@ -46,6 +46,7 @@ __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
 #: short name -> module; the original's module paths work as names too
 DAEMONS: Dict[str, str] = {
+    "discovery": "cc.daemon.discovery",
     "pg_logforward": "cc.daemon.pg_logforward",
 }
 
