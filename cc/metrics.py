@@ -96,7 +96,8 @@ def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -
 
 def _stores(server: "CCServer") -> List[StatsStore]:
     """The stores of the server's statswriter handlers."""
-    return [h.store for h in server.handlers.all() if isinstance(getattr(h, "store", None), StatsStore)]
+    stores = (getattr(h, "store", None) for h in server.handlers.all())
+    return [store for store in stores if isinstance(store, StatsStore)]
 
 
 class _MetricsPage(tornado.web.RequestHandler):
@@ -147,8 +148,9 @@ class MetricsServer:
             port_number = int(port)
         except ValueError:
             raise ConfigError("metrics-http = %s: use [address:]port" % listen) from None
+        pages = {"server": server}
         app = tornado.web.Application(
-            [(r"/metrics", _MetricsPage, {"server": server}), (r"/status", _StatusPage, {"server": server})]
+            [(r"/metrics", _MetricsPage, pages), (r"/status", _StatusPage, pages)]
         )
         sockets = bind_sockets(port_number, host.strip("[]") or None)
         self.http = HTTPServer(app)

@@ -95,7 +95,7 @@ class CCServer(skytools.BaseScript):
         #stats-period = 30
 
         # pub.stats goes out each stats-period and pub.state on change and each
-        # state-period, when [routes] has a route for them
+        # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
         #state-period = 300
 
         # HTTP server with /metrics (Prometheus text format) and /status (JSON)
@@ -410,9 +410,19 @@ class CCServer(skytools.BaseScript):
         )
 
     def publish_local(self, msg: CCMessage) -> None:
-        """Route a message made here, as if received; nothing happens without a route,
-        nor once handlers are being stopped."""
-        if self.routes.lookup(msg.type) and not (self._stopping and self._stopping.is_set()):
+        """Route a message made here as if received, when a route names its type.
+
+        The catch-all ``*`` does not count: configs that send all traffic to a
+        filter or disposer must not start getting the server's own reports.
+        Nothing is sent once handlers are being stopped.
+        """
+        if self._stopping and self._stopping.is_set():
+            return
+        named = any(
+            p != "*" and (msg.type == p or msg.type.startswith(p + "."))
+            for p, _ in self.routes.patterns()
+        )
+        if named:
             self._route(msg, msg.size, time.perf_counter())
 
     # -- services for handlers -------------------------------------------------------
@@ -462,11 +472,8 @@ class CCServer(skytools.BaseScript):
         }
 
     def _publish_state(self) -> None:
-        if self.routes.lookup(StateMessage.REQ):
-            msg = StateMessage(
-                job_name=self.job_name, service_type=self.service_name, state=self.state()
-            )
-            self.publish_local(msg.to_message())
+        msg = StateMessage(job_name=self.job_name, service_type=self.service_name, state=self.state())
+        self.publish_local(msg.to_message())
 
     def _infofile_text(self) -> str:
         now = time.time()

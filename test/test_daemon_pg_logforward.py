@@ -90,7 +90,7 @@ class TestPgLogForward(CCTestCase):
         fields = ["20", UNDEFINED_TABLE, "alice", "appdb", "10.1.2.3", "parserOpenTable"]
         fields += ['relation "nosuch" does not exist', None, None, None, "select * from nosuch"]
         udp.sendto(netstr(*fields), ("127.0.0.1", port))
-        msg = self.next_msg(lambda m, b: m.type == "log.error" and b.get("service_type") == "postgres")
+        msg = self.next_msg(lambda m, b: m.type == "log.error" and b["service_type"] == "postgres")
         body = msg.get_body()
         self.assertEqual(body["log_msg"], 'relation "nosuch" does not exist')
         self.assertEqual(body["pg_level"], "ERROR")
@@ -101,7 +101,8 @@ class TestPgLogForward(CCTestCase):
         self.assertEqual(body["job_name"], "local.d:pglf")
         # the second plugin section sends the same record as its configured type
         self.next_msg(lambda m, b: m.type == "log.audit.pg" and b["log_level"] == "ERROR")
-        udp.sendto(netstr("15", "0", "bob", "db", None, "f", "checkpoint starting"), ("127.0.0.1", port))
+        record = netstr("15", "0", "bob", "db", None, "f", "checkpoint starting")
+        udp.sendto(record, ("127.0.0.1", port))
         self.next_msg(lambda m, b: m.type == "log.info" and b["log_msg"] == "checkpoint starting")
         # garbage: counted in the daemon's pub.stats, and the daemon is still fine
         self.next_msg(

@@ -160,7 +160,11 @@ class PgLogForward(CCDaemon):
             except Exception:
                 self.stats.inc("pg_logforward.plugin_failed")
                 self._ratelog.log_limited(
-                    logging.ERROR, "plugin:" + plugin.name, "plugin %s failed", plugin.name, exc_info=True
+                    logging.ERROR,
+                    "plugin:" + plugin.name,
+                    "plugin %s failed",
+                    plugin.name,
+                    exc_info=True,
                 )
         self.stats.inc("pg_logforward.seconds", time.perf_counter() - started)
 

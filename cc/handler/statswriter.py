@@ -64,7 +64,9 @@ class StatsWriter(CCHandler):
             safe_join(self.dstdir, relpath)  # refuse early; checked again when written
         except (BadStats, UnsafePath) as ex:
             self.stats.inc("statswriter.invalid")
-            self._ratelog.warning("invalid", "bad %s from %s: %s", msg.type, body.get("hostname"), ex)
+            self._ratelog.warning(
+                "invalid", "bad %s from %s: %s", msg.type, body.get("hostname"), ex
+            )
             return
         data = json.dumps(entry.as_dict(kind), indent=1, sort_keys=True).encode("utf8")
         self._dirty[(entry.host, entry.job, relpath)] = data

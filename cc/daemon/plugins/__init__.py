@@ -44,7 +44,7 @@ class CCDaemonPlugin:
 def load_plugins(
     daemon: "CCDaemon", base: Type[P], early_probe: Callable[[Type[P]], bool], *args: Any
 ) -> List[P]:
-    """The plug-ins of ``daemon.cf``'s ``plugins`` sections, probed and initialised with ``args``."""
+    """The plug-ins of the daemon's ``plugins`` sections, probed and initialised with ``args``."""
     plugins: List[P] = []
     for section in daemon.cf.getlist("plugins"):
         pcf = skytools.Config(section, daemon.cf.filename, user_defs={"job_name": daemon.job_name})
