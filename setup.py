@@ -24,7 +24,7 @@ setup(
         "cryptography>=38",
         "asn1crypto>=1.5",
     ],
-    extras_require={"test": ["nose2>=0.12", "hypothesis>=6"]},
+    extras_require={"test": ["nose2>=0.12", "hypothesis>=6", "prometheus_client>=0.16"]},
     entry_points={
         "console_scripts": [
             "cc-server = cc.server:main",

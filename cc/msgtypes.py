@@ -24,6 +24,9 @@ __all__ = [
     "DatabaseMessage",
     "InfofileMessage",
     "LogtailMessage",
+    "StatsMessage",
+    "StateMessage",
+    "DiscoveryMessage",
     "JobConfigRequestMessage",
     "JobConfigReplyMessage",
     "JobKeepaliveMessage",
@@ -125,6 +128,27 @@ class InfofileMessage(BaseMessage):
 class LogtailMessage(BaseMessage):
     REQ = "pub.logtail"
     REQUIRED = ("filename", "comp", "fpos", "st_dev", "st_ino")
+
+
+class StatsMessage(BaseMessage):
+    """Counters of one period (``counters``) and since start (``totals``, an addition)."""
+
+    REQ = "pub.stats"
+    REQUIRED = ("job_name", "service_type", "counters", "period")
+
+
+class StateMessage(BaseMessage):
+    """What a process is and does (pid, started, version, config, role, routes, jobs ...)."""
+
+    REQ = "pub.state"
+    REQUIRED = ("job_name", "service_type", "state")
+
+
+class DiscoveryMessage(BaseMessage):
+    """What the discovery daemon's probes see on its host, by probe name."""
+
+    REQ = "pub.discovery"
+    REQUIRED = ("job_name", "probes")
 
 
 class JobConfigRequestMessage(BaseMessage):

@@ -18,7 +18,7 @@ import signal
 import sys
 import textwrap
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import skytools
 import tornado
@@ -33,7 +33,8 @@ from cc.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.message import CCMessage, MessageError
-from cc.msgtypes import wants_reply
+from cc.metrics import MetricsServer
+from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
@@ -52,6 +53,10 @@ FD_LIMIT_WANTED = 65536
 
 #: seconds the server waits for handlers to stop on shutdown
 HANDLER_STOP_TIMEOUT = 30.0
+
+#: types that daemons publish whether or not their cc routes them: without a
+#: route they are dropped and counted, but not warned about every period
+QUIET_NO_ROUTE = ("pub.stats", "pub.state")
 
 
 class Settings:
@@ -79,6 +84,10 @@ class Settings:
         self.stats_period = cf.getfloat("stats-period", 30)
         if self.stats_period <= 0:
             raise ConfigError("stats-period must be positive")
+        self.state_period = cf.getfloat("state-period", 300)
+        if self.state_period <= 0:
+            raise ConfigError("state-period must be positive")
+        self.metrics_http = cf.get("metrics-http", "")
         self.infofile = cf.getfile("infofile", "")
         self.infofile_level = cf.getint("infofile-level", 2)
         self.nthreads = cf.getint("zmq_nthreads", 1)
@@ -119,6 +128,13 @@ class CCServer(skytools.BaseScript):
         #cc-stats = 1
         #stats-period = 30
 
+        # pub.stats goes out each stats-period and pub.state on change and each
+        # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
+        #state-period = 300
+
+        # HTTP server with /metrics (Prometheus text format) and /status (JSON)
+        #metrics-http = 127.0.0.1:9632
+
         # server status file, rewritten every stats-period (level 0-3)
         #infofile = ~/log/%(job_name)s.info
         #infofile-level = 2
@@ -158,6 +174,7 @@ class CCServer(skytools.BaseScript):
         self.replay = ReplayCache()
         self.crypto: Optional[CryptoContext] = None
         self.curve: Optional[CurveServer] = None
+        self.metrics: Optional[MetricsServer] = None
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
@@ -244,6 +261,9 @@ class CCServer(skytools.BaseScript):
         self.routes, retired = self.handlers.apply(self.plan)
         self.cclocal.on_recv(self._dispatch)
         self._start_timers()
+        if settings.metrics_http:
+            self.metrics = MetricsServer(self, settings.metrics_http)
+            self.log.info("metrics on http://%s/metrics", self.metrics.address)
         self.log.info(
             "listening on %s (role %s, %d routes%s%s)",
             self.endpoint,
@@ -268,7 +288,11 @@ class CCServer(skytools.BaseScript):
     def _start_timers(self) -> None:
         for timer in self._timers:
             timer.stop()
-        self._timers = [PeriodicCallback(self._write_stats, self.settings.stats_period * 1000)]
+        self._timers = [
+            PeriodicCallback(self._write_stats, self.settings.stats_period * 1000),
+            PeriodicCallback(self._publish_state, self.settings.state_period * 1000),
+        ]
+        self.io_loop.add_callback(self._publish_state)  # new routes and handlers: a new state
         if self.settings.infofile_level >= 3:
             self._timers.append(
                 PeriodicCallback(lambda: self.stats.snapshot(time.time()), BUCKET_SECONDS * 1000)
@@ -350,6 +374,8 @@ class CCServer(skytools.BaseScript):
     def _close(self) -> None:
         for timer in self._timers:
             timer.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.cclocal is not None:
             self.cclocal.close()
         if self.curve is not None:
@@ -373,6 +399,9 @@ class CCServer(skytools.BaseScript):
         except MessageError as ex:
             self._reject_frames(frames, ex, size)
             return
+        self._route(msg, size, started)
+
+    def _route(self, msg: CCMessage, size: int, started: float) -> None:
         handlers = self.routes.lookup(msg.type)
         if handlers:
             result = "ok"
@@ -393,7 +422,8 @@ class CCServer(skytools.BaseScript):
                 self.send(msg.error_reply("handler crashed", "crashed"))
         else:
             result = "dropped"
-            self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
+            if not msg.type.startswith(QUIET_NO_ROUTE):
+                self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
             if wants_reply(msg.type, msg.route):
                 self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
         self._count(result, msg.type, size, time.perf_counter() - started)
@@ -446,6 +476,22 @@ class CCServer(skytools.BaseScript):
             "invalid:" + ex.code, "Invalid CC message (%s) from %r: %s", ex.code, route[:1], ex.msg
         )
 
+    def publish_local(self, msg: CCMessage) -> None:
+        """Route a message made here as if received, when a route names its type.
+
+        The catch-all ``*`` does not count: configs that send all traffic to a
+        filter or disposer must not start getting the server's own reports.
+        Nothing is sent once handlers are being stopped.
+        """
+        if self._stopping and self._stopping.is_set():
+            return
+        named = any(
+            p != "*" and (msg.type == p or msg.type.startswith(p + "."))
+            for p, _ in self.routes.patterns()
+        )
+        if named:
+            self._route(msg, msg.size, time.perf_counter())
+
     # -- services for handlers -------------------------------------------------------
 
     def seal(self, msg: CCMessage) -> CCMessage:
@@ -479,6 +525,15 @@ class CCServer(skytools.BaseScript):
         period = self.stats.end_period()
         period.setdefault("count", 0)
         self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
+        self.publish_local(
+            StatsMessage(
+                job_name=self.job_name,
+                service_type=self.service_name,
+                counters=period,
+                totals=self.stats.total,
+                period=settings.stats_period,
+            ).to_message()
+        )
         if settings.infofile and settings.infofile_level > 0:
             try:
                 skytools.write_atomic(settings.infofile, self._infofile_text(), mode="t")
@@ -486,6 +541,25 @@ class CCServer(skytools.BaseScript):
                 self._ratelog.error(
                     "infofile", "cannot write infofile %s: %s", settings.infofile, ex
                 )
+
+    def state(self) -> Dict[str, Any]:
+        """What ``pub.state`` and ``/status`` say about this server."""
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "version": cc.__version__,
+            "config_file": os.path.abspath(self.cf.filename),
+            "role": self.settings.role,
+            "socket": self.endpoint,
+            "routes": {p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
+            "handlers": {h.hname: type(h).__name__ for h in self.handlers.all()},
+        }
+
+    def _publish_state(self) -> None:
+        msg = StateMessage(
+            job_name=self.job_name, service_type=self.service_name, state=self.state()
+        )
+        self.publish_local(msg.to_message())
 
     def _infofile_text(self) -> str:
         now = time.time()

@@ -9,15 +9,20 @@ from harness import WAIT, CCTestCase, child_env
 
 
 class DaemonProcess:
-    """``python -m <module> <server ini> <section>``, output kept in ``<tmp>/<section>.out``."""
+    """``python -m cc.daemon <module> <server ini> <section>``; output in ``<tmp>/<section>.out``.
+
+    ``module`` is a daemon's short name or module path; ``expected_exit`` is
+    the exit code the test expects when it is stopped (checked in tearDown).
+    """
 
     def __init__(self, server, module, section):
         server.pin_endpoint()
         self.module = module
+        self.expected_exit = 0
         self.outfile = os.path.join(os.path.dirname(server.ini), section.replace(":", "_") + ".out")
         with open(self.outfile, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, server.ini, section],
+                [sys.executable, "-m", "cc.daemon", module, server.ini, section],
                 env=child_env(),
                 cwd=os.path.dirname(server.ini),
                 stdin=subprocess.DEVNULL,
@@ -58,7 +63,7 @@ class DaemonTestCase(CCTestCase):
         problems = []
         for daemon in self.daemons:
             code = daemon.stop()
-            if code != 0:
+            if code != daemon.expected_exit:
                 problems.append("%s exited with %s:\n%s" % (daemon.module, code, daemon.output()))
         try:
             super().tearDown()

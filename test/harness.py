@@ -156,7 +156,7 @@ class ServerProcess:
                 text = f.read()
         except FileNotFoundError:
             return {}
-        m = re.search(r"^\[total\]\n((?:.+\n)*)", text, re.M)
+        m = re.search(r"^\[total\]\n((?:.+\n?)*)", text, re.M)
         result: Dict[str, float] = {}
         for line in (m.group(1).splitlines() if m else []):
             key, sep, value = line.partition(": ")

@@ -9,11 +9,16 @@ It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to and
 the server's ``job_name`` (its own job name is ``<server job>.<section>``),
 then its own section.  :class:`CCDaemon` gives every daemon the same
 skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc, log records forwarded as ``log.*`` messages, counters logged each
-``stats-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
+local cc, log records forwarded as ``log.*`` messages, counters logged and
+published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
+each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
 (see :mod:`cc.jobenv`), a daemon connects to the server's real address, asks
 ``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
 pidfile is then jobmgr's to write.
+
+A daemon cannot see its cc's routes, so it publishes ``pub.stats`` and
+``pub.state`` unless ``publish-stats = no``; a cc without a route for them
+drops them silently (counted in ``count.dropped``, never warned about).
 
 Adding a daemon means adding its module (with ``CC_DAEMON = "ClassName"``)
 and one line in :data:`DAEMONS`.
@@ -39,7 +44,7 @@ from cc.jobenv import from_environ
 from cc.joblink import JobLink
 from cc.crypto import CryptoContext
 from cc.message import CCMessage, MessageError
-from cc.msgtypes import LogMessage
+from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats
 from cc.stream import CCReqStream
 
@@ -47,8 +52,10 @@ __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
 #: short name -> module; the original's module paths work as names too
 DAEMONS: Dict[str, str] = {
+    "discovery": "cc.daemon.discovery",
     "infoscript": "cc.daemon.infoscript",
     "infosender": "cc.daemon.infosender",
+    "pg_logforward": "cc.daemon.pg_logforward",
     "taskexec": "cc.daemon.taskexec",
     "taskrunner": "cc.daemon.taskexec",
 }
@@ -79,6 +86,9 @@ class CCDaemon(skytools.BaseScript):
         # same file gives cc-socket (override it here to use another server)
         #cc-socket = tcp://127.0.0.1:22632
         #stats-period = 30
+        # pub.stats each stats-period, pub.state at start and each state-period
+        #publish-stats = yes
+        #state-period = 300
         #zmq_hwm = 100
         #zmq_linger = 500
     """
@@ -122,6 +132,8 @@ class CCDaemon(skytools.BaseScript):
         super().reload()
         self.section = self.cf.main_section
         self.stats_period = self.cf.getfloat("stats-period", 30)
+        self.publish_stats = self.cf.getboolean("publish-stats", True)
+        self.state_period = self.cf.getfloat("state-period", 300)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
         if self.jobenv is not None:
@@ -182,6 +194,7 @@ class CCDaemon(skytools.BaseScript):
         self._stopping = asyncio.Event()
         self.zctx = zmq.Context()
         stats_timer = PeriodicCallback(self._log_stats, self.stats_period * 1000)
+        state_timer = PeriodicCallback(self.publish_state, self.state_period * 1000)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         try:
@@ -203,7 +216,9 @@ class CCDaemon(skytools.BaseScript):
                     self.jobenv, self.job_name, self.cc, self.log, self.request_stop
                 )
                 self.joblink.start()
+            state_timer.start()
             self.start_work()
+            self.publish_state()
             self.log.info("%s started, connected to %s", self.section, self.cc_socket)
             await self._stopping.wait()
         except (ConfigError, OSError, ValueError, MessageError, zmq.ZMQError) as ex:
@@ -211,6 +226,7 @@ class CCDaemon(skytools.BaseScript):
             self.exit_code = 1
         finally:
             stats_timer.stop()
+            state_timer.stop()
             await self._stop()
 
     async def _stop(self) -> None:
@@ -242,6 +258,38 @@ class CCDaemon(skytools.BaseScript):
         period = self.stats.end_period()
         if period:
             self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
+        if self._can_publish_stats():
+            msg = StatsMessage(
+                job_name=self.job_name,
+                service_type=self.service_name,
+                counters=period,
+                totals=self.stats.total,
+                period=self.stats_period,
+            )
+            self.publish(msg.to_message())
+
+    # -- pub.state -----------------------------------------------------------------------
+
+    def daemon_state(self) -> Dict[str, Any]:
+        """What ``pub.state`` says; a daemon adds its own (jobmgr: its jobs and their states)."""
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "version": cc.__version__,
+            "config_file": os.path.abspath(self.cf.filename),
+            "section": self.section,
+        }
+
+    def publish_state(self) -> None:
+        """Send ``pub.state`` now: call it when the state changes (also sent each state-period)."""
+        if self._can_publish_stats():
+            msg = StateMessage(
+                job_name=self.job_name, service_type=self.service_name, state=self.daemon_state()
+            )
+            self.publish(msg.to_message())
+
+    def _can_publish_stats(self) -> bool:
+        return self.publish_stats and self.cc is not None and not self.cc.stream.closed
 
 
 class LogForwarder(logging.Handler):

@@ -32,6 +32,7 @@ HANDLERS: Dict[str, str] = {
     "locallogger": "cc.handler.locallogger",
     "logwriter": "cc.handler.logwriter",
     "proxy": "cc.handler.proxy",
+    "statswriter": "cc.handler.statswriter",
     "taskrouter": "cc.handler.taskrouter",
 }
 

@@ -1,0 +1,69 @@
+"""Daemon plug-ins, as the original: a ``plugins`` option names sections, each with ``module``.
+
+Every class defined in that module that subclasses the daemon's plug-in base
+(and passes its early probe) is made as ``cls(section, section_config, daemon)``
+and kept if its :meth:`CCDaemonPlugin.probe` says yes.
+"""
+
+import importlib
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Callable, List, Type, TypeVar
+
+import skytools
+from skytools.config import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.daemon import CCDaemon
+
+__all__ = ["CCDaemonPlugin", "load_plugins"]
+
+P = TypeVar("P", bound="CCDaemonPlugin")
+
+
+class CCDaemonPlugin:
+    """Base of daemon plug-ins.  Override :meth:`probe`, :meth:`init` and :meth:`stop` as needed."""
+
+    def __init__(self, name: str, cf: skytools.Config, daemon: "CCDaemon") -> None:
+        self.name = name
+        self.cf = cf
+        self.daemon = daemon
+        self.log = logging.getLogger("cc.plugin.%s" % name)
+
+    def probe(self, *args: Any) -> bool:
+        """Whether this plug-in wants to run here (the daemon says with what arguments)."""
+        return True
+
+    def init(self, *args: Any) -> None:
+        """Set up, once probed."""
+
+    def stop(self) -> None:
+        """Release what :meth:`init` took."""
+
+
+def load_plugins(
+    daemon: "CCDaemon", base: Type[P], early_probe: Callable[[Type[P]], bool], *args: Any
+) -> List[P]:
+    """The plug-ins of the daemon's ``plugins`` sections, probed and initialised with ``args``."""
+    plugins: List[P] = []
+    for section in daemon.cf.getlist("plugins"):
+        pcf = skytools.Config(section, daemon.cf.filename, user_defs={"job_name": daemon.job_name})
+        modname = pcf.get("module")
+        try:
+            module = importlib.import_module(modname)
+        except ImportError as ex:
+            raise ConfigError("[%s]: cannot load plugin module %s: %s" % (section, modname, ex))
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or not issubclass(cls, base):
+                continue
+            if not early_probe(cls):
+                continue
+            plugin = cls(section, pcf, daemon)
+            if plugin.probe(*args):
+                plugin.init(*args)
+                plugins.append(plugin)
+    if plugins:
+        daemon.log.info("loaded plugins: %s", ", ".join(type(p).__name__ for p in plugins))
+    else:
+        daemon.log.warning("No plugins loaded!")
+    return plugins

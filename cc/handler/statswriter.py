@@ -1,0 +1,109 @@
+"""statswriter: keep the latest ``pub.stats`` / ``pub.state`` per host and job, as files."""
+
+import asyncio
+import concurrent.futures
+import json
+import os
+from typing import Dict, Optional, Tuple
+
+import skytools
+
+from cc.handler import CCHandler
+from cc.message import CCMessage
+from cc.paths import UnsafePath, clean_name, safe_join
+from cc.ratelog import RateLimitedLog
+from cc.statsstore import BadStats, StatsStore
+
+CC_HANDLER = "StatsWriter"
+
+
+class StatsWriter(CCHandler):
+    """Writes ``<dstdir>/<hostname>/<job_name>.stats`` and ``.state`` (JSON, atomically).
+
+    The latest report of every (host, job) is also what the server's
+    ``metrics-http`` page shows.  Files are written on a worker thread; while
+    one batch is being written, newer reports replace older ones not yet
+    written, so a slow disk costs freshness, never memory.
+
+    ::
+
+        [h:statswriter]
+        handler = statswriter
+        dstdir = ~/stats
+        # hosts x jobs kept; reports of new ones beyond this are dropped and counted
+        #max-entries = 10000
+    """
+
+    CC_ROLES = ("remote",)
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        self.dstdir = hcf.getfile("dstdir")
+        self.store = StatsStore(hcf.getint("max-entries", 10000))
+        self._dirty: Dict[Tuple[str, str, str], bytes] = {}
+        self._writing: Optional[asyncio.Future] = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
+        self._ratelog = RateLimitedLog(self.log)
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        try:
+            entry = self.store.update(msg.type, body)
+            if entry is None:
+                self.stats.inc("statswriter.dropped_full")
+                self._ratelog.warning("full", "too many hosts x jobs, dropping %s", msg.type)
+                return
+            kind = "stats" if msg.type.startswith("pub.stats") else "state"
+            relpath = "%s/%s.%s" % (
+                clean_name(entry.host, "hostname").replace("/", "_"),
+                clean_name(entry.job, "job_name").replace("/", "_"),
+                kind,
+            )
+            safe_join(self.dstdir, relpath)  # refuse early; checked again when written
+        except (BadStats, UnsafePath) as ex:
+            self.stats.inc("statswriter.invalid")
+            self._ratelog.warning(
+                "invalid", "bad %s from %s: %s", msg.type, body.get("hostname"), ex
+            )
+            return
+        data = json.dumps(entry.as_dict(kind), indent=1, sort_keys=True).encode("utf8")
+        self._dirty[(entry.host, entry.job, relpath)] = data
+        self.stats.inc("statswriter." + kind)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._writing is None and self._dirty:
+            batch, self._dirty = self._dirty, {}
+            loop = asyncio.get_running_loop()
+            self._writing = loop.run_in_executor(self._executor, self._write, batch)
+            self._writing.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future) -> None:
+        self._writing = None
+        written, failed = future.result()
+        self.stats.inc("statswriter.written_files", written)
+        if failed:
+            self.stats.inc("statswriter.write_failed", failed)
+        self._kick()
+
+    def _write(self, batch: Dict[Tuple[str, str, str], bytes]) -> Tuple[int, int]:
+        """Worker thread: write each file atomically; count what failed."""
+        written = failed = 0
+        for (_host, _job, relpath), data in batch.items():
+            try:
+                path = safe_join(self.dstdir, relpath)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                skytools.write_atomic(path, data)
+                written += 1
+            except (OSError, UnsafePath) as ex:
+                failed += 1
+                self._ratelog.error("write", "cannot write %s: %s", relpath, ex)
+        return written, failed
+
+    async def stop(self) -> None:
+        """Finish what was received (the server bounds how long this may take)."""
+        while self._writing is not None:
+            await asyncio.sleep(0.01)
+        self._executor.shutdown(wait=True)

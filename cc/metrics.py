@@ -1,0 +1,162 @@
+"""``metrics-http``: a cc-server's counters for Prometheus, and a JSON status page.
+
+A tornado HTTP server on the server's own IOLoop serves
+
+* ``/metrics``: the server's counters, plus every (host, job) that its
+  statswriter handlers know, in the Prometheus text exposition format;
+* ``/status``: the server's state and counters and the statswriters' entries, as JSON.
+
+A counter ``count.ok`` becomes ``cc_count_ok_total{host="...",job="..."}``
+(type counter: every cc counter only grows); the time of the latest report and
+a process's start time are gauges.
+"""
+
+import json
+import re
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Tuple
+
+import tornado.web
+from skytools.config import ConfigError
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from cc.message import HOSTNAME
+from cc.statsstore import StatsEntry, StatsStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.server import CCServer
+
+__all__ = ["MetricsServer", "metric_name", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: (metric, type, help) of the gauges made from reports
+REPORT_GAUGES = (
+    ("cc_report_time_seconds", "gauge", "When the latest pub.stats of a job was sent"),
+    ("cc_start_time_seconds", "gauge", "When a job's process started (from pub.state)"),
+)
+
+Labels = Tuple[Tuple[str, str], ...]
+
+
+def metric_name(counter: str) -> str:
+    """A valid Prometheus counter name for a cc counter."""
+    return "cc_%s_total" % re.sub(r"[^a-zA-Z0-9_]", "_", counter)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_metrics(
+    own: Tuple[str, str, Dict[str, float], float], entries: Iterable[StatsEntry]
+) -> str:
+    """The exposition text: ``own`` is (host, job, totals, started) of this server."""
+    families: Dict[str, Dict[Labels, float]] = {}
+    gauges: Dict[str, Dict[Labels, float]] = {name: {} for name, _, _ in REPORT_GAUGES}
+
+    def add(host: str, job: str, totals: Dict[str, float]) -> None:
+        labels = (("host", host), ("job", job))
+        for counter, value in totals.items():
+            samples = families.setdefault(metric_name(counter), {})
+            samples[labels] = samples.get(labels, 0) + value  # names that map alike are summed
+
+    host, job, totals, started = own
+    add(host, job, totals)
+    gauges["cc_start_time_seconds"][(("host", host), ("job", job))] = started
+    for entry in entries:
+        if (entry.host, entry.job) == (host, job):
+            continue  # this server's own report: the live counters above are newer
+        labels = (("host", entry.host), ("job", entry.job))
+        add(entry.host, entry.job, entry.totals)
+        if entry.stats_time:
+            gauges["cc_report_time_seconds"][labels] = entry.stats_time
+        started_at = (entry.state or {}).get("started")
+        if isinstance(started_at, (int, float)):
+            gauges["cc_start_time_seconds"][labels] = started_at
+
+    lines: List[str] = []
+    for name, mtype, text in REPORT_GAUGES:
+        _family(lines, name, mtype, text, gauges[name])
+    for name in sorted(families):
+        _family(lines, name, "counter", "", families[name])
+    return "\n".join(lines) + "\n"
+
+
+def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -> None:
+    if not samples:
+        return
+    if text:
+        lines.append("# HELP %s %s" % (name, text))
+    lines.append("# TYPE %s %s" % (name, mtype))
+    for labels, value in sorted(samples.items()):
+        label_text = ",".join('%s="%s"' % (k, _escape(v)) for k, v in labels)
+        lines.append("%s{%s} %s" % (name, label_text, repr(float(value))))
+
+
+def _stores(server: "CCServer") -> List[StatsStore]:
+    """The stores of the server's statswriter handlers."""
+    stores = (getattr(h, "store", None) for h in server.handlers.all())
+    return [store for store in stores if isinstance(store, StatsStore)]
+
+
+class _MetricsPage(tornado.web.RequestHandler):
+    def initialize(self, server: "CCServer") -> None:
+        self.cc = server
+
+    def get(self) -> None:
+        stats = self.cc.stats
+        totals = {key: stats.get(key) for key in set(stats.total) | set(stats.period)}
+        own = (HOSTNAME, self.cc.job_name, totals, self.cc.started)
+        entries = [e for store in _stores(self.cc) for e in store]
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.write(render_metrics(own, entries))
+
+
+class _StatusPage(tornado.web.RequestHandler):
+    def initialize(self, server: "CCServer") -> None:
+        self.cc = server
+
+    def get(self) -> None:
+        stats = self.cc.stats
+        status: Dict[str, Any] = {
+            "hostname": HOSTNAME,
+            "job_name": self.cc.job_name,
+            "service_type": self.cc.service_name,
+            "state": self.cc.state(),
+            "totals": {key: stats.get(key) for key in set(stats.total) | set(stats.period)},
+            "latest": stats.last_period,
+            "hosts": {},
+        }
+        for store in _stores(self.cc):
+            for entry in store:
+                jobs = status["hosts"].setdefault(entry.host, {})
+                jobs[entry.job] = {
+                    "stats": entry.as_dict("stats") if entry.stats_time else None,
+                    "state": entry.as_dict("state") if entry.state is not None else None,
+                }
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(status, indent=1, sort_keys=True, default=str))
+
+
+class MetricsServer:
+    """The HTTP server of ``metrics-http = [address:]port`` (port 0 picks a free one)."""
+
+    def __init__(self, server: "CCServer", listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        try:
+            port_number = int(port)
+        except ValueError:
+            raise ConfigError("metrics-http = %s: use [address:]port" % listen) from None
+        pages = {"server": server}
+        app = tornado.web.Application(
+            [(r"/metrics", _MetricsPage, pages), (r"/status", _StatusPage, pages)]
+        )
+        sockets = bind_sockets(port_number, host.strip("[]") or None)
+        self.http = HTTPServer(app)
+        self.http.add_sockets(sockets)
+        addr = sockets[0].getsockname()
+        self.address = "%s:%d" % (("[%s]" % addr[0]) if ":" in addr[0] else addr[0], addr[1])
+
+    def stop(self) -> None:
+        self.http.stop()

@@ -1,0 +1,116 @@
+"""The latest ``pub.stats`` and ``pub.state`` of every (host, job) a cc hears from.
+
+Loop-free policy for the statswriter handler and the metrics page: check a
+received body, keep it, and add the period counters up into totals when the
+sender does not send its own.  The number of (host, job) entries is bounded;
+a new one beyond the bound is refused (the caller counts it).
+"""
+
+import numbers
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+__all__ = ["StatsEntry", "StatsStore", "BadStats"]
+
+Key = Tuple[str, str]
+
+
+class BadStats(ValueError):
+    """A ``pub.stats`` / ``pub.state`` body without the fields it needs."""
+
+
+class StatsEntry:
+    """What one job on one host last said."""
+
+    def __init__(self, host: str, job: str) -> None:
+        self.host = host
+        self.job = job
+        self.service_type = ""
+        self.counters: Dict[str, float] = {}
+        self.totals: Dict[str, float] = {}
+        self.period = 0.0
+        self.stats_time = 0.0
+        self.state: Optional[Dict[str, Any]] = None
+        self.state_time = 0.0
+        self.received = 0.0
+
+    def as_dict(self, kind: str) -> Dict[str, Any]:
+        """``stats`` or ``state`` as written to files and shown on ``/status``."""
+        info: Dict[str, Any] = {"host": self.host, "job_name": self.job, "received": self.received}
+        info["service_type"] = self.service_type
+        if kind == "stats":
+            info.update(
+                counters=self.counters, totals=self.totals, period=self.period, time=self.stats_time
+            )
+        else:
+            info.update(state=self.state, time=self.state_time)
+        return info
+
+
+class StatsStore:
+    """Entries by (host, job), at most ``max_entries`` of them."""
+
+    def __init__(self, max_entries: int = 10000) -> None:
+        self.max_entries = max_entries
+        self.entries: Dict[Key, StatsEntry] = {}
+
+    def update(self, msgtype: str, body: Dict[str, Any]) -> Optional[StatsEntry]:
+        """Take one ``pub.stats*`` or ``pub.state*`` body; None when the store is full.
+
+        Raises :class:`BadStats` for a body that lacks what it needs.
+        """
+        host, job = body.get("hostname"), body.get("job_name")
+        if not (isinstance(host, str) and host and isinstance(job, str) and job):
+            raise BadStats("hostname and job_name must be non-empty strings")
+        entry = self.entries.get((host, job))
+        if entry is None:
+            if len(self.entries) >= self.max_entries:
+                return None
+            entry = StatsEntry(host, job)
+        if msgtype == "pub.stats" or msgtype.startswith("pub.stats."):
+            _take_stats(entry, body)
+        else:
+            state = body.get("state")
+            if not isinstance(state, dict):
+                raise BadStats("state must be an object")
+            entry.state = state
+            entry.state_time = _number(body.get("time"), time.time())
+        entry.service_type = str(body.get("service_type") or "")
+        entry.received = time.time()
+        self.entries[(host, job)] = entry
+        return entry
+
+    def __iter__(self) -> Iterator[StatsEntry]:
+        return iter(list(self.entries.values()))
+
+
+def _take_stats(entry: StatsEntry, body: Dict[str, Any]) -> None:
+    counters = _counters(body.get("counters"), "counters")
+    if counters is None:
+        raise BadStats("counters must be an object of numbers")
+    totals = _counters(body.get("totals"), "totals")
+    if totals is None:  # an older sender: add the periods up here
+        totals = dict(entry.totals)
+        for key, n in counters.items():
+            totals[key] = totals.get(key, 0) + n
+    entry.counters = counters
+    entry.totals = totals
+    entry.period = _number(body.get("period"), 0.0)
+    entry.stats_time = _number(body.get("time"), time.time())
+
+
+def _counters(value: Any, what: str) -> Optional[Dict[str, float]]:
+    if not isinstance(value, dict):
+        return None
+    result = {}
+    for key, n in value.items():
+        if isinstance(n, bool) or not isinstance(n, numbers.Real):
+            raise BadStats("%s.%s is not a number" % (what, key))
+        result[str(key)] = float(n)
+    return result
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return default

@@ -1,0 +1,133 @@
+"""pg_logforward: netstring datagrams become log records; garbage is counted, never fatal."""
+
+import os
+import re
+import socket
+
+import zmq
+from daemonproc import DaemonTestCase
+from harness import ccserver_section, wait_for
+
+from cc.daemon.pg_logforward import parse_netstr, unpack_sqlstate
+from cc.message import CCMessage
+
+LOCAL = ccserver_section("local", role="local") + """
+[routes]
+log = h:proxy
+pub.stats = h:proxy
+
+[h:proxy]
+handler = proxy
+remote-cc = {sink}
+
+[d:pglf]
+listen-host = 127.0.0.1
+listen-port = 0
+log-format = netstr
+log-parsing-errors = yes
+stats-period = 0.2
+plugins = p:forward, p:audit
+
+[p:forward]
+module = cc.daemon.plugins.pg_logforward.forward
+
+[p:audit]
+module = cc.daemon.plugins.pg_logforward.forward
+msg-type = log.audit.pg
+"""
+
+# ERRCODE_UNDEFINED_TABLE as PostgreSQL packs it: MAKE_SQLSTATE('4','2','P','0','1')
+UNDEFINED_TABLE = sum((ord(c) - ord("0")) << (6 * i) for i, c in enumerate("42P01"))
+
+
+def netstr(*values):
+    """A datagram as the extension writes it: one tnetstring per field, nulls as ``0:~``."""
+    out = b""
+    for value in values:
+        if value is None:
+            out += b"0:~"
+        else:
+            data = str(value).encode("utf8")
+            out += b"%d:%s," % (len(data), data)
+    return out
+
+
+class TestPgLogForward(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sink = self.context.socket(zmq.ROUTER)
+        self.sink.setsockopt(zmq.LINGER, 0)
+        self.sockets.append(self.sink)
+        self.sink_url = "tcp://127.0.0.1:%d" % self.sink.bind_to_random_port("tcp://127.0.0.1")
+
+    def next_msg(self, check):
+        """The first message at the sink for which ``check(msg, body)`` is true."""
+
+        def one():
+            msg = CCMessage(self.recv(self.sink))
+            return check(msg, msg.get_body()) and msg
+
+        return wait_for(one, what="a matching message at the sink")
+
+    def udp_port(self):
+        path = os.path.join(self.tmp, "d_pglf.out")
+
+        def port():
+            with open(path, encoding="utf8", errors="replace") as f:
+                m = re.search(r"listening on udp://127\.0\.0\.1:(\d+)", f.read())
+            return m and int(m.group(1))
+
+        return wait_for(port, what="pg_logforward to listen")
+
+    def test_records_forwarded_garbage_counted(self):
+        local = self.start_server("local", LOCAL, sink=self.sink_url)
+        proc = self.start_daemon(local, "pg_logforward", "d:pglf")
+        port = self.udp_port()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        for garbage in (b"", b"hello", b"5:abc,", b"3:abc,2:xy,", b"999:x", b"\xff" * 50):
+            udp.sendto(garbage, ("127.0.0.1", port))
+        fields = ["20", UNDEFINED_TABLE, "alice", "appdb", "10.1.2.3", "parserOpenTable"]
+        fields += ['relation "nosuch" does not exist', None, None, None, "select * from nosuch"]
+        udp.sendto(netstr(*fields), ("127.0.0.1", port))
+        msg = self.next_msg(lambda m, b: m.type == "log.error" and b["service_type"] == "postgres")
+        body = msg.get_body()
+        self.assertEqual(body["log_msg"], 'relation "nosuch" does not exist')
+        self.assertEqual(body["pg_level"], "ERROR")
+        self.assertEqual(body["sqlstate"], "42P01")
+        self.assertEqual((body["username"], body["database"]), ("alice", "appdb"))
+        self.assertEqual(body["debug_query_string"], "select * from nosuch")
+        self.assertIsNone(body["detail"])
+        self.assertEqual(body["job_name"], "local.d:pglf")
+        # the second plugin section sends the same record as its configured type
+        self.next_msg(lambda m, b: m.type == "log.audit.pg" and b["log_level"] == "ERROR")
+        record = netstr("15", "0", "bob", "db", None, "f", "checkpoint starting")
+        udp.sendto(record, ("127.0.0.1", port))
+        self.next_msg(lambda m, b: m.type == "log.info" and b["log_msg"] == "checkpoint starting")
+        # garbage: counted in the daemon's pub.stats, and the daemon is still fine
+        self.next_msg(
+            lambda m, b: m.type == "pub.stats"
+            and b["job_name"] == "local.d:pglf"
+            and b["totals"].get("pg_logforward.invalid") == 6
+            and b["totals"].get("pg_logforward.count") == 8
+        )
+        self.assertEqual(proc.proc.poll(), None)
+        self.assertEqual(proc.stop(), 0)
+
+    def test_parse_netstr(self):
+        record = parse_netstr(netstr("19", "0", "u", "d", "h", "f", "careful", "more"))
+        self.assertEqual(record["elevel_text"], "WARNING")
+        self.assertEqual(record["detail"], "more")
+        self.assertIsNone(record.get("hint"))
+        self.assertEqual(unpack_sqlstate(UNDEFINED_TABLE), "42P01")
+        for bad in (b"", netstr("x", "0", "u", "d", "h", "f", "m"), netstr("19", "0", "u")):
+            with self.assertRaises(ValueError):
+                parse_netstr(bad)
+
+    def test_wrong_log_format_stops_the_daemon(self):
+        local = self.start_server(
+            "local", LOCAL.replace("log-format = netstr", "log-format = json"), sink=self.sink_url
+        )
+        proc = self.start_daemon(local, "pg_logforward", "d:pglf")
+        proc.expected_exit = 1
+        self.assertEqual(proc.proc.wait(10), 1)

@@ -1,0 +1,104 @@
+"""statswriter: pub.stats / pub.state of a cc and a daemon arrive through a proxy as files."""
+
+import json
+import os
+
+from daemonproc import DaemonTestCase
+from harness import ccserver_section, wait_for
+
+from cc.message import HOSTNAME, CCMessage
+
+CENTRAL = ccserver_section("central") + """
+[routes]
+pub.stats = h:stats
+pub.state = h:stats
+
+[h:stats]
+handler = statswriter
+dstdir = {tmp}/stats
+"""
+
+LOCAL = ccserver_section("local", role="local") + """
+[routes]
+pub = h:proxy
+log = h:dispose
+
+[h:proxy]
+handler = proxy
+remote-cc = {central}
+
+[h:dispose]
+handler = disposer
+
+[d:stats]
+stats-period = 0.2
+echo-timeout = 1
+"""
+
+
+class TestStatsWriter(DaemonTestCase):
+    def read(self, job, kind):
+        path = os.path.join(self.tmp, "stats", HOSTNAME, "%s.%s" % (job, kind))
+        try:
+            with open(path, encoding="utf8") as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def test_cc_and_daemon_stats_arrive_through_proxy(self):
+        central = self.start_server("central", CENTRAL)
+        local = self.start_server("local", LOCAL, central=central.endpoint)
+        proc = self.start_daemon(local, "plugins.echodaemon", "d:stats")
+        # the local cc's own counters and state
+        stats = wait_for(lambda: self.read("local", "stats"), what="local.stats")
+        self.assertEqual(stats["service_type"], "ccserver")
+        self.assertIn("count", stats["totals"])
+        state = wait_for(lambda: self.read("local", "state"), what="local.state")["state"]
+        self.assertEqual(state["role"], "local")
+        self.assertEqual(state["routes"]["pub"], ["h:proxy"])
+        self.assertEqual(state["handlers"]["h:proxy"], "ProxyHandler")
+        # the daemon's, job name <server job>.<section>; its counters move
+        wait_for(
+            lambda: (self.read("local.d:stats", "stats") or {}).get("totals", {}).get("echo.asked"),
+            what="daemon's echo.asked in its pub.stats",
+        )
+        dstate = wait_for(lambda: self.read("local.d:stats", "state"), what="daemon state")
+        self.assertEqual(dstate["state"]["pid"], proc.proc.pid)
+        self.assertEqual(dstate["state"]["section"], "d:stats")
+        # the central cc's own, routed through its own route table
+        wait_for(lambda: self.read("central", "stats"), what="central.stats")
+        self.assertEqual(proc.stop(), 0)
+
+    def test_bad_reports_are_counted_not_written(self):
+        central = self.start_server("central", CENTRAL)
+        sock = self.dealer(central.endpoint)
+        bad = [
+            {"job_name": "j", "service_type": "x", "counters": "many", "period": 1},
+            {"job_name": "j", "service_type": "x", "counters": {"a": "1"}, "period": 1},
+            {"job_name": "j", "service_type": "x", "counters": {}, "period": 1, "hostname": ".."},
+            {"job_name": "", "service_type": "x", "counters": {}, "period": 1},
+        ]
+        for fields in bad:
+            sock.send_multipart(CCMessage.build("pub.stats", fields).frames)
+        sock.send_multipart(CCMessage.build("pub.state", {"job_name": "j", "state": 1}).frames)
+        central.wait_stat("statswriter.invalid", 5)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "stats", "..", "j.stats")))
+        self.assertIsNone(self.read("j", "stats"))
+
+    def test_daemon_stats_without_route_are_dropped_quietly(self):
+        ini = ccserver_section("local", role="local") + """
+[routes]
+log = h:dispose
+
+[h:dispose]
+handler = disposer
+
+[d:stats]
+stats-period = 0.1
+echo-timeout = 1
+"""
+        local = self.start_server("local", ini)
+        proc = self.start_daemon(local, "plugins.echodaemon", "d:stats")
+        local.wait_log(r"count\.dropped: [1-9]")
+        self.assertEqual(proc.stop(), 0)
+        self.assertNotIn("no route: pub.", local.output())

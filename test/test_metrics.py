@@ -1,0 +1,103 @@
+"""metrics-http: /metrics parses as Prometheus text, moves with traffic; /status is JSON."""
+
+import json
+import urllib.request
+
+from daemonproc import DaemonTestCase
+from harness import ccserver_section, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from cc.message import HOSTNAME, CCMessage
+from cc.metrics import metric_name
+
+CENTRAL = ccserver_section("central", metrics_http="127.0.0.1:0") + """
+[routes]
+pub.stats = h:stats
+pub.state = h:stats
+x = h:dispose
+
+[h:stats]
+handler = statswriter
+dstdir = {tmp}/stats
+
+[h:dispose]
+handler = disposer
+"""
+
+LOCAL = ccserver_section("local", role="local") + """
+[routes]
+pub = h:proxy
+log = h:proxy
+
+[h:proxy]
+handler = proxy
+remote-cc = {central}
+
+[d:stats]
+stats-period = 0.2
+echo-timeout = 1
+"""
+
+
+class TestMetrics(DaemonTestCase):
+    def fetch(self, server, page):
+        url = "http://%s/%s" % (server.wait_log(r"metrics on http://(\S+)/metrics").group(1), page)
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.headers.get("Content-Type"), resp.read().decode("utf8")
+
+    def samples(self, server):
+        ctype, text = self.fetch(server, "metrics")
+        self.assertTrue(ctype.startswith("text/plain; version=0.0.4"), ctype)
+        result = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                result[(sample.name, sample.labels["host"], sample.labels["job"])] = sample.value
+        return result
+
+    def value(self, server, counter, job):
+        return self.samples(server).get((metric_name(counter), HOSTNAME, job), 0)
+
+    def test_metrics_parse_and_move_with_traffic(self):
+        central = self.start_server("central", CENTRAL)
+        local = self.start_server("local", LOCAL, central=central.endpoint)
+        proc = self.start_daemon(local, "plugins.echodaemon", "d:stats")
+        before = self.value(central, "disposed_count", "central")
+        sock = self.dealer(central.endpoint)
+        for _ in range(25):
+            sock.send_multipart(CCMessage.build("x.y", {}).frames)
+        wait_for(
+            lambda: self.value(central, "disposed_count", "central") >= before + 25,
+            what="central's disposed_count to grow by 25",
+        )
+        # the local cc's and the daemon's counters arrive with pub.stats, and grow
+        first = wait_for(lambda: self.value(central, "count", "local"), what="local's count")
+        wait_for(lambda: self.value(central, "count", "local") > first, what="local's count grows")
+        wait_for(lambda: self.value(central, "echo.asked", "local.d:stats"), what="daemon")
+        samples = self.samples(central)
+        self.assertGreater(samples[("cc_start_time_seconds", HOSTNAME, "local")], 0)
+        self.assertGreater(samples[("cc_report_time_seconds", HOSTNAME, "local.d:stats")], 0)
+        self.assertEqual(proc.stop(), 0)
+
+    def test_status_page(self):
+        central = self.start_server("central", CENTRAL)
+        local = self.start_server("local", LOCAL, central=central.endpoint)
+
+        def local_seen():
+            status = json.loads(self.fetch(central, "status")[1])
+            jobs = status["hosts"].get(HOSTNAME, {})
+            return status if jobs.get("local", {}).get("state") else None
+
+        status = wait_for(local_seen, what="local's state on /status")
+        self.assertEqual(status["job_name"], "central")
+        self.assertEqual(status["state"]["routes"]["x"], ["h:dispose"])
+        self.assertEqual(status["hosts"][HOSTNAME]["local"]["state"]["state"]["role"], "local")
+        self.assertIn("count", status["totals"])
+        local.stop()
+
+    def test_bad_address_is_a_config_error(self):
+        ini = ccserver_section("central", metrics_http="127.0.0.1:nope") + "[routes]\n"
+        server = self.write_server("central", ini)
+        self.expected_exit["central"] = 1
+        server.start(wait=False)
+        server.wait_log(r"cannot start: metrics-http = 127.0.0.1:nope")
+        self.assertEqual(server.proc.wait(10), 1)
