@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long bench clean
+.PHONY: all run test test-long bench clean deb test-deb
 
 all: $(STAMP)
 
@@ -28,6 +28,23 @@ bench: $(STAMP)
 	$(VENV)/bin/cc-bench forward
 	$(VENV)/bin/cc-bench echo
 	$(VENV)/bin/cc-bench twohop
+
+# The Debian package, built in a copy of the tree so that nothing lands in the
+# parent directory; the .deb ends up in dist/.  PATH is Debian's own, so that the
+# build and its tests use /usr/bin/python3 and Debian's modules, not a venv or pyenv.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cc/__init__.py)
+DEBBUILD := build/deb
+
+deb:
+	rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD)/cc-$(VERSION) dist
+	tar -c --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
+		--exclude=__pycache__ --exclude='*.egg-info' . | tar -x -C $(DEBBUILD)/cc-$(VERSION)
+	cd $(DEBBUILD)/cc-$(VERSION) && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	cp $(DEBBUILD)/cc_$(VERSION)_all.deb dist/
+
+# Build, install with apt, run as user cc, purge: slow, root only, changes the system.
+test-deb: deb $(STAMP)
+	CC_TEST_DEB=dist/cc_$(VERSION)_all.deb $(PY) -m nose2 --verbose --start-dir test test_deb
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,233 @@
+"""Every example under conf/ (and debian/cc.ini) starts, answers, forwards, and stays up.
+
+Each ``conf/*.ini`` is run as written except for what cannot be shared on a
+test machine: bind addresses become free ports on 127.0.0.1, paths move into
+the test's directory, and the stats period shrinks so that the test can watch
+the server work.  A remote URL that names another example's port is pointed
+at that example, started first, so the hops are real.  An example whose
+handler (or daemon module) is not in this tree yet is skipped with the name
+of what it needs; it is tested as soon as that handler lands.
+"""
+
+import configparser
+import glob
+import importlib.util
+import os
+import re
+import unittest
+from typing import Dict, List, Optional
+
+from harness import REPO_DIR, CCTestCase, ServerProcess, wait_for
+
+from cc.handler import HANDLERS
+from cc.message import CCMessage
+
+CONF_DIR = os.path.join(REPO_DIR, "conf")
+#: the role examples, and the package's /etc/cc/cc.ini
+EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.ini"))) + [
+    os.path.join(REPO_DIR, "debian", "cc.ini")
+]
+#: where a URL goes that names no example: nothing listens there
+NOWHERE = "tcp://127.0.0.1:1"
+URL_RE = re.compile(r"tcp://[\w.*-]+:(\d+|\*)")
+#: handlers and daemons of the original that are still to land here: an example
+#: naming one of these is skipped until it is importable; any other unknown name fails
+PENDING = {
+    "dbhandler": "cc.handler.database",
+    "infowriter": "cc.handler.infowriter",
+    "tailwriter": "cc.handler.tailwriter",
+    "logwriter": "cc.handler.logwriter",
+    "taskrouter": "cc.handler.taskrouter",
+    "jobmgr": "cc.handler.jobmgr",
+}
+PENDING_DAEMONS = re.compile(r"^cc\.daemon\.\w+$")
+PATH_RE = re.compile(r"(?<![\w:/])(?:~|/var|/run|/tmp)/[^\s,;]*")
+
+
+def parse(path: str) -> configparser.ConfigParser:
+    cf = configparser.ConfigParser(interpolation=None)
+    cf.read(path, encoding="utf8")
+    return cf
+
+
+def port_of(url: str) -> str:
+    return url.rsplit(":", 1)[1]
+
+
+def examples_by_port() -> Dict[str, str]:
+    """Bound port -> example file."""
+    return {port_of(parse(p).get("ccserver", "cc-socket")): p for p in EXAMPLES}
+
+
+def missing_modules(cf: configparser.ConfigParser) -> List[str]:
+    """Pending handler and daemon modules the example names that cannot be imported yet."""
+    sections = set()
+    for _, value in cf.items("routes"):
+        sections.update(s.strip() for s in value.split(",") if s.strip())
+    modules = []
+    for name in sorted(sections):
+        kind = cf.get(name, "plugin", fallback=None) or cf.get(name, "handler")
+        if kind in PENDING and kind not in HANDLERS:
+            modules.append(("handler %s" % kind, PENDING[kind]))
+        for daemon in cf.get(name, "daemons", fallback="").split(","):
+            module = cf.get(daemon.strip(), "module", fallback="") if daemon.strip() else ""
+            if PENDING_DAEMONS.match(module):
+                modules.append(("daemon", module))
+    missing = []
+    for what, module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            missing.append("%s (%s)" % (what, module))
+    return missing
+
+
+def remote_urls(cf: configparser.ConfigParser) -> List[str]:
+    """URLs the example connects to (everything but its own cc-socket)."""
+    urls = []
+    for section in cf.sections():
+        for key, value in cf.items(section):
+            if not (section == "ccserver" and key == "cc-socket"):
+                urls.extend(m.group(0) for m in URL_RE.finditer(value))
+    return urls
+
+
+def rewrite(text: str, tmp: str, endpoints: Dict[str, str]) -> str:
+    """The example, runnable here: free port, files under ``tmp``, URLs to the started peers."""
+
+    def url(m: "re.Match[str]") -> str:
+        return endpoints.get(m.group(1), NOWHERE)
+
+    def path(m: "re.Match[str]") -> str:
+        return os.path.join(tmp, m.group(0).lstrip("~/").replace("/", "_"))
+
+    lines = []
+    for line in text.splitlines():
+        if re.match(r"\s*cc-socket\s*=", line):
+            line = "cc-socket = tcp://127.0.0.1:*"
+        elif re.match(r"\s*stats-period\s*=", line):
+            continue
+        elif not line.lstrip().startswith((";", "#")):
+            line = PATH_RE.sub(path, URL_RE.sub(url, line))
+        lines.append(line)
+        if line.strip() == "[ccserver]":
+            lines.append("stats-period = 0.2")
+    return "\n".join(lines) + "\n"
+
+
+class TestConfExamples(CCTestCase):
+    """One test per ``conf/*.ini``, generated below."""
+
+    def start_example(self, path: str, endpoints: Dict[str, str]) -> ServerProcess:
+        name = os.path.basename(path)[: -len(".ini")]
+        with open(path, encoding="utf8") as f:
+            text = rewrite(f.read(), self.tmp, endpoints)
+        server = self.write_server(name, text)
+        # the example's own logfile/infofile paths, where the harness looks for them
+        cf = parse(server.ini)
+        server.logfile = cf.get("ccserver", "logfile", fallback=server.logfile).replace(
+            "%(job_name)s", name
+        )
+        server.infofile = cf.get("ccserver", "infofile", fallback=server.infofile).replace(
+            "%(job_name)s", name
+        )
+        return server.start()
+
+    def check_example(self, path: str) -> None:
+        cf = parse(path)
+        missing = missing_modules(cf)
+        if missing:
+            self.skipTest("%s needs %s, not in this tree yet" % (os.path.basename(path), missing))
+        # start the examples this one connects to, if they can run here
+        by_port = examples_by_port()
+        endpoints: Dict[str, str] = {}
+        peers: Dict[str, ServerProcess] = {}
+        for url in remote_urls(cf):
+            peer_path = by_port.get(port_of(url))
+            if peer_path and peer_path != path and not missing_modules(parse(peer_path)):
+                if port_of(url) not in endpoints:
+                    peer = self.start_example(peer_path, {})
+                    endpoints[port_of(url)] = peer.endpoint
+                    peers[port_of(url)] = peer
+        server = self.start_example(path, endpoints)
+
+        if cf.has_option("routes", "echo"):
+            sock = self.dealer(server.endpoint)
+            reply = self.query(sock, "echo.request", {"target": "conf"})
+            self.assertEqual(reply.type, "echo.response", reply.get_body())
+        forwarded = self.forwarded_type(cf, peers)
+        if forwarded:
+            msgtype, peer = forwarded
+            sock = self.dealer(server.endpoint)
+            sock.send_multipart(CCMessage.build(msgtype, {"log_level": "INFO"}).frames)
+            key_re = r"^count\.\w+\.msg\.%s$" % re.escape(msgtype)
+            wait_for(lambda: has_stat(peer, key_re), what="%s at %s" % (msgtype, peer.name))
+        # still up, and rewriting its infofile every stats period
+        first = wait_for(lambda: info_written(server), what="%s infofile" % server.name)
+        wait_for(lambda: info_written(server) not in (None, first), what="a later infofile")
+        self.assertIsNone(server.proc.poll(), "%s exited" % server.name)
+
+    def forwarded_type(self, cf, peers) -> Optional[tuple]:
+        """A message type this example proxies to a started peer, and that peer."""
+        for pattern, value in cf.items("routes"):
+            for section in (s.strip() for s in value.split(",")):
+                if cf.get(section, "handler", fallback="") != "proxy":
+                    continue
+                peer = peers.get(port_of(cf.get(section, "remote-cc")))
+                if peer is not None:
+                    return ("log.info" if pattern == "*" else pattern), peer
+        return None
+
+
+def info_written(server: ServerProcess) -> Optional[str]:
+    """The ``info-written`` line of the server's infofile."""
+    try:
+        with open(server.infofile, encoding="utf8") as f:
+            m = re.search(r"^info-written: (.*)$", f.read(), re.M)
+    except FileNotFoundError:
+        return None
+    return m.group(1) if m else None
+
+
+def has_stat(server: ServerProcess, key_re: str) -> bool:
+    """Whether a non-zero ``[total]`` counter's name matches ``key_re``."""
+    return any(re.match(key_re, k) and v > 0 for k, v in server.stats_total().items())
+
+
+def _make_test(path: str):
+    def test(self: TestConfExamples) -> None:
+        self.check_example(path)
+
+    test.__doc__ = "%s starts and stays up" % os.path.relpath(path, REPO_DIR)
+    return test
+
+
+def _test_name(path: str) -> str:
+    return "test_" + re.sub(r"\W", "_", os.path.relpath(path, REPO_DIR)[: -len(".ini")])
+
+
+for _path in EXAMPLES:
+    setattr(TestConfExamples, _test_name(_path), _make_test(_path))
+
+
+class TestConfRewrite(unittest.TestCase):
+    def test_rewrite_keeps_nothing_of_the_machine(self):
+        text = rewrite(
+            "[ccserver]\ncc-socket = tcp://0.0.0.0:10001\nlogfile = /var/log/cc/x.log\n"
+            "stats-period = 30\n[h:p]\nremote-cc = tcp://127.0.0.1:10002\n; /var/ok\n",
+            "/T",
+            {"10002": "tcp://127.0.0.1:5555"},
+        )
+        self.assertIn("cc-socket = tcp://127.0.0.1:*", text)
+        self.assertIn("logfile = /T/var_log_cc_x.log", text)
+        self.assertIn("remote-cc = tcp://127.0.0.1:5555", text)
+        self.assertIn("stats-period = 0.2", text)
+        self.assertNotIn("= 30", text)
+        self.assertIn("; /var/ok", text)
+
+    def test_every_example_has_a_test(self):
+        self.assertGreaterEqual(len(EXAMPLES), 6)
+        for path in EXAMPLES:
+            self.assertTrue(hasattr(TestConfExamples, _test_name(path)), path)
