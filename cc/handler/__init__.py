@@ -29,6 +29,7 @@ HANDLERS: Dict[str, str] = {
     "filter": "cc.handler.filter",
     "locallogger": "cc.handler.locallogger",
     "proxy": "cc.handler.proxy",
+    "tailwriter": "cc.handler.tailwriter",
 }
 
 
