@@ -156,7 +156,8 @@ class ServerProcess:
                 text = f.read()
         except FileNotFoundError:
             return {}
-        m = re.search(r"^\[total\]\n(.*?)(?:\n\n|\Z)", text, re.M | re.S)
+        # the non-empty lines after [total] (none right after the server started)
+        m = re.search(r"^\[total\]\n((?:.+\n)*)", text, re.M)
         result: Dict[str, float] = {}
         for line in (m.group(1).splitlines() if m else []):
             key, _, value = line.partition(": ")

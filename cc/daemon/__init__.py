@@ -40,7 +40,9 @@ from cc.stream import CCReqStream
 __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
 #: short name -> module; the original's module paths work as names too
-DAEMONS: Dict[str, str] = {}
+DAEMONS: Dict[str, str] = {
+    "logtail": "cc.daemon.logtail",
+}
 
 #: seconds a stopping daemon waits for queued messages to leave
 FLUSH_TIMEOUT = 5.0
