@@ -98,7 +98,9 @@ class DestinationMap:
         with self._lock:
             rel = self._entries.get(key)
             if rel is None:
-                rel = self._new_path(ident, rotated, ext)
+                # another handler on this dstdir (one being replaced by a reload) may have saved
+                self._entries = {**self._load(), **self._entries}
+                rel = self._entries.get(key) or self._new_path(ident, rotated, ext)
                 self._entries[key] = rel
                 self._save()
             return safe_join(self.dstdir, rel)
@@ -155,7 +157,7 @@ class TailFile:
 
     def __init__(self, path: str, store: str = "", level: Optional[int] = None) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
         if store:
             flags |= os.O_APPEND
         self.fd = os.open(path, flags, 0o644)

@@ -30,7 +30,7 @@ class Source:
     """An open log file and the position read so far."""
 
     def __init__(self, path: str, name: Optional[str] = None, generation: int = 0) -> None:
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.fd = os.open(path, os.O_RDONLY)
         st = os.fstat(self.fd)
         self.path = path
         self.name = name or path

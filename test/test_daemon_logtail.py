@@ -92,8 +92,10 @@ class TestLogtail(CCTestCase):
     def start_pair(self, mode):
         self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
         self.local = self.start_server(
-            "local", ccserver_section("local", role="local") + LOCAL,
-            remote=self.remote.endpoint, mode=mode,
+            "local",
+            ccserver_section("local", role="local") + LOCAL,
+            remote=self.remote.endpoint,
+            mode=mode,
         )
         self.local.pin_endpoint()
 
@@ -115,7 +117,7 @@ class TestLogtail(CCTestCase):
         server.stop(sig)
         with open(server.ini, encoding="utf8") as f:
             text = f.read()
-        server.write_ini(text.replace("cc-socket = tcp://127.0.0.1:*", "cc-socket = " + server.endpoint))
+        server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
         server.start()
 
     def wait_copies(self, timeout=20):
@@ -180,7 +182,7 @@ class TestLogtail(CCTestCase):
 
     def test_truncated_source_goes_to_a_new_file(self):
         self.src.start("app.log")
-        self.start_pair(ROTATED)
+        self.start_pair(ROTATED + "\nuse-blob = no\ncompression = bzip2")
         self.start_logtail()
         self.src.append(5000)
         self.wait_copies()
@@ -198,3 +200,20 @@ def _kill(proc):
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+
+    def test_lag_beyond_lag_max_bytes_is_skipped(self):
+        self.src.start("app.log")
+        self.start_pair(ROTATED + "\nlag-max-bytes = 1K")
+        first = self.start_logtail()
+        self.src.append(500)
+        self.wait_copies()
+        first.send_signal(signal.SIGTERM)
+        self.assertEqual(first.wait(10), 0)
+        self.src.append(3000)  # more than lag-max-bytes behind at the next start
+        self.start_logtail()
+        self.local.wait_log(r"lag too big \(3000 bytes\), skipping to the end")
+        self.src.append(700)
+        want = bytes(self.src.files[0])
+        want = want[:500] + b"\0" * 3000 + want[3500:]  # the skipped part is a hole
+        self.src.files[0] = bytearray(want)
+        self.wait_copies()

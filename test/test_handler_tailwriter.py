@@ -97,6 +97,15 @@ class TestTailWriter(CCTestCase):
         self.send(sock, fragment(b"e\ntwo\n", 2))  # overlaps: only the new part is added
         self.assertEqual(bz2.decompress(self.read("db1--pg.log.bz2")), b"one\ntwo\n")
 
+    def test_write_compressed_keep_stores_what_came(self):
+        server = self.start_writer(extra="write-compressed = keep")
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"one\n", 0, comp="gzip"))
+        self.send(sock, fragment(b"two\n", 4, comp="gzip"))
+        self.send(sock, fragment(b"plain\n", 0, filename="/l/p.log"))
+        self.assertEqual(gzip.decompress(self.read("db1--pg.log.gz")), b"one\ntwo\n")
+        self.assertEqual(self.read("db1--p.log"), b"plain\n")
+
     def test_identities_get_their_own_files_and_survive_a_restart(self):
         server = self.start_writer()
         sock = self.dealer(server.endpoint)
@@ -119,9 +128,7 @@ class TestTailWriter(CCTestCase):
         self.assertEqual(self.read("db1--pg.log.2"), b"after truncation\n")
         rotated = sorted(n for n in os.listdir(self.dst) if n.startswith("db1--r.log."))
         self.assertEqual(len(rotated), 2, rotated)
-        self.assertEqual(
-            sorted(self.read(n) for n in rotated), [b"rot A\n", b"rot B\n"]
-        )
+        self.assertEqual(sorted(self.read(n) for n in rotated), [b"rot A\n", b"rot B\n"])
         with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
             self.assertEqual(len(json.load(f)["files"]), 5)
 
@@ -148,8 +155,10 @@ class TestTailWriter(CCTestCase):
         server.wait_stat("tailwriter.failed.unsafe_path", 5)
         written = []
         for root, _, files in os.walk(self.tmp):
-            written += [os.path.join(root, f) for f in files if "evil" in open(
-                os.path.join(root, f), "rb").read().decode("latin1")]
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    if b"evil" in f.read():
+                        written.append(os.path.join(root, name))
         self.assertEqual(written, [])
         server.wait_log("suspicious file path")
 

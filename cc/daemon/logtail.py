@@ -28,6 +28,8 @@ CC_DAEMON = "LogfileTailer"
 PROBE_DELAY = 0.1
 #: seconds between saves of the position at the most
 SAVE_DELAY = 0.2
+#: seconds a stopping logtail waits for acknowledgements (the daemon base allows 5 in all)
+STOP_WAIT = 3.0
 #: a read that found a truncated file
 TRUNCATED = "truncated"
 
@@ -54,7 +56,11 @@ class LogfileTailer(CCDaemon):
     ``error`` answer is logged and retried with backoff), and the position
     is saved (atomically, in ``state-file``) only up to the acknowledged
     bytes.  A killed logtail thus resends what may not have arrived; the
-    tailwriter writes at the offset, so nothing is doubled.
+    tailwriter writes at the offset, so nothing is doubled.  A fragment that
+    finds no route, or crashes a handler, gets no ``error`` from the server
+    (``pub.*`` stays fire-and-forget there, see :func:`cc.msgtypes.wants_reply`,
+    so an old logtail that does not read replies is never sent any): it is
+    simply resent after ``ack-timeout``.
 
     Start: the saved file is found by inode (also after rotation renamed it)
     and read on from the saved offset, unless more than ``lag-max-bytes``
@@ -148,7 +154,10 @@ class LogfileTailer(CCDaemon):
 
     async def stop_work(self) -> None:
         self._task.cancel()
-        await self.idle.wait()
+        try:
+            await asyncio.wait_for(self.idle.wait(), STOP_WAIT)
+        except asyncio.TimeoutError:
+            self.log.info("%d fragments unacknowledged, resent at next start", len(self.pending))
         for task in self._deliveries:
             task.cancel()
         await self._save()
@@ -332,7 +341,7 @@ class LogfileTailer(CCDaemon):
             reply = await self.query(msg, self.ack_timeout)
             if reply is None:
                 self.stats.inc("logtail.resent")
-                self._ratelog.warning("timeout", "no ack within %.1f s, resending", self.ack_timeout)
+                self._ratelog.warning("ack", "no ack within %.1f s, resending", self.ack_timeout)
                 continue
             if reply.type != "error":
                 break

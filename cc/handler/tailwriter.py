@@ -48,7 +48,9 @@ class TailWriter(CCHandler):
     message asked with ``ack``), or an ``error`` reply (``code``:
     ``unsafe-path``, ``bad-field``, ``bad-data``, ``busy``, ``write-failed``).
 
-    Acknowledged means handed to the kernel (survives a kill of cc-server);
+    The destination keeps source offsets: a range the sender skipped
+    (``lag-max-bytes``) or has not delivered yet is a hole (reads as NUL
+    bytes) until it arrives.  Acknowledged means handed to the kernel (survives a kill of cc-server);
     with ``fsync = yes`` also on disk (survives power loss).  With
     ``write-compressed = keep/yes`` fragments are appended as compressed
     members, not written at their offset: duplicates are skipped while the
@@ -206,7 +208,14 @@ class TailWorker(threading.Thread):
             except queue.Empty:
                 frag = None
             if frag is not None:
-                self.io_loop.add_callback(*self._write(frag))
+                try:
+                    result = self._write(frag)
+                except Exception as ex:  # a worker never dies on a fragment
+                    self.handler.log.exception("worker crashed on a fragment")
+                    self._drop(frag.ident)
+                    body = frag.msg.get_body()
+                    result = (self.handler.failed, frag.msg, body, "write-failed", str(ex))
+                self.io_loop.add_callback(*result)
             if time.monotonic() > next_maint:
                 self._close_idle(time.monotonic() - CLOSE_IDLE)
                 next_maint = time.monotonic() + 1
@@ -227,7 +236,8 @@ class TailWorker(threading.Thread):
             if self.fsync:
                 tfile.sync()
         except UnsafePath as ex:
-            return h.failed, frag.msg, body, "unsafe-path", "suspicious file path, skipping: %s" % ex
+            text = "suspicious file path, skipping: %s" % ex
+            return h.failed, frag.msg, body, "unsafe-path", text
         except OSError as ex:
             self._drop(frag.ident)
             return h.failed, frag.msg, body, "write-failed", "write failed: %s" % ex
