@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -93,7 +94,7 @@ class TestLogtail(CCTestCase):
         self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
         self.local = self.start_server(
             "local",
-            ccserver_section("local", role="local") + LOCAL,
+            ccserver_section("local", role="local", cc_stats="2") + LOCAL,
             remote=self.remote.endpoint,
             mode=mode,
         )
@@ -109,12 +110,26 @@ class TestLogtail(CCTestCase):
         )
         self.procs.append(proc)
         self.addCleanup(_kill, proc)
-        self.local.wait_log(r"INFO started \S+ at file position", timeout=10)
+        started = len(self.procs)
+        wait_for(
+            lambda: len(re.findall(r"INFO started \S+ at file position", self.local.output()))
+            >= started,
+            what="logtail %d to start" % started,
+        )
         return proc
 
-    def restart(self, server, sig=signal.SIGKILL):
-        """Kill a server and start it again on the same endpoint."""
-        server.stop(sig)
+    def restart(self, server, append_meanwhile=0):
+        """Freeze a server, append to the log, SIGKILL it and start it on the same endpoint.
+
+        What reached the frozen server is lost with it: only resending recovers that.
+        """
+        server.send_signal(signal.SIGSTOP)
+        key = "count.ok.msg.pub.logtail"
+        before = self.local.stats_total().get(key, 0)
+        self.src.append(append_meanwhile)
+        if server is not self.local:
+            self.local.wait_stat(key, before + 2)  # fragments went on to the frozen one
+        server.stop(signal.SIGKILL)
         with open(server.ini, encoding="utf8") as f:
             text = f.read()
         server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
@@ -159,10 +174,12 @@ class TestLogtail(CCTestCase):
         self.start_logtail()
         self.src.rotate_by_rename()
         self.src.append(20000)
-        self.restart(self.remote)
+        self.restart(self.remote, append_meanwhile=10000)
         self.src.append(30000)
         self.wait_copies()
         self.assertEqual(len(self.src.files), 3)
+        # what the killed writer had not written was sent again
+        self.local.wait_log(r"logtail\.resent: \d+")
 
     def test_classic_mode_with_kills_of_tailer_and_proxy(self):
         self.src.start("app-001.log")
@@ -175,7 +192,7 @@ class TestLogtail(CCTestCase):
         first.wait()
         self.src.append(20000)
         self.start_logtail()
-        self.restart(self.local)
+        self.restart(self.local, append_meanwhile=10000)
         self.src.start("app-003.log")
         self.src.append(30000)
         self.wait_copies()
@@ -195,12 +212,6 @@ class TestLogtail(CCTestCase):
         self.wait_copies()
         self.local.wait_log("truncated, reading it anew")
 
-
-def _kill(proc):
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-
     def test_lag_beyond_lag_max_bytes_is_skipped(self):
         self.src.start("app.log")
         self.start_pair(ROTATED + "\nlag-max-bytes = 1K")
@@ -217,3 +228,17 @@ def _kill(proc):
         want = want[:500] + b"\0" * 3000 + want[3500:]  # the skipped part is a hole
         self.src.files[0] = bytearray(want)
         self.wait_copies()
+
+    def test_bad_options_are_refused(self):
+        self.start_pair("operation-mode = sideways\nlogmask = *.log")
+        result = self.run_command(
+            [sys.executable, "-m", "cc.daemon.logtail", self.local.ini, "d:logtail"]
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("operation-mode = sideways: use classic or rotated", result.stderr)
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()

@@ -135,7 +135,9 @@ class TestTailWriter(CCTestCase):
     def test_hostile_paths_are_rejected_and_nothing_leaves_dstdir(self):
         server = self.start_writer(dstdir="tail", extra="dstmask = %%(hostname)s/%%(filepath)s")
         sock = self.dealer(server.endpoint)
+        os.symlink(self.tmp, os.path.join(self.dst, "linked"))  # a symlink leading out
         hostile = [
+            {"hostname": "linked"},
             {"hostname": ".."},
             {"hostname": "../../etc", "filename": "../x"},
             {"filename": "/../../../etc/x"},
@@ -152,7 +154,7 @@ class TestTailWriter(CCTestCase):
         reply = self.send(sock, fragment(b"fine\n", 0), qid=b"Q99")
         self.assertEqual(reply.type, "reply.pub.logtail")
         self.assertEqual(self.read("db1/var/log/pg.log"), b"fine\n")
-        server.wait_stat("tailwriter.failed.unsafe_path", 5)
+        server.wait_stat("tailwriter.failed.unsafe_path", 6)
         written = []
         for root, _, files in os.walk(self.tmp):
             for name in files:

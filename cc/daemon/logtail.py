@@ -99,8 +99,17 @@ class LogfileTailer(CCDaemon):
 
     def reload(self) -> None:
         super().reload()
+        try:
+            self._read_options()
+        except ValueError as ex:  # unknown compression, a level that is not a number
+            raise ConfigError("[%s]: %s" % (self.cf.main_section, ex)) from None
+
+    def _read_options(self) -> None:
         cf = self.cf
-        self.rotated = cf.get("operation-mode", "classic").strip().lower() == "rotated"
+        mode = cf.get("operation-mode", "classic").strip().lower() or "classic"
+        if mode not in ("classic", "rotated"):
+            raise ConfigError("operation-mode = %s: use classic or rotated" % mode)
+        self.rotated = mode == "rotated"
         self.logdir = cf.getfile("logdir")
         if self.rotated:
             self.logname = cf.get("logname")
@@ -108,7 +117,10 @@ class LogfileTailer(CCDaemon):
                 raise ConfigError("logname = %s: wildcards only in logmask" % self.logname)
         else:
             self.logmask = cf.get("logmask")
-        self.text = cf.get("file-mode", "text").strip().lower() != "binary"
+        file_mode = cf.get("file-mode", "text").strip().lower() or "text"
+        if file_mode not in ("text", "binary"):
+            raise ConfigError("file-mode = %s: use text or binary" % file_mode)
+        self.text = file_mode == "text"
         self.comp = compression.normalize(cf.get("compression", ""))
         level = cf.get("compression-level", "").strip()
         self.comp_level = int(level) if level else None
@@ -179,8 +191,8 @@ class LogfileTailer(CCDaemon):
                 await asyncio.sleep(self.poll_period)
         self.acked_pos = self.src.pos
         self.stats.inc("tailed_files")
+        await self._save()  # from here on a restart resumes here, not at the end
         self.log.info("started %s at file position %d", self.src.path, self.src.pos)
-        await self._save()
         while True:
             await self.slots.acquire()
             try:
