@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long bench-onehop clean
+.PHONY: all run test test-long bench-onehop bench-logtail clean
 
 all: $(STAMP)
 
@@ -26,6 +26,9 @@ test-long: $(STAMP)
 
 bench-onehop: $(STAMP)
 	$(PY) bench/onehop.py
+
+bench-logtail: $(STAMP)
+	$(PY) bench/logtail.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

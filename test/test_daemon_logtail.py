@@ -124,16 +124,24 @@ class TestLogtail(CCTestCase):
         What reached the frozen server is lost with it: only resending recovers that.
         """
         server.send_signal(signal.SIGSTOP)
-        key = "count.ok.msg.pub.logtail"
-        before = self.local.stats_total().get(key, 0)
-        self.src.append(append_meanwhile)
-        if server is not self.local:
+        if server is self.local:
+            self.src.append(append_meanwhile)
+        else:
+            key = "count.ok.msg.pub.logtail"
+            before = self.fresh_stats(self.local).get(key, 0)
+            self.src.append(append_meanwhile)
             self.local.wait_stat(key, before + 2)  # fragments went on to the frozen one
         server.stop(signal.SIGKILL)
         with open(server.ini, encoding="utf8") as f:
             text = f.read()
         server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
         server.start()
+
+    def fresh_stats(self, server):
+        """The totals once the infofile has been rewritten twice (no older than one period)."""
+        stamps = set()
+        wait_for(lambda: stamps.add(os.stat(server.infofile).st_mtime_ns) or len(stamps) > 2)
+        return server.stats_total()
 
     def wait_copies(self, timeout=20):
         """Wait until the destination files are exactly the source generations."""

@@ -306,6 +306,9 @@ class LogfileTailer(CCDaemon):
                 if lag <= self.lag_max:
                     return src
                 self.log.warning("lag too big (%d bytes), skipping to the end", lag)
+                if latest is None or src.same_file(latest):
+                    src.pos = size  # same identity: the destination keeps its offsets
+                    return src
                 src.close()
             else:
                 self.log.warning("saved file %s is gone, reading the newest from 0", saved.path)
