@@ -87,7 +87,7 @@ class DestinationMap:
             "filepath": path.lstrip("/"),
             "filename": os.path.basename(path),
         }
-        if rel.split("/")[0] == STATE_NAME:
+        if rel.startswith(STATE_NAME):  # the state file or its temporary file
             raise UnsafePath("path %r would overwrite the writer's state" % rel)
         safe_join(self.dstdir, rel)
         return rel + ext

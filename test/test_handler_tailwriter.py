@@ -145,6 +145,7 @@ class TestTailWriter(CCTestCase):
             {"filename": ""},
             {"hostname": "db1", "filename": "x\0y"},
             {"hostname": ".cc-tail-state"},
+            {"hostname": ".cc-tail-state.tmp"},
         ]
         for n, fields in enumerate(hostile):
             reply = self.send(sock, fragment(b"evil\n", 0, **fields), qid=b"Q%d" % n)
@@ -154,7 +155,7 @@ class TestTailWriter(CCTestCase):
         reply = self.send(sock, fragment(b"fine\n", 0), qid=b"Q99")
         self.assertEqual(reply.type, "reply.pub.logtail")
         self.assertEqual(self.read("db1/var/log/pg.log"), b"fine\n")
-        server.wait_stat("tailwriter.failed.unsafe_path", 6)
+        server.wait_stat("tailwriter.failed.unsafe_path", 7)
         written = []
         for root, _, files in os.walk(self.tmp):
             for name in files:
