@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long bench clean deb test-deb
+.PHONY: all run test test-long bench bench-logtail clean deb test-deb
 
 all: $(STAMP)
 
@@ -45,6 +45,9 @@ deb:
 # Build, install with apt, run as user cc, purge: slow, root only, changes the system.
 test-deb: deb $(STAMP)
 	CC_TEST_DEB=dist/cc_$(VERSION)_all.deb $(PY) -m nose2 --verbose --start-dir test test_deb
+
+bench-logtail: $(STAMP)
+	$(PY) bench/logtail.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

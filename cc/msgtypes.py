@@ -126,6 +126,13 @@ class InfofileMessage(BaseMessage):
 
 
 class LogtailMessage(BaseMessage):
+    """A fragment of a log file at source offset ``fpos``.
+
+    Beyond the original's fields: ``generation`` (truncations seen of the
+    inode, default 0) is part of the file identity, and ``ack`` asks the
+    tailwriter for a ``reply.<type>`` once the fragment is written.
+    """
+
     REQ = "pub.logtail"
     REQUIRED = ("filename", "comp", "fpos", "st_dev", "st_ino")
 

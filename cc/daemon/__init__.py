@@ -55,6 +55,7 @@ DAEMONS: Dict[str, str] = {
     "discovery": "cc.daemon.discovery",
     "infoscript": "cc.daemon.infoscript",
     "infosender": "cc.daemon.infosender",
+    "logtail": "cc.daemon.logtail",
     "pg_logforward": "cc.daemon.pg_logforward",
     "taskexec": "cc.daemon.taskexec",
     "taskrunner": "cc.daemon.taskexec",

@@ -33,6 +33,7 @@ HANDLERS: Dict[str, str] = {
     "logwriter": "cc.handler.logwriter",
     "proxy": "cc.handler.proxy",
     "statswriter": "cc.handler.statswriter",
+    "tailwriter": "cc.handler.tailwriter",
     "taskrouter": "cc.handler.taskrouter",
 }
 

@@ -1,0 +1,394 @@
+"""logtail: tail log files across rotation and deliver them, at least once, to a tailwriter."""
+
+import asyncio
+import base64
+import collections
+import os
+from typing import Deque, Optional, Tuple, Union
+
+from skytools.config import ConfigError
+
+from cc import compression
+from cc.daemon import CCDaemon, run_daemon
+from cc.message import CCMessage, is_valid_type
+from cc.msgtypes import LogtailMessage
+from cc.ratelog import RateLimitedLog
+from cc.tailsource import (
+    Source,
+    find_by_inode,
+    find_logs,
+    next_generation,
+    read_state,
+    write_state,
+)
+
+CC_DAEMON = "LogfileTailer"
+
+#: seconds between the two extra looks for late writes to a file being left (as the original)
+PROBE_DELAY = 0.1
+#: seconds between saves of the position at the most
+SAVE_DELAY = 0.2
+#: seconds a stopping logtail waits for acknowledgements (the daemon base allows 5 in all)
+STOP_WAIT = 3.0
+#: a read that found a truncated file
+TRUNCATED = "truncated"
+
+Fragment = Tuple[int, int, bytes]  # source offset, source length, payload (compressed)
+
+
+class Pending:
+    """A fragment sent and not yet acknowledged."""
+
+    __slots__ = ("end", "acked")
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+        self.acked = False
+
+
+class LogfileTailer(CCDaemon):
+    """Sends what is appended to a log file as ``pub.logtail`` fragments.
+
+    Each fragment carries its source offset (``fpos``) and the file identity
+    (``st_dev``, ``st_ino``, ``filename``, ``generation``: truncations seen of
+    that inode).  Up to ``window`` fragments are in flight; each is resent
+    every ``ack-timeout`` seconds until a tailwriter acknowledges it (an
+    ``error`` answer is logged and retried with backoff), and the position
+    is saved (atomically, in ``state-file``) only up to the acknowledged
+    bytes.  A killed logtail thus resends what may not have arrived; the
+    tailwriter writes at the offset, so nothing is doubled.  A fragment that
+    finds no route, or crashes a handler, gets no ``error`` from the server
+    (``pub.*`` stays fire-and-forget there, see :func:`cc.msgtypes.wants_reply`,
+    so an old logtail that does not read replies is never sent any): it is
+    simply resent after ``ack-timeout``.
+
+    Start: the saved file is found by inode (also after rotation renamed it)
+    and read on from the saved offset, unless more than ``lag-max-bytes``
+    are behind (then, as without a state, from the end of the newest file).
+    A saved file that is gone means the newest file is read from its start.
+    A file that shrank is a new generation, read from 0 into a new
+    destination.
+
+    ::
+
+        [d:logtail]
+        module = cc.daemon.logtail
+        logdir = /var/log/postgresql
+        # classic: the files matching logmask, in name order
+        #operation-mode = classic
+        logmask = postgresql-*.log
+        # rotated: one fixed name that rotation renames away
+        #logname = postgresql.log
+        # text: fragments end on line ends where they can; binary: as read
+        #file-mode = text
+        #compression = none
+        #compression-level =
+        #msg-suffix =
+        #use-blob = yes
+        # bytes behind at start beyond which the backlog is skipped (0: resume only without lag)
+        #lag-max-bytes = 1G
+        # fragment size (default 1M; at least 64K with compression), lines per fragment
+        #buffer-bytes = 0
+        #buffer-lines = -1
+        # default: the pidfile with .save; needed without a pidfile
+        #state-file =
+        #window = 8
+        #ack-timeout = 10
+        #poll-period = 0.2
+    """
+
+    def reload(self) -> None:
+        super().reload()
+        try:
+            self._read_options()
+        except ValueError as ex:  # unknown compression, a level that is not a number
+            raise ConfigError("[%s]: %s" % (self.cf.main_section, ex)) from None
+
+    def _read_options(self) -> None:
+        cf = self.cf
+        mode = cf.get("operation-mode", "classic").strip().lower() or "classic"
+        if mode not in ("classic", "rotated"):
+            raise ConfigError("operation-mode = %s: use classic or rotated" % mode)
+        self.rotated = mode == "rotated"
+        self.logdir = cf.getfile("logdir")
+        if self.rotated:
+            self.logname = cf.get("logname")
+            if any(c in self.logname for c in "*?["):
+                raise ConfigError("logname = %s: wildcards only in logmask" % self.logname)
+        else:
+            self.logmask = cf.get("logmask")
+        file_mode = cf.get("file-mode", "text").strip().lower() or "text"
+        if file_mode not in ("text", "binary"):
+            raise ConfigError("file-mode = %s: use text or binary" % file_mode)
+        self.text = file_mode == "text"
+        self.comp = compression.normalize(cf.get("compression", ""))
+        level = cf.get("compression-level", "").strip()
+        self.comp_level = int(level) if level else None
+        self.msgtype = LogtailMessage.REQ
+        suffix = cf.get("msg-suffix", "")
+        if suffix and is_valid_type(suffix):
+            self.msgtype += "." + suffix
+        elif suffix:
+            self.log.error("msg-suffix %r is not a valid message type part, ignored", suffix)
+        self.use_blob = cf.getboolean("use-blob", True)
+        self.lag_max = cf.getbytes("lag-max-bytes", "1G")
+        self.buffer_lines = cf.getint("buffer-lines", -1)
+        self.buffer_bytes = cf.getbytes("buffer-bytes", "0") or 1024 * 1024
+        if self.comp and self.buffer_bytes < 64 * 1024:
+            self.log.info("buffer-bytes raised to 64K for compression")
+            self.buffer_bytes = 64 * 1024
+        pidfile = cf.getfile("pidfile", "")
+        default_state = os.path.splitext(pidfile)[0] + ".save" if pidfile else ""
+        self.state_file = cf.getfile("state-file", default_state)
+        if not self.state_file:
+            raise ConfigError("logtail needs a pidfile or a state-file to keep its position")
+        self.window = max(1, cf.getint("window", 8))
+        self.ack_timeout = cf.getfloat("ack-timeout", 10)
+        self.poll_period = cf.getfloat("poll-period", 0.2)
+
+    # -- lifecycle (on the loop) ------------------------------------------------------
+
+    def start_work(self) -> None:
+        self.src: Optional[Source] = None
+        self.acked_pos = 0
+        self.pending: Deque[Pending] = collections.deque()
+        #: (st_dev, st_ino) of the files finished lately (rotated mode)
+        self.done: Deque[Tuple[int, int]] = collections.deque(maxlen=64)
+        self.slots = asyncio.Semaphore(self.window)
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._save_lock = asyncio.Lock()
+        self._save_handle: Optional[object] = None
+        self._ratelog = RateLimitedLog(self.log)
+        self._deliveries: "set[asyncio.Task]" = set()
+        self._task = asyncio.ensure_future(self._tail())
+        self._task.add_done_callback(self._tail_ended)
+
+    async def stop_work(self) -> None:
+        self._task.cancel()
+        try:
+            await asyncio.wait_for(self.idle.wait(), STOP_WAIT)
+        except asyncio.TimeoutError:
+            self.log.info("%d fragments unacknowledged, resent at next start", len(self.pending))
+        for task in self._deliveries:
+            task.cancel()
+        await self._save()
+        if self.src is not None:
+            self.src.close()
+
+    def _tail_ended(self, task: "asyncio.Task[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("tailing failed", exc_info=task.exception())
+            self.exit_code = 1
+            self.request_stop()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _tail(self) -> None:
+        while self.src is None:
+            self.src = await self.run_blocking(self._open_start)
+            if self.src is None:
+                await asyncio.sleep(self.poll_period)
+        self.acked_pos = self.src.pos
+        self.stats.inc("tailed_files")
+        await self._save()  # from here on a restart resumes here, not at the end
+        self.log.info("started %s at file position %d", self.src.path, self.src.pos)
+        while True:
+            await self.slots.acquire()
+            try:
+                frag = await self.run_blocking(self._read)
+            except OSError as ex:
+                self._ratelog.error("read", "reading %s failed: %s", self.src.path, ex)
+                frag = None
+            if isinstance(frag, tuple):
+                self._send(frag)
+                continue
+            self.slots.release()
+            if frag == TRUNCATED:
+                await self._switch(None)
+            elif not await self._at_eof():
+                await asyncio.sleep(self.poll_period)
+
+    def _read(self) -> Union[Fragment, str, None]:
+        """The next fragment of the current file (on a worker thread)."""
+        src = self.src
+        assert src is not None
+        if src.size() < src.pos:
+            return TRUNCATED
+        data = src.read(self.buffer_bytes, self.buffer_lines, self.text)
+        if not data:
+            return None
+        fpos = src.pos
+        src.pos += len(data)
+        return fpos, len(data), compression.compress(data, self.comp, self.comp_level)
+
+    async def _at_eof(self) -> bool:
+        """At the end of the file: move to the next one if there is one; True if moved."""
+        src = self.src
+        assert src is not None
+        path = await self.run_blocking(self._next_file)
+        if path is None:
+            return False
+        for _ in range(2):  # late writes to the file being left
+            await asyncio.sleep(PROBE_DELAY)
+            if await self.run_blocking(src.size) > src.pos:
+                return True
+        await self._switch(path)
+        return True
+
+    async def _switch(self, path: Optional[str]) -> None:
+        """Wait until all of the current file is acknowledged, then read ``path`` from 0.
+
+        ``path`` None: the current file was truncated; read it again from 0
+        as a new generation.
+        """
+        await self.idle.wait()
+        src = self.src
+        assert src is not None
+        if path is None:
+            self.log.warning("%s shrank below %d: truncated, reading it anew", src.path, src.pos)
+            self.stats.inc("logtail.truncated")
+            src.generation += 1
+            src.pos = 0
+        else:
+            self.log.info("%s done at %d, next: %s", src.path, src.pos, path)
+            # a rotated generation keeps the name it was written under, wherever it is now
+            name = os.path.join(self.logdir, self.logname) if self.rotated else path
+            new = await self.run_blocking(Source, path, name)
+            self.done.append((src.st_dev, src.st_ino))
+            src.close()
+            self.src = new
+            self.stats.inc("tailed_files")
+        self.acked_pos = 0
+        await self._save()
+
+    def _next_file(self) -> Optional[str]:
+        """The file to read after the current one, or None (on a worker thread)."""
+        src = self.src
+        assert src is not None
+        if self.rotated:
+            path = os.path.join(self.logdir, self.logname)
+            if not os.path.exists(path) or src.same_file(path):
+                return None
+            return next_generation(self.logdir, self.logname, src, self.done) or path
+        files = find_logs(self.logdir, self.logmask)
+        if src.path in files:
+            if not src.same_file(src.path):
+                return src.path  # replaced by a new file of the same name
+            i = files.index(src.path)
+            return files[i + 1] if i + 1 < len(files) else None
+        return files[-1] if files and not src.same_file(files[-1]) else None
+
+    def _latest(self) -> Optional[str]:
+        if self.rotated:
+            path = os.path.join(self.logdir, self.logname)
+            return path if os.path.isfile(path) else None
+        files = find_logs(self.logdir, self.logmask)
+        return files[-1] if files else None
+
+    def _open_start(self) -> Optional[Source]:
+        """The file and offset to start with (on a worker thread)."""
+        saved = read_state(self.state_file)
+        if saved is not None:
+            path = find_by_inode(self.logdir, saved)
+            if path is not None:
+                src = Source(path, saved.name, saved.generation)
+                size = src.size()
+                if size >= saved.offset:
+                    src.pos = saved.offset
+                else:
+                    self.log.warning("%s shrank below the saved position: truncated", path)
+                    src.generation += 1
+                latest = self._latest()
+                lag = size - src.pos
+                if latest and not src.same_file(latest):
+                    lag += os.path.getsize(latest)
+                if lag <= self.lag_max:
+                    return src
+                self.log.warning("lag too big (%d bytes), skipping to the end", lag)
+                if latest is None or src.same_file(latest):
+                    src.pos = size  # same identity: the destination keeps its offsets
+                    return src
+                src.close()
+            else:
+                self.log.warning("saved file %s is gone, reading the newest from 0", saved.path)
+        latest = self._latest()
+        if latest is None:
+            return None
+        src = Source(latest)
+        if saved is None or path is not None:
+            src.pos = src.size()
+        return src
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def _send(self, frag: Fragment) -> None:
+        src = self.src
+        assert src is not None
+        fpos, length, payload = frag
+        blob = payload if self.use_blob else None
+        msg = LogtailMessage(
+            self.msgtype,
+            filename=src.name,
+            comp=self.comp,
+            fpos=fpos,
+            data="" if self.use_blob else base64.b64encode(payload).decode("ascii"),
+            op_mode="rotated" if self.rotated else "classic",
+            st_dev=src.st_dev,
+            st_ino=src.st_ino,
+            generation=src.generation,
+            mode="b",
+            ack=True,
+        ).to_message(blob=blob)
+        pending = Pending(fpos + length)
+        self.pending.append(pending)
+        self.idle.clear()
+        self.stats.inc("count")
+        self.stats.inc("tailed_bytes", length)
+        task = asyncio.ensure_future(self._deliver(msg, pending))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, msg: CCMessage, pending: Pending) -> None:
+        """Send until acknowledged; then free the window slot and move the saved position."""
+        failures = 0
+        while True:
+            reply = await self.query(msg, self.ack_timeout)
+            if reply is None:
+                self.stats.inc("logtail.resent")
+                self._ratelog.warning("ack", "no ack within %.1f s, resending", self.ack_timeout)
+                continue
+            if reply.type != "error":
+                break
+            failures += 1
+            self.stats.inc("logtail.errors")
+            body = reply.get_body()
+            self._ratelog.error(
+                "error", "writer refused a fragment (%s): %s", body.get("code"), body.get("msg")
+            )
+            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+        self.stats.inc("logtail.acked")
+        pending.acked = True
+        self.slots.release()
+        while self.pending and self.pending[0].acked:
+            self.acked_pos = self.pending.popleft().end
+        if not self.pending:
+            self.idle.set()
+        if self._save_handle is None:
+            self._save_handle = self.io_loop.call_later(SAVE_DELAY, self._save_later)
+
+    def _save_later(self) -> None:
+        self._save_handle = None
+        asyncio.ensure_future(self._save())
+
+    async def _save(self) -> None:
+        """Write the acknowledged position (serialised: the newest always lands last)."""
+        async with self._save_lock:
+            if self.src is not None:
+                await self.run_blocking(
+                    write_state, self.state_file, self.src.position(self.acked_pos)
+                )
+
+
+if __name__ == "__main__":
+    run_daemon(LogfileTailer)

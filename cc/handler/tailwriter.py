@@ -1,0 +1,279 @@
+"""tailwriter: write ``pub.logtail`` fragments into per-source files, and acknowledge them."""
+
+import asyncio
+import base64
+import binascii
+import queue
+import threading
+import time
+import zlib
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from skytools.config import ConfigError
+
+from cc import compression
+from cc.handler import CCHandler
+from cc.message import CCMessage
+from cc.paths import UnsafePath
+from cc.ratelog import RateLimitedLog
+from cc.tailfiles import DestinationMap, TailFile, TailIdentity, default_mask
+
+CC_HANDLER = "TailWriter"
+
+#: seconds after its last write an open destination file is closed
+CLOSE_IDLE = 30.0
+#: open destination files per worker at the most (least recently written closed first)
+MAX_OPEN = 256
+
+
+class Fragment(NamedTuple):
+    """What a worker needs of one ``pub.logtail`` message (fields checked on the loop)."""
+
+    msg: CCMessage
+    ident: TailIdentity
+    fpos: int
+    comp: str
+    rotated: bool
+    data: Any  # the base64 text of ``data``, or None when the blob carries the bytes
+
+
+class TailWriter(CCHandler):
+    """Writes each ``pub.logtail`` fragment at its source offset in a file under ``dstdir``.
+
+    One destination file per source identity (host, device, inode, name,
+    truncation generation); in ``rotated`` mode each generation of the
+    fixed log name gets its own file, suffixed with the time it was first
+    seen.  Writes run on worker threads (a file always on the same one);
+    when a fragment is in the file the sender gets ``reply.<type>`` (if its
+    message asked with ``ack``), or an ``error`` reply (``code``:
+    ``unsafe-path``, ``bad-field``, ``bad-data``, ``busy``, ``write-failed``).
+
+    The destination keeps source offsets: a range the sender skipped
+    (``lag-max-bytes``) or has not delivered yet is a hole (reads as NUL
+    bytes) until it arrives.  Acknowledged means handed to the kernel (survives a kill of cc-server);
+    with ``fsync = yes`` also on disk (survives power loss).  With
+    ``write-compressed = keep/yes`` fragments are appended as compressed
+    members, not written at their offset: duplicates are skipped while the
+    server runs, but a fragment resent after a restart may appear twice.
+
+    ::
+
+        [h:tailwriter]
+        handler = tailwriter
+        dstdir = /var/log/cc/tail
+        # %(hostname)s, %(filename)s (base name), %(filepath)s; %% for a literal %
+        #dstmask =
+        # with an empty dstmask: host/file (yes) or host--file (no)
+        #host-subdirs = no
+        # '' or no: plain copy; keep: as received; yes: recompress with compression
+        #write-compressed =
+        #compression = gzip
+        #compression-level =
+        #worker-threads = 10
+        # fragments queued per worker thread at the most
+        #zmq_hwm = 100
+        #fsync = no
+    """
+
+    CC_ROLES = ("remote",)
+
+    def __init__(self, hname, hcf, ccscript):
+        super().__init__(hname, hcf, ccscript)
+        wc = hcf.get("write-compressed", "").strip().lower()
+        if wc not in ("", "no", "keep", "yes"):
+            raise ConfigError("[%s]: write-compressed = %s: use no, keep or yes" % (hname, wc))
+        method = compression.normalize(hcf.get("compression", "gzip")) if wc == "yes" else ""
+        if wc == "yes" and not method:
+            raise ConfigError("[%s]: write-compressed = yes needs a compression" % hname)
+        level_text = hcf.get("compression-level", "").strip()
+        if wc in ("keep", "yes"):
+            self.log.info("position checking not supported for compressed files")
+        if hcf.has_option("buffer-bytes"):
+            self.log.info("buffer-bytes ignored: each fragment is written when it comes")
+        mask = hcf.get("dstmask", "") or default_mask(hcf.getboolean("host-subdirs", False))
+        dests = DestinationMap(hcf.getfile("dstdir"), mask)
+        self._ratelog = RateLimitedLog(self.log)
+        self.workers = [
+            TailWorker(
+                "%s-%d" % (hname, i),
+                self,
+                dests,
+                wc,
+                method,
+                int(level_text) if level_text else None,
+                hcf.getboolean("fsync", False),
+                hcf.getint("zmq_hwm", 100),
+            )
+            for i in range(max(1, hcf.getint("worker-threads", 10)))
+        ]
+        for worker in self.workers:
+            worker.start()
+        self.log.info("writing under %s", dests.dstdir)
+
+    def handle_msg(self, msg: CCMessage) -> None:
+        body = self.get_body(msg)
+        if body is None:
+            return
+        self.stats.inc("tailwriter.count")
+        try:
+            frag = self._fragment(msg, body)
+        except (KeyError, TypeError, ValueError) as ex:
+            self.failed(msg, body, "bad-field", "invalid logtail message: %s" % ex)
+            return
+        worker = self.workers[hash(frag.ident) % len(self.workers)]
+        try:
+            worker.queue.put_nowait(frag)
+        except queue.Full:
+            self.failed(msg, body, "busy", "writer queue full")
+
+    def _fragment(self, msg: CCMessage, body: Dict[str, Any]) -> Fragment:
+        ident = TailIdentity(
+            _typed(body, "hostname", str),
+            _typed(body, "st_dev", int),
+            _typed(body, "st_ino", int),
+            _typed(body, "filename", str),
+            _typed(body, "generation", int, 0),
+        )
+        fpos = _typed(body, "fpos", int)
+        if fpos < 0:
+            raise ValueError("negative fpos")
+        comp = compression.normalize(body.get("comp"))
+        data = None if msg.blob else _typed(body, "data", str, "")
+        return Fragment(msg, ident, fpos, comp, body.get("op_mode") == "rotated", data)
+
+    # -- results, on the loop -----------------------------------------------------------
+
+    def written(self, frag: Fragment, length: int, nbytes: int) -> None:
+        self.stats.inc("appended_bytes", nbytes)
+        self.stats.inc("tailwriter.fragments")
+        body = frag.msg.get_body()
+        if body.get("ack"):
+            self.reply(
+                frag.msg,
+                "reply." + frag.msg.type,
+                filename=frag.ident.filename,
+                st_dev=frag.ident.st_dev,
+                st_ino=frag.ident.st_ino,
+                generation=frag.ident.generation,
+                fpos=frag.fpos,
+                end=frag.fpos + length,
+            )
+
+    def failed(self, msg: CCMessage, body: Dict[str, Any], code: str, text: str) -> None:
+        self.stats.inc("tailwriter.failed." + code.replace("-", "_"))
+        self._ratelog.error("fail:" + code, "%s (from %s)", text, body.get("hostname"))
+        if body.get("ack"):
+            self.reply_error(msg, text, code)
+
+    async def stop(self):
+        for worker in self.workers:
+            worker.stopping.set()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(None, worker.join, 10.0) for worker in self.workers)
+        )
+
+
+class TailWorker(threading.Thread):
+    """Writes fragments of the files hashed to it, one at a time, and reports to the loop."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: TailWriter,
+        dests: DestinationMap,
+        write_compressed: str,
+        method: str,
+        level: Optional[int],
+        fsync: bool,
+        qsize: int,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.handler = handler
+        self.io_loop = handler.io_loop
+        self.dests = dests
+        self.write_compressed = write_compressed
+        self.method = method
+        self.level = level
+        self.fsync = fsync
+        self.queue: "queue.Queue[Fragment]" = queue.Queue(max(1, qsize))
+        self.stopping = threading.Event()
+        self.files: Dict[TailIdentity, TailFile] = {}
+
+    def run(self) -> None:
+        next_maint = time.monotonic() + 1
+        while not (self.stopping.is_set() and self.queue.empty()):
+            try:
+                frag = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                frag = None
+            if frag is not None:
+                try:
+                    result = self._write(frag)
+                except Exception as ex:  # a worker never dies on a fragment
+                    self.handler.log.exception("worker crashed on a fragment")
+                    self._drop(frag.ident)
+                    body = frag.msg.get_body()
+                    result = (self.handler.failed, frag.msg, body, "write-failed", str(ex))
+                self.io_loop.add_callback(*result)
+            if time.monotonic() > next_maint:
+                self._close_idle(time.monotonic() - CLOSE_IDLE)
+                next_maint = time.monotonic() + 1
+        self._close_idle(float("inf"))
+
+    def _write(self, frag: Fragment) -> Tuple[Any, ...]:
+        """Write one fragment; the loop callback that reports the result."""
+        h = self.handler
+        body = frag.msg.get_body()
+        try:
+            raw = frag.msg.blob or base64.b64decode(frag.data, validate=True)
+            data = compression.decompress(raw, frag.comp)
+        except (binascii.Error, ValueError, OSError, EOFError, zlib.error) as ex:
+            return h.failed, frag.msg, body, "bad-data", "undecodable fragment: %s" % ex
+        try:
+            tfile = self._open(frag)
+            nbytes = tfile.write(frag.fpos, data, frag.comp, raw)
+            if self.fsync:
+                tfile.sync()
+        except UnsafePath as ex:
+            text = "suspicious file path, skipping: %s" % ex
+            return h.failed, frag.msg, body, "unsafe-path", text
+        except OSError as ex:
+            self._drop(frag.ident)
+            return h.failed, frag.msg, body, "write-failed", "write failed: %s" % ex
+        return h.written, frag, len(data), nbytes
+
+    def _open(self, frag: Fragment) -> TailFile:
+        tfile = self.files.get(frag.ident)
+        if tfile is not None:
+            return tfile
+        store = self.method if self.write_compressed == "yes" else ""
+        if self.write_compressed == "keep":
+            store = frag.comp
+        path = self.dests.lookup(frag.ident, frag.rotated, compression.extension(store))
+        if len(self.files) >= MAX_OPEN:
+            oldest = min(self.files.values(), key=lambda f: f.last_write)
+            self._close_idle(oldest.last_write)
+        tfile = self.files[frag.ident] = TailFile(path, store, self.level)
+        self.handler.log.info("opened %s", path)
+        return tfile
+
+    def _drop(self, ident: TailIdentity) -> None:
+        tfile = self.files.pop(ident, None)
+        if tfile is not None:
+            tfile.close()
+
+    def _close_idle(self, before: float) -> None:
+        idle: List[TailIdentity] = [i for i, f in self.files.items() if f.last_write <= before]
+        for ident in idle:
+            self._drop(ident)
+
+
+def _typed(body: Dict[str, Any], name: str, typ: type, default: Any = None) -> Any:
+    """Field ``name`` of ``body``, which must be of ``typ`` (bool is not an int here)."""
+    value = body.get(name, default)
+    if value is None:
+        raise KeyError("missing field %s" % name)
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise TypeError("field %s must be %s" % (name, typ.__name__))
+    return value

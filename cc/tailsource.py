@@ -1,0 +1,172 @@
+"""The log file logtail reads: which file, from where, and where it went after rotation.
+
+Loop-free and blocking (file system calls): the logtail daemon runs these on
+a worker thread.  A :class:`Source` keeps its file open, so a file renamed
+away by rotation is still read to its end; ``name`` stays the path under
+which it was first opened, because the writer's identity of the file
+includes it.
+"""
+
+import glob
+import json
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+__all__ = [
+    "Source",
+    "TailPosition",
+    "find_logs",
+    "find_by_inode",
+    "next_generation",
+    "read_state",
+    "write_state",
+]
+
+#: rotated files with these endings are compressed copies, never tailed
+COMPRESSED_ENDINGS = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
+
+
+class Source:
+    """An open log file and the position read so far."""
+
+    def __init__(self, path: str, name: Optional[str] = None, generation: int = 0) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(self.fd)
+        self.path = path
+        self.name = name or path
+        self.st_dev = st.st_dev
+        self.st_ino = st.st_ino
+        self.generation = generation
+        #: offset of the next byte to read
+        self.pos = 0
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, limit: int, lines: int, text: bool) -> bytes:
+        """Up to ``limit`` bytes from :attr:`pos` (at most ``lines`` lines if >= 0).
+
+        In text mode a full buffer is cut after its last newline, so fragments
+        end on line ends where they can; the partial last line at the end of
+        the file is sent as is (as the original).
+        """
+        data = os.pread(self.fd, limit, self.pos)
+        if lines >= 0:
+            end = -1
+            for _ in range(max(1, lines)):
+                end = data.find(b"\n", end + 1)
+                if end < 0:
+                    break
+            if end >= 0:
+                data = data[: end + 1]
+        if text and len(data) == limit:
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                data = data[: cut + 1]
+        return data
+
+    def same_file(self, path: str) -> bool:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == (self.st_dev, self.st_ino)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def position(self, offset: int) -> "TailPosition":
+        return TailPosition(self.name, self.path, self.st_dev, self.st_ino, self.generation, offset)
+
+
+class TailPosition:
+    """What the state file holds: a file identity and the offset acknowledged up to."""
+
+    def __init__(
+        self, name: str, path: str, st_dev: int, st_ino: int, generation: int, offset: int
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.st_dev = st_dev
+        self.st_ino = st_ino
+        self.generation = generation
+        self.offset = offset
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(vars(self))
+
+
+def find_logs(logdir: str, mask: str) -> List[str]:
+    """Files matching ``logdir/mask``, sorted (the last one is the newest, as the original)."""
+    return sorted(p for p in glob.glob(os.path.join(logdir, mask)) if os.path.isfile(p))
+
+
+def find_by_inode(logdir: str, pos: TailPosition) -> Optional[str]:
+    """Where the file of ``pos`` is now: its old path, or a rotated name in ``logdir``."""
+    candidates = [pos.path] + [os.path.join(logdir, n) for n in sorted(os.listdir(logdir))]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (pos.st_dev, pos.st_ino):
+            return path
+    return None
+
+
+def next_generation(
+    logdir: str, logname: str, src: Source, done: Iterable[Tuple[int, int]]
+) -> Optional[str]:
+    """In rotated mode, the generation written after ``src`` when ``logname`` is newer still.
+
+    A logtail that fell behind (or was down) may find that rotation renamed
+    more than one generation away: the next one to read is the oldest
+    (by modification time) of ``logname*`` in ``logdir`` that was written to
+    no earlier than ``src`` and is neither ``src`` nor one already ``done``.
+    Compressed rotations are skipped.  None: ``logname`` itself is next.
+    """
+    since = os.fstat(src.fd).st_mtime_ns
+    skip = set(done)
+    skip.add((src.st_dev, src.st_ino))
+    best: Optional[Tuple[int, str]] = None
+    for path in glob.glob(glob.escape(os.path.join(logdir, logname)) + "*"):
+        if path.endswith(COMPRESSED_ENDINGS):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in skip or st.st_mtime_ns < since:
+            continue
+        if best is None or (st.st_mtime_ns, path) < best:
+            best = (st.st_mtime_ns, path)
+    return best[1] if best else None
+
+
+def read_state(path: str) -> Optional[TailPosition]:
+    """The saved position, or None if there is none or it cannot be read."""
+    try:
+        with open(path, encoding="utf8") as f:
+            data = json.load(f)
+        return TailPosition(
+            str(data["name"]),
+            str(data["path"]),
+            int(data["st_dev"]),
+            int(data["st_ino"]),
+            int(data["generation"]),
+            int(data["offset"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_state(path: str, pos: TailPosition) -> None:
+    """Replace the state file atomically (temp file, fsync, rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf8") as f:
+        json.dump(pos.to_dict(), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

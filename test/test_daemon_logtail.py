@@ -1,0 +1,252 @@
+"""logtail -> proxy -> tailwriter: byte for byte, across rotation, truncation and SIGKILLs."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+
+from harness import CCTestCase, ccserver_section, child_env, wait_for
+
+from cc.tailsource import read_state
+
+REMOTE = """
+[routes]
+pub.logtail = h:tail
+log = h:log
+
+[h:tail]
+handler = tailwriter
+dstdir = {tmp}/dst
+worker-threads = 2
+
+[h:log]
+handler = locallogger
+"""
+
+LOCAL = """
+[routes]
+pub.logtail = h:proxy
+log = h:log
+
+[h:proxy]
+handler = proxy
+remote-cc = {remote}
+
+[h:log]
+handler = locallogger
+
+[d:logtail]
+logdir = {tmp}/src
+state-file = {tmp}/logtail.save
+stats-period = 0.5
+ack-timeout = 1
+poll-period = 0.05
+buffer-bytes = 4K
+window = 4
+{mode}
+"""
+
+ROTATED = "operation-mode = rotated\nlogname = app.log"
+CLASSIC = "logmask = app-*.log\nfile-mode = binary\ncompression = gzip"
+
+
+class Source:
+    """The log the test writes: random appends, rotation by rename or by a new name."""
+
+    def __init__(self, srcdir, rng):
+        self.srcdir = srcdir
+        self.rng = rng
+        self.path = None
+        #: every file generation written, as (path at creation, content)
+        self.files = []
+
+    def start(self, name):
+        self.path = os.path.join(self.srcdir, name)
+        open(self.path, "wb").close()
+        self.files.append(bytearray())
+
+    def append(self, total):
+        with open(self.path, "ab") as f:
+            while total > 0:
+                n = min(total, self.rng.choice((1, 17, 300, 2000, 9000)))
+                line = bytes(self.rng.getrandbits(8) for _ in range(n - 1)) + b"\n"
+                f.write(line)
+                f.flush()
+                self.files[-1] += line
+                total -= n
+
+    def rotate_by_rename(self):
+        os.rename(self.path, "%s.%d" % (self.path, len(self.files)))
+        self.start(os.path.basename(self.path))
+
+
+class TestLogtail(CCTestCase):
+    def setUp(self):
+        super().setUp()
+        self.src = Source(os.path.join(self.tmp, "src"), random.Random(42))
+        os.mkdir(self.src.srcdir)
+        self.dst = os.path.join(self.tmp, "dst")
+        self.procs = []
+
+    def start_pair(self, mode):
+        self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
+        self.local = self.start_server(
+            "local",
+            ccserver_section("local", role="local", cc_stats="2") + LOCAL,
+            remote=self.remote.endpoint,
+            mode=mode,
+        )
+        self.local.pin_endpoint()
+
+    def start_logtail(self):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cc.daemon.logtail", self.local.ini, "d:logtail"],
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.tmp, "logtail.stderr"), "ab"),
+        )
+        self.procs.append(proc)
+        self.addCleanup(_kill, proc)
+        started = len(self.procs)
+        wait_for(
+            lambda: len(re.findall(r"INFO started \S+ at file position", self.local.output()))
+            >= started,
+            what="logtail %d to start" % started,
+        )
+        return proc
+
+    def restart(self, server, append_meanwhile=0):
+        """Freeze a server, append to the log, SIGKILL it and start it on the same endpoint.
+
+        What reached the frozen server is lost with it: only resending recovers that.
+        """
+        server.send_signal(signal.SIGSTOP)
+        if server is self.local:
+            self.src.append(append_meanwhile)
+        else:
+            key = "count.ok.msg.pub.logtail"
+            before = self.fresh_stats(self.local).get(key, 0)
+            self.src.append(append_meanwhile)
+            self.local.wait_stat(key, before + 2)  # fragments went on to the frozen one
+        server.stop(signal.SIGKILL)
+        with open(server.ini, encoding="utf8") as f:
+            text = f.read()
+        server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
+        server.start()
+
+    def fresh_stats(self, server):
+        """The totals once the infofile has been rewritten twice (no older than one period)."""
+        stamps = set()
+        wait_for(lambda: stamps.add(os.stat(server.infofile).st_mtime_ns) or len(stamps) > 2)
+        return server.stats_total()
+
+    def wait_copies(self, timeout=20):
+        """Wait until the destination files are exactly the source generations."""
+        want = sorted(bytes(c) for c in self.src.files if c)
+
+        got = {}
+
+        def equal():
+            got.clear()
+            for name in os.listdir(self.dst) if os.path.isdir(self.dst) else ():
+                if not name.startswith("."):
+                    with open(os.path.join(self.dst, name), "rb") as f:
+                        got[name] = f.read()
+            return sorted(got.values()) == want
+
+        try:
+            wait_for(equal, timeout, "destination equal to source")
+        except AssertionError as ex:
+            sizes = {n: len(d) for n, d in got.items()}
+            with open(os.path.join(self.tmp, "logtail.stderr"), encoding="utf8") as f:
+                tail_log = f.read()[-3000:]
+            raise AssertionError(
+                "%s: sources %s, destinations %s\nlogtail:\n%s"
+                % (ex, [len(c) for c in want], sizes, tail_log)
+            ) from None
+
+    def test_rotated_mode_with_kills_of_tailer_and_writer(self):
+        self.src.start("app.log")
+        self.start_pair(ROTATED)
+        first = self.start_logtail()
+        self.src.append(50000)
+        self.src.rotate_by_rename()
+        self.src.append(30000)
+        self.remote.wait_stat("appended_bytes", 50000)
+        first.kill()
+        first.wait()
+        self.src.append(20000)
+        self.start_logtail()
+        self.src.rotate_by_rename()
+        self.src.append(20000)
+        self.restart(self.remote, append_meanwhile=10000)
+        self.src.append(30000)
+        self.wait_copies()
+        self.assertEqual(len(self.src.files), 3)
+        # what the killed writer had not written was sent again
+        self.local.wait_log(r"logtail\.resent: \d+")
+
+    def test_classic_mode_with_kills_of_tailer_and_proxy(self):
+        self.src.start("app-001.log")
+        self.start_pair(CLASSIC)
+        first = self.start_logtail()
+        self.src.append(40000)
+        self.src.start("app-002.log")
+        self.src.append(20000)
+        first.kill()
+        first.wait()
+        self.src.append(20000)
+        self.start_logtail()
+        self.restart(self.local, append_meanwhile=10000)
+        self.src.start("app-003.log")
+        self.src.append(30000)
+        self.wait_copies()
+
+    def test_truncated_source_goes_to_a_new_file(self):
+        self.src.start("app.log")
+        self.start_pair(ROTATED + "\nuse-blob = no\ncompression = bzip2")
+        self.start_logtail()
+        self.src.append(5000)
+        self.wait_copies()
+        # the position is saved once acknowledged
+        wait_for(lambda: read_state(os.path.join(self.tmp, "logtail.save")).offset == 5000)
+        with open(self.src.path, "r+b") as f:
+            f.truncate(0)
+        self.src.files.append(bytearray())
+        self.src.append(3000)
+        self.wait_copies()
+        self.local.wait_log("truncated, reading it anew")
+
+    def test_lag_beyond_lag_max_bytes_is_skipped(self):
+        self.src.start("app.log")
+        self.start_pair(ROTATED + "\nlag-max-bytes = 1K")
+        first = self.start_logtail()
+        self.src.append(500)
+        self.wait_copies()
+        first.send_signal(signal.SIGTERM)
+        self.assertEqual(first.wait(10), 0)
+        self.src.append(3000)  # more than lag-max-bytes behind at the next start
+        self.start_logtail()
+        self.local.wait_log(r"lag too big \(3000 bytes\), skipping to the end")
+        self.src.append(700)
+        want = bytes(self.src.files[0])
+        want = want[:500] + b"\0" * 3000 + want[3500:]  # the skipped part is a hole
+        self.src.files[0] = bytearray(want)
+        self.wait_copies()
+
+    def test_bad_options_are_refused(self):
+        self.start_pair("operation-mode = sideways\nlogmask = *.log")
+        result = self.run_command(
+            [sys.executable, "-m", "cc.daemon.logtail", self.local.ini, "d:logtail"]
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("operation-mode = sideways: use classic or rotated", result.stderr)
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()

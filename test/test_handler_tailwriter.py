@@ -1,0 +1,193 @@
+"""tailwriter: positioned idempotent writes, acks, identities, hostile paths, roles."""
+
+import base64
+import bz2
+import gzip
+import json
+import os
+
+from harness import CCTestCase, ccserver_section, wait_for
+
+from cc.message import CCMessage
+
+WRITER = """
+[routes]
+pub.logtail = h:tail
+
+[h:tail]
+handler = tailwriter
+dstdir = {dstdir}
+worker-threads = 3
+{extra}
+"""
+
+
+def fragment(data, fpos, filename="/var/log/pg.log", ino=11, comp="", blob=True, **fields):
+    body = {
+        "filename": filename,
+        "comp": comp,
+        "fpos": fpos,
+        "st_dev": 1,
+        "st_ino": ino,
+        "op_mode": "classic",
+        "mode": "b",
+        "ack": True,
+        "hostname": "db1",
+    }
+    body.update(fields)
+    if comp == "gzip":
+        data = gzip.compress(data)
+    elif comp == "bzip2":
+        data = bz2.compress(data)
+    if blob:
+        body["data"] = ""
+        return body, data
+    body["data"] = base64.b64encode(data).decode()
+    return body, None
+
+
+class TestTailWriter(CCTestCase):
+    def start_writer(self, name="w", dstdir=None, extra=""):
+        self.dst = os.path.join(self.tmp, "tail")
+        dstdir = dstdir or self.dst
+        return self.start_server(name, ccserver_section(name) + WRITER, dstdir=dstdir, extra=extra)
+
+    def send(self, sock, frag, qid=b"Q1", msgtype="pub.logtail"):
+        body, blob = frag
+        sock.send_multipart(CCMessage.build(msgtype, body, route=[qid], blob=blob).frames)
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual(reply.route, [qid])
+        return reply
+
+    def read(self, rel):
+        with open(os.path.join(self.dst, rel), "rb") as f:
+            return f.read()
+
+    def test_positioned_writes_are_idempotent_and_acked(self):
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        source = b"".join(b"line %d\n" % i for i in range(300))
+        cuts = [0, 100, 700, 1500, len(source)]
+        pieces = [(cuts[i], source[cuts[i] : cuts[i + 1]]) for i in range(len(cuts) - 1)]
+        # out of order, resent, and once as base64 instead of a blob
+        order = [pieces[1], pieces[0], pieces[3], pieces[1], pieces[2], pieces[3]]
+        for n, (fpos, data) in enumerate(order):
+            reply = self.send(sock, fragment(data, fpos, blob=n != 2), qid=b"Q%d" % n)
+            self.assertEqual(reply.type, "reply.pub.logtail")
+            self.assertEqual(reply.get_body()["fpos"], fpos)
+            self.assertEqual(reply.get_body()["end"], fpos + len(data))
+        self.assertEqual(self.read("db1--pg.log"), source)
+        # a suffixed type is acked with the suffix
+        reply = self.send(sock, fragment(b"x", len(source)), msgtype="pub.logtail.pg")
+        self.assertEqual(reply.type, "reply.pub.logtail.pg")
+        server.wait_stat("appended_bytes", len(source) + 1)
+
+    def test_compression_in_transit_gives_a_plain_copy(self):
+        server = self.start_writer(extra="host-subdirs = yes")
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"gzip part\n", 0, comp="gzip"))
+        self.send(sock, fragment(b"bzip2 part\n", 10, comp="bzip2", blob=False))
+        self.assertEqual(self.read("db1/pg.log"), b"gzip part\nbzip2 part\n")
+
+    def test_write_compressed_yes_appends_members_once(self):
+        server = self.start_writer(extra="write-compressed = yes\ncompression = bzip2")
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"one\n", 0, comp="gzip"))
+        self.send(sock, fragment(b"one\n", 0, comp="gzip"))  # resent: skipped
+        self.send(sock, fragment(b"e\ntwo\n", 2))  # overlaps: only the new part is added
+        self.assertEqual(bz2.decompress(self.read("db1--pg.log.bz2")), b"one\ntwo\n")
+
+    def test_write_compressed_keep_stores_what_came(self):
+        server = self.start_writer(extra="write-compressed = keep")
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"one\n", 0, comp="gzip"))
+        self.send(sock, fragment(b"two\n", 4, comp="gzip"))
+        self.send(sock, fragment(b"plain\n", 0, filename="/l/p.log"))
+        self.assertEqual(gzip.decompress(self.read("db1--pg.log.gz")), b"one\ntwo\n")
+        self.assertEqual(self.read("db1--p.log"), b"plain\n")
+
+    def test_identities_get_their_own_files_and_survive_a_restart(self):
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"first inode\n", 0, ino=1))
+        self.send(sock, fragment(b"second inode\n", 0, ino=2))
+        self.send(sock, fragment(b"rot A\n", 0, filename="/l/r.log", ino=3, op_mode="rotated"))
+        self.send(sock, fragment(b"rot B\n", 0, filename="/l/r.log", ino=4, op_mode="rotated"))
+        self.send(sock, fragment(b"after truncation\n", 0, ino=1, generation=1))
+        server.stop()
+        server.write_ini(
+            (ccserver_section("w", socket=server.endpoint) + WRITER)
+            .replace("{tmp}", self.tmp)
+            .format(dstdir=self.dst, extra="")
+        )
+        server.start()
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"first inode\nmore\n", 0, ino=1))
+        self.assertEqual(self.read("db1--pg.log"), b"first inode\nmore\n")
+        self.assertEqual(self.read("db1--pg.log.1"), b"second inode\n")
+        self.assertEqual(self.read("db1--pg.log.2"), b"after truncation\n")
+        rotated = sorted(n for n in os.listdir(self.dst) if n.startswith("db1--r.log."))
+        self.assertEqual(len(rotated), 2, rotated)
+        self.assertEqual(sorted(self.read(n) for n in rotated), [b"rot A\n", b"rot B\n"])
+        with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
+            self.assertEqual(len(json.load(f)["files"]), 5)
+
+    def test_hostile_paths_are_rejected_and_nothing_leaves_dstdir(self):
+        server = self.start_writer(dstdir="tail", extra="dstmask = %%(hostname)s/%%(filepath)s")
+        sock = self.dealer(server.endpoint)
+        os.symlink(self.tmp, os.path.join(self.dst, "linked"))  # a symlink leading out
+        hostile = [
+            {"hostname": "linked"},
+            {"hostname": ".."},
+            {"hostname": "../../etc", "filename": "../x"},
+            {"filename": "/../../../etc/x"},
+            {"filename": "a/../../../x"},
+            {"filename": ""},
+            {"hostname": "db1", "filename": "x\0y"},
+            {"hostname": ".cc-tail-state"},
+            {"hostname": ".cc-tail-state.tmp"},
+        ]
+        for n, fields in enumerate(hostile):
+            reply = self.send(sock, fragment(b"evil\n", 0, **fields), qid=b"Q%d" % n)
+            self.assertEqual(reply.type, "error", fields)
+            self.assertIn(reply.get_body()["code"], ("unsafe-path", "bad-field"), fields)
+        # a relative dstdir (the server runs in the test directory) works
+        reply = self.send(sock, fragment(b"fine\n", 0), qid=b"Q99")
+        self.assertEqual(reply.type, "reply.pub.logtail")
+        self.assertEqual(self.read("db1/var/log/pg.log"), b"fine\n")
+        server.wait_stat("tailwriter.failed.unsafe_path", 7)
+        written = []
+        for root, _, files in os.walk(self.tmp):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    if b"evil" in f.read():
+                        written.append(os.path.join(root, name))
+        self.assertEqual(written, [])
+        server.wait_log("suspicious file path")
+
+    def test_bad_fields_get_an_error(self):
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        for n, fields in enumerate([{"fpos": -1}, {"fpos": "7"}, {"st_ino": None}]):
+            body, blob = fragment(b"x", 0)
+            body.update(fields)
+            reply = self.send(sock, (body, blob), qid=b"Q%d" % n)
+            self.assertEqual(reply.get_body()["code"], "bad-field")
+        body, _ = fragment(b"", 0, comp="gzip", blob=False)
+        body["data"] = base64.b64encode(b"not gzip").decode()
+        self.assertEqual(self.send(sock, (body, None)).get_body()["code"], "bad-data")
+        # without "ack" (the original logtail) nothing is sent back
+        body, blob = fragment(b"quiet\n", 0, ack=False)
+        sock.send_multipart(CCMessage.build("pub.logtail", body, route=[b"Q9"], blob=blob).frames)
+        wait_for(lambda: os.path.exists(os.path.join(self.dst, "db1--pg.log")))
+        self.assert_silent(sock)
+
+    def test_refuses_local_role(self):
+        server = self.write_server(
+            "w", ccserver_section("w", role="local") + WRITER, dstdir="t", extra=""
+        )
+        server.start(wait=False)
+        self.assertEqual(server.proc.wait(10), 1)
+        self.expected_exit["w"] = 1
+        self.assertIn("handler tailwriter cannot be run in role local", server.output())
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "t")))
