@@ -26,6 +26,9 @@ STOP_CANCEL_WAIT = 2.0
 # worker -> handler frames: [worker id] [kind] [seconds in the database] [reply frames...]
 READY, BYE, OK = b"ready", b"bye", b"ok"
 STOP = b"stop"
+#: requests a worker holds at once: one running, one waiting in its pipe, so that a busy worker
+#: goes on to the next call without waiting for the loop thread (a thread hop each way)
+PREFETCH = 2
 
 
 class DBHandler(CCHandler):
@@ -79,7 +82,7 @@ class DBHandler(CCHandler):
         self.prefix = hname + "."
         self._ratelog = RateLimitedLog(self.log)
         self._pending: Deque[List[bytes]] = collections.deque()
-        self._idle: Deque[bytes] = collections.deque()
+        self._load: Dict[bytes, int] = {}  # ready workers -> requests they hold
         self._stopping = False
         self._byes = 0
         self._all_gone: Optional[asyncio.Future] = None
@@ -112,14 +115,29 @@ class DBHandler(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         if self._stopping:
             self._refuse(msg.frames, "shutting-down", "database handler is stopping")
-        elif self._idle:
-            self.stream.send_multipart([self._idle.popleft()] + msg.frames)
+            return
+        wid = self._least_loaded()
+        if wid is not None:
+            self._send_to(wid, msg.frames)
         elif len(self._pending) < self.qmaxsize:
             self._pending.append(msg.frames)
         else:
             self.stats.inc(self.prefix + "dropped")
             self._ratelog.warning("full", "queue full (%d waiting), refusing", self.qmaxsize)
             self._refuse(msg.frames, "overloaded", "database handler queue full")
+
+    def _least_loaded(self) -> Optional[bytes]:
+        best, best_load = None, PREFETCH
+        for wid, load in self._load.items():
+            if load < best_load:
+                best, best_load = wid, load
+                if not load:
+                    break
+        return best
+
+    def _send_to(self, wid: bytes, frames: List[bytes]) -> None:
+        self._load[wid] += 1
+        self.stream.send_multipart([wid] + frames)
 
     def _refuse(self, frames: List[bytes], code: str, text: str) -> None:
         msg = CCMessage(frames)
@@ -135,7 +153,12 @@ class DBHandler(CCHandler):
             if self._byes == len(self.workers) and self._all_gone and not self._all_gone.done():
                 self._all_gone.set_result(None)
             return
-        if kind != READY:
+        if kind == READY:
+            self._load[wid] = 0
+            if self._stopping:
+                self.stream.send_multipart([wid, STOP])
+        else:
+            self._load[wid] -= 1
             stats = self.stats
             stats.inc(self.prefix + "calls")
             stats.inc(self.prefix + "db_time", float(frames[2]))
@@ -146,19 +169,17 @@ class DBHandler(CCHandler):
                 stats.inc(self.prefix + "errors." + kind.decode())
             if len(frames) > 3:
                 self.cclocal.send_multipart(frames[3:])
-        if self._stopping:
-            self.stream.send_multipart([wid, STOP])
-        elif self._pending:
-            self.stream.send_multipart([wid] + self._pending.popleft())
-        else:
-            self._idle.append(wid)
+        pending = self._pending
+        while pending and self._load[wid] < PREFETCH and not self._stopping:
+            self._send_to(wid, pending.popleft())
 
     def stop(self):
         self._stopping = True
         while self._pending:
             self._refuse(self._pending.popleft(), "shutting-down", "database handler is stopping")
-        while self._idle:
-            self.stream.send_multipart([self._idle.popleft(), STOP])
+        for wid in self._load:
+            # queued behind the requests the worker holds: those are still answered
+            self.stream.send_multipart([wid, STOP])
         self._all_gone = asyncio.get_event_loop().create_future()
         if self._byes == len(self.workers):
             self._all_gone.set_result(None)
