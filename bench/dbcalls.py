@@ -4,9 +4,9 @@
 
 Each run calls ``bench_add(a, b)`` (a one-line SQL function, ``return = one``;
 with ``--sleep-ms`` it first sleeps that long in the server, a stand-in for a
-function that does real work) N times: directly, from T threads with one psycopg2 connection each; and
-through a cc-server whose dbhandler has ``worker-threads`` = T, from one
-DEALER client keeping 2*T calls in flight.  Every reply is checked.  Without
+function that does real work) N times: directly, from T threads with one
+psycopg2 connection each; and through a cc-server whose dbhandler has
+``worker-threads`` = T, from one DEALER client keeping 2*T calls in flight.  Every reply is checked.  Without
 ``--dsn`` a throwaway cluster is started with test/pgcluster.py.  The two
 ways alternate run by run; the median calls/s of the runs is reported.
 """

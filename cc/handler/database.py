@@ -86,6 +86,7 @@ class DBHandler(CCHandler):
         self._stopping = False
         self._byes = 0
         self._all_gone: Optional[asyncio.Future] = None
+        self._timer: object = None
 
         addr = "inproc://cc.dbhandler.%s.%x" % (hname, id(self))
         sock = self.zctx.socket(zmq.ROUTER)
@@ -150,8 +151,8 @@ class DBHandler(CCHandler):
         wid, kind = frames[0], frames[1]
         if kind == BYE:
             self._byes += 1
-            if self._byes == len(self.workers) and self._all_gone and not self._all_gone.done():
-                self._all_gone.set_result(None)
+            if self._all_gone is not None:
+                self._check_gone()
             return
         if kind == READY:
             self._load[wid] = 0
@@ -174,33 +175,40 @@ class DBHandler(CCHandler):
             self._send_to(wid, pending.popleft())
 
     def stop(self):
+        """Refuse waiting requests, let held ones finish (cancelled after ``STOP_GRACE``).
+
+        Returns a future done when every worker has gone and the socket is closed;
+        nothing needs to await it for the workers to stop.
+        """
         self._stopping = True
         while self._pending:
             self._refuse(self._pending.popleft(), "shutting-down", "database handler is stopping")
         for wid in self._load:
             # queued behind the requests the worker holds: those are still answered
             self.stream.send_multipart([wid, STOP])
-        self._all_gone = asyncio.get_event_loop().create_future()
-        if self._byes == len(self.workers):
-            self._all_gone.set_result(None)
-        return self._wait_workers()
+        self._all_gone = self.io_loop.asyncio_loop.create_future()
+        self._timer = self.io_loop.call_later(STOP_GRACE, self._cancel_running)
+        self._check_gone()
+        return self._all_gone
 
-    async def _wait_workers(self) -> None:
-        """Let running calls finish (bounded), cancel the rest, then close the socket."""
-        assert self._all_gone is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(self._all_gone), STOP_GRACE)
-        except asyncio.TimeoutError:
-            self.log.warning("cancelling calls still running after %.0f s", STOP_GRACE)
-            for worker in self.workers.values():
-                worker.cancel()
-            try:
-                await asyncio.wait_for(self._all_gone, STOP_CANCEL_WAIT)
-            except asyncio.TimeoutError:
-                self.log.error("workers did not stop; leaving them")
-        self.stream.close()
+    def _check_gone(self) -> None:
+        if self._byes == len(self.workers):
+            self._finish()
+
+    def _cancel_running(self) -> None:
+        self.log.warning("cancelling calls still running after %.0f s", STOP_GRACE)
         for worker in self.workers.values():
-            worker.join(0.1)
+            worker.cancel()
+        self._timer = self.io_loop.call_later(STOP_CANCEL_WAIT, self._finish)
+
+    def _finish(self) -> None:
+        if self._all_gone is None or self._all_gone.done():
+            return
+        self.io_loop.remove_timeout(self._timer)
+        if self._byes < len(self.workers):
+            self.log.error("%d workers did not stop; leaving them", len(self.workers) - self._byes)
+        self.stream.close()
+        self._all_gone.set_result(None)
 
 
 class DBWorker(threading.Thread):
