@@ -270,6 +270,8 @@ class TestLoad(DBTestCase):
 
     def test_queue_bound(self):
         server = self.start_db(worker_threads="1", zmq_hwm="2")
+        # the worker is ready (else all would wait in the queue)
+        self.assertEqual(self.call("cct.add", [1, 2], qid=b"warm").get_body()["data"], [3])
         for i in range(6):
             msg = CCMessage.build(
                 "db", {"function": "cct.sleep", "params": [0.2], "return": "one"},
