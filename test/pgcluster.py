@@ -183,7 +183,7 @@ class PgCluster:
         if self.tmpdir and os.path.exists(os.path.join(self.datadir, "postmaster.pid")):
             self._run(
                 "pg_ctl", "stop", "-w", "-t", str(PG_CTL_TIMEOUT), "-m", mode, "-D", self.datadir
-            )
+            )  # fmt: skip
 
     def destroy(self) -> None:
         """Stop the server and remove the directory (external: nothing)."""

@@ -23,6 +23,7 @@ __all__ = ["CCHandler", "HANDLERS", "load_handler_class", "HandlerConfigError"]
 
 #: short name -> module
 HANDLERS: Dict[str, str] = {
+    "dbhandler": "cc.handler.database",
     "delay": "cc.handler.delay",
     "disposer": "cc.handler.disposer",
     "echo": "cc.handler.echo",
