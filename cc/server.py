@@ -213,20 +213,23 @@ class CCServer(skytools.BaseScript):
         self.io_loop = IOLoop.current()
         self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # before anything is announced: a signal sent once "listening on" is logged must be ours
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         try:
             self._start()
         except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
             self.log.error("cannot start: %s", ex)
             self.exit_code = 1
-            self._close()
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
-        await self._stopping.wait()
-        self.log.info("stopping: %d handlers", len(self.handlers.all()))
+        else:
+            await self._stopping.wait()
+            self.log.info("stopping: %d handlers", len(self.handlers.all()))
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if self.exit_code:
+            self._close()
+            return
         await self._stop_handlers(self.handlers.all())
         self._write_stats()
         self._close()

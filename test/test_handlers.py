@@ -57,23 +57,27 @@ handler = locallogger
         self.assertNotIn("BLOCKED", server.output())
 
 
-class TestDelay(CCTestCase):
-    def test_messages_held_then_passed_in_order(self):
-        server = self.start_server(
-            "d",
-            ccserver_section("d") + """
+DELAY = """
 [routes]
 log = h:delay
 
 [h:delay]
 handler = delay
-forward-to = h:log
-delay = 1
+forward-to = h:target
+{options}
 
-[h:log]
-handler = locallogger
-""",
-        )
+[h:target]
+handler = {target}
+"""
+
+
+class TestDelay(CCTestCase):
+    def start_delay(self, target, **options):
+        text = "\n".join("%s = %s" % (k.replace("_", "-"), v) for k, v in options.items())
+        return self.start_server("d", ccserver_section("d") + DELAY, options=text, target=target)
+
+    def test_messages_held_then_passed_in_order(self):
+        server = self.start_delay("locallogger", delay=1)
         sock = self.dealer(server.endpoint)
         sent = time.monotonic()
         for i in range(5):
@@ -87,43 +91,14 @@ handler = locallogger
         self.assertEqual(positions, sorted(positions))
 
     def test_queue_is_bounded(self):
-        server = self.start_server(
-            "d",
-            ccserver_section("d") + """
-[routes]
-log = h:delay
-
-[h:delay]
-handler = delay
-forward-to = h:drop
-delay = 60
-queue-size = 3
-
-[h:drop]
-handler = disposer
-""",
-        )
+        server = self.start_delay("disposer", delay=60, queue_size=3)
         sock = self.dealer(server.endpoint)
         for i in range(10):
             sock.send_multipart(log_msg("m%d" % i))
         self.assertEqual(server.wait_stat("delay.count.dropped", 7), 7)
 
     def test_held_messages_passed_on_at_stop(self):
-        server = self.start_server(
-            "d",
-            ccserver_section("d") + """
-[routes]
-log = h:delay
-
-[h:delay]
-handler = delay
-forward-to = h:log
-delay = 60
-
-[h:log]
-handler = locallogger
-""",
-        )
+        server = self.start_delay("locallogger", delay=60)
         self.dealer(server.endpoint).send_multipart(log_msg("HELD"))
         server.wait_stat("delay.count", 1)
         self.assertEqual(server.stop(), 0)

@@ -79,6 +79,7 @@ class CCDaemon(skytools.BaseScript):
 
     Helpers: :meth:`publish`, :meth:`query` (async, with a timeout),
     :meth:`run_blocking` (a function on a worker thread, never on the loop),
+    :meth:`spawn` (a coroutine for the daemon's lifetime),
     :meth:`request_stop`, ``self.stats``, ``self.io_loop``, ``self.log``.
 
     Config template::
@@ -104,6 +105,7 @@ class CCDaemon(skytools.BaseScript):
         self.cc: Optional[CCReqStream] = None
         self.exit_code = 0
         self._stopping: Optional[asyncio.Event] = None
+        self._tasks: "set[asyncio.Future[Any]]" = set()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._log_forwarder: Optional["LogForwarder"] = None
         self.jobenv = from_environ()
@@ -176,6 +178,22 @@ class CCDaemon(skytools.BaseScript):
             )
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
+    def spawn(self, coro: Awaitable[Any]) -> "asyncio.Future[Any]":
+        """Run ``coro`` for the daemon's lifetime: cancelled at stop; a crash is logged and stops
+        the daemon (with exit code 1, so that jobmgr restarts it)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: "asyncio.Future[Any]") -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        self.log.error("%s: %r failed", self.section, task, exc_info=task.exception())
+        self.exit_code = 1
+        self.request_stop()
+
     def request_stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
@@ -239,6 +257,9 @@ class CCDaemon(skytools.BaseScript):
                 await asyncio.wait_for(result, FLUSH_TIMEOUT)
         except Exception:
             self.log.exception("%s: stopping failed", self.section)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._log_stats()
         if self._log_forwarder is not None:
             logging.getLogger().removeHandler(self._log_forwarder)

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import time
-from typing import Optional
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.infomsg import InfofileEncoder
@@ -47,15 +46,9 @@ class InfoScript(CCDaemon):
         self.name = self.cf.get("info-name")
         self.timeout = self.cf.getfloat("info-timeout", 60)
         self.encoder = InfofileEncoder(self.cf)
-        self._task: Optional["asyncio.Task[None]"] = None
 
     def start_work(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop_work(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self.spawn(self._run())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

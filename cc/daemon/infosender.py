@@ -90,7 +90,6 @@ class InfofileCollector(CCDaemon):
         self.state_file = self.cf.getfile("state-file", default_state)
         self.sent: Dict[str, Version] = self._load_state()
         self.scans: Dict[str, Scan] = {}
-        self._task: Optional["asyncio.Task[None]"] = None
 
     def _load_state(self) -> Dict[str, Version]:
         if not self.state_file:
@@ -112,12 +111,7 @@ class InfofileCollector(CCDaemon):
     def start_work(self) -> None:
         if not self.state_file:
             self.log.info("no pidfile or state-file: files are sent again after a restart")
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop_work(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self.spawn(self._run())
 
     async def _run(self) -> None:
         while True:
