@@ -80,14 +80,17 @@ class InfoWriter(CCHandler):
         [h:infowriter]
         handler = infowriter
         dstdir = /var/lib/cc/info
-        # placeholders: %%(hostname)s %%(filename)s %%(filepath)s
-        #dstmask = %%(hostname)s/%%(filename)s
-        # used when dstmask is empty: host/file instead of host--file
+        # placeholders: %%(hostname)s %%(filename)s %%(filepath)s; empty (the default):
+        # %%(hostname)s--%%(filename)s, or with host-subdirs %%(hostname)s/%%(filename)s
+        #dstmask = %%(hostname)s--%%(filename)s
         #host-subdirs = no
+        # keep the previous version as <name><bakext>; empty (the default): not kept
         #bakext = --prev
         # '' or no: store uncompressed; keep: as sent; yes: with `compression`
         #write-compressed = no
+        # needed with write-compressed = yes: gzip or bzip2
         #compression = gzip
+        # empty or 0: the library default (gzip 6, bzip2 9)
         #compression-level = 6
         #worker-threads = 10
         #queue-size = 100
