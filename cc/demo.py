@@ -228,6 +228,9 @@ def run(confdir: str) -> int:
     except KeyboardInterrupt:
         say("\nstopping")
     finally:
+        # a second Ctrl-C must not cut the cleanup short: the waits below are bounded
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if task:
             task.stop()
         for child in reversed(children):
