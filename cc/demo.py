@@ -159,20 +159,24 @@ class TaskSender(threading.Thread):
             f.write("[taskclient]\ncc = %s\ntimeout = 10\nreply-timeout = 30\n" % local)
         self.argv = [sys.executable, "-m", "cc.taskclient", client_ini, "--send"]
         self.argv += ["task_host=%s" % socket.gethostname(), "task_handler=cc.task.sample"]
-        self.argv.append("delay=0.5")
+        self.argv += ["delay=0.5"]
         self.proc: Optional[subprocess.Popen] = None
         self.stopping = threading.Event()
+        self.lock = threading.Lock()  # no cc-task starts once stop() has looked
 
     def run(self) -> None:
         while not self.stopping.wait(1):
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
             assert self.proc.stdout is not None
             unrouted = False
             for line in self.proc.stdout:
@@ -183,7 +187,8 @@ class TaskSender(threading.Thread):
                 return
 
     def stop(self) -> None:
-        self.stopping.set()
+        with self.lock:
+            self.stopping.set()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait()
