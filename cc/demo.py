@@ -1,32 +1,52 @@
-"""cc-demo: run the demo topology in the foreground and show each delivery.
+"""cc-demo: run the whole picture on one machine in the foreground and show each delivery.
 
-Starts ``remote.ini`` and ``local.ini`` from the demo directory as cc-server
-children, publishes a ``log.info`` record to the local cc a few times a
-second, asks for an echo through the hop now and then, and prints a line
-for every record the remote's locallogger received.  Ctrl-C stops the
-servers and waits for them; no process is left behind.
+In a temporary work directory it starts the three servers of ``conf/demo``
+(``central.ini`` end-service, ``proxy.ini``, ``local.ini`` whose jobmgr runs
+infosender, logtail and taskexec) and, when PostgreSQL server binaries are
+there, a throwaway cluster for ``central``'s dbhandler.  Then, a few times a
+second, it publishes a ``log.info`` record to the local cc, rewrites an
+info file and appends to a log that the daemons watch, and now and then
+calls a database function; it sends one ``cc.task.sample`` with cc-task.
+It prints a line for each delivery it sees: a record logged by ``central``,
+an infofile or tailed bytes written under the work directory, each task
+reply, each database answer.  Ctrl-C (or SIGTERM) stops the servers (and
+with them jobmgr's daemons), the task client and the cluster, waits for
+them and removes the work directory: no process is left behind.
 """
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from cc.client import CCClient, QueryTimeout
 from cc.msgtypes import LogMessage
+from cc.pgcluster import NoServer, PgCluster, PgError
 
-#: what the remote's locallogger writes for a record
+#: what central's locallogger writes for a record
 RECORD_RE = re.compile(r"\[(?P<who>[^\]]+)\] \S+ (?P<level>\w+) (?P<msg>.*)$")
 SEND_INTERVAL = 0.4
-ECHO_EVERY = 10
+INFO_EVERY = 5
+DB_EVERY = 10
+SERVERS = ("central.ini", "proxy.ini", "local.ini")
+DB_FUNCTION = """create function public.demo_hello(name text) returns text language sql as
+$$ select 'hello ' || name || ' from PostgreSQL ' || current_setting('server_version') $$"""
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 class Child:
-    """A cc-server child whose stderr is read line by line."""
+    """A cc-server in its own session (the demo stops it, not the terminal's Ctrl-C);
+    each line of its log (stderr) goes to ``on_line``."""
 
     def __init__(self, ini: str, on_line) -> None:
         self.name = os.path.basename(ini)
@@ -36,84 +56,223 @@ class Child:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            start_new_session=True,
         )
-        self.endpoint: Optional[str] = None
-        self.ready = threading.Event()
+        self.listening = threading.Event()
         self._on_line = on_line
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            m = re.search(r"listening on (\S+)", line)
-            if m:
-                self.endpoint = m.group(1)
-                self.ready.set()
+            if "listening on" in line:
+                self.listening.set()
             self._on_line(self.name, line.rstrip("\n"))
-        self.ready.set()
+        self.listening.set()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(10)
+            self.proc.wait(20)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
-def show(name: str, line: str) -> None:
+def show_server_line(name: str, line: str) -> None:
     m = RECORD_RE.search(line)
-    if name == "remote.ini" and m and "locallog" in line:
-        print("delivered log.%s from %s: %s" % (m["level"].lower(), m["who"], m["msg"]), flush=True)
+    if name == "central.ini" and m and "locallog" in line:
+        say("delivered log.%s from %s: %s" % (m["level"].lower(), m["who"], m["msg"]))
     elif " WARNING " in line or " ERROR " in line or "listening on" in line or "Error" in line:
-        print("[%s] %s" % (name, line), flush=True)
+        say("[%s] %s" % (name, line))
+
+
+class Watcher:
+    """Prints what appeared or grew under the writers' directories since the last look."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.seen: Dict[str, tuple] = {}
+
+    def poll(self) -> None:
+        for kind, sub in (("infofile", "infofiles"), ("logtail", "tail")):
+            top = os.path.join(self.work, sub)
+            for root, _dirs, files in os.walk(top):
+                for name in sorted(f for f in files if not f.startswith(".")):
+                    path = os.path.join(root, name)
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                    old = self.seen.get(path, (0, 0))
+                    self.seen[path] = (st.st_size, st.st_mtime_ns)
+                    rel = os.path.relpath(path, top)
+                    if kind == "infofile" and self.seen[path] != old:
+                        say("delivered infofile %s (%d bytes)" % (rel, st.st_size))
+                    elif kind == "logtail" and st.st_size > old[0]:
+                        say("delivered logtail %s: %d bytes written" % (rel, st.st_size - old[0]))
+
+
+def render(confdir: str, name: str, work: str, **values: str) -> str:
+    """``conf/demo/<name>`` with ``{tmp}`` and ``values`` filled in, written into ``work``."""
+    with open(os.path.join(confdir, name), encoding="utf8") as f:
+        text = f.read()
+    for key, value in dict(values, tmp=work).items():
+        text = text.replace("{%s}" % key, value)
+    path = os.path.join(work, name)
+    with open(path, "w", encoding="utf8") as f:
+        f.write(text)
+    return path
+
+
+def start_db(work: str) -> Optional[PgCluster]:
+    """A cluster with ``demo_hello()`` in the work directory, or None (with a note)."""
+    cluster = PgCluster("ccdemo", basedir=work)
+    try:
+        cluster.create()
+        conn = cluster.connect()
+        try:
+            conn.cursor().execute(DB_FUNCTION)
+        finally:
+            conn.close()
+    except NoServer as ex:
+        say("note: %s: no database calls in this demo" % ex)
+        return None
+    except (PgError, OSError) as ex:
+        say("note: PostgreSQL did not start, no database calls in this demo: %s" % ex)
+        cluster.destroy()
+        return None
+    say("PostgreSQL %s running for the dbhandler" % cluster.dsn())
+    return cluster
+
+
+class TaskSender(threading.Thread):
+    """Runs cc-task to send ``cc.task.sample`` to this host through the local cc and
+    prints its replies; again each second while taskexec has not registered yet."""
+
+    def __init__(self, work: str, local: str) -> None:
+        super().__init__(daemon=True)
+        client_ini = os.path.join(work, "taskclient.ini")
+        with open(client_ini, "w", encoding="utf8") as f:
+            f.write("[taskclient]\ncc = %s\ntimeout = 10\nreply-timeout = 30\n" % local)
+        self.argv = [sys.executable, "-m", "cc.taskclient", client_ini, "--send"]
+        self.argv += ["task_host=%s" % socket.gethostname(), "task_handler=cc.task.sample"]
+        self.argv += ["delay=0.5"]
+        self.proc: Optional[subprocess.Popen] = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()  # no cc-task starts once stop() has looked
+
+    def run(self) -> None:
+        while not self.stopping.wait(1):
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
+            assert self.proc.stdout is not None
+            unrouted = False
+            for line in self.proc.stdout:
+                unrouted = unrouted or "no-route" in line
+                if not unrouted:
+                    say("task %s" % line.rstrip("\n"))
+            if self.proc.wait() == 0 or not unrouted:
+                return
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        self.join(5)
+
+
+def on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run(confdir: str) -> int:
+    signal.signal(signal.SIGTERM, on_sigterm)
+    work = tempfile.mkdtemp(prefix="cc-demo-")
+    os.chmod(work, 0o711)  # the cluster's directory inside is the postgres user's
+    for sub in ("info", "log"):
+        os.mkdir(os.path.join(work, sub))
+    say("work directory %s" % work)
     children: List[Child] = []
+    cluster: Optional[PgCluster] = None
+    task: Optional[TaskSender] = None
     try:
-        for ini in ("remote.ini", "local.ini"):
-            child = Child(os.path.join(confdir, ini), show)
+        cluster = start_db(work)
+        values = {"db_route": "; db: no PostgreSQL here", "dsn": ""}
+        if cluster:
+            values = {"db_route": "db = h:db", "dsn": cluster.dsn()}
+        for ini in SERVERS:
+            child = Child(render(confdir, ini, work, **values), show_server_line)
             children.append(child)
-            if not child.ready.wait(15) or child.endpoint is None:
-                print("cc-demo: %s did not start" % ini, file=sys.stderr)
+            if not child.listening.wait(15) or child.proc.poll() is not None:
+                say("cc-demo: %s did not start" % ini)
                 return 1
-        local = children[1].endpoint
-        print(
-            "demo running: sender -> local cc %s -> remote cc %s; Ctrl-C stops it"
-            % (local, children[0].endpoint),
-            flush=True,
-        )
+        local = "ipc://%s/local.sock" % work
+        say("demo running: local cc %s -> proxy -> central; Ctrl-C stops it" % local)
+        task = TaskSender(work, local)
+        task.start()
+        watcher = Watcher(work)
         with CCClient(local) as client:
             for n in range(1, sys.maxsize):
-                record = LogMessage(
-                    log_level="INFO",
-                    service_type="demo",
-                    job_name="demo-sender",
-                    log_msg="demo message %d" % n,
-                    log_time=time.time(),
-                    log_pid=os.getpid(),
-                )
-                client.send(record.to_message())
-                if n % ECHO_EVERY == 0:
-                    started = time.monotonic()
-                    try:
-                        client.query("echo.request", {"target": "demo"}, timeout=5)
-                        print(
-                            "echo through local -> remote: %.2f ms"
-                            % ((time.monotonic() - started) * 1000),
-                            flush=True,
-                        )
-                    except QueryTimeout:
-                        print("echo through local -> remote: no answer in 5 s", flush=True)
+                tick(client, work, n, cluster is not None)
+                watcher.poll()
                 time.sleep(SEND_INTERVAL)
     except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+        say("\nstopping")
     finally:
+        # a second Ctrl-C must not cut the cleanup short: the waits below are bounded
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if task:
+            task.stop()
         for child in reversed(children):
             child.stop()
+        if cluster:
+            cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+        say("stopped")
     return 0
+
+
+def tick(client: CCClient, work: str, n: int, with_db: bool) -> None:
+    """One round of input: a log record, a line in the tailed log, now and then an
+    info file and a database call."""
+    record = LogMessage(
+        log_level="INFO",
+        service_type="demo",
+        job_name="demo-sender",
+        log_msg="demo message %d" % n,
+        log_time=time.time(),
+        log_pid=os.getpid(),
+    )
+    client.send(record.to_message())
+    with open(os.path.join(work, "log", "demo.log"), "a", encoding="utf8") as f:
+        f.write("%s demo log line %d\n" % (time.strftime("%H:%M:%S"), n))
+    if n % INFO_EVERY == 1:
+        tmp = os.path.join(work, "info", ".demo.tmp")
+        with open(tmp, "w", encoding="utf8") as f:
+            f.write("round = %d\ntime = %s\n" % (n, time.ctime()))
+        os.replace(tmp, os.path.join(work, "info", "demo.info"))  # whole versions only
+    if with_db and n % DB_EVERY == 0:
+        fields = {"function": "public.demo_hello", "params": ["demo %d" % n], "return": "one"}
+        try:
+            reply = client.query("db", fields, timeout=5)
+            say("delivered db answer: %s %s" % (reply.type, reply.get_body().get("data")))
+        except QueryTimeout:
+            say("db call: no answer in 5 s")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
