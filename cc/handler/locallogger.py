@@ -31,9 +31,10 @@ class LocalLogger(CCHandler):
             return
         try:
             log_time = float(body.get("log_time") or body.get("time") or 0)
-        except (TypeError, ValueError):
+            stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
+        except (TypeError, ValueError, OverflowError, OSError):  # the sender's clock is data
             log_time = 0.0
-        stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
+            stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
         signer = msg.signer
         self.log.info(
             "[%s@%s] %s,%03d %s %s%s",
