@@ -1,0 +1,182 @@
+"""Fault injection against real processes: a remote that never reads, a full disk.
+
+After each fault the server is still up, answers echo, has kept its memory
+bounded and has counted every message it could not deliver or write; what
+was acknowledged is on disk as sent.
+"""
+
+import os
+import subprocess
+
+import zmq
+from harness import CCTestCase, ccserver_section, wait_for
+from test_reliability import rss_mb
+
+from cc.message import CCMessage
+
+STUCK_REMOTE = """
+[routes]
+echo = h:echo
+log = h:proxy
+
+[h:echo]
+handler = echo
+
+[h:proxy]
+handler = proxy
+remote-cc = {remote}
+zmq_sndbuf = 4K
+"""
+
+WRITERS = """
+[routes]
+echo = h:echo
+pub.infofile = h:info
+pub.logtail = h:tail
+
+[h:echo]
+handler = echo
+
+[h:info]
+handler = infowriter
+dstdir = {full}/info
+worker-threads = 2
+
+[h:tail]
+handler = tailwriter
+dstdir = {full}/tail
+worker-threads = 2
+"""
+
+
+class TestRemoteNeverReads(CCTestCase):
+    MESSAGES = 50000
+
+    def test_proxy_to_a_remote_that_accepts_but_never_reads(self):
+        # a ROUTER that completes the handshake, then never calls recv, with tiny buffers
+        stuck = self.context.socket(zmq.ROUTER)
+        stuck.setsockopt(zmq.RCVHWM, 1)
+        stuck.setsockopt(zmq.RCVBUF, 4096)
+        stuck.setsockopt(zmq.LINGER, 0)
+        port = stuck.bind_to_random_port("tcp://127.0.0.1")
+        self.sockets.append(stuck)
+        server = self.start_server(
+            "stuck",
+            ccserver_section("stuck") + STUCK_REMOTE,
+            remote="tcp://127.0.0.1:%d" % port,
+        )
+        pid = server.proc.pid
+        start = rss_mb(pid)
+        sock = self.dealer(server.endpoint)
+        frames = CCMessage.build("log.info", {"log_msg": "y" * 1000}).frames
+        peak = start
+        for i in range(self.MESSAGES):
+            sock.send_multipart(frames)
+            if i % 5000 == 0:
+                peak = max(peak, rss_mb(pid))
+                # the server answers while its remote is stuck
+                reply = self.query(sock, "echo.request", {"target": "t%d" % i}, qid=b"E%d" % i)
+                self.assertEqual(reply.get_body()["orig_target"], "t%d" % i)
+        server.wait_stat("count", self.MESSAGES, timeout=60)
+        # held at most: the stream queue and libzmq's pipe (hwm 100 each), the kernel
+        # buffers (a few 10 KB) and the remote's one message: every other one is counted
+        dropped = server.wait_stat("count.dropped.queue_full", self.MESSAGES - 400, timeout=30)
+        peak = max(peak, rss_mb(pid))
+        self.assertLess(peak - start, 100, "RSS grew from %.1f to %.1f MB" % (start, peak))
+        if os.environ.get("CC_TEST_VERBOSE"):
+            print("never-reading remote: %d dropped, RSS %.1f -> %.1f MB" % (dropped, start, peak))
+        reply = self.query(sock, "echo.request", {"target": "after"}, qid=b"EAFTER")
+        self.assertEqual(reply.get_body()["orig_target"], "after")
+
+
+class TestFullDisk(CCTestCase):
+    """infowriter and tailwriter on a 1 MB tmpfs that fills up."""
+
+    def setUp(self):
+        super().setUp()
+        self.full = os.path.join(self.tmp, "full")
+        os.mkdir(self.full)
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "cctest", self.full],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            self.skipTest("cannot mount a small tmpfs: %s" % res.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", self.full], check=False)
+        # write failures are logged as errors, never as tracebacks
+        self.server = self.start_server("disk", ccserver_section("disk") + WRITERS, full=self.full)
+        self.sock = self.dealer(self.server.endpoint)
+
+    def fill(self, keep):
+        """Fill the file system up but for ``keep`` bytes; return the filler's path."""
+        path = os.path.join(self.full, "filler")
+        st = os.statvfs(self.full)
+        with open(path, "wb") as f:
+            f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - keep))
+        return path
+
+    def infofile(self, name, data, mtime):
+        body = {"hostname": "h1", "filename": name, "mtime": mtime, "comp": "", "data": ""}
+        return CCMessage.build("pub.infofile", body, blob=data).frames
+
+    def assert_echo(self):
+        reply = self.query(self.sock, "echo.request", {"target": "disk"}, qid=b"QE")
+        self.assertEqual(reply.get_body()["orig_target"], "disk")
+
+    def test_infowriter_counts_failures_leaves_no_temp_files_and_recovers(self):
+        filler = self.fill(keep=0)
+        big = os.urandom(200 * 1024)
+        for n in range(5):
+            self.sock.send_multipart(self.infofile("f%d.info" % n, big, 1000 + n))
+        self.server.wait_stat("infowriter.failed", 5)
+        self.assert_echo()
+        leftovers = [
+            os.path.join(d, f) for d, _, files in os.walk(self.full) for f in files if ".new" in f
+        ]
+        self.assertEqual(leftovers, [])
+        # space again: the newest version of a file arrives whole
+        os.unlink(filler)
+        self.sock.send_multipart(self.infofile("f0.info", big, 2000))
+        self.server.wait_stat("written_files", 1)
+        with open(os.path.join(self.full, "info", "h1--f0.info"), "rb") as f:
+            self.assertEqual(f.read(), big)
+
+    def test_tailwriter_refuses_to_ack_what_it_could_not_write(self):
+        data = os.urandom(600 * 1024)
+        half = len(data) // 2
+        body = {
+            "hostname": "db1",
+            "filename": "/var/log/pg.log",
+            "comp": "",
+            "st_dev": 1,
+            "st_ino": 7,
+            "op_mode": "classic",
+            "ack": True,
+            "data": "",
+        }
+
+        def send(fpos, chunk, qid):
+            msg = CCMessage.build("pub.logtail", dict(body, fpos=fpos), route=[qid], blob=chunk)
+            self.sock.send_multipart(msg.frames)
+            return CCMessage(self.recv(self.sock))
+
+        first = send(0, data[:half], b"Q0")
+        self.assertEqual(first.type, "reply.pub.logtail")
+        filler = self.fill(keep=64 * 1024)
+        second = send(half, data[half:], b"Q1")
+        self.assertEqual(second.type, "error")
+        self.assertEqual(second.get_body()["code"], "write-failed")
+        self.server.wait_stat("tailwriter.failed.write_failed", 1)
+        self.assert_echo()
+        # space again: logtail sends the unacknowledged fragment again; the copy is exact
+        os.unlink(filler)
+        third = send(half, data[half:], b"Q2")
+        self.assertEqual(third.type, "reply.pub.logtail", third.get_body())
+        path = wait_for(
+            lambda: [os.path.join(d, f) for d, _, fs in os.walk(self.full + "/tail") for f in fs],
+            what="the tail copy",
+        )
+        with open(path[0], "rb") as f:
+            self.assertEqual(f.read(), data)
