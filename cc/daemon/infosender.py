@@ -112,6 +112,7 @@ class InfofileCollector(CCDaemon):
         #: versions sent and not answered yet, by path
         self.inflight: Dict[str, Version] = {}
         self.acked = 0
+        self._saving: Optional["asyncio.Future[None]"] = None
 
     def _load_state(self) -> Dict[str, Version]:
         if not self.state_file:
@@ -129,8 +130,12 @@ class InfofileCollector(CCDaemon):
     async def _save_state(self) -> None:
         # serialised on the loop: answers change self.sent while the file is written
         text = json.dumps({"files": {p: list(v) for p, v in sorted(self.sent.items())}})
+        # one write at a time, the newest last, even when a scan is cancelled mid-write
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving])
         write = functools.partial(skytools.write_atomic, mode="t")
-        await self.run_blocking(write, self.state_file, text)
+        self._saving = asyncio.ensure_future(self.run_blocking(write, self.state_file, text))
+        await asyncio.shield(self._saving)
 
     def start_work(self) -> None:
         if not self.state_file:
