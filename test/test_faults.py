@@ -1,4 +1,4 @@
-"""Fault injection against real processes: a remote that never reads, a full disk.
+"""Fault injection against real processes: a remote that never reads, a full disk, SIGKILL.
 
 After each fault the server is still up, answers echo, has kept its memory
 bounded and has counted every message it could not deliver or write; what
@@ -6,10 +6,13 @@ was acknowledged is on disk as sent.
 """
 
 import os
+import re
+import signal
 import subprocess
 
 import zmq
-from harness import CCTestCase, ccserver_section, wait_for
+from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
+import test_handler_jobmgr as jobmgr_tests
 from test_reliability import rss_mb
 
 from cc.message import CCMessage
@@ -180,3 +183,25 @@ class TestFullDisk(CCTestCase):
         )
         with open(path[0], "rb") as f:
             self.assertEqual(f.read(), data)
+
+
+class TestJobMgrKilled(CCTestCase):
+    # the jobmgr tests' helpers (the module, not its class: nose2 would run that here too)
+    job_status = jobmgr_tests.TestJobMgr.job_status
+    wait_keepalive_from = jobmgr_tests.TestJobMgr.wait_keepalive_from
+
+    def test_sigkill_of_the_local_cc_leaves_no_orphan_daemon(self):
+        ini = ccserver_section("local", role="local") + jobmgr_tests.JOBS
+        server = self.start_server("local", ini, daemons="d:echo", scripts=TEST_DIR)
+
+        def started():
+            return [int(p) for p in re.findall(r"Job d:echo started: pid (\d+)", server.log_text())]
+
+        pid = wait_for(started, what="the daemon")[0]
+        server.wait_stat("jobmgr.keepalive", 2)
+        server.stop(signal.SIGKILL)
+        # the orphaned daemon notices and exits: no second copy next to the restarted cc's
+        wait_for(lambda: not jobmgr_tests.alive(pid), what="orphaned daemon %d to exit" % pid)
+        server.start()
+        new = wait_for(lambda: len(started()) > 1 and started()[-1], what="a new daemon")
+        self.wait_keepalive_from(server, "d:echo", new)
