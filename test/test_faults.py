@@ -6,6 +6,7 @@ was acknowledged is on disk as sent.
 """
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -205,3 +206,37 @@ class TestJobMgrKilled(CCTestCase):
         server.start()
         new = wait_for(lambda: len(started()) > 1 and started()[-1], what="a new daemon")
         self.wait_keepalive_from(server, "d:echo", new)
+
+
+class TestRemoteAnswersGarbage(CCTestCase):
+    def test_garbage_from_the_remote_is_counted_and_the_proxy_serves_on(self):
+        evil = self.context.socket(zmq.ROUTER)
+        evil.setsockopt(zmq.LINGER, 0)
+        port = evil.bind_to_random_port("tcp://127.0.0.1")
+        self.sockets.append(evil)
+        server = self.start_server(
+            "p",
+            ccserver_section("p") + STUCK_REMOTE + "ping = yes\n",
+            remote="tcp://127.0.0.1:%d" % port,
+        )
+        sock = self.dealer(server.endpoint)
+        rng = random.Random(3)
+        answered = 0
+        for i in range(2000):
+            sock.send_multipart(CCMessage.build("log.info", {"n": i}, route=[b"Q%d" % i]).frames)
+            while evil.poll(0):
+                frames = evil.recv_multipart()
+                answered += 1
+                for _ in range(3):  # random frames back, some with a real route
+                    atoms = [b"", b"Q1", frames[1], b"\x00x", rng.randbytes(5), b"echo.response"]
+                    junk = [rng.choice(atoms) for _ in range(rng.randint(0, 6))]
+                    evil.send_multipart([frames[0]] + junk)
+        self.assertGreater(answered, 100)
+        sock.send_multipart(CCMessage.build("echo.request", {"target": "ok"}, route=[b"QE"]).frames)
+        # garbage relayed back to this client may come first; the echo answer is among it
+        frames = self.recv(sock)
+        while frames[0] != b"QE":
+            frames = self.recv(sock)
+        self.assertEqual(CCMessage(frames).get_body()["orig_target"], "ok")
+        server.wait_stat("count.dropped.unroutable", 1)
+        self.assertEqual(server.stats_total().get("count.crashed", 0), 0)
