@@ -100,3 +100,18 @@ class TestStatsPerTypeBounded(CCTestCase):
         self.assertLessEqual(len(per_type), MAX_STATS_TYPES + 1)
         self.assertEqual(sum(totals[k] for k in per_type), sent)  # the rest under one key
         self.assertEqual(totals["count.ok.msg.(other)"], sent - len(per_type) + 1)
+
+
+class TestLogBounded(CCTestCase):
+    def test_a_flood_of_distinct_unrouted_types_does_not_flood_the_log(self):
+        from cc.ratelog import RateLimitedLog
+
+        server = self.start_server("flood", ccserver_section("flood") + ECHO_AND_DEAD_PROXY)
+        sock = self.dealer(server.endpoint)
+        sent = 3000
+        for n in range(sent):
+            sock.send_multipart(CCMessage.build("zz.t%d" % n, {}).frames)
+        server.wait_stat("count.dropped", sent)
+        lines = server.log_text().count("no route")
+        self.assertGreater(lines, 0)
+        self.assertLessEqual(lines, RateLimitedLog.MAX_RECORDS)
