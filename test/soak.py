@@ -4,9 +4,11 @@
 sets the seconds between samples, default 60).  Every sample records RSS
 and open file descriptors of each server; the summary at the end prints
 them with the traffic sent, answered and counted as dropped or invalid.
-Exit code 1 if a server died, logged a traceback, stopped answering, or
-grew its RSS by more than ``SOAK_RSS_MB`` (default 50) or its fds by more
-than 30 between the first sample and the last.
+Exit code 1 if a server died, logged a traceback, counted a handler crash,
+stopped answering, or grew beyond its warmed-up size: the last sample over
+the largest of the first half (the very first is taken before any traffic,
+and files and worker threads open up to their caps), by more than
+``SOAK_RSS_MB`` (default 20) of RSS or 20 fds.
 """
 
 import os
@@ -77,6 +79,12 @@ def sample(pid):
     return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
+def growth(values):
+    """The last sample over the largest of the first half, the pre-traffic first left out."""
+    base = values[1 : len(values) // 2 + 1] or values[:1]
+    return values[-1] - max(base)
+
+
 def start(tmp, name, ini, role="remote", **subs):
     text = ccserver_section(name, role=role).replace("stats-period = 0.2", "stats-period = 5")
     text = (text + ini).replace("{tmp}", tmp)
@@ -132,7 +140,7 @@ class Traffic:
 def main():
     minutes = float(os.environ.get("SOAK_MINUTES", "30"))
     every = float(os.environ.get("SOAK_SAMPLE", "60"))
-    rss_limit = float(os.environ.get("SOAK_RSS_MB", "50"))
+    rss_limit = float(os.environ.get("SOAK_RSS_MB", "20"))
     tmp = tempfile.mkdtemp(prefix="ccsoak-")
     servers = []
     ctx = zmq.Context()
@@ -208,10 +216,10 @@ def main():
                     totals.get("count.crashed", 0),
                 )
             )
-            if rss[-1] - rss[0] > rss_limit:
-                failures.append("%s RSS grew by %.1f MB" % (s.name, rss[-1] - rss[0]))
-            if fds[-1] - fds[0] > 30:
-                failures.append("%s fds grew from %d to %d" % (s.name, fds[0], fds[-1]))
+            if growth(rss) > rss_limit:
+                failures.append("%s RSS grew by %.1f MB after warm-up" % (s.name, growth(rss)))
+            if growth(fds) > 20:
+                failures.append("%s fds grew by %d after warm-up" % (s.name, growth(fds)))
             if totals.get("count.crashed"):
                 failures.append("%s counted handler crashes" % s.name)
             if "Traceback" in s.output():
