@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long bench bench-logtail clean deb test-deb
+.PHONY: all run test test-long soak bench bench-logtail clean deb test-deb
 
 all: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 test-long: $(STAMP)
 	CC_TEST_LONG=1 $(PY) -m nose2 --verbose --start-dir test
+
+# 30 minutes of mixed traffic through three servers; SOAK_MINUTES=2 shortens it.
+soak: $(STAMP)
+	$(PY) test/soak.py
 
 bench: $(STAMP)
 	$(VENV)/bin/cc-bench forward

@@ -19,6 +19,8 @@ NONE_NAMES = ("", "none", "no")
 
 def normalize(method: Optional[str]) -> str:
     """``''`` for no compression, else a key of :data:`METHODS`; ValueError if unknown."""
+    if method is not None and not isinstance(method, str):
+        raise ValueError("compression %r is not a name" % (method,))
     method = (method or "").strip().lower()
     if method in NONE_NAMES:
         return ""

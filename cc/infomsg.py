@@ -37,12 +37,13 @@ class InfofileEncoder:
         """Compressed ``data`` (CPU work: call it off the loop)."""
         return compression.compress(data, self.method, self.level)
 
-    def message(self, filename: str, mtime: float, packed: bytes) -> CCMessage:
+    def message(self, filename: str, mtime: float, packed: bytes, **extra: Any) -> CCMessage:
         fields = {
             "filename": filename.replace("\\", "/"),
             "mtime": mtime,
             "comp": self.method,
             "mode": "b",
+            **extra,
         }
         if self.use_blob:
             return InfofileMessage(self.msgtype, data="", **fields).to_message(blob=packed)

@@ -10,6 +10,7 @@ fields they need from :meth:`cc.message.CCMessage.get_body` and answer a
 missing field with an ``error`` reply.
 """
 
+import time
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 from cc.message import CCMessage, MessageError
@@ -113,6 +114,18 @@ class LogMessage(BaseMessage):
 
     REQ = "log.info"
     REQUIRED = ("log_level", "service_type", "job_name", "log_msg", "log_time", "log_pid")
+
+
+def record_time(body: Dict[str, Any]) -> Tuple[float, time.struct_time]:
+    """A log record's ``log_time`` (or ``time``) and its local time; 0 when absent or unusable.
+
+    The sender's clock is data: a value time_t cannot hold must not crash a writer.
+    """
+    try:
+        stamp = float(body.get("log_time") or body.get("time") or 0)
+        return stamp, time.localtime(stamp)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return 0.0, time.localtime(0)
 
 
 class DatabaseMessage(BaseMessage):

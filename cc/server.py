@@ -18,7 +18,7 @@ import signal
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import skytools
 import tornado
@@ -53,6 +53,11 @@ FD_LIMIT_WANTED = 65536
 
 #: seconds the server waits for handlers to stop on shutdown
 HANDLER_STOP_TIMEOUT = 30.0
+
+#: message types counted one by one (cc-stats 2 and more); types come from the network, so
+#: the rest share the key OTHER_TYPES instead of growing the counters without bound
+MAX_STATS_TYPES = 1000
+OTHER_TYPES = "(other)"
 
 #: types that daemons publish whether or not their cc routes them: without a
 #: route they are dropped and counted, but not warned about every period
@@ -161,6 +166,7 @@ class CCServer(skytools.BaseScript):
     def __init__(self, args: Sequence[str]) -> None:
         self.exit_code = 0
         self.stats = Stats()
+        self._stats_types: Set[str] = set()
         self.routes: RouteTable[CCHandler] = RouteTable()
         self.handlers = HandlerSet(self)
         self.endpoint = ""
@@ -444,6 +450,11 @@ class CCServer(skytools.BaseScript):
         key = "seconds." + result
         period[key] = get(key, 0) + taken
         if self.settings.stats_level > 1:
+            if msgtype not in self._stats_types:
+                if len(self._stats_types) < MAX_STATS_TYPES:
+                    self._stats_types.add(msgtype)
+                else:
+                    msgtype = OTHER_TYPES
             suffix = "." + result + ".msg." + msgtype
             for prefix, n in (("count", 1), ("bytes", size), ("seconds", taken)):
                 key = prefix + suffix

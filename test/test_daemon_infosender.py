@@ -7,6 +7,7 @@ resending everything after a restart.
 
 import gzip
 import os
+import signal
 import socket
 import time
 
@@ -30,7 +31,7 @@ bakext = --prev
 handler = locallogger
 """
 
-SEND = ccserver_section("send", role="local") + """
+SEND = ccserver_section("send", role="local", cc_stats="2") + """
 [routes]
 pub = h:proxy
 log = h:locallog
@@ -49,6 +50,7 @@ compression = gzip
 compression-level = 1
 use-blob = 1
 scan-period = {scan}
+ack-timeout = 1
 stats-period = 0.2
 state-file = {tmp}/infosender.state
 
@@ -146,6 +148,25 @@ class TestInfosender(DaemonTestCase):
         self.assertRegex(got, rb"^version \d+$")
         write(path, b"final")
         wait_for(lambda: read(dst) == b"final", what="final version")
+
+    def test_version_lost_with_a_killed_writer_is_sent_again(self):
+        self.topology()
+        path = os.path.join(self.src, "info.k")
+        write(path, b"one", mtime=1000)
+        self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
+        dst = os.path.join(self.dst, "info.k")
+        wait_for(lambda: read(dst) == b"one", what="first version")
+        # the writer freezes: the next version reaches it and dies with it
+        self.recv.send_signal(signal.SIGSTOP)
+        write(path, b"two", mtime=2000)
+        self.send.wait_stat("count.ok.msg.pub.infofile", 2)
+        self.recv.stop(signal.SIGKILL)
+        with open(self.recv.ini, encoding="utf8") as f:
+            text = f.read()
+        self.recv.write_ini(text.replace("tcp://127.0.0.1:*", self.recv.endpoint, 1))
+        self.recv.start()
+        # unacknowledged, so sent again: the newest version arrives without another change
+        wait_for(lambda: read(dst) == b"two", timeout=20, what="the version lost with the writer")
 
     def test_restart_sends_only_changed_files(self):
         self.topology()

@@ -48,6 +48,15 @@ window = 4
 {mode}
 """
 
+MIDDLE = """
+[routes]
+pub.logtail = h:proxy
+
+[h:proxy]
+handler = proxy
+remote-cc = {remote}
+"""
+
 ROTATED = "operation-mode = rotated\nlogname = app.log"
 CLASSIC = "logmask = app-*.log\nfile-mode = binary\ncompression = gzip"
 
@@ -96,6 +105,20 @@ class TestLogtail(CCTestCase):
             "local",
             ccserver_section("local", role="local", cc_stats="2") + LOCAL,
             remote=self.remote.endpoint,
+            mode=mode,
+        )
+        self.local.pin_endpoint()
+
+    def start_chain(self, mode):
+        """logtail -> local -> middle proxy -> end-service: three processes to kill."""
+        self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
+        self.mid = self.start_server(
+            "mid", ccserver_section("mid", role="proxy") + MIDDLE, remote=self.remote.endpoint
+        )
+        self.local = self.start_server(
+            "local",
+            ccserver_section("local", role="local", cc_stats="2") + LOCAL,
+            remote=self.mid.endpoint,
             mode=mode,
         )
         self.local.pin_endpoint()
@@ -204,6 +227,25 @@ class TestLogtail(CCTestCase):
         self.src.start("app-003.log")
         self.src.append(30000)
         self.wait_copies()
+
+    def test_sigkill_of_every_process_in_a_three_hop_chain(self):
+        self.src.start("app.log")
+        self.start_chain(ROTATED)
+        tailer = self.start_logtail()
+        self.src.append(30000)
+        self.restart(self.mid, append_meanwhile=10000)
+        self.src.append(10000)
+        self.restart(self.remote, append_meanwhile=10000)
+        self.src.append(10000)
+        self.restart(self.local, append_meanwhile=10000)
+        tailer.kill()
+        tailer.wait()
+        self.src.append(10000)
+        self.start_logtail()
+        self.src.rotate_by_rename()
+        self.src.append(10000)
+        self.wait_copies(timeout=30)
+        self.assertEqual(len(self.src.files), 2)
 
     def test_truncated_source_goes_to_a_new_file(self):
         self.src.start("app.log")

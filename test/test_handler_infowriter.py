@@ -166,6 +166,30 @@ class TestInfoWriter(CCTestCase):
         server.wait_stat("infowriter.failed", 1)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "dst", "me")))
 
+    def test_ack_answers_written_older_and_refused(self):
+        server, sock = self.start_writer()
+
+        def ask(qid, frames):
+            sock.send_multipart([qid] + frames)
+            reply = CCMessage(self.recv(sock))
+            self.assertEqual(reply.route, [qid])
+            return reply
+
+        new = ask(b"Q1", infofile("me", "a", b"new", mtime=2000.0, ack=True))
+        self.assertEqual(new.type, "reply.pub.infofile")
+        self.assertEqual(new.get_body()["status"], "written")
+        old = ask(b"Q2", infofile("me", "a", b"old", mtime=1000.0, ack=True))
+        self.assertEqual(old.get_body()["status"], "older")  # the newest is there: done
+        bad = ask(b"Q3", infofile("../etc", "x", ack=True))
+        self.assertEqual((bad.type, bad.get_body()["code"]), ("error", "rejected"))
+        data = dict(hostname="me", filename="c", mtime=1.0, comp="", data="!!", ack=True)
+        failed = ask(b"Q4", CCMessage.build("pub.infofile", data).frames)
+        self.assertEqual((failed.type, failed.get_body()["code"]), ("error", "failed"))
+        # without ack nothing is answered, as the original
+        sock.send_multipart([b"Q5"] + infofile("me", "d"))
+        self.assert_silent(sock)
+        self.assertEqual(read(os.path.join(self.tmp, "dst", "me", "a")), b"new")
+
     def test_refuses_local_role(self):
         ini = ccserver_section("l", role="local") + WRITER
         server = self.write_server("l", ini, dstdir="{tmp}/dst", extra="")

@@ -52,7 +52,8 @@ class TestManyPeers(CCTestCase):
 
 
 class TestBoundedMemory(CCTestCase):
-    MESSAGES = 300000
+    # make test-long: the full 300,000; the quick suite proves the same bound with fewer
+    MESSAGES = 300000 if os.environ.get("CC_TEST_LONG") else 60000
 
     def test_dead_remote_keeps_memory_bounded(self):
         server = self.start_server("mem", ccserver_section("mem") + ECHO_AND_DEAD_PROXY)
@@ -78,3 +79,39 @@ class TestBoundedMemory(CCTestCase):
         # and the server still answers
         reply = self.query(sock, "echo.request", {"target": "after"})
         self.assertEqual(reply.get_body()["orig_target"], "after")
+
+
+class TestStatsPerTypeBounded(CCTestCase):
+    def test_a_flood_of_distinct_types_keeps_the_counters_bounded(self):
+        from cc.server import MAX_STATS_TYPES
+
+        ini = (
+            ccserver_section("types", cc_stats="3")
+            + "[routes]\ndrop = h:d\n[h:d]\nhandler = disposer\n"
+        )
+        server = self.start_server("types", ini)
+        sock = self.dealer(server.endpoint)
+        sent = MAX_STATS_TYPES + 500
+        for n in range(sent):
+            sock.send_multipart(CCMessage.build("drop.t%d" % n, {}).frames)
+        server.wait_stat("count", sent)
+        totals = server.stats_total()
+        per_type = [k for k in totals if k.startswith("count.ok.msg.")]
+        self.assertLessEqual(len(per_type), MAX_STATS_TYPES + 1)
+        self.assertEqual(sum(totals[k] for k in per_type), sent)  # the rest under one key
+        self.assertEqual(totals["count.ok.msg.(other)"], sent - len(per_type) + 1)
+
+
+class TestLogBounded(CCTestCase):
+    def test_a_flood_of_distinct_unrouted_types_does_not_flood_the_log(self):
+        from cc.ratelog import RateLimitedLog
+
+        server = self.start_server("flood", ccserver_section("flood") + ECHO_AND_DEAD_PROXY)
+        sock = self.dealer(server.endpoint)
+        sent = 3000
+        for n in range(sent):
+            sock.send_multipart(CCMessage.build("zz.t%d" % n, {}).frames)
+        server.wait_stat("count.dropped", sent)
+        lines = server.log_text().count("no route")
+        self.assertGreater(lines, 0)
+        self.assertLessEqual(lines, RateLimitedLog.MAX_RECORDS)

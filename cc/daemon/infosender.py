@@ -4,17 +4,23 @@
 """
 
 import asyncio
+import functools
 import glob
 import json
 import os
+import time
 from typing import Dict, List, Optional, Tuple
 
 import skytools
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.infomsg import InfofileEncoder
+from cc.message import CCMessage
 
 CC_DAEMON = "InfofileCollector"
+
+#: seconds a stopping infosender waits for answers (the daemon base allows 5 in all)
+STOP_WAIT = 3.0
 
 #: what identifies a version of a file: (size, mtime in ns)
 Version = Tuple[int, int]
@@ -66,6 +72,13 @@ class InfofileCollector(CCDaemon):
     changing is sent as read; producers should replace files atomically
     (write and rename) so that what is read is always a whole version.
 
+    With ``ack`` (the default) each version is sent with ``ack`` set and
+    counts as sent only once the infowriter has answered; one that got an
+    error or no answer within ``ack-timeout`` seconds is sent again by a later
+    scan, so a version lost with a killed proxy or writer still arrives.  At
+    most ``window`` files wait for an answer.  ``ack = no`` sends and forgets,
+    as the original did (for infowriters that never answer).
+
     ::
 
         [d:infosender]
@@ -78,6 +91,9 @@ class InfofileCollector(CCDaemon):
         #compression-level =
         #msg-suffix =
         #use-blob = yes
+        #ack = yes
+        #ack-timeout = 10
+        #window = 100
     """
 
     def reload(self) -> None:
@@ -90,6 +106,13 @@ class InfofileCollector(CCDaemon):
         self.state_file = self.cf.getfile("state-file", default_state)
         self.sent: Dict[str, Version] = self._load_state()
         self.scans: Dict[str, Scan] = {}
+        self.ack = self.cf.getboolean("ack", True)
+        self.ack_timeout = self.cf.getfloat("ack-timeout", 10.0)
+        self.window = max(1, self.cf.getint("window", 100))
+        #: versions sent and not answered yet, by path
+        self.inflight: Dict[str, Version] = {}
+        self.acked = 0
+        self._saving: Optional["asyncio.Future[None]"] = None
 
     def _load_state(self) -> Dict[str, Version]:
         if not self.state_file:
@@ -104,14 +127,31 @@ class InfofileCollector(CCDaemon):
             self.log.warning("ignoring unreadable state file %s: %s", self.state_file, ex)
             return {}
 
-    def _save_state(self) -> None:
+    async def _save_state(self) -> None:
+        # serialised on the loop: answers change self.sent while the file is written
         text = json.dumps({"files": {p: list(v) for p, v in sorted(self.sent.items())}})
-        skytools.write_atomic(self.state_file, text, mode="t")
+        # one write at a time, the newest last, even when a scan is cancelled mid-write
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving])
+        write = functools.partial(skytools.write_atomic, mode="t")
+        self._saving = asyncio.ensure_future(self.run_blocking(write, self.state_file, text))
+        await asyncio.shield(self._saving)
 
     def start_work(self) -> None:
         if not self.state_file:
             self.log.info("no pidfile or state-file: files are sent again after a restart")
-        self.spawn(self._run())
+        self._scanner = self.spawn(self._run())
+
+    async def stop_work(self) -> None:
+        """Stop scanning; wait a little for answers; save what was answered."""
+        self._scanner.cancel()
+        deadline = time.monotonic() + STOP_WAIT
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.inflight:
+            self.log.info("%d files unanswered, sent again at next start", len(self.inflight))
+        if self.state_file:
+            await self._save_state()
 
     async def _run(self) -> None:
         while True:
@@ -140,6 +180,8 @@ class InfofileCollector(CCDaemon):
                 scan.seen = version
             if self.sent.get(path) == version:
                 scan.pending = False
+            elif self.inflight.get(path) == version:
+                pass  # waiting for its answer
             elif stable or scan.pending:
                 due.append(path)
             else:
@@ -147,14 +189,15 @@ class InfofileCollector(CCDaemon):
         sent = 0
         for path in sorted(due):
             sent += await self.send_file(path)
-        if (sent or gone) and self.state_file:
-            await self.run_blocking(self._save_state)
+        acked, self.acked = self.acked, 0
+        if (sent or gone or acked) and self.state_file:
+            await self._save_state()
 
     async def send_file(self, path: str) -> int:
         """Send one file; 1 if it went out, 0 if it is left for the next scan."""
         assert self.cc is not None
         stream = self.cc.stream
-        if stream.queued >= stream.qmaxsize:
+        if stream.queued >= stream.qmaxsize or len(self.inflight) >= self.window:
             self.stats.inc("infosender.deferred")
             return 0  # the cc is not taking messages: retry later rather than drop
         try:
@@ -167,14 +210,38 @@ class InfofileCollector(CCDaemon):
             return 0  # changed while being read: the next scan sends the new version
         version, mtime, data = read
         packed = await self.run_blocking(self.encoder.pack, data)
-        self.publish(self.encoder.message(path, mtime, packed))
-        self.sent[path] = version
+        if self.ack:
+            self.inflight[path] = version
+            msg = self.encoder.message(path, mtime, packed, ack=True)
+            self.spawn(self._deliver(path, version, msg))
+        else:
+            self.publish(self.encoder.message(path, mtime, packed))
+            self.sent[path] = version
         self.stats.inc("count")
         self.stats.inc("changes")
         self.stats.inc("infosender.bytes.read", len(data))
         self.stats.inc("infosender.bytes.sent", len(packed))
         self.log.debug("sent %s (%d bytes)", path, len(data))
         return 1
+
+    async def _deliver(self, path: str, version: Version, msg: CCMessage) -> None:
+        """Wait for the writer's answer; only then is ``version`` sent (saved by the next scan)."""
+        try:
+            reply = await self.query(msg, self.ack_timeout)
+        finally:
+            if self.inflight.get(path) == version:
+                del self.inflight[path]
+        if reply is None:
+            self.stats.inc("infosender.unacked")
+            self.log.warning("no answer for %s in %.1f s, sending again", path, self.ack_timeout)
+        elif reply.type == "error":
+            self.stats.inc("infosender.errors")
+            body = reply.get_body()
+            self.log.error("writer refused %s (%s): %s", path, body.get("code"), body.get("msg"))
+        else:
+            self.stats.inc("infosender.acked")
+            self.sent[path] = version
+            self.acked += 1
 
 
 if __name__ == "__main__":

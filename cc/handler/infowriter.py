@@ -5,6 +5,7 @@ import binascii
 import errno
 import math
 import os
+import functools
 import tempfile
 from typing import Any, Optional
 
@@ -74,6 +75,9 @@ class InfoWriter(CCHandler):
     refused and counted (``infowriter.rejected``).  Writes run on
     ``worker-threads`` threads, one file always on the same thread; at most
     ``queue-size`` messages wait per thread, more are dropped and counted.
+    A message with ``ack`` (infosender sends them so) is answered once the
+    file is on disk, or already newer there, with ``reply.<type>``; and with
+    an ``error`` when it is refused, dropped or fails, so that it is sent again.
 
     ::
 
@@ -134,6 +138,7 @@ class InfoWriter(CCHandler):
         body = self.get_body(msg)
         if body is None:
             return
+        ack = bool(msg.route and body.get("ack"))
         try:
             relpath = relative_path(self.mask, body.get("hostname"), body.get("filename"))
             comp = compression.normalize(body.get("comp"))
@@ -141,10 +146,10 @@ class InfoWriter(CCHandler):
             if not math.isfinite(mtime) or mtime < 0:
                 raise ValueError("mtime %r" % body["mtime"])
         except UnsafePath as ex:
-            self._refuse("rejected", "suspicious file path, skipping: %s", ex)
+            self._refuse(msg, ack, "rejected", "suspicious file path, skipping: %s", ex)
             return
         except (KeyError, TypeError, ValueError) as ex:
-            self._refuse("invalid", "invalid infofile message: %s %s", type(ex).__name__, ex)
+            self._refuse(msg, ack, "invalid", "invalid infofile: %s %s", type(ex).__name__, ex)
             return
         if self.write_compressed == "keep":
             relpath += compression.extension(comp)
@@ -152,12 +157,15 @@ class InfoWriter(CCHandler):
             relpath += compression.extension(self.compression)
         blob = msg.blob
         data = blob if blob else body.get("data") or ""
-        if not self.pool.submit(relpath, self._done, self.write_file, relpath, mtime, comp, data):
-            self._refuse("dropped", "worker queue full, dropping infofile %s", relpath)
+        done = functools.partial(self._done, msg, ack)
+        if not self.pool.submit(relpath, done, self.write_file, relpath, mtime, comp, data):
+            self._refuse(msg, ack, "dropped", "worker queue full, dropping infofile %s", relpath)
 
-    def _refuse(self, what: str, fmt: str, *args: Any) -> None:
+    def _refuse(self, msg: CCMessage, ack: bool, what: str, fmt: str, *args: Any) -> None:
         self.stats.inc("infowriter." + what)
         self.ratelog.error(what, fmt, *args)
+        if ack:
+            self.reply_error(msg, fmt % args, what)
 
     # -- on a worker thread ----------------------------------------------------------
 
@@ -196,14 +204,22 @@ class InfoWriter(CCHandler):
 
     # -- back on the loop -------------------------------------------------------------
 
-    def _done(self, result: Optional[WriteResult], error: Optional[BaseException]) -> None:
+    def _done(
+        self,
+        msg: CCMessage,
+        ack: bool,
+        result: Optional[WriteResult],
+        error: Optional[BaseException],
+    ) -> None:
         if error is not None:
             if isinstance(error, UnsafePath):
-                self._refuse("rejected", "suspicious file path, skipping: %s", error)
+                self._refuse(msg, ack, "rejected", "suspicious file path, skipping: %s", error)
             else:
-                self._refuse("failed", "cannot write infofile: %s", error)
+                self._refuse(msg, ack, "failed", "cannot write infofile: %s", error)
             return
         assert result is not None
+        if ack:
+            self.reply(msg, "reply." + msg.type, path=result.path, status=result.status)
         if result.status == "written":
             self.stats.inc("written_files")
             self.stats.inc("written_bytes", result.nbytes)

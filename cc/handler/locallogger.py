@@ -4,6 +4,7 @@ import time
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.msgtypes import record_time
 
 CC_HANDLER = "LocalLogger"
 
@@ -29,11 +30,8 @@ class LocalLogger(CCHandler):
         if "log_level" not in body:
             self.log.info("non-log msg: %s", msg.type)
             return
-        try:
-            log_time = float(body.get("log_time") or body.get("time") or 0)
-        except (TypeError, ValueError):
-            log_time = 0.0
-        stamp = time.strftime("%H:%M:%S", time.localtime(log_time))
+        log_time, local = record_time(body)
+        stamp = time.strftime("%H:%M:%S", local)
         signer = msg.signer
         self.log.info(
             "[%s@%s] %s,%03d %s %s%s",

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, TextIO
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.msgtypes import record_time
 from cc.paths import UnsafePath, clean_name, safe_join
 from cc.ratelog import RateLimitedLog
 from cc.workerpool import WorkerPool
@@ -17,11 +18,8 @@ CC_HANDLER = "LogWriter"
 
 def format_line(body: Dict[str, Any]) -> str:
     """One line per record: time, level, host, job, pid, message (newlines escaped)."""
-    try:
-        log_time = float(body.get("log_time") or body.get("time") or 0)
-    except (TypeError, ValueError):
-        log_time = 0.0
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(log_time))
+    log_time, local = record_time(body)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
     text = str(body.get("log_msg", ""))
     text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
     return "%s.%03d %s %s %s[%s] %s\n" % (
