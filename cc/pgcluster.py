@@ -219,4 +219,3 @@ class PgCluster:
                 "%s exited with %d:\n%s%s\n%s"
                 % (tool, result.returncode, result.stdout, result.stderr, self.log_text()[-2000:])
             )
-
