@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import zmq
 
@@ -265,6 +265,13 @@ class CCTestCase(unittest.TestCase):
         sock.connect(endpoint)
         self.sockets.append(sock)
         return sock
+
+    def make_sink(self) -> Tuple[zmq.Socket, str]:
+        """A ROUTER on a free port, standing in for a remote cc: (socket, its URL)."""
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        self.sockets.append(sock)
+        return sock, "tcp://127.0.0.1:%d" % sock.bind_to_random_port("tcp://127.0.0.1")
 
     def recv(self, sock: zmq.Socket, timeout: float = WAIT) -> List[bytes]:
         if not sock.poll(int(timeout * 1000)):

@@ -4,7 +4,6 @@ import os
 import re
 import socket
 
-import zmq
 from daemonproc import DaemonTestCase
 from harness import ccserver_section, wait_for
 
@@ -55,10 +54,7 @@ def netstr(*values):
 class TestPgLogForward(DaemonTestCase):
     def setUp(self):
         super().setUp()
-        self.sink = self.context.socket(zmq.ROUTER)
-        self.sink.setsockopt(zmq.LINGER, 0)
-        self.sockets.append(self.sink)
-        self.sink_url = "tcp://127.0.0.1:%d" % self.sink.bind_to_random_port("tcp://127.0.0.1")
+        self.sink, self.sink_url = self.make_sink()
 
     def next_msg(self, check):
         """The first message at the sink for which ``check(msg, body)`` is true."""
