@@ -47,6 +47,24 @@ def wait_for(check: Callable[[], T], timeout: float = WAIT, what: str = "conditi
         delay = min(delay * 2, 0.2)
 
 
+def read_file(path: str) -> Optional[bytes]:
+    """The file's bytes, or None while it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def child_env() -> Dict[str, str]:
     """Environment for child processes: the test plug-ins importable."""
     env = dict(os.environ)

@@ -5,7 +5,7 @@ import os
 import socket
 
 from daemonproc import DaemonTestCase
-from harness import ccserver_section, wait_for
+from harness import ccserver_section, pid_alive, read_file, wait_for
 
 RECV = ccserver_section("recv") + """
 [routes]
@@ -32,22 +32,6 @@ stats-period = 0.2
 """
 
 
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 class TestInfoScript(DaemonTestCase):
     def run_script(self, script, period="5", timeout="10", blob="1", name="report"):
         self.server = self.start_server(
@@ -59,17 +43,17 @@ class TestInfoScript(DaemonTestCase):
     def test_output_sent_compressed_and_periodically(self):
         self.run_script("echo out; echo err >&2; date +%%s%%N", period="0.3")
         path = os.path.join(self.dst, "report.bz2")  # basename of info-name, kept compressed
-        first = wait_for(lambda: read(path), what=path)
+        first = wait_for(lambda: read_file(path), what=path)
         lines = bz2.decompress(first).splitlines()
         self.assertEqual(lines[:2], [b"out", b"err"])
         # start to start every 0.3 s: another run, another version of the file
-        wait_for(lambda: read(path) != first, what="a second run")
+        wait_for(lambda: read_file(path) != first, what="a second run")
 
     def test_base64_without_blob(self):
         self.run_script("printf hello", blob="0", name="plain")
         path = os.path.join(self.dst, "plain.bz2")
-        wait_for(lambda: read(path), what=path)
-        self.assertEqual(bz2.decompress(read(path)), b"hello")
+        wait_for(lambda: read_file(path), what=path)
+        self.assertEqual(bz2.decompress(read_file(path)), b"hello")
 
     def test_failing_command_logged_counted_not_sent(self):
         self.run_script("echo broken; exit 3")
@@ -80,13 +64,13 @@ class TestInfoScript(DaemonTestCase):
     def test_hanging_command_killed_with_its_children(self):
         pidfile = os.path.join(self.tmp, "child.pid")
         self.run_script("sleep 30 & echo $! > %s; wait" % pidfile, timeout="0.5")
-        pid = int(wait_for(lambda: read(pidfile), what="child pid").strip())
+        pid = int(wait_for(lambda: read_file(pidfile), what="child pid").strip())
         self.server.wait_log(r"did not finish in 0\.5s, killed")
-        wait_for(lambda: not alive(pid), what="the command's child to be killed")
+        wait_for(lambda: not pid_alive(pid), what="the command's child to be killed")
 
     def test_stop_while_command_runs(self):
         pidfile = os.path.join(self.tmp, "child.pid")
         daemon = self.run_script("sleep 30 & echo $! > %s; wait" % pidfile, timeout="60")
-        pid = int(wait_for(lambda: read(pidfile), what="child pid").strip())
+        pid = int(wait_for(lambda: read_file(pidfile), what="child pid").strip())
         self.assertEqual(daemon.stop(), 0)
-        wait_for(lambda: not alive(pid), what="the command's child to be killed")
+        wait_for(lambda: not pid_alive(pid), what="the command's child to be killed")

@@ -12,7 +12,7 @@ import socket
 import time
 
 from daemonproc import DaemonTestCase
-from harness import ccserver_section, wait_for
+from harness import ccserver_section, read_file, wait_for
 
 from cc.message import CCMessage
 
@@ -72,14 +72,6 @@ def write(path, data, mtime=None):
         os.utime(path, (mtime, mtime))
 
 
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 class TestInfosender(DaemonTestCase):
     def topology(self, dstdir="{tmp}/dst-infofile", scan="0.2"):
         self.src = os.path.join(self.tmp, "src-infofile")
@@ -100,12 +92,12 @@ class TestInfosender(DaemonTestCase):
             CCMessage.build("pub.infofile", fields, blob=gzip.compress(b"raw\n")).frames
         )
         me = os.path.join(self.tmp, "dst-infofile", "me", "info.1")
-        wait_for(lambda: read(me) == b"raw\n", what=me)
-        dmesg = wait_for(lambda: read(os.path.join(self.dst, "dmesg")), what="dmesg")
+        wait_for(lambda: read_file(me) == b"raw\n", what=me)
+        dmesg = wait_for(lambda: read_file(os.path.join(self.dst, "dmesg")), what="dmesg")
         self.assertIn(b"PID", dmesg)
         for i in range(3):
             path = os.path.join(self.dst, "info.%d" % i)
-            wait_for(lambda: read(path) == b"file %d\n" % i * 100, what=path)
+            wait_for(lambda: read_file(path) == b"file %d\n" % i * 100, what=path)
             src_mtime = os.stat(os.path.join(self.src, "info.%d" % i)).st_mtime
             self.assertAlmostEqual(os.stat(path).st_mtime, src_mtime, places=5)
         # the daemons' own log records reach the local cc as log.*
@@ -124,10 +116,10 @@ class TestInfosender(DaemonTestCase):
         write(path, b"one", mtime=1000)
         self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
         dst = os.path.join(self.dst, "info.a")
-        wait_for(lambda: read(dst) == b"one", what="first version")
+        wait_for(lambda: read_file(dst) == b"one", what="first version")
         write(path, b"two", mtime=2000)
-        wait_for(lambda: read(dst) == b"two", what="second version")
-        self.assertEqual(read(dst + "--prev"), b"one")
+        wait_for(lambda: read_file(dst) == b"two", what="second version")
+        self.assertEqual(read_file(dst + "--prev"), b"one")
 
     def test_file_changing_faster_than_scan_is_sent(self):
         self.topology(scan="0.5")
@@ -137,17 +129,17 @@ class TestInfosender(DaemonTestCase):
         deadline = time.monotonic() + 10
         n = 0
         # rewritten every 50 ms: the original never sent it (never stable for a scan)
-        while read(dst) is None and time.monotonic() < deadline:
+        while read_file(dst) is None and time.monotonic() < deadline:
             n += 1
             tmp = os.path.join(self.src, "tmp.fast")  # replaced atomically, as producers should
             write(tmp, b"version %d" % n)
             os.rename(tmp, path)
             time.sleep(0.05)
-        got = read(dst)
+        got = read_file(dst)
         self.assertIsNotNone(got, "a file changing every 50 ms was never sent")
         self.assertRegex(got, rb"^version \d+$")
         write(path, b"final")
-        wait_for(lambda: read(dst) == b"final", what="final version")
+        wait_for(lambda: read_file(dst) == b"final", what="final version")
 
     def test_version_lost_with_a_killed_writer_is_sent_again(self):
         self.topology()
@@ -155,7 +147,7 @@ class TestInfosender(DaemonTestCase):
         write(path, b"one", mtime=1000)
         self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
         dst = os.path.join(self.dst, "info.k")
-        wait_for(lambda: read(dst) == b"one", what="first version")
+        wait_for(lambda: read_file(dst) == b"one", what="first version")
         # the writer freezes: the next version reaches it and dies with it
         self.recv.send_signal(signal.SIGSTOP)
         write(path, b"two", mtime=2000)
@@ -166,7 +158,9 @@ class TestInfosender(DaemonTestCase):
         self.recv.write_ini(text.replace("tcp://127.0.0.1:*", self.recv.endpoint, 1))
         self.recv.start()
         # unacknowledged, so sent again: the newest version arrives without another change
-        wait_for(lambda: read(dst) == b"two", timeout=20, what="the version lost with the writer")
+        wait_for(
+            lambda: read_file(dst) == b"two", timeout=20, what="the version lost with the writer"
+        )
 
     def test_restart_sends_only_changed_files(self):
         self.topology()
@@ -177,9 +171,9 @@ class TestInfosender(DaemonTestCase):
         self.assertEqual(daemon.stop(), 0)
         write(os.path.join(self.src, "info.9"), b"new while down", mtime=2000)
         self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
-        wait_for(lambda: read(os.path.join(self.dst, "info.9")), what="info.9")
+        wait_for(lambda: read_file(os.path.join(self.dst, "info.9")), what="info.9")
         write(os.path.join(self.src, "info.9"), b"changed", mtime=3000)
-        wait_for(lambda: read(os.path.join(self.dst, "info.9")) == b"changed", what="change")
+        wait_for(lambda: read_file(os.path.join(self.dst, "info.9")) == b"changed", what="change")
         self.recv.wait_stat("written_files", 4)
         # the unchanged info.1 and info.2 were not sent again: the writer skipped nothing
         self.assertNotIn("infowriter.skipped", self.recv.stats_total())

@@ -5,7 +5,7 @@ import bz2
 import gzip
 import os
 
-from harness import CCTestCase, ccserver_section, wait_for
+from harness import CCTestCase, ccserver_section, read_file, wait_for
 
 from cc.message import CCMessage
 
@@ -31,11 +31,6 @@ def infofile(hostname, filename, data=b"x", mtime=1000.0, comp="", blob=True, **
     return CCMessage.build("pub.infofile", fields).frames
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def all_files(top):
     found = set()
     for dirpath, dirnames, filenames in os.walk(top):
@@ -55,7 +50,7 @@ class TestInfoWriter(CCTestCase):
         sock.send_multipart(infofile("me", "/var/lib/x/info.1", b"hello\n", mtime=1234.5))
         path = os.path.join(self.tmp, "dst", "me", "info.1")
         wait_for(lambda: os.path.exists(path), what=path)
-        self.assertEqual(read(path), b"hello\n")
+        self.assertEqual(read_file(path), b"hello\n")
         self.assertEqual(os.stat(path).st_mtime, 1234.5)
         server.wait_stat("written_files", 1)
         self.assertEqual(server.stats_total()["written_bytes"], 6)
@@ -74,15 +69,15 @@ class TestInfoWriter(CCTestCase):
         sock.send_multipart(infofile("me", "info.1", b"v1", mtime=1000, blob=False))
         sock.send_multipart(infofile("me", "info.1", b"v2", mtime=2000))
         server.wait_stat("infowriter.skipped", 2)
-        self.assertEqual(read(path), b"v2")
+        self.assertEqual(read_file(path), b"v2")
         self.assertFalse(os.path.exists(path + "--prev"))
         sock.send_multipart(infofile("me", "info.1", b"v3", mtime=3000, blob=False))
-        wait_for(lambda: read(path) == b"v3", what="v3")
-        self.assertEqual(read(path + "--prev"), b"v2")
+        wait_for(lambda: read_file(path) == b"v3", what="v3")
+        self.assertEqual(read_file(path + "--prev"), b"v2")
         self.assertEqual(os.stat(path).st_mtime, 3000)
         # same mtime but other content (changed twice within a tick) is written
         sock.send_multipart(infofile("me", "info.1", b"v3 again", mtime=3000))
-        wait_for(lambda: read(path) == b"v3 again", what="same-mtime rewrite")
+        wait_for(lambda: read_file(path) == b"v3 again", what="same-mtime rewrite")
         self.assertEqual(all_files(os.path.join(self.tmp, "dst")), {"me/info.1", "me/info.1--prev"})
 
     def test_compression_both_ways(self):
@@ -91,8 +86,8 @@ class TestInfoWriter(CCTestCase):
         sock.send_multipart(infofile("h", "a", gzip.compress(b"A" * 100), comp="gzip"))
         sock.send_multipart(infofile("h", "b", bz2.compress(b"B" * 100), comp="bzip2", blob=False))
         server.wait_stat("written_files", 2)
-        self.assertEqual(read(os.path.join(d, "a")), b"A" * 100)
-        self.assertEqual(read(os.path.join(d, "b")), b"B" * 100)
+        self.assertEqual(read_file(os.path.join(d, "a")), b"A" * 100)
+        self.assertEqual(read_file(os.path.join(d, "b")), b"B" * 100)
 
     def test_write_compressed_yes_recompresses(self):
         server, sock = self.start_writer(
@@ -102,8 +97,8 @@ class TestInfoWriter(CCTestCase):
         sock.send_multipart(infofile("h", "a", gzip.compress(b"A" * 100), comp="gzip"))
         sock.send_multipart(infofile("h", "b", b"B" * 100))
         server.wait_stat("written_files", 2)
-        self.assertEqual(bz2.decompress(read(os.path.join(d, "a.bz2"))), b"A" * 100)
-        self.assertEqual(bz2.decompress(read(os.path.join(d, "b.bz2"))), b"B" * 100)
+        self.assertEqual(bz2.decompress(read_file(os.path.join(d, "a.bz2"))), b"A" * 100)
+        self.assertEqual(bz2.decompress(read_file(os.path.join(d, "b.bz2"))), b"B" * 100)
 
     def test_write_compressed_keep(self):
         server, sock = self.start_writer(extra="write-compressed = keep")
@@ -112,8 +107,8 @@ class TestInfoWriter(CCTestCase):
         sock.send_multipart(infofile("h", "a", packed, comp="gzip"))
         sock.send_multipart(infofile("h", "b", b"plain"))
         server.wait_stat("written_files", 2)
-        self.assertEqual(read(os.path.join(d, "a.gz")), packed)
-        self.assertEqual(read(os.path.join(d, "b")), b"plain")
+        self.assertEqual(read_file(os.path.join(d, "a.gz")), packed)
+        self.assertEqual(read_file(os.path.join(d, "b")), b"plain")
 
     def test_hostile_paths_rejected_and_nothing_written_outside(self):
         dstdir = os.path.join(self.tmp, "info")
@@ -145,7 +140,7 @@ class TestInfoWriter(CCTestCase):
         server.wait_stat("written_files", 1)
         server.wait_stat("infowriter.rejected", len(hostile))
         server.wait_log(r"suspicious file path, skipping")
-        self.assertEqual(read(os.path.join(dstdir, "me", "var", "log", "ok")), b"good")
+        self.assertEqual(read_file(os.path.join(dstdir, "me", "var", "log", "ok")), b"good")
         self.assertEqual(all_files(os.path.join(self.tmp, "outside")), set())
         self.assertEqual(all_files(os.path.join(self.tmp, "infoX")), set())
         self.assertEqual(all_files(dstdir), {"evil", "sib", "me/var/log/ok"})
@@ -188,7 +183,7 @@ class TestInfoWriter(CCTestCase):
         # without ack nothing is answered, as the original
         sock.send_multipart([b"Q5"] + infofile("me", "d"))
         self.assert_silent(sock)
-        self.assertEqual(read(os.path.join(self.tmp, "dst", "me", "a")), b"new")
+        self.assertEqual(read_file(os.path.join(self.tmp, "dst", "me", "a")), b"new")
 
     def test_refuses_local_role(self):
         ini = ccserver_section("l", role="local") + WRITER

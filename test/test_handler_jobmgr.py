@@ -4,7 +4,7 @@ import os
 import re
 import signal
 
-from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
+from harness import CCTestCase, TEST_DIR, ccserver_section, pid_alive, wait_for
 
 JOBS = """
 [routes]
@@ -31,15 +31,6 @@ stats-period = 60
 [d:stubborn]
 script = {scripts}/stubborn.sh
 """
-
-
-def alive(pid):
-    """True if ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class TestJobMgr(CCTestCase):
@@ -123,7 +114,7 @@ class TestJobMgr(CCTestCase):
         os.kill(pid, signal.SIGSTOP)
         server.wait_log(r"Job d:echo \(pid %d\) hung: no keepalive for" % pid)
         new_pid = self.wait_started(server, "d:echo", 2)
-        self.assertFalse(alive(pid))
+        self.assertFalse(pid_alive(pid))
         self.wait_keepalive_from(server, "d:echo", new_pid)
         server.wait_stat("jobs.d:echo.hung", 1)
 
@@ -133,10 +124,10 @@ class TestJobMgr(CCTestCase):
         self.wait_keepalive_from(server, "d:echo", echo)
         stubborn = self.wait_started(server, "d:stubborn")
         grandchild = int(server.wait_log(r"Job d:stubborn stdout: grandchild (\d+)").group(1))
-        self.assertTrue(alive(grandchild))
+        self.assertTrue(pid_alive(grandchild))
         self.assertEqual(server.stop(signal.SIGTERM), 0)
         for pid in (echo, stubborn, grandchild):
-            self.assertFalse(alive(pid), "pid %d still alive" % pid)
+            self.assertFalse(pid_alive(pid), "pid %d still alive" % pid)
         out = server.output()
         self.assertIn("Job d:stubborn did not stop in 2.0 s; KILL", out)
         self.assertRegex(out, r"Job d:echo stopped \(status 0\)")
@@ -145,7 +136,7 @@ class TestJobMgr(CCTestCase):
         server = self.start_local()
         pid = self.wait_started(server, "d:echo")
         self.assertEqual(server.stop(signal.SIGINT), 0)
-        self.assertFalse(alive(pid))
+        self.assertFalse(pid_alive(pid))
 
     def test_crashing_job_backs_off(self):
         ini = ccserver_section("local", role="local") + JOBS.replace(

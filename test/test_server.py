@@ -5,7 +5,7 @@ import re
 import signal
 import sys
 
-from harness import CCTestCase, ccserver_section, wait_for
+from harness import CCTestCase, ccserver_section, pid_alive, wait_for
 
 from cc.message import CCMessage
 
@@ -86,7 +86,7 @@ class TestLifecycle(CCTestCase):
         self.assertIn("another process running", again.stdout + again.stderr)
         self.assertEqual(self.run_command(server.command("-s")).returncode, 0)
         wait_for(lambda: not os.path.exists(server.pidfile), what="pidfile removed")
-        wait_for(lambda: not _alive(pid), what="daemon exit")
+        wait_for(lambda: not pid_alive(pid), what="daemon exit")
 
     def test_daemon_needs_pidfile(self):
         ini = ccserver_section("np").replace("pidfile = {tmp}/np.pid\n", "") + ECHO
@@ -300,11 +300,3 @@ class TestStats(CCTestCase):
             self.assertIn(header, text)
         self.assertEqual(server.stats_total()["count"], 3)
         server.wait_log(r"\{.*count\.ok: 3")
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
