@@ -12,7 +12,7 @@ import signal
 import subprocess
 
 import zmq
-from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
+from harness import TEST_DIR, CCTestCase, ccserver_section, pid_alive, wait_for
 import test_handler_jobmgr as jobmgr_tests
 from test_reliability import rss_mb
 
@@ -202,7 +202,7 @@ class TestJobMgrKilled(CCTestCase):
         server.wait_stat("jobmgr.keepalive", 2)
         server.stop(signal.SIGKILL)
         # the orphaned daemon notices and exits: no second copy next to the restarted cc's
-        wait_for(lambda: not jobmgr_tests.alive(pid), what="orphaned daemon %d to exit" % pid)
+        wait_for(lambda: not pid_alive(pid), what="orphaned daemon %d to exit" % pid)
         server.start()
         new = wait_for(lambda: len(started()) > 1 and started()[-1], what="a new daemon")
         self.wait_keepalive_from(server, "d:echo", new)
