@@ -18,6 +18,7 @@ import signal
 import sys
 import textwrap
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import skytools
@@ -175,6 +176,7 @@ class CCServer(skytools.BaseScript):
         self.cclocal: CCStream = None  # type: ignore[assignment]
         self._timers: List[PeriodicCallback] = []
         self._stopping: Optional[asyncio.Event] = None
+        self._stopped: "weakref.WeakSet[CCHandler]" = weakref.WeakSet()  # stop() done: no msgs
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         self.replay = ReplayCache()
@@ -231,15 +233,14 @@ class CCServer(skytools.BaseScript):
         else:
             await self._stopping.wait()
             self.log.info("stopping: %d handlers", len(self.handlers.all()))
+            # signals stay caught: a second TERM must not cut short what handlers finish
+            await self._stop_handlers(self.handlers.all())
+            self._write_stats()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        if self.exit_code:
-            self._close()
-            return
-        await self._stop_handlers(self.handlers.all())
-        self._write_stats()
         self._close()
-        self.log.info("stopped")
+        if not self.exit_code:
+            self.log.info("stopped")
 
     def _start(self) -> None:
         settings = self.settings
@@ -318,6 +319,10 @@ class CCServer(skytools.BaseScript):
         self._stopping.set()
 
     def _on_reload_signal(self) -> None:
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            self.log.warning("SIGHUP ignored: stopping")
+            return
         self.io_loop.add_callback(self._reload)
 
     def _reload(self) -> None:
@@ -363,15 +368,24 @@ class CCServer(skytools.BaseScript):
         )
 
     async def _stop_handlers(self, handlers: List[CCHandler]) -> None:
+        """Stop handlers in parallel; each gets no more messages once its stop() is done.
+
+        The socket is still read meanwhile, so what daemons send while they exit
+        reaches the handlers that are still finishing their work.
+        """
         pending = []
         for handler in handlers:
             try:
                 result = handler.stop()
             except Exception:
                 self.log.exception("stopping %s failed", handler.hname)
-                continue
-            if result is not None:
-                pending.append(asyncio.ensure_future(result))
+                result = None
+            if result is None:
+                self._stopped.add(handler)
+            else:
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(lambda _t, h=handler: self._stopped.add(h))
+                pending.append(task)
         if pending:
             done, late = await asyncio.wait(pending, timeout=HANDLER_STOP_TIMEOUT)
             for task in done:
@@ -415,6 +429,9 @@ class CCServer(skytools.BaseScript):
         if handlers:
             result = "ok"
             for handler in handlers:
+                if self._stopped and handler in self._stopped:
+                    result = "stopping"
+                    continue
                 try:
                     handler.handle_msg(msg)
                 except Exception:
@@ -429,6 +446,8 @@ class CCServer(skytools.BaseScript):
                     )
             if result == "crashed" and wants_reply(msg.type, msg.route):
                 self.send(msg.error_reply("handler crashed", "crashed"))
+            elif result == "stopping" and wants_reply(msg.type, msg.route):
+                self.send(msg.error_reply("server is stopping", "stopping"))
         else:
             result = "dropped"
             if not msg.type.startswith(QUIET_NO_ROUTE):

@@ -74,6 +74,21 @@ class TestLifecycle(CCTestCase):
             self.assertFalse(os.path.exists(server.pidfile), "pidfile left behind")
             self.assertIn("stopped", server.output())
 
+    def test_messages_while_stopping_get_an_answer(self):
+        """A handler still finishing serves on; one already stopped answers "stopping"."""
+        ini = ECHO.replace("[routes]\n", "[routes]\na = h:a\n")
+        ini += "\n[h:a]\nhandler = plugins.tagger\nstop-delay = 3\n"
+        server = self.start_server("s", ccserver_section("s") + ini)
+        sock = self.dealer(server.endpoint)
+        server.send_signal(signal.SIGTERM)
+        server.wait_log(r"stopping tagger")
+        reply = self.query(sock, "echo.request", {"target": "s"}, qid=b"Q2")
+        self.assertEqual(reply.type, "error")
+        self.assertEqual(reply.get_body()["code"], "stopping")
+        self.assertEqual(self.query(sock, "a.x", {}, qid=b"Q3").type, "reply")
+        self.assertEqual(server.stop(), 0)
+        self.assertIn("stopped", server.output())
+
     def test_daemon_mode_and_stop_command(self):
         server = self.write_server("d", ccserver_section("d") + ECHO)
         result = self.run_command(server.command("-d"))

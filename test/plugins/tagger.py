@@ -1,4 +1,9 @@
-"""Answers every message with a reply naming this handler section and its ``tag`` option."""
+"""Answers every message with a reply naming this handler section and its ``tag`` option.
+
+``stop-delay`` (seconds) makes its stop() take that long, as a handler finishing work would.
+"""
+
+import asyncio
 
 from cc.handler import CCHandler
 
@@ -9,9 +14,11 @@ class Tagger(CCHandler):
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)
         self.tag = hcf.get("tag", "")
+        self.stop_delay = hcf.getfloat("stop-delay", 0)
 
     def handle_msg(self, msg):
         self.reply(msg, "reply", handler=self.hname, tag=self.tag, instance=id(self))
 
     def stop(self):
         self.log.info("stopping tagger %s", self.tag)
+        return asyncio.sleep(self.stop_delay) if self.stop_delay else None
