@@ -6,9 +6,10 @@ Each run calls ``bench_add(a, b)`` (a one-line SQL function, ``return = one``;
 with ``--sleep-ms`` it first sleeps that long in the server, a stand-in for a
 function that does real work) N times: directly, from T threads with one
 psycopg2 connection each; and through a cc-server whose dbhandler has
-``worker-threads`` = T, from one DEALER client keeping 2*T calls in flight.  Every reply is checked.  Without
-``--dsn`` a throwaway cluster is started with test/pgcluster.py.  The two
-ways alternate run by run; the median calls/s of the runs is reported.
+``worker-threads`` = T, from one DEALER client keeping 2*T calls in flight.
+Every reply is checked.  Without ``--dsn`` a throwaway cluster is started
+with test/pgcluster.py.  The two ways alternate run by run; the median
+calls/s of the runs is reported.
 """
 
 import argparse
@@ -40,8 +41,8 @@ FUNCTION = "bench_add"
 
 
 def direct(dsn: str, threads: int, calls: int) -> float:
-    query = 'select * from "public".%s(%%s, %%s)' % FUNCTION
     """calls/s of ``calls`` calls spread over ``threads`` threads, a connection each."""
+    query = 'select * from "public".%s(%%s, %%s)' % FUNCTION
     conns = []
     for _ in range(threads):
         conn = psycopg2.connect(dsn)
@@ -81,8 +82,7 @@ class CCServer:
                 "[ccserver]\njob_name = bench\nlogfile = %s/db.log\npidfile = %s/db.pid\n"
                 "cc-socket = tcp://127.0.0.1:*\ncc-role = remote\nstats-period = 30\n"
                 "[routes]\ndb = h:db\n[h:db]\nhandler = dbhandler\ndb = %s\n"
-                "allowed-functions = *\nworker-threads = %d\n"
-                % (self.tmp, self.tmp, dsn, threads)
+                "allowed-functions = *\nworker-threads = %d\n" % (self.tmp, self.tmp, dsn, threads)
             )
         env = dict(os.environ, PYTHONPATH=REPO)
         self.proc = subprocess.Popen(

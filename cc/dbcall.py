@@ -7,8 +7,9 @@ This is the policy half of dbhandler, free of sockets and threads:
   :class:`CallError` (the ``error`` reply's ``code`` and ``msg``); nothing
   here touches the database, so a refused call never reaches it;
 * :meth:`DBCall.statement` composes ``select * from "schema"."fn"(...)``
-  with quoted identifiers and ``%s`` placeholders: values are always bound
-  parameters, names are checked and quoted, never pasted;
+  with quoted identifiers and ``%s`` placeholders for :meth:`DBCall.values`:
+  values are always bound parameters, names are checked and quoted, never
+  pasted; :meth:`DBCall.shape` is what the text depends on;
 * :meth:`DBCall.fetch` reads the cursor into reply fields, converting what
   JSON cannot carry (see :func:`jsonable`);
 * :func:`classify` maps a psycopg2 error to a :class:`CallError`.
@@ -123,19 +124,26 @@ class DBCall:
             )
         return cls(function, parse_params(body.get("params")), mode, body.get("ident"))
 
-    def statement(self) -> Tuple[sql.Composed, List[Any]]:
-        """The SQL (identifiers quoted, values as placeholders) and the values to bind."""
+    def shape(self) -> Tuple[Any, ...]:
+        """What the SQL text depends on (function, parameter names or count): a cache key."""
+        params = self.params
+        return (self.function, tuple(params) if isinstance(params, dict) else len(params))
+
+    def values(self) -> List[Any]:
+        """The values to bind, in the order of :meth:`statement`'s placeholders."""
+        values = self.params.values() if isinstance(self.params, dict) else self.params
+        return [Json(v) if isinstance(v, dict) else v for v in values]
+
+    def statement(self) -> sql.Composed:
+        """The SQL: identifiers quoted, a placeholder for each of :meth:`values`."""
         if isinstance(self.params, dict):
-            names = list(self.params)
-            args = [sql.SQL("{} => %s").format(sql.Identifier(n)) for n in names]
-            values = [self.params[n] for n in names]
+            args = [sql.SQL("{} => %s").format(sql.Identifier(n)) for n in self.params]
         else:
             args = [sql.SQL("%s")] * len(self.params)
-            values = list(self.params)
         query = sql.SQL("select * from {}({})").format(
             sql.Identifier(*self.function), sql.SQL(", ").join(args)
         )
-        return query, [Json(v) if isinstance(v, dict) else v for v in values]
+        return query
 
     def fetch(
         self, cur: "psycopg2.extensions.cursor", req: str

@@ -14,7 +14,13 @@ differences that matter for a router:
   every message dropped is counted.
 
 A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
-has gone is counted as ``unroutable`` instead of vanishing silently.
+has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
+to a peer whose pipe is full (a client sending a burst of requests before it
+reads) waits in that peer's own queue, retried on a short timer, so a slow
+peer neither loses replies to a moment's backlog nor holds up the others;
+past ``qmaxsize`` waiting for one peer (or ``PARKED_LIMIT`` times that for
+all), messages are dropped as ``peer_full``.  Each wait is counted
+(``count.waited.peer_full``).
 
 :class:`CCReqStream` is the client side of request/reply: it puts a query id
 in the route, matches replies to it and times queries out.
@@ -39,6 +45,10 @@ log = logging.getLogger("cc.stream")
 
 #: messages handled per readiness event before yielding to the loop
 DEFAULT_BATCH = 256
+#: messages waiting for full ROUTER peers, all peers together, in multiples of ``qmaxsize``
+PARKED_LIMIT = 16
+#: seconds between retries for full peers: the first, and the longest while none progress
+RETRY_FIRST, RETRY_MAX = 0.002, 0.05
 
 # The backend's send skips the Python-level argument handling of
 # zmq.Socket.send; recv and get are the backend's already.
@@ -87,6 +97,10 @@ class CCStream:
         if self.is_router:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._queue: Deque[Frames] = collections.deque()
+        self._parked: Dict[bytes, Deque[Frames]] = {}  # ROUTER: full peer -> its messages
+        self._nparked = 0
+        self._retry: object = None
+        self._retry_delay = RETRY_FIRST
         self._recv_callback: Optional[Callable[[Frames], None]] = None
         self._scheduled = False
         self._ratelog = RateLimitedLog(log)
@@ -109,12 +123,14 @@ class CCStream:
         if self._queue:
             self._enqueue(frames)
             return
+        if self._parked and frames[0] in self._parked:
+            self._park(frames)  # behind what already waits for that peer
+            return
         try:
             self._send(frames)
         except zmq.Again:
             if self.is_router:
-                # a ROUTER peer's pipe is full: waiting would stall every other peer
-                self._drop(frames, "peer_full")
+                self._park(frames)
             else:
                 self._enqueue(frames)
         except zmq.ZMQError as ex:
@@ -137,6 +153,12 @@ class CCStream:
         for frames in self._queue:
             self._drop(frames, "closed")
         self._queue.clear()
+        for waiting in self._parked.values():
+            for frames in waiting:
+                self._drop(frames, "closed")
+        self._parked.clear()
+        if self._retry is not None:
+            self.io_loop.remove_timeout(self._retry)
         self.io_loop.remove_handler(self._fd)
         self.socket.close(linger)
         self.socket = None  # type: ignore[assignment]
@@ -166,6 +188,42 @@ class CCStream:
             self._drop(frames, "queue_full")
         else:
             self._queue.append(frames)
+
+    def _park(self, frames: Frames) -> None:
+        """A ROUTER peer's pipe is full: keep the message for it, bounded, and retry soon."""
+        waiting = self._parked.get(frames[0])
+        if len(waiting or ()) >= self.qmaxsize or self._nparked >= PARKED_LIMIT * self.qmaxsize:
+            self._drop(frames, "peer_full")
+            return
+        if waiting is None:
+            waiting = self._parked[frames[0]] = collections.deque()
+        waiting.append(frames)
+        self._nparked += 1
+        self.stats.inc("count.waited.peer_full")
+        if self._retry is None:
+            self._retry_delay = RETRY_FIRST
+            self._retry = self.io_loop.call_later(self._retry_delay, self._send_parked)
+
+    def _send_parked(self) -> None:
+        self._retry = None
+        progress = False
+        for peer in list(self._parked):
+            waiting = self._parked[peer]
+            while waiting:
+                try:
+                    self._send(waiting[0])
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as ex:
+                    self._send_failed(waiting[0], ex)
+                waiting.popleft()
+                self._nparked -= 1
+                progress = True
+            if not waiting:
+                del self._parked[peer]
+        if self._parked and self.socket is not None:
+            self._retry_delay = RETRY_FIRST if progress else min(2 * self._retry_delay, RETRY_MAX)
+            self._retry = self.io_loop.call_later(self._retry_delay, self._send_parked)
 
     def _drop(self, frames: Frames, reason: str) -> None:
         stats = self.stats

@@ -1,6 +1,8 @@
 """dbhandler against a real PostgreSQL: calls, replies, refusals, injection, load, restarts."""
 
 import base64
+import socket
+import time
 
 import pgcluster
 from harness import CCTestCase, ccserver_section, wait_for
@@ -193,7 +195,7 @@ class TestRefusals(DBTestCase):
         body = self.assert_error(self.call("cct.add", ["x", 1]), "sql-error")
         self.assertEqual(body["sqlstate"], "22P02")
         body = self.assert_error(self.call("cct.nosuch", [1]), "not-allowed")
-        # the worker goes on with the next call on the same connection
+        # the next call goes on the same connection
         self.assertEqual(self.call("cct.add", [1, 2]).get_body()["data"], [3])
         server.wait_stat("h:db.errors.sql-error", 2)
 
@@ -268,7 +270,7 @@ class TestLoad(DBTestCase):
 
     def test_queue_bound(self):
         server = self.start_db(worker_threads="1", zmq_hwm="2")
-        # the worker is ready (else all would wait in the queue)
+        # the connection is open (else all would wait for it in the queue)
         self.assertEqual(self.call("cct.add", [1, 2], qid=b"warm").get_body()["data"], [3])
         for i in range(6):
             msg = CCMessage.build(
@@ -277,9 +279,9 @@ class TestLoad(DBTestCase):
             )  # fmt: skip
             self.sock.send_multipart(msg.frames)
         codes = [CCMessage(self.recv(self.sock)).get_body().get("code", "ok") for _ in range(6)]
-        # the worker holds two (one running, one next), two wait, two are refused
-        self.assertEqual(sorted(codes), ["ok"] * 4 + ["overloaded"] * 2)
-        server.wait_stat("h:db.dropped", 2)
+        # one runs, two wait, three are refused
+        self.assertEqual(sorted(codes), ["ok"] * 3 + ["overloaded"] * 3)
+        server.wait_stat("h:db.dropped", 3)
 
 
 class TestRestart(DBTestCase):
@@ -295,7 +297,7 @@ class TestRestart(DBTestCase):
                 self.assert_error(self.call("cct.add", [1, 2]), "db-unavailable")
         finally:
             PG.start()
-        # every worker finds its old connection gone and opens a new one
+        # every old connection is found gone and a new one opened
         for i in range(6):
             self.assertEqual(self.call("cct.add", [i, 2]).get_body()["data"], [i + 2])
 
@@ -314,6 +316,40 @@ class TestRestart(DBTestCase):
             == 0
         )
         self.assertEqual(self.call("cct.add", [2, 2]).get_body()["data"], [4])
+
+
+class TestUnresponsiveServer(DBTestCase):
+    def test_connect_is_bounded_and_the_loop_goes_on(self):
+        """A server that accepts and never answers: calls fail after connect-timeout, and
+        meanwhile calls on the working database are answered."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody speaks
+        self.addCleanup(silent.close)
+        port = silent.getsockname()[1]
+        server = self.start_server(
+            "db",
+            ccserver_section("db") + "\n[routes]\ndeaddb = h:dead\ndb = h:db\n\n"
+            "[h:dead]\nhandler = dbhandler\ndb = host=127.0.0.1 port=%d dbname=x\n"
+            "allowed-functions = *\nconnect-timeout = 2\n\n"
+            "[h:db]\nhandler = dbhandler\ndb = %s\nallowed-functions = cct.add\n"
+            % (port, PG.dsn()),
+        )
+        self.sock = self.dealer(server.endpoint)
+        started = time.monotonic()
+        for i in range(3):
+            self.sock.send_multipart(
+                CCMessage.build("deaddb", {"function": "f", "return": "one"},
+                                route=[b"D%d" % i]).frames  # fmt: skip
+            )
+        for i in range(5):
+            self.assertEqual(self.call("cct.add", [i, 1]).get_body()["data"], [i + 1])
+        self.assertLess(time.monotonic() - started, 1.5, "calls waited for the dead database")
+        for _ in range(3):
+            body = self.assert_error(CCMessage(self.recv(self.sock)), "db-unavailable")
+            self.assertIn("timed out", body["msg"])
+        self.assertLess(time.monotonic() - started, 8)
+        server.wait_stat("h:dead.errors.db-unavailable", 3)
 
 
 class TestLifecycle(DBTestCase):
@@ -362,8 +398,8 @@ class TestLifecycle(DBTestCase):
         codes = sorted(
             CCMessage(self.recv(self.sock)).get_body().get("code", "ok") for _ in range(6)
         )
-        # each worker held two: they run to the end; the two still waiting are refused
-        self.assertEqual(codes, ["ok"] * 4 + ["shutting-down"] * 2)
+        # the two running run to the end; the four still waiting are refused
+        self.assertEqual(codes, ["ok"] * 2 + ["shutting-down"] * 4)
         self.assertEqual(
             sql_value("select count(*) from pg_stat_activity where query like '%%cct%%sleep%%'"
                       " and pid <> pg_backend_pid()"), 0
