@@ -16,6 +16,7 @@ setup(
     license="ISC",
     python_requires=">=3.11",
     packages=find_packages(include=["cc", "cc.*"]),
+    package_data={"cc": ["benchload.c"]},  # cc-bench's C sender and sink, built on first use
     install_requires=[
         "pyzmq>=24",
         "tornado>=6.2",

@@ -56,8 +56,12 @@ handler = locallogger
 
 
 def fields(i):
-    return {"log_level": "INFO", "job_name": "bench", "log_msg": "message %d" % i,
-            "log_time": time.time()}
+    return {
+        "log_level": "INFO",
+        "job_name": "bench",
+        "log_msg": "message %d" % i,
+        "log_time": time.time(),
+    }
 
 
 def handled(infofile):
@@ -152,8 +156,10 @@ def main():
         print("messages: %d log.info, RSA-2048 signer, SHA-256" % args.messages)
         print("unsigned:            %8.0f msg/s" % unsigned)
         print("signed at client:    %8.0f msg/s  (%.3f of unsigned)" % (signed, signed / unsigned))
-        print("pre-signed (server): %8.0f msg/s  (%.3f of unsigned)"
-              % (presigned, presigned / unsigned))
+        print(
+            "pre-signed (server): %8.0f msg/s  (%.3f of unsigned)"
+            % (presigned, presigned / unsigned)
+        )
         print("verify: %.0f us/msg, sign: %.0f us/msg (in process)" % (verify_us, sign_us))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

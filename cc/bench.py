@@ -17,11 +17,19 @@ received per second; ``twohop`` does the same through two chained hops;
 Every target runs in its own processes, targets alternate run by run, and
 the median of the runs is reported with ratios against ``zmqproxy`` and
 ``stock``.  For cc-server it also reports drops, CPU per message and RSS.
+
+The forwarding sender and sink are a small C program (``cc/benchload.c``),
+compiled on first use against pyzmq's libzmq when a C compiler is there
+(``--load python`` uses Python ones): a Python sender is slower than
+``zmq.proxy`` and would make the bar look lower than it is.
 """
 
 import argparse
+import ctypes.util
+import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +59,29 @@ def make_body(msgtype: str, size: int) -> bytes:
 
 
 # -- the processes -----------------------------------------------------------------
+
+
+def build_c_load(tmpdir: str) -> Optional[str]:
+    """Compile ``benchload.c`` into ``tmpdir``; its path, or None (no compiler or libzmq)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    zmq_dir = os.path.dirname(os.path.abspath(zmq.__file__))
+    bundled = glob.glob(os.path.join(os.path.dirname(zmq_dir), "pyzmq.libs", "libzmq*.so*"))
+    if bundled:  # a wheel: link the very library pyzmq loads
+        link = [bundled[0], "-Wl,-rpath," + os.path.dirname(bundled[0])]
+    else:
+        name = ctypes.util.find_library("zmq")  # the system's, which a distro's pyzmq uses
+        link = ["-l:" + name] if name else []
+    if not compiler or not link:
+        return None
+    binary = os.path.join(tmpdir, "benchload")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchload.c")
+    built = subprocess.run(
+        [compiler, "-O2", "-o", binary, source, *link], capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        print("cc-bench: cannot build the C load (%s)" % built.stderr.strip(), file=sys.stderr)
+        return None
+    return binary
 
 
 def role_sink(expected: int, idle: float) -> None:
@@ -166,10 +197,20 @@ class Procs:
         self.children: List[subprocess.Popen] = []
 
     def role(self, *args: str) -> subprocess.Popen:
+        return self.run(sys.executable, "-m", "cc.bench", "--role", *args)
+
+    def run(self, *argv: str, stdin: Optional[bytes] = None) -> subprocess.Popen:
+        """Start ``argv`` with its stdout piped (and ``stdin``, if given, written and closed)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cc.bench", "--role", *args], stdout=subprocess.PIPE, text=True
+            argv,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin is not None else None,
+            text=stdin is None,
         )
         self.children.append(proc)
+        if stdin is not None:
+            proc.stdin.write(stdin)  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
         return proc
 
     def bound(self, *args: str) -> str:
@@ -265,7 +306,10 @@ def run_forward(target: str, hops: int, args: argparse.Namespace, tmpdir: str) -
     procs = Procs(tmpdir)
     total = args.messages - args.messages % args.senders
     try:
-        sink = procs.role("sink", "--messages", str(total))
+        if args.c_load:
+            sink = procs.run(args.c_load, "sink", str(total), "3000")
+        else:
+            sink = procs.role("sink", "--messages", str(total))
         url = "tcp://127.0.0.1:%s" % sink.stdout.readline().strip()  # type: ignore[union-attr]
         servers = []
         for hop in range(hops if target != "direct" else 0):
@@ -275,20 +319,14 @@ def run_forward(target: str, hops: int, args: argparse.Namespace, tmpdir: str) -
             else:
                 url = procs.bound(target, "--upstream", url)
         cpu0 = [s.cpu_seconds() for s in servers]
-        senders = [
-            procs.role(
-                "send",
-                "--url",
-                url,
-                "--messages",
-                str(total // args.senders),
-                "--type",
-                args.type,
-                "--size",
-                str(args.size),
-            )
-            for _ in range(args.senders)
-        ]
+        count = str(total // args.senders)
+        if args.c_load:
+            body = make_body(args.type, args.size)
+            senders = [procs.run(args.c_load, "send", url, count, args.type, stdin=body)
+                       for _ in range(args.senders)]  # fmt: skip
+        else:
+            argv = ["send", "--url", url, "--messages", count, "--type", args.type]
+            senders = [procs.role(*argv, "--size", str(args.size)) for _ in range(args.senders)]
         for proc in senders:
             proc.wait()
         result = json.loads(sink.stdout.readline())  # type: ignore[union-attr]
@@ -323,6 +361,13 @@ def run_echo(target: str, args: argparse.Namespace, tmpdir: str) -> Dict:
 def bench(args: argparse.Namespace) -> Dict[str, List[Dict]]:
     results: Dict[str, List[Dict]] = {t: [] for t in args.targets}
     with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmpdir:
+        args.c_load = None
+        if args.scenario != "echo" and args.load != "python":
+            args.c_load = build_c_load(tmpdir)
+            if args.c_load is None and args.load == "c":
+                raise SystemExit("cc-bench: cannot build the C load (needs cc and libzmq)")
+        if not args.json:
+            print("load: %s" % ("C (benchload)" if args.c_load else "Python"), flush=True)
         for run in range(args.runs):
             for target in args.targets:
                 if args.scenario == "echo":
@@ -365,6 +410,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--type", default="log.info", help="message type for forwarding")
     p.add_argument("--senders", type=int, default=1, help="sender processes")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--load",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="sender and sink for forwarding: C if it builds (auto), or Python",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON only")
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -381,7 +432,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.messages = 5000 if args.scenario == "echo" else 200000
     summary = summarize(args.scenario, bench(args))
     if args.json:
-        print(json.dumps({"scenario": args.scenario, "summary": summary}, indent=1))
+        load = "c" if args.c_load else "python"
+        print(json.dumps({"scenario": args.scenario, "load": load, "summary": summary}, indent=1))
         return
     print(
         "median of %d runs (%s, %d messages, %d-byte body):"

@@ -85,8 +85,9 @@ class Certificate:
         return self.asn1.issuer.dump(), self.asn1.serial_number
 
     def info(self) -> Dict[str, object]:
-        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``, and
-        ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the original).
+        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``,
+        and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
+        original).
         """
         if self._info is None:
             names = {

@@ -51,6 +51,32 @@ class TestManyPeers(CCTestCase):
         server.wait_stat("count.ok", self.PEERS)
 
 
+class TestSlowReader(CCTestCase):
+    def test_a_burst_of_replies_waits_for_a_client_still_sending(self):
+        """Replies beyond the peer's pipe wait for it (bounded) instead of being dropped."""
+        # zmq_hwm = 100 (the default): the pipe to a peer holds 100, as many more may wait
+        ini = ccserver_section("slow") + "zmq_sndbuf = 65536\n" + ECHO_AND_DEAD_PROXY
+        server = self.start_server("slow", ini)
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 10)
+        sock.setsockopt(zmq.RCVBUF, 65536)
+        sock.connect(server.endpoint)
+        self.sockets.append(sock)
+        n, pad = 180, "x" * 30000  # more replies than the pipe, buffers and client hold
+        for i in range(n):
+            msg = CCMessage.build("echo.request", {"target": "%d:%s" % (i, pad)},
+                                  route=[b"Q%d" % i])  # fmt: skip
+            sock.send_multipart(msg.frames)
+        server.wait_stat("count.waited.peer_full", 1)
+        for i in range(n):
+            reply = CCMessage(self.recv(sock))
+            self.assertEqual(reply.route, [b"Q%d" % i])
+            self.assertEqual(reply.get_body()["orig_target"].split(":")[0], str(i))
+        server.wait_stat("count.ok", n)
+        self.assertNotIn("count.dropped.peer_full", server.stats_total())
+
+
 class TestBoundedMemory(CCTestCase):
     # make test-long: the full 300,000; the quick suite proves the same bound with fewer
     MESSAGES = 300000 if os.environ.get("CC_TEST_LONG") else 60000

@@ -50,8 +50,8 @@ class TailWriter(CCHandler):
 
     The destination keeps source offsets: a range the sender skipped
     (``lag-max-bytes``) or has not delivered yet is a hole (reads as NUL
-    bytes) until it arrives.  Acknowledged means handed to the kernel (survives a kill of cc-server);
-    with ``fsync = yes`` also on disk (survives power loss).  With
+    bytes) until it arrives.  Acknowledged means handed to the kernel (survives a kill of
+    cc-server); with ``fsync = yes`` also on disk (survives power loss).  With
     ``write-compressed = keep/yes`` fragments are appended as compressed
     members, not written at their offset: duplicates are skipped while the
     server runs, but a fragment resent after a restart may appear twice.
