@@ -382,8 +382,13 @@ def bench(args: argparse.Namespace) -> Dict[str, List[Dict]]:
 
 def _short(res: Dict) -> str:
     return ", ".join(
-        "%s %s" % (k, ("%.1f" % v) if isinstance(v, float) else v) for k, v in res.items()
+        "%s %s" % (k, _number(v) if isinstance(v, float) else v) for k, v in res.items()
     )
+
+
+def _number(v: float) -> str:
+    """Rates to a tenth, ratios and small figures to three decimals."""
+    return "%.3f" % v if abs(v) < 10 else "%.1f" % v
 
 
 def summarize(scenario: str, results: Dict[str, List[Dict]]) -> Dict[str, Dict]:

@@ -105,9 +105,7 @@ class _MetricsPage(tornado.web.RequestHandler):
         self.cc = server
 
     def get(self) -> None:
-        stats = self.cc.stats
-        totals = {key: stats.get(key) for key in set(stats.total) | set(stats.period)}
-        own = (HOSTNAME, self.cc.job_name, totals, self.cc.started)
+        own = (HOSTNAME, self.cc.job_name, self.cc.stats.totals(), self.cc.started)
         entries = [e for store in _stores(self.cc) for e in store]
         self.set_header("Content-Type", CONTENT_TYPE)
         self.write(render_metrics(own, entries))
@@ -124,7 +122,7 @@ class _StatusPage(tornado.web.RequestHandler):
             "job_name": self.cc.job_name,
             "service_type": self.cc.service_name,
             "state": self.cc.state(),
-            "totals": {key: stats.get(key) for key in set(stats.total) | set(stats.period)},
+            "totals": stats.totals(),
             "latest": stats.last_period,
             "hosts": {},
         }

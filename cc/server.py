@@ -18,7 +18,6 @@ import signal
 import sys
 import textwrap
 import time
-import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import skytools
@@ -167,6 +166,7 @@ class CCServer(skytools.BaseScript):
     def __init__(self, args: Sequence[str]) -> None:
         self.exit_code = 0
         self.stats = Stats()
+        self.stats.add_fold(self._fold_tallies)
         self._stats_types: Set[str] = set()
         self.routes: RouteTable[CCHandler] = RouteTable()
         self.handlers = HandlerSet(self)
@@ -176,7 +176,10 @@ class CCServer(skytools.BaseScript):
         self.cclocal: CCStream = None  # type: ignore[assignment]
         self._timers: List[PeriodicCallback] = []
         self._stopping: Optional[asyncio.Event] = None
-        self._stopped: "weakref.WeakSet[CCHandler]" = weakref.WeakSet()  # stop() done: no msgs
+        self._stopped: Set[CCHandler] = set()  # on the way out, stop() done: routed nothing
+        #: messages routed since the stats were last read: result (or result.msg.type) ->
+        #: [count, bytes, seconds]; folded into the counters when they are read
+        self._tallies: Dict[str, List[float]] = {}
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         self.replay = ReplayCache()
@@ -234,7 +237,7 @@ class CCServer(skytools.BaseScript):
             await self._stopping.wait()
             self.log.info("stopping: %d handlers", len(self.handlers.all()))
             # signals stay caught: a second TERM must not cut short what handlers finish
-            await self._stop_handlers(self.handlers.all())
+            await self._stop_handlers(self.handlers.all(), final=True)
             self._write_stats()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -367,13 +370,14 @@ class CCServer(skytools.BaseScript):
             len(retired),
         )
 
-    async def _stop_handlers(self, handlers: List[CCHandler]) -> None:
+    async def _stop_handlers(self, handlers: List[CCHandler], final: bool = False) -> None:
         """Stop handlers in parallel; each gets no more messages once its stop() is done.
 
         The socket is still read meanwhile, so what daemons send while they exit
         reaches the handlers that are still finishing their work.
         """
         pending = []
+        stopped = self._stopped if final else set()  # retired on reload: no route leads there
         for handler in handlers:
             try:
                 result = handler.stop()
@@ -381,10 +385,10 @@ class CCServer(skytools.BaseScript):
                 self.log.exception("stopping %s failed", handler.hname)
                 result = None
             if result is None:
-                self._stopped.add(handler)
+                stopped.add(handler)
             else:
                 task = asyncio.ensure_future(result)
-                task.add_done_callback(lambda _t, h=handler: self._stopped.add(h))
+                task.add_done_callback(lambda _t, h=handler: stopped.add(h))
                 pending.append(task)
         if pending:
             done, late = await asyncio.wait(pending, timeout=HANDLER_STOP_TIMEOUT)
@@ -457,27 +461,37 @@ class CCServer(skytools.BaseScript):
         self._count(result, msg.type, size, time.perf_counter() - started)
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
-        period = self.stats.period
-        get = period.get
-        period["count"] = get("count", 0) + 1
-        period["bytes"] = get("bytes", 0) + size
-        period["seconds"] = get("seconds", 0) + taken
-        key = "count." + result
-        period[key] = get(key, 0) + 1
-        key = "bytes." + result
-        period[key] = get(key, 0) + size
-        key = "seconds." + result
-        period[key] = get(key, 0) + taken
+        """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
+        tally = self._tallies.get(result)
+        if tally is None:
+            tally = self._tallies[result] = [0, 0, 0.0]
+        tally[0] += 1
+        tally[1] += size
+        tally[2] += taken
         if self.settings.stats_level > 1:
             if msgtype not in self._stats_types:
                 if len(self._stats_types) < MAX_STATS_TYPES:
                     self._stats_types.add(msgtype)
                 else:
                     msgtype = OTHER_TYPES
-            suffix = "." + result + ".msg." + msgtype
-            for prefix, n in (("count", 1), ("bytes", size), ("seconds", taken)):
-                key = prefix + suffix
+            key = result + ".msg." + msgtype
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = [0, 0, 0.0]
+            tally[0] += 1
+            tally[1] += size
+            tally[2] += taken
+
+    def _fold_tallies(self, period: Dict[str, float]) -> None:
+        """Stats fold: the tallies as ``count``, ``bytes``, ``seconds``, summed and per result."""
+        tallies, self._tallies = self._tallies, {}
+        get = period.get
+        for suffix, values in tallies.items():
+            for prefix, n in zip(("count", "bytes", "seconds"), values):
+                key = prefix + "." + suffix
                 period[key] = get(key, 0) + n
+                if ".msg." not in suffix:
+                    period[prefix] = get(prefix, 0) + n
 
     def _reject_frames(self, frames: List[bytes], ex: MessageError, size: int) -> None:
         """An unparsable frame list: count, log and, if someone waits, answer."""

@@ -5,12 +5,14 @@ Counter names are the original's (``count``, ``bytes``, ``count.ok``,
 current counters are logged as one line, added to the totals and reset.  For
 ``[avg:N]`` sections a snapshot of the totals is kept every
 :data:`BUCKET_SECONDS`; an average is the difference between two snapshots,
-so increments themselves cost one dict update.
+so increments themselves cost one dict update.  A path hotter than that
+keeps tallies of its own and hands them over in a fold (:meth:`Stats.add_fold`)
+whenever the counters are read.
 """
 
 import collections
 import time
-from typing import Deque, Dict, Iterator, List, Tuple
+from typing import Callable, Deque, Dict, Iterator, List, Tuple
 
 __all__ = ["Stats", "BUCKET_SECONDS", "AVG_SPANS"]
 
@@ -31,6 +33,15 @@ class Stats:
         self._snapshots: Deque[Tuple[float, Counters]] = collections.deque(
             maxlen=max(AVG_SPANS) // BUCKET_SECONDS + 1
         )
+        self._folds: List[Callable[[Counters], None]] = []
+
+    def add_fold(self, fold: Callable[[Counters], None]) -> None:
+        """Have ``fold(period)`` add counts kept elsewhere before the counters are read."""
+        self._folds.append(fold)
+
+    def _fold(self) -> None:
+        for fold in self._folds:
+            fold(self.period)
 
     def inc(self, key: str, n: float = 1) -> None:
         period = self.period
@@ -38,7 +49,16 @@ class Stats:
 
     def get(self, key: str) -> float:
         """Total of ``key`` since start, the current period included."""
+        self._fold()
         return self.total.get(key, 0) + self.period.get(key, 0)
+
+    def totals(self) -> Counters:
+        """Every counter's total since start, the current period included."""
+        self._fold()
+        current = dict(self.total)
+        for key, n in self.period.items():
+            current[key] = current.get(key, 0) + n
+        return current
 
     def merge(self, counters: Counters) -> None:
         """Add counters collected elsewhere (a worker thread's batch)."""
@@ -48,6 +68,7 @@ class Stats:
 
     def end_period(self) -> Counters:
         """Close the current period: add it to the totals and return it."""
+        self._fold()
         done, self.period = self.period, {}
         total = self.total
         for key, n in done.items():
@@ -57,10 +78,7 @@ class Stats:
 
     def snapshot(self, now: float) -> None:
         """Remember the totals so far; call every :data:`BUCKET_SECONDS` for averages."""
-        current = dict(self.total)
-        for key, n in self.period.items():
-            current[key] = current.get(key, 0) + n
-        self._snapshots.append((now, current))
+        self._snapshots.append((now, self.totals()))
 
     def averages(self, span: int) -> Iterator[Tuple[str, float, float, float]]:
         """(key, sum over span, per bucket, per second) from the snapshots."""
