@@ -18,6 +18,7 @@ This is the policy half of dbhandler, free of sockets and threads:
 import base64
 import datetime
 import decimal
+import functools
 import json
 import math
 import re
@@ -65,6 +66,11 @@ def parse_function_name(name: Any) -> Tuple[str, str]:
     """``schema.fn`` or ``fn`` (schema ``public``) as (schema, fn); CallError if not a name."""
     if not isinstance(name, str) or not name:
         raise CallError("bad-request", "field 'function' must be a non-empty string")
+    return _split_name(name)
+
+
+@functools.lru_cache(maxsize=1024)  # a fleet calls few functions, many times
+def _split_name(name: str) -> Tuple[str, str]:
     parts = name.split(".")
     if len(parts) == 1:
         parts.insert(0, "public")

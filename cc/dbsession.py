@@ -100,7 +100,7 @@ class DBSession:
         if not self.busy:  # closed while opening
             conn.close()
             return
-        self.conn, self._fd = conn, conn.fileno()
+        self.conn, self._fd, self._cursor = conn, conn.fileno(), None
         self._texts.clear()  # quoting follows the connection's encoding
         self._events = IOLoop.READ
         self.io_loop.add_handler(self._fd, self._on_socket, IOLoop.READ)
@@ -117,7 +117,8 @@ class DBSession:
                 if len(self._texts) >= MAX_TEXTS:
                     self._texts.clear()
                 text = self._texts[key] = call.statement().as_string(conn)
-            self._cursor = conn.cursor()
+            if self._cursor is None:
+                self._cursor = conn.cursor()  # one per connection: each call reads its result
             self._cursor.execute(text, call.values())  # async: sends, does not wait
             outcome = self._poll()
         except psycopg2.Error as ex:
@@ -167,7 +168,7 @@ class DBSession:
         spent = time.perf_counter() - self._started if self._started else 0.0
         self.busy = False
         self._started = 0.0
-        self._call = self._done = self._cursor = None
+        self._call = self._done = None
         assert done is not None
         done(outcome, spent)
 
