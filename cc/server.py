@@ -462,25 +462,22 @@ class CCServer(skytools.BaseScript):
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
         """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
-        tally = self._tallies.get(result)
-        if tally is None:
-            tally = self._tallies[result] = [0, 0, 0.0]
-        tally[0] += 1
-        tally[1] += size
-        tally[2] += taken
+        self._tally(result, size, taken)
         if self.settings.stats_level > 1:
             if msgtype not in self._stats_types:
                 if len(self._stats_types) < MAX_STATS_TYPES:
                     self._stats_types.add(msgtype)
                 else:
                     msgtype = OTHER_TYPES
-            key = result + ".msg." + msgtype
-            tally = self._tallies.get(key)
-            if tally is None:
-                tally = self._tallies[key] = [0, 0, 0.0]
-            tally[0] += 1
-            tally[1] += size
-            tally[2] += taken
+            self._tally(result + ".msg." + msgtype, size, taken)
+
+    def _tally(self, key: str, size: int, taken: float) -> None:
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = [0, 0, 0.0]
+        tally[0] += 1
+        tally[1] += size
+        tally[2] += taken
 
     def _fold_tallies(self, period: Dict[str, float]) -> None:
         """Stats fold: the tallies as ``count``, ``bytes``, ``seconds``, summed and per result."""

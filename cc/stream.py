@@ -209,16 +209,9 @@ class CCStream:
         progress = False
         for peer in list(self._parked):
             waiting = self._parked[peer]
-            while waiting:
-                try:
-                    self._send(waiting[0])
-                except zmq.Again:
-                    break
-                except zmq.ZMQError as ex:
-                    self._send_failed(waiting[0], ex)
-                waiting.popleft()
-                self._nparked -= 1
-                progress = True
+            sent = self._send_from(waiting, len(waiting))
+            self._nparked -= sent
+            progress = progress or sent > 0
             if not waiting:
                 del self._parked[peer]
         if self._parked and self.socket is not None:
@@ -300,17 +293,24 @@ class CCStream:
     _recv_frames = _recv_frames_more if zmq.pyzmq_version_info() >= (25,) else _recv_frames_get
 
     def _flush(self) -> None:
-        queue = self._queue
-        for _ in range(self.batch):
-            if not queue:
-                return
+        self._send_from(self._queue, self.batch)
+
+    def _send_from(self, queue: Deque[Frames], limit: int) -> int:
+        """Send from the front of ``queue`` until the socket is full, ``limit`` at most.
+
+        Returns how many left the queue (a send error drops and counts one).
+        """
+        done = 0
+        while queue and done < limit:
             try:
                 self._send(queue[0])
             except zmq.Again:
-                return
+                break
             except zmq.ZMQError as ex:
                 self._send_failed(queue[0], ex)
             queue.popleft()
+            done += 1
+        return done
 
 
 QueryCallback = Callable[[Optional[CCMessage]], bool]
