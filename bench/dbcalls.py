@@ -155,6 +155,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", default="4,10")
     ap.add_argument("--sleep-ms", type=float, default=0.0)
+    ap.add_argument(
+        "--inflight",
+        type=int,
+        default=0,
+        help="calls the cc client keeps in flight (default: 2 per thread)",
+    )
     ap.add_argument("--dsn", help="use this database instead of a throwaway cluster")
     args = ap.parse_args()
     global FUNCTION
@@ -176,7 +182,8 @@ def main() -> None:
                 d_runs, c_runs = [], []
                 for _ in range(args.runs):
                     d_runs.append(direct(dsn, threads, args.calls))
-                    c_runs.append(through_cc(server.endpoint, 2 * threads, args.calls))
+                    inflight = args.inflight or 2 * threads
+                    c_runs.append(through_cc(server.endpoint, inflight, args.calls))
             finally:
                 server.stop()
             d, c = statistics.median(d_runs), statistics.median(c_runs)
