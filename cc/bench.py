@@ -66,8 +66,8 @@ def build_c_load(tmpdir: str) -> Optional[str]:
     compiler = shutil.which("cc") or shutil.which("gcc")
     zmq_dir = os.path.dirname(os.path.abspath(zmq.__file__))
     bundled = glob.glob(os.path.join(os.path.dirname(zmq_dir), "pyzmq.libs", "libzmq*.so*"))
-    if bundled:  # a wheel: link the very library pyzmq loads
-        link = [bundled[0], "-Wl,-rpath," + os.path.dirname(bundled[0])]
+    if bundled:  # a wheel: link the very library pyzmq loads (RPATH: its libsodium is there too)
+        link = [bundled[0], "-Wl,--disable-new-dtags,-rpath," + os.path.dirname(bundled[0])]
     else:
         name = ctypes.util.find_library("zmq")  # the system's, which a distro's pyzmq uses
         link = ["-l:" + name] if name else []
@@ -78,10 +78,12 @@ def build_c_load(tmpdir: str) -> Optional[str]:
     built = subprocess.run(
         [compiler, "-O2", "-o", binary, source, *link], capture_output=True, text=True
     )
-    if built.returncode != 0:
-        print("cc-bench: cannot build the C load (%s)" % built.stderr.strip(), file=sys.stderr)
-        return None
-    return binary
+    if built.returncode == 0:
+        built = subprocess.run([binary], capture_output=True, text=True)  # usage: exit 2
+        if built.returncode == 2 and "usage" in built.stderr:
+            return binary
+    print("cc-bench: cannot build the C load (%s)" % built.stderr.strip(), file=sys.stderr)
+    return None
 
 
 def role_sink(expected: int, idle: float) -> None:

@@ -13,7 +13,7 @@ ones no longer needed.
 
 import configparser
 import logging
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Optional, Tuple, Type
 
 import skytools
 
@@ -77,7 +77,12 @@ class SectionPlan:
         self.name = name
         self.cls = cls
         self.cf = cf
-        self.items = tuple(sorted(cf.cf.items(name, raw=True)))
+        items = [tuple(sorted(cf.cf.items(name, raw=True)))]
+        for option in cls.SECTION_LISTS:
+            for listed in cf.getlist(option, []):
+                if cf.cf.has_section(listed):
+                    items.append((listed,) + tuple(sorted(cf.cf.items(listed, raw=True))))
+        self.items = tuple(items)
         self.references = [cf.get(opt) for opt in cls.REFERENCES if cf.has_option(opt)]
 
 
@@ -149,6 +154,7 @@ class HandlerSet:
         self.instances: Dict[str, Tuple[Fingerprint, CCHandler]] = {}
         self._building: Optional[Dict[str, Tuple[Fingerprint, CCHandler]]] = None
         self._plan: Optional[RoutePlan] = None
+        self._changes: List[Callable[[], None]] = []
 
     def apply(self, plan: RoutePlan) -> Tuple[RouteTable[CCHandler], List[CCHandler]]:
         """Instances for ``plan``; returns the new route table and the handlers to stop.
@@ -157,7 +163,7 @@ class HandlerSet:
         stopped, the running set is left as it was, and the error is raised.
         """
         old = self.instances
-        self._building, self._plan = {}, plan
+        self._building, self._plan, self._changes = {}, plan, []
         created: List[CCHandler] = []
         try:
             for name in plan.sections:
@@ -171,6 +177,9 @@ class HandlerSet:
             raise
         finally:
             building, self._building, self._plan = self._building, None, None
+            changes, self._changes = self._changes, []
+        for change in changes:  # handlers reconfigured in place: only now that all is made
+            change()
         kept = {id(h) for _, h in building.values()}
         retired = [h for _, h in old.values() if id(h) not in kept]
         self.instances = building
@@ -195,10 +204,16 @@ class HandlerSet:
             return self._building[name][1]
         fingerprint = self._plan.fingerprint(name)
         previous = old.get(name)
-        if previous is not None and previous[0] == fingerprint:
+        section = self._plan.sections[name]
+        change = None
+        if previous is not None and previous[0] != fingerprint:
+            if type(previous[1]) is section.cls:
+                change = previous[1].reconfigure(section.cf)
+        if previous is not None and (previous[0] == fingerprint or change is not None):
             handler = previous[1]
+            if change is not None:
+                self._changes.append(change)
         else:
-            section = self._plan.sections[name]
             handler = section.cls(name, section.cf, self.server)
             created.append(handler)
             log.debug("created handler %s: %s", name, type(handler).__name__)

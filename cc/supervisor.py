@@ -96,6 +96,10 @@ class Job:
 
     # -- control ----------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
         self._task.add_done_callback(self._run_done)

@@ -150,6 +150,47 @@ class TestJobMgr(CCTestCase):
         self.assertGreaterEqual(delays[2], 0.6)  # 0.8 - 20 %, logged as %.1f
         self.assertLessEqual(delays[2], 1.0)
 
+    def test_reload_touches_only_the_jobs_that_changed(self):
+        """SIGHUP as supervisorctl update: start added, stop removed, restart changed."""
+        extra = "\n[d:two]\nmodule = plugins.echodaemon\n\n[d:gone]\nmodule = plugins.echodaemon\n"
+        ini = ccserver_section("local", role="local") + JOBS + extra
+        server = self.start_server(
+            "local", ini, daemons="d:echo, d:two, d:gone", scripts=os.path.join(TEST_DIR, "scripts")
+        )
+        pids = {job: self.wait_started(server, job) for job in ("d:echo", "d:two", "d:gone")}
+        with open(server.ini, encoding="utf8") as f:
+            text = f.read()
+        changed = text.replace(
+            "daemons = d:echo, d:two, d:gone", "daemons = d:echo, d:two, d:three"
+        )
+        changed = changed.replace(
+            "[d:two]\nmodule = plugins.echodaemon\n",
+            "[d:two]\nmodule = plugins.echodaemon\necho-timeout = 2\n",
+        )
+        changed += "\n[d:three]\nmodule = plugins.echodaemon\n"
+
+        # a broken job section refuses the whole reload: nothing is touched
+        server.write_ini(changed.replace("[d:three]\nmodule = plugins.echodaemon", "[d:three]"))
+        server.send_signal(signal.SIGHUP)
+        server.wait_log(r"\[d:three\]: needs module = or script =")
+        server.write_ini(changed)
+        server.send_signal(signal.SIGHUP)
+        server.wait_log(r"jobs reloaded: 1 kept, started d:three, restarted d:two, stopped d:gone")
+        self.wait_started(server, "d:three")
+        new_two = self.wait_started(server, "d:two", 2)
+        self.assertNotEqual(new_two, pids["d:two"])
+        wait_for(lambda: not pid_alive(pids["d:gone"]) and not pid_alive(pids["d:two"]))
+        self.assertTrue(pid_alive(pids["d:echo"]))
+        self.assertEqual(self.job_pids(server, "d:echo"), [pids["d:echo"]])
+        self.assertEqual(self.job_pids(server, "d:gone"), [pids["d:gone"]])
+        self.wait_keepalive_from(server, "d:two", new_two)
+        sock = self.dealer(server.endpoint)
+        reply = self.query(sock, "job.config", {"job_name": "d:two"})
+        self.assertEqual(reply.get_body()["config"]["echo-timeout"], "2")
+        self.assertEqual(server.stop(signal.SIGTERM), 0)
+        for job in ("d:echo", "d:two", "d:three"):
+            self.assertFalse(pid_alive(self.job_pids(server, job)[-1]), job)
+
     def test_jobmgr_refuses_remote_role(self):
         ini = ccserver_section("remote", role="remote") + JOBS
         server = self.write_server("remote", ini, daemons="d:echo", scripts="/x")

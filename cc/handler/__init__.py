@@ -9,7 +9,7 @@ line in :data:`HANDLERS`.
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tuple, Type
 
 import skytools
 from skytools.config import ConfigError
@@ -80,11 +80,15 @@ class CCHandler:
       return an awaitable that the server waits for (bounded) on shutdown;
     * :meth:`on_sighup` (optional): the server got SIGHUP; reopen files
       (logrotate moved them).  Called for every running handler, kept
-      across the reload or not, even when the new config is refused.
+      across the reload or not, even when the new config is refused;
+    * :meth:`reconfigure` (optional): take a changed section in place on
+      reload instead of being replaced by a new instance.
 
     Class attributes: ``CC_ROLES``, the server roles it may run in;
     ``REFERENCES``, options naming other handler sections (``forward-to``),
-    so that a reload knows what a handler depends on.
+    so that a reload knows what a handler depends on; ``SECTION_LISTS``,
+    options listing other sections it reads (jobmgr's ``daemons``), whose
+    changes count as changes of its own.
 
     The server gives each handler ``server`` (the :class:`~cc.server.CCServer`),
     ``cclocal`` (the ROUTER stream), ``io_loop``, ``zctx``, ``stats`` and a
@@ -98,6 +102,7 @@ class CCHandler:
 
     CC_ROLES: Tuple[str, ...] = ("local", "proxy", "end-service")
     REFERENCES: Tuple[str, ...] = ()
+    SECTION_LISTS: Tuple[str, ...] = ()
 
     def __init__(self, hname: str, hcf: skytools.Config, ccscript: "CCServer") -> None:
         self.hname = hname
@@ -118,6 +123,16 @@ class CCHandler:
 
     def on_sighup(self) -> None:
         """Reopen what logrotate may have moved; the default has nothing to reopen."""
+
+    def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
+        """Reload found this handler's config changed: how to take ``hcf`` in place.
+
+        Return a function that applies it, called once every handler of the
+        new config has been made; nothing may change before.  Raise
+        :class:`HandlerConfigError` if ``hcf`` is wrong (the reload is then
+        refused as a whole).  The default, None, has the handler replaced.
+        """
+        return None
 
     # -- helpers -------------------------------------------------------------
 

@@ -4,13 +4,13 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import skytools
 from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
-from cc.jobenv import JobEnv, connectable
+from cc.jobenv import KEEPALIVE_PERIOD, JobEnv, connectable
 from cc.jobstates import Backoff
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
@@ -31,6 +31,12 @@ class JobMgr(CCHandler):
     stop for ``keepalive-timeout`` seconds is killed and restarted.  On
     shutdown every job gets TERM, then KILL after ``stop-timeout``, and the
     server waits for them.  Route ``job`` here so that keepalives arrive.
+
+    On reload (SIGHUP) the jobs are compared one by one, as ``supervisorctl
+    update`` does: a job added to ``daemons`` is started, one taken out is
+    stopped, one whose section (or the defaults it takes from here) changed
+    is restarted once its old process has gone, and the others run on
+    untouched.
 
     ::
 
@@ -58,6 +64,7 @@ class JobMgr(CCHandler):
     """
 
     CC_ROLES = ("local",)
+    SECTION_LISTS = ("daemons",)
 
     def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
         super().__init__(hname, hcf, ccscript)
@@ -68,15 +75,10 @@ class JobMgr(CCHandler):
         self.server_pidfile_template = _raw_option(server_cf, "pidfile")
         self.jobs: Dict[str, Job] = {}
         self.configs: Dict[str, Dict[str, str]] = {}
-        names = hcf.getlist("daemons")
-        if not names:
-            raise HandlerConfigError("[%s]: daemons lists no job section" % hname)
-        for name in names:
-            self.jobs[name] = self._make_job(name)
-        self._by_job_name = {self._job_name(n): n for n in self.jobs}
-        self._period = min(job.settings.keepalive_timeout for job in self.jobs.values()) / 4
-        self._checker = PeriodicCallback(self._check_jobs, max(0.1, min(self._period, 1)) * 1000)
-        self._checker.start()
+        self._leaving: Set["asyncio.Future[Any]"] = set()  # jobs stopping after a reload
+        self._stopping = False
+        self._checker: Optional[PeriodicCallback] = None
+        self._use(self._make_jobs(hcf))
         self.server.add_status_source(self.hname, self.status_lines)
         for job in self.jobs.values():
             job.start()
@@ -97,16 +99,34 @@ class JobMgr(CCHandler):
             defaults["pidfile"] = self.server_pidfile_template
         return defaults
 
-    def _make_job(self, section: str) -> Job:
+    def _make_jobs(self, hcf: skytools.Config) -> Dict[str, Tuple[Job, Dict[str, str]]]:
+        """The jobs ``hcf`` lists, with their sections' options; checked, none started."""
+        names = hcf.getlist("daemons")
+        if not names:
+            raise HandlerConfigError("[%s]: daemons lists no job section" % self.hname)
+        return {name: self._make_job(name, hcf) for name in names}
+
+    def _use(self, jobs: Dict[str, Tuple[Job, Dict[str, str]]]) -> None:
+        """Make ``jobs`` the supervised set (they are started by the caller)."""
+        self.jobs = {name: job for name, (job, _) in jobs.items()}
+        self.configs = {name: config for name, (_, config) in jobs.items()}
+        self._by_job_name = {self._job_name(n): n for n in self.jobs}
+        period = min(job.settings.keepalive_timeout for job in self.jobs.values()) / 4
+        if self._checker is not None:
+            self._checker.stop()
+        self._checker = PeriodicCallback(self._check_jobs, max(0.1, min(period, 1)) * 1000)
+        self._checker.start()
+
+    def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:
         try:
             cf = skytools.Config(section, self.config_file, user_defs=self._job_defaults(section))
-            self.configs[section] = dict(cf.cf.items(section))
+            config = dict(cf.cf.items(section))
         except Exception as ex:
             raise HandlerConfigError("[%s]: job %s: %s" % (self.hname, section, ex)) from None
 
         def opt(name: str, default: float, *aliases: str) -> float:
             for key in (name,) + aliases:
-                for source in (cf, self.cf):
+                for source in (cf, hcf):
                     if source.has_option(key):
                         return source.getfloat(key)
             return default
@@ -136,7 +156,7 @@ class JobMgr(CCHandler):
         jobenv = JobEnv(section, connectable(self.server.endpoint), keepalive_period, os.getpid())
         env = dict(os.environ)
         env.update(jobenv.to_environ())
-        return Job(
+        job = Job(
             section,
             argv,
             env,
@@ -146,6 +166,54 @@ class JobMgr(CCHandler):
             self.log,
             pidfile=self._pidfile(cf, section),
         )
+        return job, config
+
+    # -- reload ---------------------------------------------------------------------
+
+    def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
+        jobs = self._make_jobs(hcf)  # a broken section refuses the reload here
+        return lambda: self._update(hcf, jobs)
+
+    def _update(self, hcf: skytools.Config, jobs: Dict[str, Tuple[Job, Dict[str, str]]]) -> None:
+        """Start added jobs, stop removed ones, restart changed ones, keep the rest."""
+        old = self.jobs
+        kept, started, restarted = [], [], []
+        for name, (job, config) in list(jobs.items()):
+            previous = old.get(name)
+            if previous is None:
+                started.append(job)
+            elif _spec(previous, self.configs[name]) == _spec(job, config):
+                jobs[name] = (previous, config)
+                kept.append(name)
+            else:
+                restarted.append(job)
+        stopped = [job for name, job in old.items() if name not in jobs]
+        self.cf = hcf
+        self._use(jobs)
+        self.log.info(
+            "jobs reloaded: %d kept, started %s, restarted %s, stopped %s",
+            len(kept),
+            _names(started),
+            _names(restarted),
+            _names(stopped),
+        )
+        for job in started:
+            job.start()
+        for job in stopped:
+            self._retire(old[job.name])
+        for job in restarted:
+            gone = self._retire(old[job.name])
+            gone.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
+
+    def _retire(self, job: Job) -> "asyncio.Future[Any]":
+        gone = job.stop()
+        self._leaving.add(gone)
+        gone.add_done_callback(self._leaving.discard)
+        return gone
+
+    def _start_unless_stopping(self, job: Job) -> None:
+        if not self._stopping and self.jobs.get(job.name) is job:
+            job.start()
 
     def _pidfile(self, cf: skytools.Config, section: str) -> str:
         """The job's own pidfile; never the server's (a template without %(job_name)s)."""
@@ -215,7 +283,7 @@ class JobMgr(CCHandler):
             job_name=self._job_name(section),
             config=self.configs[section],
             cc_socket=connectable(self.server.endpoint),
-            keepalive_period=float(job.env["CC_KEEPALIVE_PERIOD"]),
+            keepalive_period=float(job.env[KEEPALIVE_PERIOD]),
         )
 
     # -- supervision --------------------------------------------------------------
@@ -233,9 +301,29 @@ class JobMgr(CCHandler):
         return lines
 
     def stop(self) -> "asyncio.Future[Any]":
-        self._checker.stop()
+        self._stopping = True
+        if self._checker is not None:
+            self._checker.stop()
         self.server.remove_status_source(self.hname, self.status_lines)
-        return asyncio.gather(*(job.stop() for job in self.jobs.values()))
+        running = [job.stop() for job in self.jobs.values() if job.started]
+        return asyncio.gather(*running, *self._leaving)
+
+
+def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:
+    """What running a job depends on: a difference means a restart on reload."""
+    backoff = job.backoff
+    return (
+        job.argv,
+        job.env[KEEPALIVE_PERIOD],
+        job.pidfile,
+        vars(job.settings),
+        (backoff.base, backoff.cap, backoff.reset_after),
+        sorted(config.items()),
+    )
+
+
+def _names(jobs: List[Job]) -> str:
+    return ", ".join(job.name for job in jobs) or "none"
 
 
 def _raw_option(cf: skytools.Config, key: str) -> str:
