@@ -34,7 +34,7 @@ setup(
             "cc-daemon = cc.daemon:main",
             "cc-demo = cc.demo:main",
             "cc-task = cc.taskclient:main",
-            "cc-keygen = cc.keygen:main",
+            "cc-keygen = cc.crypto.keygen:main",
         ],
     },
 )

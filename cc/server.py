@@ -28,8 +28,8 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
 from cc.crypto import CryptoContext, ReplayCache
-from cc.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
-from cc.curve import CurveServer
+from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
+from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.message import CCMessage, MessageError

@@ -9,7 +9,7 @@ import sys
 
 from harness import CCTestCase, ccserver_section, child_env, wait_for
 
-from cc.tailsource import read_state
+from cc.files.tailsource import read_state
 
 REMOTE = """
 [routes]

@@ -2,7 +2,7 @@
 
 import unittest
 
-from cc.jobstates import Backoff, JobState, StateError, check_transition, keepalive_overdue
+from cc.jobs.states import Backoff, JobState, StateError, check_transition, keepalive_overdue
 
 
 class TestTransitions(unittest.TestCase):

@@ -5,8 +5,8 @@ import shutil
 import tempfile
 import unittest
 
-from cc.compression import compress, decompress, extension, normalize
-from cc.paths import UnsafePath, clean_name, safe_join
+from cc.files.compression import compress, decompress, extension, normalize
+from cc.files.paths import UnsafePath, clean_name, safe_join
 
 
 class TestSafeJoin(unittest.TestCase):

@@ -234,7 +234,7 @@ class TestCurve(CCTestCase):
         self.clients = os.path.join(self.tmp, "clients")
         os.makedirs(self.clients)
         out = self.run_command(
-            [sys.executable, "-m", "cc.keygen", keys, "server", "allowed", "unknown"]
+            [sys.executable, "-m", "cc.crypto.keygen", keys, "server", "allowed", "unknown"]
         )
         self.assertEqual(out.returncode, 0, out.stderr)
         shutil.copy(os.path.join(keys, "allowed.key"), self.clients)

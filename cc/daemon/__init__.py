@@ -12,7 +12,7 @@ skeleton: skytools command line and pidfile, an IOLoop, a connection to the
 local cc, log records forwarded as ``log.*`` messages, counters logged and
 published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
 each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
-(see :mod:`cc.jobenv`), a daemon connects to the server's real address, asks
+(see :mod:`cc.jobs.env`), a daemon connects to the server's real address, asks
 ``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
 pidfile is then jobmgr's to write.
 
@@ -40,9 +40,9 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
-from cc.jobenv import from_environ
-from cc.joblink import JobLink
 from cc.crypto import CryptoContext
+from cc.jobs.env import from_environ
+from cc.jobs.link import JobLink
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats

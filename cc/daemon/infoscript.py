@@ -9,7 +9,7 @@ import signal
 import time
 
 from cc.daemon import CCDaemon, run_daemon
-from cc.infomsg import InfofileEncoder
+from cc.files.infomsg import InfofileEncoder
 
 CC_DAEMON = "InfoScript"
 

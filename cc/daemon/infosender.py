@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import skytools
 
 from cc.daemon import CCDaemon, run_daemon
-from cc.infomsg import InfofileEncoder
+from cc.files.infomsg import InfofileEncoder
 from cc.message import CCMessage
 
 CC_DAEMON = "InfofileCollector"

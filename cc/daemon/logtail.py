@@ -8,12 +8,9 @@ from typing import Deque, Optional, Tuple, Union
 
 from skytools.config import ConfigError
 
-from cc import compression
 from cc.daemon import CCDaemon, run_daemon
-from cc.message import CCMessage, is_valid_type
-from cc.msgtypes import LogtailMessage
-from cc.ratelog import RateLimitedLog
-from cc.tailsource import (
+from cc.files import compression
+from cc.files.tailsource import (
     Source,
     find_by_inode,
     find_logs,
@@ -21,6 +18,9 @@ from cc.tailsource import (
     read_state,
     write_state,
 )
+from cc.message import CCMessage, is_valid_type
+from cc.msgtypes import LogtailMessage
+from cc.ratelog import RateLimitedLog
 
 CC_DAEMON = "LogfileTailer"
 

@@ -19,10 +19,10 @@ import skytools
 from tornado.ioloop import PeriodicCallback
 
 from cc.daemon import CCDaemon, run_daemon
-from cc.jobenv import without_job_env
+from cc.jobs.env import without_job_env
+from cc.jobs.pipes import read_lines
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import TaskRegisterMessage, TaskReplyMessage
-from cc.pipes import read_lines
 
 CC_DAEMON = "TaskExec"
 

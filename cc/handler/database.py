@@ -5,8 +5,8 @@ import collections
 import concurrent.futures
 from typing import Any, Deque, List, Optional, Tuple
 
-from cc.dbcall import CallError, CallPolicy, DBCall
-from cc.dbsession import DBSession
+from cc.db.call import CallError, CallPolicy, DBCall
+from cc.db.session import DBSession
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage, MessageError
 from cc.msgtypes import wants_reply
@@ -36,7 +36,7 @@ class DBHandler(CCHandler):
     ``worker-threads`` (the original's name) is how many calls run at once:
     one connection each, opened on first use, autocommit, re-opened after the
     database restarts.  Calls run asynchronously on the IOLoop (see
-    :mod:`cc.dbsession`), which never waits on the database; at most
+    :mod:`cc.db.session`), which never waits on the database; at most
     ``zmq_hwm`` requests wait for a free connection (more are refused, counted).
 
     ::

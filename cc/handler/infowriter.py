@@ -3,20 +3,20 @@
 import base64
 import binascii
 import errno
+import functools
 import math
 import os
-import functools
 import tempfile
 from typing import Any, Optional
 
 from skytools.config import ConfigError
 
-from cc import compression
+from cc.files import compression
+from cc.files.paths import UnsafePath, clean_name, safe_join
+from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
-from cc.paths import UnsafePath, clean_name, safe_join
 from cc.ratelog import RateLimitedLog
-from cc.workerpool import WorkerPool
 
 CC_HANDLER = "InfoWriter"
 

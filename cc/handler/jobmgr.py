@@ -10,11 +10,11 @@ import skytools
 from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
-from cc.jobenv import KEEPALIVE_PERIOD, JobEnv, connectable
-from cc.jobstates import Backoff
+from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable
+from cc.jobs.states import Backoff
+from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
-from cc.supervisor import Job, JobSettings
 
 CC_HANDLER = "JobMgr"
 

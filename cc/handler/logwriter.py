@@ -6,12 +6,12 @@ import threading
 import time
 from typing import Any, Dict, Optional, TextIO
 
+from cc.files.paths import UnsafePath, clean_name, safe_join
+from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.msgtypes import record_time
-from cc.paths import UnsafePath, clean_name, safe_join
 from cc.ratelog import RateLimitedLog
-from cc.workerpool import WorkerPool
 
 CC_HANDLER = "LogWriter"
 

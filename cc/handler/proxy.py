@@ -4,7 +4,7 @@ from typing import List
 
 import zmq
 
-from cc.curve import configure_client
+from cc.crypto.curve import configure_client
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.ping import RemotePinger

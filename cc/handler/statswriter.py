@@ -8,9 +8,9 @@ from typing import Dict, Optional, Tuple
 
 import skytools
 
+from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.handler import CCHandler
 from cc.message import CCMessage
-from cc.paths import UnsafePath, clean_name, safe_join
 from cc.ratelog import RateLimitedLog
 from cc.statsstore import BadStats, StatsStore
 

@@ -11,12 +11,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from skytools.config import ConfigError
 
-from cc import compression
+from cc.files import compression
+from cc.files.paths import UnsafePath
+from cc.files.tailfiles import DestinationMap, TailFile, TailIdentity, default_mask
 from cc.handler import CCHandler
 from cc.message import CCMessage
-from cc.paths import UnsafePath
 from cc.ratelog import RateLimitedLog
-from cc.tailfiles import DestinationMap, TailFile, TailIdentity, default_mask
 
 CC_HANDLER = "TailWriter"
 

@@ -21,7 +21,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 __all__ = ["CurveServer", "configure_client", "TEMPLATE_SERVER", "TEMPLATE_CLIENT"]
 
-log = logging.getLogger("cc.curve")
+log = logging.getLogger("cc.crypto.curve")
 
 TEMPLATE_SERVER = """\
 # CURVE on the server socket: its secret certificate, and the directory of

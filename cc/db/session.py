@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 from tornado.ioloop import IOLoop
 
-from cc.dbcall import CallError, DBCall, classify, first_line
+from cc.db.call import CallError, DBCall, classify, first_line
 
 __all__ = ["DBSession"]
 

@@ -5,7 +5,7 @@ group of its own (``start_new_session``), so every signal goes to the whole
 group: whatever the daemon started goes with it.  The child's output is read
 on the loop and logged line by line.  Reaping is asyncio's child watcher's;
 nothing here blocks or sleeps on the loop.  The decisions (which state next,
-how long to wait) are :mod:`cc.jobstates`'s.
+how long to wait) are :mod:`cc.jobs.states`'s.
 """
 
 import asyncio
@@ -15,8 +15,8 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
-from cc.jobstates import Backoff, JobState, check_transition, keepalive_overdue
-from cc.pipes import read_lines
+from cc.jobs.pipes import read_lines
+from cc.jobs.states import Backoff, JobState, check_transition, keepalive_overdue
 from cc.stats import Stats
 
 __all__ = ["Job", "JobSettings"]
@@ -275,7 +275,7 @@ def _write_pidfile(path: str, pid: int) -> None:
             f.write("%d\n" % pid)
         os.replace(tmp, path)
     except OSError as ex:
-        logging.getLogger("cc.supervisor").warning("cannot write pidfile %s: %s", path, ex)
+        logging.getLogger("cc.jobs.supervisor").warning("cannot write pidfile %s: %s", path, ex)
 
 
 def _remove_pidfile(path: str, pid: int) -> None:

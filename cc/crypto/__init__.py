@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import skytools
 from skytools.config import ConfigError
 
-from cc.cms import (
+from cc.crypto.cms import (
     Certificate,
     CMSError,
     TrustStore,

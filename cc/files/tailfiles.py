@@ -24,8 +24,8 @@ import threading
 import time
 from typing import Dict, NamedTuple, Optional
 
-from cc import compression
-from cc.paths import UnsafePath, clean_name, safe_join
+from cc.files import compression
+from cc.files.paths import UnsafePath, clean_name, safe_join
 
 __all__ = ["TailIdentity", "DestinationMap", "TailFile", "STATE_NAME", "default_mask"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from skytools.config import ConfigError
 
-from cc import compression
+from cc.files import compression
 from cc.message import CCMessage, is_valid_type
 from cc.msgtypes import InfofileMessage
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional
 
 from tornado.ioloop import PeriodicCallback
 
-from cc.jobenv import JobEnv
+from cc.jobs.env import JobEnv
 from cc.message import CCMessage
 from cc.msgtypes import JobConfigRequestMessage, JobKeepaliveMessage
 from cc.stream import CCReqStream

@@ -1,7 +1,7 @@
 """Job supervision policy: states, allowed transitions, restart back-off, hang detection.
 
 Dependency-free and clock-free (callers pass ``now``), so the policy can be
-tested without processes; :mod:`cc.supervisor` does the OS work.
+tested without processes; :mod:`cc.jobs.supervisor` does the OS work.
 """
 
 import enum
