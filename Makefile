@@ -39,7 +39,9 @@ bench: $(STAMP)
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cc/__init__.py)
 DEBBUILD := build/deb
 
+# As root, installs the build dependencies first (the build runs the suite on Debian's packages).
 deb:
+	if [ "$$(id -u)" = 0 ]; then apt-get build-dep -y -q ./; fi
 	rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD)/cc-$(VERSION) dist
 	tar -c --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
 		--exclude=__pycache__ --exclude='*.egg-info' . | tar -x -C $(DEBBUILD)/cc-$(VERSION)

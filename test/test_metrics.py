@@ -39,10 +39,14 @@ echo-timeout = 1
 """
 
 
+#: the server is local: no http_proxy (a Debian package build sets one that refuses all)
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class TestMetrics(DaemonTestCase):
     def fetch(self, server, page):
         url = "http://%s/%s" % (server.wait_log(r"metrics on http://(\S+)/metrics").group(1), page)
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with OPENER.open(url, timeout=5) as resp:
             return resp.headers.get("Content-Type"), resp.read().decode("utf8")
 
     def samples(self, server):
