@@ -432,9 +432,10 @@ class CCServer(skytools.BaseScript):
         handlers = self.routes.lookup(msg.type)
         if handlers:
             result = "ok"
+            skipped = 0
             for handler in handlers:
                 if self._stopped and handler in self._stopped:
-                    result = "stopping"
+                    skipped += 1
                     continue
                 try:
                     handler.handle_msg(msg)
@@ -448,10 +449,12 @@ class CCServer(skytools.BaseScript):
                         msg.type,
                         exc_info=True,
                     )
-            if result == "crashed" and wants_reply(msg.type, msg.route):
+            if skipped == len(handlers):  # all done stopping: nobody will answer
+                result = "stopping"
+                if wants_reply(msg.type, msg.route):
+                    self.send(msg.error_reply("server is stopping", "stopping"))
+            elif result == "crashed" and wants_reply(msg.type, msg.route):
                 self.send(msg.error_reply("handler crashed", "crashed"))
-            elif result == "stopping" and wants_reply(msg.type, msg.route):
-                self.send(msg.error_reply("server is stopping", "stopping"))
         else:
             result = "dropped"
             if not msg.type.startswith(QUIET_NO_ROUTE):
