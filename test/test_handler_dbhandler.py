@@ -207,7 +207,7 @@ class TestRefusals(DBTestCase):
         self.assertGreater(server.wait_stat("h:db.db_time", 0.3), 0.29)
 
     def test_bad_requests(self):
-        self.start_db()
+        self.start_db(worker_threads="1")  # a refused call must not hold the one connection
         for fields in (
             {"params": [1]},
             {"function": 12},
@@ -217,6 +217,7 @@ class TestRefusals(DBTestCase):
             {"function": "cct.add", "params": [{"a": 1}, [{"b": 2}]]},
             {"function": "a.b.c"},
             {"function": "cct.add", "params": list(range(101))},
+            {"function": "cct.greet", "params": ["nul \u0000 in a string"]},
         ):
             with self.subTest(fields=fields):
                 reply = self.query(self.sock, "db", {"return": "one", **fields})

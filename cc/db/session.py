@@ -1,7 +1,7 @@
 """One PostgreSQL connection for dbhandler, driven by the IOLoop: one call at a time, no blocking.
 
 psycopg2's asynchronous mode sends a statement and hands back the socket;
-the IOLoop watches it and :meth:`DBSession._poll` reads the result when it
+the IOLoop watches it and :meth:`DBSession._read` reads the result when it
 is there.  Worker threads would have to pass the GIL back and forth on
 every call, which cost more CPU than the calls themselves (see the note on
 issue 5); here the only thread hop is opening a connection, done on an
@@ -120,9 +120,12 @@ class DBSession:
             if self._cursor is None:
                 self._cursor = conn.cursor()  # one per connection: each call reads its result
             self._cursor.execute(text, call.values())  # async: sends, does not wait
-            outcome = self._poll()
         except psycopg2.Error as ex:
-            outcome = self._failure(ex)
+            outcome: Any = self._failure(ex)
+        except (ValueError, TypeError) as ex:  # a value libpq cannot take (NUL in a string)
+            outcome = CallError("bad-request", "cannot pass parameters: %s" % ex)
+        else:
+            outcome = self._read()
         if outcome is not _PENDING:
             # not from within run(): done() starts the next call, which could finish at
             # once too, and a queue of such calls would recurse
@@ -130,10 +133,7 @@ class DBSession:
 
     def _on_socket(self, fd: Any, events: int) -> None:
         if self.busy:
-            try:
-                outcome = self._poll()
-            except psycopg2.Error as ex:
-                outcome = self._failure(ex)
+            outcome = self._read()
             if outcome is not _PENDING:
                 self._finish(outcome)
             return
@@ -141,17 +141,26 @@ class DBSession:
         self.log.info("database connection lost, reconnecting on the next call")
         self._drop()
 
-    def _poll(self) -> Any:
-        """The call's outcome if its result is in, else ``_PENDING`` (the socket watched)."""
+    def _read(self) -> Any:
+        """The call's outcome if its result is in, else ``_PENDING`` (the socket watched).
+
+        Never raises: whatever fails becomes the call's :class:`CallError`.
+        """
         assert self.conn is not None and self._call is not None
-        state = self.conn.poll()
-        if state != _OK:
-            self._watch(IOLoop.READ if state == _READ else IOLoop.READ | IOLoop.WRITE)
-            return _PENDING
         try:
+            state = self.conn.poll()
+            if state != _OK:
+                self._watch(IOLoop.READ if state == _READ else IOLoop.READ | IOLoop.WRITE)
+                return _PENDING
             return self._call.fetch(self._cursor, self._req)
         except CallError as ex:  # return = json without a proper reply
             return ex
+        except psycopg2.Error as ex:
+            return self._failure(ex)
+        except Exception:  # a bug or a value not foreseen: the connection's state is unknown
+            self.log.exception("reading the result of %s failed", self._call.name)
+            self._drop()
+            return CallError("internal-error", "internal error in the database handler")
 
     def _failure(self, ex: "psycopg2.Error") -> CallError:
         err = classify(ex, self.conn)
