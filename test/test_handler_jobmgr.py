@@ -191,6 +191,30 @@ class TestJobMgr(CCTestCase):
         for job in ("d:echo", "d:two", "d:three"):
             self.assertFalse(pid_alive(self.job_pids(server, job)[-1]), job)
 
+    def test_two_reloads_while_a_job_is_still_stopping(self):
+        """The second change replaces the first before it started; one process at a time."""
+        server = self.start_local("d:stubborn")
+        first = self.wait_started(server, "d:stubborn")
+        with open(server.ini, encoding="utf8") as f:
+            text = f.read()
+        stubborn = "[d:stubborn]\nscript = %s/stubborn.sh\n" % os.path.join(TEST_DIR, "scripts")
+        self.assertIn(stubborn, text)
+        for value in ("1", "2"):  # stubborn ignores TERM: it is KILLed after stop-timeout, 2 s
+            server.write_ini(text.replace(stubborn, stubborn + "x = %s\n" % value))
+            server.send_signal(signal.SIGHUP)
+            wait_for(
+                lambda: server.log_text().count("restarted d:stubborn") == int(value),
+                what="reload %s" % value,
+            )
+        second = self.wait_started(server, "d:stubborn", 2)
+        log = server.log_text()
+        self.assertLess(log.index("Job d:stubborn did not stop in 2.0 s; KILL"),
+                        log.index("Job d:stubborn started: pid %d" % second))  # fmt: skip
+        self.assertFalse(pid_alive(first))
+        reply = self.query(self.dealer(server.endpoint), "job.config", {"job_name": "d:stubborn"})
+        self.assertEqual(reply.get_body()["config"]["x"], "2")
+        self.assertEqual(len(self.job_pids(server, "d:stubborn")), 2)
+
     def test_jobmgr_refuses_remote_role(self):
         ini = ccserver_section("remote", role="remote") + JOBS
         server = self.write_server("remote", ini, daemons="d:echo", scripts="/x")

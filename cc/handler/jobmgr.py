@@ -4,7 +4,7 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 from tornado.ioloop import PeriodicCallback
@@ -75,7 +75,8 @@ class JobMgr(CCHandler):
         self.server_pidfile_template = _raw_option(server_cf, "pidfile")
         self.jobs: Dict[str, Job] = {}
         self.configs: Dict[str, Dict[str, str]] = {}
-        self._leaving: Set["asyncio.Future[Any]"] = set()  # jobs stopping after a reload
+        #: job name -> done when the process it last had has exited (after a reload stopped it)
+        self._exiting: Dict[str, "asyncio.Future[Any]"] = {}
         self._stopping = False
         self._checker: Optional[PeriodicCallback] = None
         self._use(self._make_jobs(hcf))
@@ -197,22 +198,29 @@ class JobMgr(CCHandler):
             _names(restarted),
             _names(stopped),
         )
-        for job in started:
-            job.start()
-        for job in stopped:
+        for job in stopped + restarted:
             self._retire(old[job.name])
-        for job in restarted:
-            gone = self._retire(old[job.name])
-            gone.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
+        for job in started + restarted:
+            exiting = self._exiting.get(job.name)
+            if exiting is None:
+                job.start()
+            else:  # never two processes of one job: the new one waits for the old to exit
+                exiting.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
 
-    def _retire(self, job: Job) -> "asyncio.Future[Any]":
+    def _retire(self, job: Job) -> None:
+        """Stop ``job``; a restart still waiting for its predecessor is simply dropped."""
+        if not job.started:
+            return  # the predecessor's exit is already in _exiting
         gone = job.stop()
-        self._leaving.add(gone)
-        gone.add_done_callback(self._leaving.discard)
-        return gone
+        self._exiting[job.name] = gone
+        gone.add_done_callback(lambda _f, name=job.name: self._exited(name, gone))
+
+    def _exited(self, name: str, gone: "asyncio.Future[Any]") -> None:
+        if self._exiting.get(name) is gone:
+            del self._exiting[name]
 
     def _start_unless_stopping(self, job: Job) -> None:
-        if not self._stopping and self.jobs.get(job.name) is job:
+        if not self._stopping and self.jobs.get(job.name) is job and not job.started:
             job.start()
 
     def _pidfile(self, cf: skytools.Config, section: str) -> str:
@@ -306,7 +314,7 @@ class JobMgr(CCHandler):
             self._checker.stop()
         self.server.remove_status_source(self.hname, self.status_lines)
         running = [job.stop() for job in self.jobs.values() if job.started]
-        return asyncio.gather(*running, *self._leaving)
+        return asyncio.gather(*running, *self._exiting.values())
 
 
 def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:
