@@ -203,21 +203,33 @@ class HandlerSet:
         if name in self._building:
             return self._building[name][1]
         fingerprint = self._plan.fingerprint(name)
-        previous = old.get(name)
         section = self._plan.sections[name]
-        change = None
-        if previous is not None and previous[0] != fingerprint:
-            if type(previous[1]) is section.cls:
-                change = previous[1].reconfigure(section.cf)
-        if previous is not None and (previous[0] == fingerprint or change is not None):
-            handler = previous[1]
-            if change is not None:
-                self._changes.append(change)
-        else:
+        handler = self._reuse(old.get(name), fingerprint, section)
+        if handler is None:
             handler = section.cls(name, section.cf, self.server)
             created.append(handler)
             log.debug("created handler %s: %s", name, type(handler).__name__)
         self._building[name] = (fingerprint, handler)
+        return handler
+
+    def _reuse(
+        self,
+        previous: Optional[Tuple[Fingerprint, CCHandler]],
+        fingerprint: Fingerprint,
+        section: SectionPlan,
+    ) -> Optional[CCHandler]:
+        """The running instance, if its config is unchanged or it takes the change in place."""
+        if previous is None:
+            return None
+        old_fingerprint, handler = previous
+        if old_fingerprint == fingerprint:
+            return handler
+        if type(handler) is not section.cls:
+            return None
+        change = handler.reconfigure(section.cf)
+        if change is None:
+            return None
+        self._changes.append(change)  # applied once the whole new config is made
         return handler
 
     def all(self) -> List[CCHandler]:
