@@ -237,7 +237,8 @@ class TailWorker(threading.Thread):
             raw = frag.msg.blob or base64.b64decode(frag.data, validate=True)
             data = compression.decompress(raw, frag.comp, h.max_file_size)
         except compression.TooLarge as ex:
-            return h.failed, frag.msg, body, "too-large", "refusing fragment of %s: %s" % (frag.ident.filename, ex)
+            text = "refusing fragment of %s: %s" % (frag.ident.filename, ex)
+            return h.failed, frag.msg, body, "too-large", text
         except (binascii.Error, ValueError, OSError, EOFError, zlib.error) as ex:
             return h.failed, frag.msg, body, "bad-data", "undecodable fragment: %s" % ex
         try:
