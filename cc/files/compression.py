@@ -10,7 +10,7 @@ more is allocated.
 import bz2
 import gzip
 import zlib
-from typing import Callable, Dict, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Union
 
 __all__ = [
     "compress",
@@ -25,6 +25,9 @@ __all__ = [
 
 #: default of the writers' ``max-file-size``: the most one message's data may decompress to
 MAX_FILE_SIZE = "256M"
+
+#: output bytes asked of a decompressor at a time
+PIECE = 1024 * 1024
 
 #: zlib ``wbits`` for a gzip member (header and trailer checked, as gzip.decompress does)
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -70,34 +73,47 @@ class TooLarge(ValueError):
 def decompress(data: bytes, method: Optional[str], limit: int) -> bytes:
     """``data`` decompressed; :class:`TooLarge` once the output passes ``limit`` bytes.
 
-    Never holds more than ``limit`` (+1) bytes of output.  Concatenated
-    members or streams are read as gzip and bz2 read them; corrupt or
-    truncated data raises ``zlib.error``, ``OSError`` or ``EOFError``.
+    Output comes a :data:`PIECE` at a time, so refusing a bomb costs about
+    ``limit`` bytes; data that fits is joined at the end (twice its size for
+    a moment).  Concatenated members or streams are read as gzip and bz2 read
+    them; corrupt or truncated data raises ``zlib.error``, ``OSError`` or
+    ``EOFError``.
     """
     method = normalize(method)
     if not method:
         if len(data) > limit:
             raise TooLarge(limit)
         return data
-    new: Callable[[], Decompressor] = (
-        bz2.BZ2Decompressor if method == "bzip2" else lambda: zlib.decompressobj(GZIP_WBITS)
-    )
     parts: List[bytes] = []
     room = limit
-    while data:
-        member = new()
-        # asking for one byte more than there is room for tells "too large" from "fits"
-        out = member.decompress(data, room + 1)
-        room -= len(out)
+    for piece in _pieces(data, method):
+        room -= len(piece)
         if room < 0:
+            # the traceback keeps this frame alive (a worker holds its last error): let go first
+            del parts[:]
             raise TooLarge(limit)
-        parts.append(out)
-        if not member.eof:
-            raise EOFError("compressed data ended before the end-of-stream marker")
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def _pieces(data: bytes, method: str) -> Iterator[bytes]:
+    """The output of ``data``, member after member, at most PIECE bytes at a time."""
+    while data:
+        member: Decompressor = (
+            bz2.BZ2Decompressor() if method == "bzip2" else zlib.decompressobj(GZIP_WBITS)
+        )
+        piece = member.decompress(data, PIECE)
+        while True:
+            yield piece
+            if member.eof:
+                break
+            # zlib hands back unread input; bz2 keeps it and continues from b""
+            piece = member.decompress(getattr(member, "unconsumed_tail", b""), PIECE)
+            if not piece and not member.eof:
+                raise EOFError("compressed data ended before the end-of-stream marker")
         data = member.unused_data
         if method == "gzip":
             data = data.lstrip(b"\0")  # padding between members, as gzip.decompress skips it
-    return b"".join(parts)
 
 
 def extension(method: Optional[str]) -> str:
