@@ -40,7 +40,7 @@ from cc.routing import RouteTable
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
-from cc.stream import CCStream
+from cc.stream import CCStream, PeerWaits
 
 __all__ = ["CCServer", "main"]
 
@@ -97,6 +97,10 @@ class Settings:
         self.infofile_level = cf.getint("infofile-level", 2)
         self.nthreads = cf.getint("zmq_nthreads", 1)
         self.max_message_size = cf.getbytes("cc-max-message-size", "64M")
+        self.peer_wait_bytes = cf.getbytes("peer-wait-bytes", "32M")
+        self.peer_wait_total = cf.getbytes("peer-wait-total", "256M")
+        if not 0 < self.peer_wait_bytes <= self.peer_wait_total:
+            raise ConfigError("peer-wait-bytes must be positive and at most peer-wait-total")
 
 
 def is_loopback(url: str) -> bool:
@@ -146,6 +150,11 @@ class CCServer(skytools.BaseScript):
 
         # messages larger than this (all frames) are rejected
         #cc-max-message-size = 64M
+
+        # replies for a client whose pipe is full wait for it, at most this many
+        # bytes for one client and for all of them together; more are dropped
+        #peer-wait-bytes = 32M
+        #peer-wait-total = 256M
 
         # libzmq I/O threads
         #zmq_nthreads = 1
@@ -268,9 +277,11 @@ class CCServer(skytools.BaseScript):
             raise
         self.linger = used["zmq_linger"]
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        waits = PeerWaits(settings.peer_wait_bytes, settings.peer_wait_total)
         self.cclocal = CCStream(
-            sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name="ccserver"
+            sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name="ccserver", waits=waits
         )
+        self.add_status_source("waiting", waits.summary)
         self.routes, retired = self.handlers.apply(self.plan)
         self.cclocal.on_recv(self._dispatch)
         self._start_timers()
