@@ -23,7 +23,7 @@ import zmq
 from skytools.config import ConfigError
 
 from cc.crypto import CryptoContext
-from cc.message import CCMessage, MessageError
+from cc.message import BodyGate, CCMessage, MessageError
 from cc.msgtypes import wants_reply
 
 __all__ = ["CCClient", "QueryTimeout", "main"]
@@ -46,6 +46,8 @@ class CCClient:
     ) -> None:
         self.url = url
         self.crypto = crypto
+        #: replies are opened here: verified where ``crypto`` verifies
+        self.gate = BodyGate(crypto)
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
@@ -115,10 +117,11 @@ class CCClient:
             frames = self.socket.recv_multipart()
             try:
                 msg = CCMessage(frames)
+                if msg.route == [qid]:
+                    self.gate.open(msg)
+                    return msg
             except MessageError:
-                continue
-            if msg.route == [qid]:
-                return msg
+                continue  # not a reply that passes the gate: keep waiting for one that does
 
     def close(self) -> None:
         self.socket.close()

@@ -32,7 +32,7 @@ from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
 from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
-from cc.message import CCMessage, MessageError
+from cc.message import FORWARDED_UNREAD, BodyGate, BodyLimits, CCMessage, MessageError
 from cc.metrics import MetricsServer
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
@@ -193,6 +193,8 @@ class CCServer(skytools.BaseScript):
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         self.replay = ReplayCache()
         self.crypto: Optional[CryptoContext] = None
+        #: opens every body a handler reads: bounded, and verified where cms-* asks
+        self.gate = BodyGate()
         self.curve: Optional[CurveServer] = None
         self.metrics: Optional[MetricsServer] = None
         super().__init__("ccserver", args)
@@ -202,6 +204,7 @@ class CCServer(skytools.BaseScript):
     def print_ini(self) -> None:
         super().print_ini()
         print(SOCKOPTS_TEMPLATE)
+        print(textwrap.dedent(BodyLimits.__doc__.split("::", 1)[1]).strip() + "\n")
         print(textwrap.dedent(CryptoContext.__doc__.split("::", 1)[1]).strip() + "\n")
         print(CURVE_TEMPLATE)
         print("[routes]\necho = h:echo\nlog = h:locallog\n")
@@ -215,6 +218,7 @@ class CCServer(skytools.BaseScript):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
         self.crypto = CryptoContext.from_config(self.cf, self.replay)
+        self.gate = BodyGate.from_config(self.cf, self.crypto)
         self.plan = self._load_plan(self.cf, self.settings)
 
     def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
@@ -360,12 +364,13 @@ class CCServer(skytools.BaseScript):
             cf = self.load_config()
             settings = Settings(cf)
             crypto = CryptoContext.from_config(cf, self.replay)
+            gate = BodyGate.from_config(cf, crypto)
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
             if self.curve is not None:
                 self.curve.configure(cf)
-            self.crypto = crypto
+            self.crypto, self.gate = crypto, gate
             routes, retired = self.handlers.apply(plan)
         except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
@@ -442,6 +447,11 @@ class CCServer(skytools.BaseScript):
     def _route(self, msg: CCMessage, size: int, started: float) -> None:
         handlers = self.routes.lookup(msg.type)
         if handlers:
+            handlers = self._open(msg, handlers)
+            if not handlers:  # refused, and nobody passes it on unread
+                self.stats.inc("count")
+                self.stats.inc("bytes", size)
+                return
             result = "ok"
             skipped = 0
             for handler in handlers:
@@ -473,6 +483,24 @@ class CCServer(skytools.BaseScript):
             if wants_reply(msg.type, msg.route):
                 self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
         self._count(result, msg.type, size, time.perf_counter() - started)
+
+    def _open(self, msg: CCMessage, handlers: List[CCHandler]) -> List[CCHandler]:
+        """The gate: open the body once for every handler that reads it, before any sees it.
+
+        A refused message is rejected here (counted, logged, answered) and
+        goes on only to handlers that pass it on unread (proxies); a message
+        no handler reads is marked so that none can read it.
+        """
+        if not any(handler.reads_body(msg.type) for handler in handlers):
+            if msg.verdict is None:
+                msg.verdict = FORWARDED_UNREAD
+            return handlers
+        try:
+            self.gate.open(msg)
+        except MessageError as ex:
+            self.reject(msg, ex)
+            return [handler for handler in handlers if not handler.reads_body(msg.type)]
+        return handlers
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
         """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
@@ -520,8 +548,8 @@ class CCServer(skytools.BaseScript):
             self.send(CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route))
 
     def reject(self, msg: CCMessage, ex: MessageError) -> None:
-        """A handler found ``msg`` invalid (bad body, hijacked, bad signature): count, log,
-        maybe answer."""
+        """The gate refused ``msg`` (bad body, too large, hijacked, bad signature): count, log,
+        answer where the sender waits."""
         self._count_invalid(ex, msg.route, msg.size)
         if wants_reply(msg.type, msg.route):
             self.send(msg.error_reply(ex.msg, ex.code))
@@ -556,6 +584,10 @@ class CCServer(skytools.BaseScript):
         """``msg``, created by this server, signed (and encrypted) as ``cms-*`` says."""
         crypto = self.crypto
         return msg if crypto is None else crypto.seal(msg)
+
+    def open_body(self, msg: CCMessage) -> Dict[str, Any]:
+        """Pass ``msg``, received on a handler's own socket (a pong), through the server's gate."""
+        return self.gate.open(msg)
 
     def send(self, msg: CCMessage) -> None:
         """Send a message this server created (a reply) out of the ROUTER, sealed."""

@@ -33,7 +33,8 @@ covers the one case no event follows: room announced by the last ``EVENTS``
 check of a handling.
 
 :class:`CCReqStream` is the client side of request/reply: it puts a query id
-in the route, matches replies to it and times queries out.
+in the route, matches replies to it and times queries out.  Every message it
+receives passes its owner's :class:`~cc.message.BodyGate` first.
 """
 
 import collections
@@ -46,7 +47,7 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 import zmq
 from tornado.ioloop import IOLoop
 
-from cc.message import CCMessage, MessageError
+from cc.message import BodyGate, CCMessage, MessageError
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 
@@ -434,6 +435,12 @@ class CCReqStream:
     id; a reply carrying that id goes to the query's callback.  The callback
     gets ``None`` on timeout and returns True to keep waiting for more replies
     (the timeout is then re-armed), False when done.
+
+    ``gate`` opens every message received (replies and route-less messages
+    such as tasks) before a callback sees it: where the owner's section
+    verifies, callbacks get only verified bodies.  A refused message is
+    counted (``count.invalid.<code>``), logged (rate-limited) and dropped; a
+    query it claimed to answer keeps waiting for the real reply.
     """
 
     #: queries waiting for replies at the most
@@ -448,6 +455,7 @@ class CCReqStream:
         hwm: int = 100,
         linger: int = 500,
         seal: Optional[Callable[[CCMessage], CCMessage]] = None,
+        gate: Optional[BodyGate] = None,
     ) -> None:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, hwm)
@@ -459,6 +467,8 @@ class CCReqStream:
         self.stats = stats
         #: signs what is sent (``CryptoContext.seal``), or None
         self.seal = seal
+        self.gate = gate if gate is not None else BodyGate()
+        self._ratelog = RateLimitedLog(log)
         self.stream = CCStream(sock, io_loop, stats, qmaxsize=hwm, name="query:" + url)
         self.stream.on_recv(self._on_recv)
         self._seq = 0
@@ -531,9 +541,13 @@ class CCReqStream:
     def _on_recv(self, frames: Frames) -> None:
         try:
             msg = CCMessage(frames)
+            self.gate.open(msg)
         except MessageError as ex:
             self.stats.inc("count.invalid")
-            log.warning("invalid reply from %s: %s", self.url, ex)
+            self.stats.inc("count.invalid." + ex.code)
+            self._ratelog.warning(
+                "invalid:" + ex.code, "invalid message from %s (%s): %s", self.url, ex.code, ex.msg
+            )
             return
         route = msg.route
         if not route and self._on_message is not None:

@@ -9,7 +9,9 @@ It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to and
 the server's ``job_name`` (its own job name is ``<server job>.<section>``),
 then its own section.  :class:`CCDaemon` gives every daemon the same
 skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc, log records forwarded as ``log.*`` messages, counters logged and
+local cc whose every incoming message passes the section's gate (bounded
+JSON, verified where its ``cms-*`` options ask), log records forwarded as
+``log.*`` messages, counters logged and
 published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
 each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
 (see :mod:`cc.jobs.env`), a daemon connects to the server's real address, asks
@@ -43,7 +45,7 @@ import cc
 from cc.crypto import CryptoContext
 from cc.jobs.env import from_environ
 from cc.jobs.link import JobLink
-from cc.message import CCMessage, MessageError
+from cc.message import BodyGate, BodyLimits, CCMessage, MessageError
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats
 from cc.stream import CCReqStream
@@ -93,6 +95,12 @@ class CCDaemon(skytools.BaseScript):
         #state-period = 300
         #zmq_hwm = 100
         #zmq_linger = 500
+        # what the daemon receives (replies, tasks) is verified as these say
+        #cms-verify-ca =
+        #cms-decrypt =
+        #cms-time-window = 0
+        #cc-max-body-size = 64M
+        #cc-max-body-depth = 64
     """
 
     __version__ = cc.__version__
@@ -139,6 +147,7 @@ class CCDaemon(skytools.BaseScript):
         self.state_period = self.cf.getfloat("state-period", 300)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
+        self.body_limits = BodyLimits.from_config(self.cf)
         if self.jobenv is not None:
             self.pidfile = ""  # jobmgr writes it: the daemon would find its own pid "running"
 
@@ -226,6 +235,7 @@ class CCDaemon(skytools.BaseScript):
                 self.zmq_hwm,
                 self.zmq_linger,
                 seal=crypto.seal if crypto is not None else None,
+                gate=BodyGate(crypto, self.body_limits),
             )
             self._log_forwarder = LogForwarder(self)
             logging.getLogger().addHandler(self._log_forwarder)

@@ -21,7 +21,7 @@ from tornado.ioloop import PeriodicCallback
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
-from cc.message import CCMessage, MessageError
+from cc.message import CCMessage
 from cc.msgtypes import TaskRegisterMessage, TaskReplyMessage
 
 CC_DAEMON = "TaskExec"
@@ -114,12 +114,7 @@ class TaskExec(CCDaemon):
             self.stats.inc("count.unexpected")
             self.log.warning("unexpected message %s", msg.type)
             return
-        try:
-            body = msg.get_body()
-        except MessageError as ex:
-            self.stats.inc("tasks.invalid")
-            self.log.warning("invalid task message %s: %s", msg.type, ex)
-            return
+        body = msg.get_body()  # opened (decrypted, verified) by the daemon's gate
         task_id = body.get("task_id")
         if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
             self.stats.inc("tasks.invalid")

@@ -240,9 +240,7 @@ class JobMgr(CCHandler):
     # -- messages ---------------------------------------------------------------
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         if msg.type == "job.keepalive":
             self._keepalive(body)
         elif msg.type == "job.config":

@@ -75,9 +75,13 @@ class ProxyHandler(CCHandler):
                 self.log,
                 hcf.getfloat("ping-period", 1.0),
                 seal=self.server.seal,
+                open_body=self.server.open_body,
             )
             self.pinger.start()
         self.log.info("forwarding to %s", self.remote_url)
+
+    def reads_body(self, msgtype: str) -> bool:
+        return False
 
     def handle_msg(self, msg: CCMessage) -> None:
         self.stream.send_multipart(msg.frames)

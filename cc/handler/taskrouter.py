@@ -58,6 +58,10 @@ class TaskRouter(CCHandler):
         self._maint = PeriodicCallback(self._expire, hcf.getfloat("maint-period", 60) * 1000)
         self._maint.start()
 
+    def reads_body(self, msgtype: str) -> bool:
+        """Task replies are relayed to the client unread: it is the client that checks them."""
+        return not msgtype.startswith("task.reply.")
+
     def handle_msg(self, msg: CCMessage) -> None:
         parts = msg.type.split(".")
         if msg.type == "task.register":
@@ -72,9 +76,7 @@ class TaskRouter(CCHandler):
             self.reply_error(msg, "taskrouter cannot handle %s" % msg.type, "unsupported")
 
     def _register(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         host = body.get("host")
         if not isinstance(host, str) or not host or not msg.route:
             self.stats.inc("task.invalid")
@@ -90,9 +92,7 @@ class TaskRouter(CCHandler):
         self.stats.inc("task.register")
 
     def _send(self, msg: CCMessage, parts: List[str]) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         problem = _check_task(body, parts)
         if problem:
             self.stats.inc("task.invalid")
