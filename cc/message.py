@@ -152,7 +152,8 @@ class BodyLimits:
         if not isinstance(body, dict):
             raise MessageError("bad-body", "body is not a JSON object")
         # fewer containers than the limit cannot nest deeper: most bodies stop here
-        if raw.count(b"[") + raw.count(b"{") > self.max_depth and _nests_deeper(body, self.max_depth):
+        containers = raw.count(b"[") + raw.count(b"{")
+        if containers > self.max_depth and _nests_deeper(body, self.max_depth):
             raise MessageError(
                 "body-too-deep", "body nests deeper than %d (cc-max-body-depth)" % self.max_depth
             )
@@ -345,7 +346,9 @@ class BodyGate:
     cache) once however many handlers read it.
     """
 
-    def __init__(self, crypto: Optional["CryptoContext"] = None, limits: BodyLimits = DEFAULT_LIMITS):
+    def __init__(
+        self, crypto: Optional["CryptoContext"] = None, limits: BodyLimits = DEFAULT_LIMITS
+    ) -> None:
         self.crypto = crypto
         self.limits = limits
 
