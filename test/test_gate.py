@@ -22,6 +22,7 @@ import uuid
 import pgcluster
 from harness import WAIT, CCTestCase, ccserver_section, child_env, wait_for
 from pki import PKI
+from test_daemon_taskexec import HOST, ROUTER
 
 from cc.daemon import DAEMONS, load_daemon_class
 from cc.handler import HANDLERS, load_handler_class
@@ -341,40 +342,6 @@ class TestDatabaseGate(CCTestCase):
         self.assertEqual(self.rows(), ["secret"])
 
 
-ROUTER = """
-[routes]
-task = h:taskrouter
-
-[h:taskrouter]
-handler = taskrouter
-"""
-
-HOST = """
-[routes]
-task = h:proxy
-job = h:jobmgr
-log = h:locallog
-
-[h:proxy]
-handler = proxy
-remote-cc = {router}
-
-[h:locallog]
-handler = locallogger
-
-[h:jobmgr]
-handler = jobmgr
-daemons = d:taskrunner
-keepalive-period = 0.5
-
-[d:taskrunner]
-module = cc.daemon.taskrunner
-local-id = testhost
-reg-period = 0.5
-task-heartbeat = 0
-stats-period = 60
-"""
-
 #: every process signs, encrypts to ``server`` and accepts only what is encrypted to it
 SEALED = {
     "cms-keystore": "{pki}",
@@ -384,23 +351,24 @@ SEALED = {
 }
 
 
-def options_text(options):
-    return "".join("%s = %s\n" % kv for kv in options.items())
+def with_options(ini, section, options):
+    """``ini`` with ``options`` added at the top of ``[section]``."""
+    lines = "".join("%s = %s\n" % kv for kv in options.items())
+    return ini.replace("[%s]\n" % section, "[%s]\n%s" % (section, lines), 1)
 
 
 class TestTaskGate(CCTestCase):
     """Tasks through a real taskrouter, proxy, local cc and a jobmgr-run task runner."""
 
     def topology(self, router_cms, host_cms, runner_cms):
+        """test_daemon_taskexec's scenario, with these ``cms-*`` options."""
         router = self.start_server(
-            "router", ccserver_section("router", **router_cms) + ROUTER, pki=pki.dir
+            "router", with_options(ROUTER, "ccserver", router_cms), pki=pki.dir
         )
+        host_ini = with_options(HOST, "ccserver", host_cms)
         host = self.start_server(
             "host",
-            ccserver_section("host", role="local", **host_cms)
-            + HOST
-            + options_text(runner_cms)
-            + "\n[cc.task.sample]\n",
+            with_options(host_ini, "d:taskrunner", runner_cms),
             router=router.endpoint,
             pki=pki.dir,
         )
