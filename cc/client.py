@@ -22,7 +22,7 @@ import skytools
 import zmq
 from skytools.config import ConfigError
 
-from cc.crypto import CryptoContext
+from cc.crypto import ENC_MARK, CryptoContext
 from cc.message import BodyGate, CCMessage, MessageError
 from cc.msgtypes import wants_reply
 
@@ -198,7 +198,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                 sys.exit(EXIT_OK)
             code = EXIT_TIMEOUT
             for reply in client.query_replies(args.type, fields, blob, args.timeout):
-                body = reply.body_bytes.decode("utf8", "replace")
+                raw = reply.body_bytes
+                sealed = raw == ENC_MARK  # decrypted by the gate: print what it opened
+                body = json.dumps(reply.get_body()) if sealed else raw.decode("utf8", "replace")
                 print(body if args.quiet else "%s %s" % (reply.type, body), flush=True)
                 code = EXIT_ERROR_REPLY if reply.type == "error" else EXIT_OK
                 if not args.all:
