@@ -159,6 +159,7 @@ class ServerProcess:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+            self.proc.send_signal(signal.SIGCONT)  # a server a failed test left frozen stops too
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
