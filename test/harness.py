@@ -183,6 +183,15 @@ class ServerProcess:
                 result[key] = float(value)
         return result
 
+    def job_status(self, job: str) -> Dict[str, str]:
+        """jobmgr's lines about ``job`` in the infofile (state, pid, starts, ...; empty if none)."""
+        try:
+            with open(self.infofile, encoding="utf8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        return dict(re.findall(r"^%s\.(\w+): (.*)$" % re.escape(job), text, re.M))
+
     def wait_stat(self, key: str, at_least: float = 1, timeout: float = WAIT) -> float:
         """Wait until the counter ``key`` in the infofile's totals reaches ``at_least``."""
         return wait_for(
