@@ -28,9 +28,8 @@ def task(task_id, host="testhost", **extra):
 
 class TestTaskRouter(CCTestCase):
     def start_router(self, lifetime="3600", reply_timeout="60", ack_timeout="15"):
-        return self.start_server(
-            "router", ROUTER, lifetime=lifetime, reply_timeout=reply_timeout, ack_timeout=ack_timeout
-        )
+        timeouts = dict(lifetime=lifetime, reply_timeout=reply_timeout, ack_timeout=ack_timeout)
+        return self.start_server("router", ROUTER, **timeouts)
 
     def register(self, router, host="testhost", runner=None, runner_id=None):
         runner = runner or self.dealer(router.endpoint)
