@@ -207,7 +207,7 @@ class TestTaskRouter(CCTestCase):
         self.assertIn("the task runner on testhost restarted", got[-1][1]["feedback"]["msg"])
 
     def test_silent_host_and_expired_route_end_their_tasks(self):
-        router = self.start_router(lifetime="2", reply_timeout="1")
+        router = self.start_router(lifetime="3", reply_timeout="1")
         runner = self.register(router)
         router.wait_stat("task.register")
         client = self.dealer(router.endpoint)
@@ -221,7 +221,7 @@ class TestTaskRouter(CCTestCase):
         self.send_task(client, task("t13"), qid=b"Q13")
         self.runner_says(runner, "t13", "starting")
         # keep it alive past reply-timeout until the host's registration expires
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not router.stats_total().get("dropped_routes") and time.monotonic() < deadline:
             self.runner_says(runner, "t13", "running")
             time.sleep(0.2)
