@@ -8,11 +8,12 @@ A daemon is started with the server's config file and its own section::
 It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to,
 the server's ``job_name`` (its own job name is ``<server job>.<section>``)
 and ``pidfile`` template (its own pidfile is the template expanded with its
-job name, as the original's), then its own section.  :class:`CCDaemon` gives every daemon the same
-skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc, log records forwarded as ``log.*`` messages, counters logged and
-published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
-each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
+job name, as the original's: :func:`cc.jobs.env.job_defaults`), then its own
+section.  :class:`CCDaemon` gives every daemon the same skeleton: skytools
+command line and pidfile, an IOLoop, a connection to the local cc, log
+records forwarded as ``log.*`` messages, counters logged and published as
+``pub.stats`` each ``stats-period``, ``pub.state`` at start and each
+``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
 (see :mod:`cc.jobs.env`), a daemon connects to the server's real address, asks
 ``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
 pidfile is then jobmgr's to write.

@@ -321,4 +321,3 @@ def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:
 
 def _names(jobs: List[Job]) -> str:
     return ", ".join(job.name for job in jobs) or "none"
-

@@ -76,6 +76,7 @@ class ProcessErrors(PgLogForwardPlugin):
         if pg_level == "LOG":
             if lock_wait:
                 return "WARNING"
-            quiet = self.last_sent is None or time.monotonic() - self.last_sent >= self.reset_interval
+            last = self.last_sent
+            quiet = last is None or time.monotonic() - last >= self.reset_interval
             return "INFO" if quiet else None
         return pg_level if pg_level in FORWARDED else None
