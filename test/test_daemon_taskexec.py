@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 from harness import CCTestCase, ccserver_section, child_env, pid_alive, wait_for
 
@@ -181,6 +182,25 @@ class TestTasks(CCTestCase):
             statuses.append(msg.get_body()["status"])
         self.assert_silent(client, quiet)
         return statuses
+
+    def test_testmsg_task_sent_twice_runs_once_with_one_final_answer(self):
+        """The original's testmsg.py task: task.send.<uuid1>, task_id 55, the message twice."""
+        client = self.dealer(self.router.endpoint)
+        uid = str(uuid.uuid1())
+        fields = {"task_host": "testhost", "task_handler": "cc.task.sample", "task_id": 55,
+                  "cmd": "run", "delay": "0.2"}  # fmt: skip
+        frames = CCMessage.build("task.send." + uid, fields).frames
+        client.send_multipart(frames)
+        client.send_multipart(frames)
+        replies = []
+        while not replies or replies[-1]["status"] not in ("finished", "failed", "stopped"):
+            replies.append(CCMessage(self.recv(client)).get_body())
+        self.assert_silent(client, 1.0)
+        self.assertEqual(replies[-1]["status"], "finished", replies)
+        self.assertEqual({r["task_id"] for r in replies}, {55})
+        self.assertEqual([r["status"] for r in replies].count("launched"), 1)
+        launched = r"stdout: .* task %s: cc.task.sample launched" % uid
+        self.assertEqual(len(re.findall(launched, self.host.log_text())), 1)
 
     def test_runner_killed_between_forwarded_and_starting(self):
         pid = self.runner_pid()
