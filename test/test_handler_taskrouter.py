@@ -1,5 +1,6 @@
 """taskrouter: registration, routing to the host, relaying replies, errors, expiry."""
 
+import signal
 import time
 import uuid
 
@@ -228,3 +229,23 @@ class TestTaskRouter(CCTestCase):
         got = self.replies(client)
         self.assertEqual(got[-1][1]["status"], "failed")
         self.assertIn("registration of host testhost expired", got[-1][1]["feedback"]["msg"])
+
+    def test_reload_keeps_tasks_and_stop_answers_them(self):
+        router = self.start_router()
+        runner = self.register(router, runner_id="r1")
+        router.wait_stat("task.register")
+        client = self.dealer(router.endpoint)
+        self.send_task(client, task("t14"))
+        self.assertEqual(CCMessage(self.recv(client)).get_body()["status"], "forwarded")
+        # a changed timeout is taken in place: the host and the task are still known
+        with open(router.ini, encoding="utf8") as f:
+            text = f.read()
+        router.write_ini(text.replace("task-ack-timeout = 15", "task-ack-timeout = 30"))
+        router.send_signal(signal.SIGHUP)
+        router.wait_log("reloaded")
+        self.runner_says(runner, "t14", "starting")
+        self.assertEqual(CCMessage(self.recv(client)).get_body()["status"], "starting")
+        self.assertEqual(router.stop(), 0)
+        final = CCMessage(self.recv(client)).get_body()
+        self.assertEqual(final["status"], "failed")
+        self.assertIn("the taskrouter stopped", final["feedback"]["msg"])

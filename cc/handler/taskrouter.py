@@ -2,12 +2,12 @@
 
 import logging
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 from tornado.ioloop import PeriodicCallback
 
-from cc.handler import CCHandler
+from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
 from cc.ratelog import RateLimitedLog
@@ -86,7 +86,8 @@ class TaskRouter(CCHandler):
     ``duplicate = true`` and then the replies too.  Replies after the final
     one are counted (``task.reply_after_final``) and dropped.  Host routes
     expire ``route-lifetime`` seconds after the last registration; a task is
-    remembered ``reply-timeout`` seconds after its end.
+    remembered ``reply-timeout`` seconds after its end.  A reload takes new
+    timeouts in place; a stopping router answers the open tasks ``failed``.
 
     ::
 
@@ -105,13 +106,22 @@ class TaskRouter(CCHandler):
 
     def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
         super().__init__(hname, hcf, ccscript)
-        self.route_lifetime = hcf.getfloat("route-lifetime", 3600)
-        self.reply_timeout = hcf.getfloat("reply-timeout", 300)
-        self.ack_timeout = hcf.getfloat("task-ack-timeout", 15)
         self._ratelog = RateLimitedLog(self.log)
         self.hosts: Dict[str, HostRoute] = {}
         self.tasks: Dict[str, Task] = {}
-        self._maint = PeriodicCallback(self._expire, hcf.getfloat("maint-period", 60) * 1000)
+        self._maint: Optional[PeriodicCallback] = None
+        self._apply(_timeouts(hname, hcf))
+
+    def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
+        """New timeouts are taken in place: the hosts and the tasks in flight stay."""
+        timeouts = _timeouts(self.hname, hcf)
+        return lambda: self._apply(timeouts)
+
+    def _apply(self, timeouts: Tuple[float, float, float, float]) -> None:
+        self.route_lifetime, self.reply_timeout, self.ack_timeout, maint_period = timeouts
+        if self._maint is not None:
+            self._maint.stop()
+        self._maint = PeriodicCallback(self._expire, maint_period * 1000)
         self._maint.start()
 
     def handle_msg(self, msg: CCMessage) -> None:
@@ -278,10 +288,28 @@ class TaskRouter(CCHandler):
                 self.stats.inc("dropped_tasks")
 
     def stop(self) -> None:
-        self._maint.stop()
-        for task in self.tasks.values():
-            if task.ack_timer is not None:
-                self.io_loop.remove_timeout(task.ack_timer)
+        """The tasks still open get their final answer: nobody is left to give it."""
+        if self._maint is not None:
+            self._maint.stop()
+        for task in list(self.tasks.values()):
+            if task.final is None:
+                self._fail(task, "stopped", "the taskrouter stopped before the task ended")
+
+
+def _timeouts(hname: str, hcf: skytools.Config) -> Tuple[float, float, float, float]:
+    """route-lifetime, reply-timeout, task-ack-timeout, maint-period; all must be positive."""
+    try:
+        values = (
+            hcf.getfloat("route-lifetime", 3600),
+            hcf.getfloat("reply-timeout", 300),
+            hcf.getfloat("task-ack-timeout", 15),
+            hcf.getfloat("maint-period", 60),
+        )
+    except ValueError as ex:
+        raise HandlerConfigError("[%s]: %s" % (hname, ex)) from None
+    if min(values) <= 0:
+        raise HandlerConfigError("[%s]: timeouts and maint-period must be positive" % hname)
+    return values
 
 
 def _check_task(body: Dict[str, Any], parts: List[str]) -> str:
