@@ -27,10 +27,9 @@ import skytools
 import cc.task
 from cc.client import CCClient
 from cc.message import CCMessage
+from cc.msgtypes import TASK_FINAL
 
 __all__ = ["main", "send_task", "list_tasks", "show_task"]
-
-FINAL = ("finished", "failed", "stopped")
 
 
 def list_tasks() -> List[Tuple[str, str]]:
@@ -115,7 +114,7 @@ def send_task(
             if reply.type == "error":
                 return 1
             status = reply.get_body().get("status")
-            if status in FINAL:
+            if status in TASK_FINAL:
                 print("done" if status == "finished" else status, flush=True)
                 return 0 if status == "finished" else 1
             got_reply = True

@@ -159,6 +159,7 @@ class ServerProcess:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+            self.proc.send_signal(signal.SIGCONT)  # a server a failed test left frozen stops too
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -188,6 +189,15 @@ class ServerProcess:
         section = text.decode("utf8").partition("[waiting]\n")[2].split("\n\n", 1)[0]
         found = dict(line.split(": ", 1) for line in section.splitlines()[:3])
         return {k: int(found.get(k, 0)) for k in ("peers", "messages", "bytes")}
+
+    def job_status(self, job: str) -> Dict[str, str]:
+        """jobmgr's lines about ``job`` in the infofile (state, pid, starts, ...; empty if none)."""
+        try:
+            with open(self.infofile, encoding="utf8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        return dict(re.findall(r"^%s\.(\w+): (.*)$" % re.escape(job), text, re.M))
 
     def wait_stat(self, key: str, at_least: float = 1, timeout: float = WAIT) -> float:
         """Wait until the counter ``key`` in the infofile's totals reaches ``at_least``."""

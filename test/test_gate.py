@@ -87,6 +87,7 @@ def template(cls):
 def runnable(value, tmp):
     """A template value that works here: paths under ``tmp``, URLs to nowhere, free ports."""
     value = re.sub(r"tcp://[\w.*-]+:\d+", NOWHERE, value)
+
     def path(m):
         return os.path.join(tmp, m.group(0).lstrip("~/").replace("/", "_"))
 
@@ -407,16 +408,19 @@ class TestTaskGate(CCTestCase):
         got = self.replies(sock, good, "finished")
         statuses = [s for i, s in got if i == good]
         self.assertEqual(statuses[:3], ["forwarded", "starting", "launched"])
-        # the same signed task again is a replay, refused before it could be a duplicate
+        # the same signed task again: the router answers it with the first run's final
+        # answer (the host would refuse it as a replay: TestDaemonRegistry shows that)
         sock.send_multipart([b"Q4"] + trusted[1:])
-        host.wait_log(r"invalid message from \S+ \(replay\)")
         probe = uuid.uuid4().hex
         sock.send_multipart(signed([b"Q5"], "task.send." + probe, "user1", **self.task(probe)))
         got += self.replies(sock, probe, "finished")
-        # replies travel in order: anything the refused ones started would have come before
+        # replies travel in order: anything the refused ones started would have come before;
+        # the router fails them when the host does not acknowledge them (task-ack-timeout)
         for task_id in refused.values():
-            self.assertEqual([s for i, s in got if i == task_id], ["forwarded"], got)
-        self.assertEqual([s for i, s in got if i == good].count("forwarded"), 2, got)
+            self.assertIn(
+                [s for i, s in got if i == task_id], (["forwarded"], ["forwarded", "failed"]), got
+            )
+        self.assertEqual([s for i, s in got if i == good].count("finished"), 2, got)
         self.assertEqual([s for i, s in got if i == good].count("starting"), 1, got)
         self.assertNotIn("already known", host.output())
 

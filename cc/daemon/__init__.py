@@ -5,15 +5,17 @@ A daemon is started with the server's config file and its own section::
     python -m cc.daemon.infosender /etc/cc/cc.ini d:infosender
     cc-daemon infosender /etc/cc/cc.ini d:infosender
 
-It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to and
-the server's ``job_name`` (its own job name is ``<server job>.<section>``),
-then its own section.  :class:`CCDaemon` gives every daemon the same
-skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc whose every incoming message passes the section's gate (bounded
-JSON, verified where its ``cms-*`` options ask), log records forwarded as
-``log.*`` messages, counters logged and
-published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
-each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
+It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to,
+the server's ``job_name`` (its own job name is ``<server job>.<section>``)
+and ``pidfile`` template (its own pidfile is the template expanded with its
+job name, as the original's: :func:`cc.jobs.env.job_defaults`), then its own
+section.  :class:`CCDaemon` gives every daemon the same skeleton: skytools
+command line and pidfile, an IOLoop, a connection to the local cc whose
+every incoming message passes the section's gate (bounded JSON, verified
+where its ``cms-*`` options ask), log records forwarded as ``log.*``
+messages, counters logged and published as ``pub.stats`` each
+``stats-period``, ``pub.state`` at start and each ``state-period``, and a
+clean stop on SIGINT and SIGTERM.  Run by jobmgr
 (see :mod:`cc.jobs.env`), a daemon connects to the server's real address, asks
 ``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
 pidfile is then jobmgr's to write.
@@ -43,7 +45,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
 from cc.crypto import CryptoContext
-from cc.jobs.env import from_environ
+from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
 from cc.message import BodyGate, BodyLimits, CCMessage, MessageError
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
@@ -130,10 +132,7 @@ class CCDaemon(skytools.BaseScript):
         conf_file = self.args[0]
         section = self.args[1] if len(self.args) > 1 else self.service_name
         server_cf = skytools.Config("ccserver", conf_file)
-        defaults = {
-            "job_name": "%s.%s" % (server_cf.get("job_name"), section),
-            "service_name": section,
-        }
+        defaults = job_defaults(server_cf, section)
         cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
         server_socket = self.jobenv.socket if self.jobenv else ""
         self.cc_socket = cf.get("cc-socket", server_socket or server_cf.get("cc-socket"))

@@ -90,7 +90,7 @@ class LogfileTailer(CCDaemon):
         # fragment size (default 1M; at least 64K with compression), lines per fragment
         #buffer-bytes = 0
         #buffer-lines = -1
-        # default: the pidfile with .save; needed without a pidfile
+        # default: the pidfile (the [ccserver] template's, per job) with .save
         #state-file =
         #window = 8
         #ack-timeout = 10

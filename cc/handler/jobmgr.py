@@ -10,7 +10,7 @@ import skytools
 from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
-from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable
+from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
 from cc.jobs.states import Backoff
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
@@ -70,9 +70,8 @@ class JobMgr(CCHandler):
         super().__init__(hname, hcf, ccscript)
         self._ratelog = RateLimitedLog(self.log)
         self.config_file = hcf.filename
-        server_cf = skytools.Config("ccserver", self.config_file)
-        self.server_job_name = server_cf.get("job_name")
-        self.server_pidfile_template = _raw_option(server_cf, "pidfile")
+        self.server_cf = skytools.Config("ccserver", self.config_file)
+        self.server_job_name = self.server_cf.get("job_name")
         self.jobs: Dict[str, Job] = {}
         self.configs: Dict[str, Dict[str, str]] = {}
         #: job name -> done when the process it last had has exited (after a reload stopped it)
@@ -88,17 +87,6 @@ class JobMgr(CCHandler):
 
     def _job_name(self, section: str) -> str:
         return "%s.%s" % (self.server_job_name, section)
-
-    def _job_defaults(self, section: str) -> Dict[str, str]:
-        """The original's make_job_defaults: job name, service name, pidfile."""
-        defaults = {
-            "use_skylog": "0",
-            "service_name": section,
-            "job_name": self._job_name(section),
-        }
-        if self.server_pidfile_template:
-            defaults["pidfile"] = self.server_pidfile_template
-        return defaults
 
     def _make_jobs(self, hcf: skytools.Config) -> Dict[str, Tuple[Job, Dict[str, str]]]:
         """The jobs ``hcf`` lists, with their sections' options; checked, none started."""
@@ -120,7 +108,8 @@ class JobMgr(CCHandler):
 
     def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:
         try:
-            cf = skytools.Config(section, self.config_file, user_defs=self._job_defaults(section))
+            defaults = job_defaults(self.server_cf, section)
+            cf = skytools.Config(section, self.config_file, user_defs=defaults)
             config = dict(cf.cf.items(section))
         except Exception as ex:
             raise HandlerConfigError("[%s]: job %s: %s" % (self.hname, section, ex)) from None
@@ -330,10 +319,3 @@ def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:
 
 def _names(jobs: List[Job]) -> str:
     return ", ".join(job.name for job in jobs) or "none"
-
-
-def _raw_option(cf: skytools.Config, key: str) -> str:
-    """An option without interpolation (the pidfile template, re-read per job)."""
-    if cf.cf.has_option(cf.main_section, key):
-        return cf.cf.get(cf.main_section, key, raw=True)
-    return ""

@@ -8,7 +8,9 @@ standalone: no ``job.config`` query, no keepalives.
 import os
 from typing import Dict, Mapping, NamedTuple, Optional
 
-__all__ = ["JobEnv", "from_environ", "VARIABLES"]
+import skytools
+
+__all__ = ["JobEnv", "from_environ", "job_defaults", "VARIABLES"]
 
 JOB_NAME = "CC_JOB_NAME"
 SOCKET = "CC_SOCKET"
@@ -36,6 +38,31 @@ class JobEnv(NamedTuple):
             KEEPALIVE_PERIOD: repr(self.keepalive_period),
             PARENT_PID: str(self.parent_pid),
         }
+
+
+def job_defaults(server_cf: skytools.Config, section: str) -> Dict[str, str]:
+    """What a daemon's section inherits from ``[ccserver]`` (the original's make_job_defaults).
+
+    ``job_name`` is ``<server job>.<section>``; ``pidfile`` is the server's
+    pidfile template, uninterpolated, so that ``%(job_name)s`` expands per
+    job (``~/pid/cclocal.d:logtail.pid``).  A template without
+    ``%(job_name)s`` would name the server's own pidfile: the job's goes
+    beside it as ``<job_name>.pid``.  jobmgr and the daemon base both use
+    this, so a daemon and the jobmgr that runs it agree on its pidfile.
+    """
+    defaults = {
+        "use_skylog": "0",
+        "service_name": section,
+        "job_name": "%s.%s" % (server_cf.get("job_name"), section),
+    }
+    main = server_cf.main_section
+    if server_cf.cf.has_option(main, "pidfile"):
+        template = server_cf.cf.get(main, "pidfile", raw=True)
+        if template and "%(job_name)s" not in template:
+            template = os.path.join(os.path.dirname(template), "%(job_name)s.pid")
+        if template:
+            defaults["pidfile"] = template
+    return defaults
 
 
 def from_environ(environ: Mapping[str, str] = os.environ) -> Optional[JobEnv]:
