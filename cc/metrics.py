@@ -20,7 +20,6 @@ from skytools.config import ConfigError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from cc.message import HOSTNAME
 from cc.statsstore import StatsEntry, StatsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,7 +104,8 @@ class _MetricsPage(tornado.web.RequestHandler):
         self.cc = server
 
     def get(self) -> None:
-        own = (HOSTNAME, self.cc.job_name, self.cc.stats.totals(), self.cc.started)
+        server = self.cc
+        own = (server.settings.hostname, server.job_name, server.stats.totals(), server.started)
         entries = [e for store in _stores(self.cc) for e in store]
         self.set_header("Content-Type", CONTENT_TYPE)
         self.write(render_metrics(own, entries))
@@ -118,7 +118,7 @@ class _StatusPage(tornado.web.RequestHandler):
     def get(self) -> None:
         stats = self.cc.stats
         status: Dict[str, Any] = {
-            "hostname": HOSTNAME,
+            "hostname": self.cc.settings.hostname,
             "job_name": self.cc.job_name,
             "service_type": self.cc.service_name,
             "state": self.cc.state(),

@@ -32,7 +32,8 @@ from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
 from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
-from cc.message import CCMessage, MessageError
+from cc.hostname import configured_hostname
+from cc.message import CCMessage, MessageError, set_hostname
 from cc.metrics import MetricsServer
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
@@ -93,6 +94,7 @@ class Settings:
         if self.state_period <= 0:
             raise ConfigError("state-period must be positive")
         self.metrics_http = cf.get("metrics-http", "")
+        self.hostname = configured_hostname(cf)
         self.infofile = cf.getfile("infofile", "")
         self.infofile_level = cf.getint("infofile-level", 2)
         self.nthreads = cf.getint("zmq_nthreads", 1)
@@ -140,6 +142,9 @@ class CCServer(skytools.BaseScript):
         # pub.stats goes out each stats-period and pub.state on change and each
         # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
         #state-period = 300
+
+        # the host's name in every message of this cc and of jobmgr's daemons
+        #hostname = <the machine's name>
 
         # HTTP server with /metrics (Prometheus text format) and /status (JSON)
         #metrics-http = 127.0.0.1:9632
@@ -214,6 +219,7 @@ class CCServer(skytools.BaseScript):
         if self.options.cmd in ("stop", "kill"):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
+        set_hostname(self.settings.hostname)
         self.crypto = CryptoContext.from_config(self.cf, self.replay)
         self.plan = self._load_plan(self.cf, self.settings)
 
@@ -363,6 +369,9 @@ class CCServer(skytools.BaseScript):
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
+            if settings.hostname != self.settings.hostname:
+                self.log.warning("hostname changed: takes effect only after a restart")
+                settings.hostname = self.settings.hostname
             if self.curve is not None:
                 self.curve.configure(cf)
             self.crypto = crypto

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from typing import Any, Deque, Dict, List, Optional
@@ -67,7 +66,8 @@ class TaskExec(CCDaemon):
 
         [d:taskrunner]
         module = cc.daemon.taskrunner
-        #local-id = <hostname>
+        # the host name the taskrouter knows this runner by
+        #local-id = <[ccserver] hostname>
         #reg-period = 300
         #maint-period = 60
         # seconds a finished task id is remembered (duplicates are not run)
@@ -82,7 +82,7 @@ class TaskExec(CCDaemon):
 
     def reload(self) -> None:
         super().reload()
-        self.local_id = self.cf.get("local-id", socket.gethostname())
+        self.local_id = self.cf.get("local-id", self.hostname)
         self.reg_period = self.cf.getfloat("reg-period", 300)
         self.maint_period = self.cf.getfloat("maint-period", 60)
         self.grace_period = self.cf.getfloat("task-grace-period", 900)

@@ -154,7 +154,13 @@ class JobMgr(CCHandler):
             cap=cap,
             reset_after=opt("watchdog-reset", 3600),
         )
-        jobenv = JobEnv(section, connectable(self.server.endpoint), keepalive_period, os.getpid())
+        jobenv = JobEnv(
+            section,
+            connectable(self.server.endpoint),
+            keepalive_period,
+            os.getpid(),
+            self.server.settings.hostname,
+        )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
         job = Job(
