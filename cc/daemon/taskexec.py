@@ -17,6 +17,8 @@ from typing import Any, Deque, Dict, List, Optional
 import skytools
 from tornado.ioloop import PeriodicCallback
 
+import cc
+
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
@@ -103,7 +105,14 @@ class TaskExec(CCDaemon):
         self._register()
 
     def _register(self) -> None:
-        self.publish(TaskRegisterMessage(host=self.local_id).to_message())
+        """Tell the taskrouter this host's name and what it runs (shown by ``cc-task --hosts``)."""
+        msg = TaskRegisterMessage(
+            host=self.local_id,
+            version=cc.__version__,
+            modules=allowed_modules(self.cf.cf.sections()),
+            period=self.reg_period,
+        )
+        self.publish(msg.to_message())
         self.stats.inc("task.register")
 
     # -- receiving tasks ----------------------------------------------------------
@@ -276,6 +285,14 @@ class TaskExec(CCDaemon):
                 if run.proc is not None and run.ended is None:
                     _signal(run.proc, signal.SIGKILL)
             await asyncio.wait(late, timeout=1)
+
+
+def allowed_modules(sections: List[str]) -> List[str]:
+    """The task modules a config allows: its sections named like a dotted module path.
+
+    (``[ccserver]``, ``[routes]`` and the ``h:``/``d:`` sections are not.)
+    """
+    return sorted(name for name in sections if "." in name and MODULE_RE.match(name))
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
