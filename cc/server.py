@@ -196,6 +196,7 @@ class CCServer(skytools.BaseScript):
         self._tallies: Dict[str, List[float]] = {}
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
+        self._state_sources: Dict[str, Callable[[], Any]] = {}
         self.replay = ReplayCache()
         self.crypto: Optional[CryptoContext] = None
         self.curve: Optional[CurveServer] = None
@@ -582,6 +583,14 @@ class CCServer(skytools.BaseScript):
         if self._status_sources.get(name) == lines:
             del self._status_sources[name]
 
+    def add_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        """Add ``key: value()`` to ``pub.state`` and ``/status``, e.g. jobmgr's jobs."""
+        self._state_sources[key] = value
+
+    def remove_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        if self._state_sources.get(key) == value:
+            del self._state_sources[key]
+
     # -- stats ---------------------------------------------------------------------
 
     def _write_stats(self) -> None:
@@ -611,7 +620,7 @@ class CCServer(skytools.BaseScript):
 
     def state(self) -> Dict[str, Any]:
         """What ``pub.state`` and ``/status`` say about this server."""
-        return {
+        state = {
             "pid": os.getpid(),
             "started": self.started,
             "version": cc.__version__,
@@ -621,6 +630,8 @@ class CCServer(skytools.BaseScript):
             "routes": {p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
             "handlers": {h.hname: type(h).__name__ for h in self.handlers.all()},
         }
+        state.update((key, value()) for key, value in list(self._state_sources.items()))
+        return state
 
     def _publish_state(self) -> None:
         msg = StateMessage(

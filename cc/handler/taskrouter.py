@@ -195,14 +195,20 @@ class TaskRouter(CCHandler):
 
     def _list_hosts(self, msg: CCMessage) -> None:
         """Answer ``task.hosts``: every registered host, the age of its registration, its info."""
-        now = time.monotonic()
-        hosts = []
-        for host, (_, registered) in sorted(self.hosts.items()):
-            entry = {"host": host, "age": round(now - registered, 3)}
-            entry.update(self.host_info.get(host, {}))
-            hosts.append(entry)
+        hosts = [
+            dict(info, host=host, age=round(info["age"], 3))
+            for host, info in sorted(self.registrations().items())
+        ]
         self.stats.inc("task.hosts")
         self.reply(msg, "task.hosts", hosts=hosts)
+
+    def registrations(self) -> Dict[str, Dict[str, Any]]:
+        """host -> ``age`` of its registration and its runner's info (for the fleet page)."""
+        now = time.monotonic()
+        return {
+            host: dict(self.host_info.get(host, {}), age=now - registered)
+            for host, (_, registered) in self.hosts.items()
+        }
 
     def _fan_out(self, msg: CCMessage, body: Dict[str, Any], parts: List[str]) -> None:
         """Send one task to every registered host its ``task_host`` pattern or list names."""
