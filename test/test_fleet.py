@@ -12,6 +12,21 @@ from harness import WAIT, CCTestCase, ccserver_section, child_env, wait_for
 
 from cc.message import CCMessage
 
+#: jobmgr running a task runner whose local-id is left to default
+TASK_RUNNER = """
+[h:jobmgr]
+handler = jobmgr
+daemons = d:taskrunner
+keepalive-period = 0.5
+
+[d:taskrunner]
+module = cc.daemon.taskrunner
+reg-period = 0.5
+stats-period = 0.2
+
+[cc.task.sample]
+"""
+
 #: one cc playing a named host: its daemons, a statswriter and a taskrouter in one process
 NAMED_HOST = ccserver_section("host", role=None, hostname="{hostname}") + """
 [routes]
@@ -25,19 +40,7 @@ dstdir = {tmp}/stats
 
 [h:taskrouter]
 handler = taskrouter
-
-[h:jobmgr]
-handler = jobmgr
-daemons = d:taskrunner
-keepalive-period = 0.5
-
-[d:taskrunner]
-module = cc.daemon.taskrunner
-reg-period = 0.5
-stats-period = 0.2
-
-[cc.task.sample]
-"""
+""" + TASK_RUNNER
 
 
 class TestHostName(CCTestCase):
@@ -246,19 +249,7 @@ job = h:jobmgr
 [h:proxy]
 handler = proxy
 remote-cc = {router}
-
-[h:jobmgr]
-handler = jobmgr
-daemons = d:taskrunner
-keepalive-period = 0.5
-
-[d:taskrunner]
-module = cc.daemon.taskrunner
-reg-period = 0.5
-stats-period = 60
-
-[cc.task.sample]
-"""
+""" + TASK_RUNNER
 
 
 class TestFanOutToTaskExec(CCTestCase):

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from fleethosts import FleetCase
 from harness import child_env
 
+from cc.fleet import fleet_rows, render_fleet
+from cc.statsstore import StatsEntry
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -117,3 +120,44 @@ class TestFleetPage(FleetCase):
         keep = os.environ.get("CC_FLEET_SCREENSHOT")
         if keep:  # how doc/fleet.png is made
             shutil.copy(shot, keep)
+
+
+class TestFleetRows(unittest.TestCase):
+    """cc.fleet without a server: staleness by each host's own period, jobs, counters."""
+
+    def entry(self, host, job, received, period=30.0, state=None, counters=None):
+        entry = StatsEntry(host, job)
+        entry.stats_received = entry.received = received
+        entry.period = period
+        entry.counters = counters or {}
+        if state is not None:
+            entry.state, entry.state_received = state, received
+        return entry
+
+    def test_stale_by_own_period_first_and_counters_summed(self):
+        now = 1000.0
+        jobs = {"d:x": {"state": "BACKOFF", "restarts": 4}}
+        server_state = {"role": "local", "version": "1.0", "jobs": jobs}
+        counters = {"count.dropped": 2, "bytes.dropped": 999, "task.dropped_send": 1}
+        counters.update({"count.invalid": 3, "count.invalid.bad-json": 3, "statswriter.invalid": 1})
+        entries = [
+            self.entry("fast", "fast", now - 4, period=1),  # 4 s > 3 x 1 s: stale
+            self.entry("slow", "slow", now - 60, period=30, state=server_state),  # 60 < 90
+            self.entry("slow", "slow.lt", now - 1, state={"lag_bytes": 7}, counters=counters),
+        ]
+        registrations = {"runner-only": {"age": 10.0, "period": 300.0, "version": "0.9"}}
+        rows = fleet_rows(entries, registrations, now=now)
+        self.assertEqual([r["host"] for r in rows], ["fast", "runner-only", "slow"])
+        fast, runner, slow = rows
+        self.assertTrue(fast["stale"])
+        self.assertFalse(runner["stale"])
+        self.assertEqual(runner["version"], "0.9")
+        self.assertFalse(slow["stale"])
+        self.assertEqual((slow["role"], slow["version"]), ("local", "1.0"))
+        self.assertEqual(slow["jobs"], [{"name": "d:x", "state": "BACKOFF", "restarts": 4}])
+        self.assertEqual((slow["logtail_lag"], slow["drops"], slow["invalid"]), (7, 3, 4))
+        self.assertEqual(slow["last_report_age"], 1.0)
+        page = render_fleet(rows, "central <x>", now=now)
+        self.assertIn("central &lt;x&gt;", page)
+        self.assertIn('<tr class="stale" id="host-fast">', page)
+        self.assertIn('<span class="restarts">4 restarts</span>', page)
