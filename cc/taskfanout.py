@@ -24,6 +24,8 @@ NO_ROUTE = "no-route"
 GLOB_CHARS = "*?["
 PATTERN_RE = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,255}$")
 TASK_UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,120}$")
+#: patterns in one target: each is matched against every registered host
+MAX_PATTERNS = 16
 
 
 class TargetError(ValueError):
@@ -67,8 +69,14 @@ def check_pattern(pattern: str) -> None:
         raise TargetError("bad-target", "host pattern %r: '[' without ']'" % pattern)
 
 
-def select_hosts(task_host: Any, registered: Iterable[str]) -> Tuple[List[str], List[str]]:
-    """(registered hosts the target names, listed plain names that are not registered)."""
+def select_hosts(
+    task_host: Any, registered: Iterable[str], max_names: int
+) -> Tuple[List[str], List[str]]:
+    """(registered hosts the target names, listed plain names that are not registered).
+
+    A list longer than ``max_names`` or with more than :data:`MAX_PATTERNS`
+    patterns is refused before anything is matched.
+    """
     if isinstance(task_host, str):
         wanted = [task_host]
     elif (
@@ -81,8 +89,15 @@ def select_hosts(task_host: Any, registered: Iterable[str]) -> Tuple[List[str], 
         raise TargetError(
             "bad-target", "task_host must be a name, a pattern or a non-empty list of names"
         )
+    if len(wanted) > max_names:
+        raise TargetError(
+            "too-many-hosts",
+            "task_host lists %d names, more than max-fanout %d" % (len(wanted), max_names),
+        )
     for name in wanted:
         check_pattern(name)
+    if sum(1 for name in wanted if any(c in name for c in GLOB_CHARS)) > MAX_PATTERNS:
+        raise TargetError("bad-target", "task_host has more than %d patterns" % MAX_PATTERNS)
     known = set(registered)
     matched = set()
     unknown = []

@@ -16,11 +16,12 @@ class TestTargets(unittest.TestCase):
         self.assertFalse(is_fanout(5))
 
     def test_patterns_and_lists_select_registered_hosts(self):
-        self.assertEqual(select_hosts("db-*", HOSTS), (["db-1", "db-10", "db-2"], []))
-        self.assertEqual(select_hosts("db-?", HOSTS), (["db-1", "db-2"], []))
-        self.assertEqual(select_hosts("db-[!1]", HOSTS), (["db-2"], []))
-        self.assertEqual(select_hosts(["web-1", "db-1", "db-1"], HOSTS), (["db-1", "web-1"], []))
-        self.assertEqual(select_hosts(["web-*", "db-9"], HOSTS), (["web-1"], ["db-9"]))
+        self.assertEqual(select_hosts("db-*", HOSTS, 100), (["db-1", "db-10", "db-2"], []))
+        self.assertEqual(select_hosts("db-?", HOSTS, 100), (["db-1", "db-2"], []))
+        self.assertEqual(select_hosts("db-[!1]", HOSTS, 100), (["db-2"], []))
+        listed = ["web-1", "db-1", "db-1"]
+        self.assertEqual(select_hosts(listed, HOSTS, 100), (["db-1", "web-1"], []))
+        self.assertEqual(select_hosts(["web-*", "db-9"], HOSTS, 100), (["web-1"], ["db-9"]))
 
     def test_bad_targets(self):
         for target, text in [
@@ -37,13 +38,20 @@ class TestTargets(unittest.TestCase):
             ({"a": 1}, "non-empty list"),
         ]:
             with self.assertRaises(TargetError, msg=repr(target)) as caught:
-                select_hosts(target, HOSTS)
+                select_hosts(target, HOSTS, 100)
             self.assertEqual(caught.exception.code, "bad-target")
             self.assertIn(text, caught.exception.msg)
         with self.assertRaises(TargetError) as caught:
-            select_hosts("mail-*", HOSTS)
+            select_hosts("mail-*", HOSTS, 100)
         self.assertEqual(caught.exception.code, "no-route")
         check_pattern("db-[a-c]?.example.net")  # a valid one passes
+        with self.assertRaises(TargetError) as caught:
+            select_hosts(["db-%d" % n for n in range(101)], HOSTS, 100)
+        self.assertEqual(caught.exception.code, "too-many-hosts")
+        self.assertIn("lists 101 names, more than max-fanout 100", caught.exception.msg)
+        with self.assertRaises(TargetError) as caught:
+            select_hosts(["db-%d*" % n for n in range(17)], HOSTS, 100)
+        self.assertIn("more than 16 patterns", caught.exception.msg)
 
     def test_check_fanout(self):
         body = {"task_handler": "cc.task.sample"}

@@ -214,7 +214,7 @@ class TaskRouter(CCHandler):
         """Send one task to every registered host its ``task_host`` pattern or list names."""
         try:
             uid, bound = check_fanout(body, parts, self.max_fanout)
-            hosts, unknown = select_hosts(body["task_host"], self.hosts)
+            hosts, unknown = select_hosts(body["task_host"], self.hosts, bound)
             if len(hosts) > bound:
                 raise TargetError(
                     "too-many-hosts",
