@@ -18,7 +18,6 @@ import skytools
 from tornado.ioloop import PeriodicCallback
 
 import cc
-
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
