@@ -229,7 +229,15 @@ class TestFanOut(CCTestCase):
         reply = self.query(client, "task.send.m0", fields, qid=b"M0")
         self.assertEqual(reply.get_body()["code"], "bad-task")
         self.assertIn("max_fanout must be a positive integer, not 0", reply.get_body()["msg"])
-        router.wait_stat("task.fanout_refused", len(cases) + 1)
+        # a single-host task with an id a fan-out would give one of its hosts
+        single = {"task_host": "db1", "task_handler": "x.y", "task_id": "c1-0"}
+        ack = self.query(client, "task.send.c1-0", single)
+        self.assertEqual(ack.get_body()["status"], "forwarded")
+        fields = {"task_host": "db[12]", "task_handler": "x.y", "task_id": "c1"}
+        reply = self.query(client, "task.send.c1", fields, qid=b"C1")
+        self.assertEqual(reply.get_body()["code"], "duplicate")
+        self.assertIn("task id c1-0 is in use", reply.get_body()["msg"])
+        router.wait_stat("task.fanout_refused", len(cases) + 2)
 
     def test_max_fanout_zero_is_a_config_error(self):
         server = self.write_server("router", ROUTER, max_fanout="0")

@@ -232,6 +232,11 @@ class TaskRouter(CCHandler):
             return
         task_id = body.get("task_id", uid)
         fan = FanOut(uid, task_id, hosts, unknown, timeout, time.monotonic())
+        taken = [run.sub_id for run in fan.runs.values() if run.sub_id in self.tasks]
+        if taken:  # a single-host task already uses one of the ids: its replies must stay its own
+            self.stats.inc("task.fanout_refused")
+            self.reply_error(msg, "task id %s is in use; choose another" % taken[0], "duplicate")
+            return
         for host, run in fan.runs.items():
             self.fanout_subs[run.sub_id] = (uid, host)
             fields = dict(body, task_id=run.sub_id, task_host=host)
