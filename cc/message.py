@@ -41,6 +41,7 @@ __all__ = [
     "MAX_TYPE_LENGTH",
     "MAX_ROUTE_DEPTH",
     "is_valid_type",
+    "set_hostname",
 ]
 
 #: the type frame: dot-separated components of letters, digits, ``_`` and ``-``
@@ -52,6 +53,7 @@ MAX_ROUTE_DEPTH = 32
 MIN_PAYLOAD_FRAMES = 2
 MAX_PAYLOAD_FRAMES = 4
 
+#: the ``hostname`` that messages built here carry; see :func:`set_hostname`
 HOSTNAME = socket.gethostname()
 
 #: default bound of a JSON body: as large as the largest message (an infofile in the body)
@@ -77,6 +79,16 @@ class MessageError(ValueError):
         super().__init__(msg)
         self.code = code
         self.msg = msg
+
+
+def set_hostname(name: str) -> None:
+    """Name this process's host in the messages it builds (``[ccserver] hostname``).
+
+    Set once at start by the server and each daemon: a host is named as its
+    operator knows it, and one machine can play many hosts in tests.
+    """
+    global HOSTNAME
+    HOSTNAME = name
 
 
 def is_valid_type(msgtype: str) -> bool:

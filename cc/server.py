@@ -32,7 +32,15 @@ from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
 from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
-from cc.message import FORWARDED_UNREAD, BodyGate, BodyLimits, CCMessage, MessageError
+from cc.hostname import configured_hostname
+from cc.message import (
+    FORWARDED_UNREAD,
+    BodyGate,
+    BodyLimits,
+    CCMessage,
+    MessageError,
+    set_hostname,
+)
 from cc.metrics import MetricsServer
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
@@ -93,6 +101,7 @@ class Settings:
         if self.state_period <= 0:
             raise ConfigError("state-period must be positive")
         self.metrics_http = cf.get("metrics-http", "")
+        self.hostname = configured_hostname(cf)
         self.infofile = cf.getfile("infofile", "")
         self.infofile_level = cf.getint("infofile-level", 2)
         self.nthreads = cf.getint("zmq_nthreads", 1)
@@ -140,6 +149,9 @@ class CCServer(skytools.BaseScript):
         # pub.stats goes out each stats-period and pub.state on change and each
         # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
         #state-period = 300
+
+        # the host's name in every message of this cc and of jobmgr's daemons
+        #hostname = <the machine's name>
 
         # HTTP server with /metrics (Prometheus text format) and /status (JSON)
         #metrics-http = 127.0.0.1:9632
@@ -191,6 +203,7 @@ class CCServer(skytools.BaseScript):
         self._tallies: Dict[str, List[float]] = {}
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
+        self._state_sources: Dict[str, Callable[[], Any]] = {}
         self.replay = ReplayCache()
         self.crypto: Optional[CryptoContext] = None
         #: opens every body a handler reads: bounded, and verified where cms-* asks
@@ -217,6 +230,7 @@ class CCServer(skytools.BaseScript):
         if self.options.cmd in ("stop", "kill"):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
+        set_hostname(self.settings.hostname)
         self.crypto = CryptoContext.from_config(self.cf, self.replay)
         self.gate = BodyGate.from_config(self.cf, self.crypto)
         self.plan = self._load_plan(self.cf, self.settings)
@@ -368,6 +382,9 @@ class CCServer(skytools.BaseScript):
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
+            if settings.hostname != self.settings.hostname:
+                self.log.warning("hostname changed: takes effect only after a restart")
+                settings.hostname = self.settings.hostname
             if self.curve is not None:
                 self.curve.configure(cf)
             self.crypto, self.gate = crypto, gate
@@ -605,6 +622,14 @@ class CCServer(skytools.BaseScript):
         if self._status_sources.get(name) == lines:
             del self._status_sources[name]
 
+    def add_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        """Add ``key: value()`` to ``pub.state`` and ``/status``, e.g. jobmgr's jobs."""
+        self._state_sources[key] = value
+
+    def remove_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        if self._state_sources.get(key) == value:
+            del self._state_sources[key]
+
     # -- stats ---------------------------------------------------------------------
 
     def _write_stats(self) -> None:
@@ -634,7 +659,7 @@ class CCServer(skytools.BaseScript):
 
     def state(self) -> Dict[str, Any]:
         """What ``pub.state`` and ``/status`` say about this server."""
-        return {
+        state = {
             "pid": os.getpid(),
             "started": self.started,
             "version": cc.__version__,
@@ -644,6 +669,8 @@ class CCServer(skytools.BaseScript):
             "routes": {p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
             "handlers": {h.hname: type(h).__name__ for h in self.handlers.all()},
         }
+        state.update((key, value()) for key, value in list(self._state_sources.items()))
+        return state
 
     def _publish_state(self) -> None:
         msg = StateMessage(

@@ -47,7 +47,8 @@ import cc
 from cc.crypto import CryptoContext
 from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import BodyGate, BodyLimits, CCMessage, MessageError
+from cc.hostname import configured_hostname
+from cc.message import BodyGate, BodyLimits, CCMessage, MessageError, set_hostname
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats
 from cc.stream import CCReqStream
@@ -90,6 +91,7 @@ class CCDaemon(skytools.BaseScript):
 
         # the section is the one named on the command line; [ccserver] of the
         # same file gives cc-socket (override it here to use another server)
+        # and hostname (run by jobmgr: the server's)
         #cc-socket = tcp://127.0.0.1:22632
         #stats-period = 30
         # pub.stats each stats-period, pub.state at start and each state-period
@@ -136,6 +138,8 @@ class CCDaemon(skytools.BaseScript):
         cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
         server_socket = self.jobenv.socket if self.jobenv else ""
         self.cc_socket = cf.get("cc-socket", server_socket or server_cf.get("cc-socket"))
+        self.hostname = (self.jobenv and self.jobenv.hostname) or configured_hostname(server_cf)
+        set_hostname(self.hostname)
         return cf
 
     def reload(self) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import base64
 import collections
 import os
-from typing import Deque, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from skytools.config import ConfigError
 
@@ -181,6 +181,17 @@ class LogfileTailer(CCDaemon):
             self.log.error("tailing failed", exc_info=task.exception())
             self.exit_code = 1
             self.request_stop()
+
+    def daemon_state(self) -> Dict[str, Any]:
+        """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged."""
+        state = super().daemon_state()
+        src = getattr(self, "src", None)
+        if src is not None:
+            try:
+                state["lag_bytes"] = max(src.size() - self.acked_pos, 0)
+            except OSError:
+                pass  # closed while switching files; the next state has it
+        return state
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ from typing import Any, Deque, Dict, List, Optional
 import skytools
 from tornado.ioloop import PeriodicCallback
 
+import cc
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
@@ -67,7 +67,8 @@ class TaskExec(CCDaemon):
 
         [d:taskrunner]
         module = cc.daemon.taskrunner
-        #local-id = <hostname>
+        # the host name the taskrouter knows this runner by
+        #local-id = <[ccserver] hostname>
         #reg-period = 300
         #maint-period = 60
         # seconds a finished task id is remembered (duplicates are not run)
@@ -82,7 +83,7 @@ class TaskExec(CCDaemon):
 
     def reload(self) -> None:
         super().reload()
-        self.local_id = self.cf.get("local-id", socket.gethostname())
+        self.local_id = self.cf.get("local-id", self.hostname)
         self.reg_period = self.cf.getfloat("reg-period", 300)
         self.maint_period = self.cf.getfloat("maint-period", 60)
         self.grace_period = self.cf.getfloat("task-grace-period", 900)
@@ -105,7 +106,14 @@ class TaskExec(CCDaemon):
         self._register()
 
     def _register(self) -> None:
-        msg = TaskRegisterMessage(host=self.local_id, runner_id=self.runner_id)
+        """Tell the taskrouter this host's name and what it runs (shown by ``cc-task --hosts``)."""
+        msg = TaskRegisterMessage(
+            host=self.local_id,
+            runner_id=self.runner_id,
+            version=cc.__version__,
+            modules=allowed_modules(self.cf.cf.sections()),
+            period=self.reg_period,
+        )
         self.publish(msg.to_message())
         self.stats.inc("task.register")
 
@@ -275,6 +283,14 @@ class TaskExec(CCDaemon):
                 if run.proc is not None and run.ended is None:
                     _signal(run.proc, signal.SIGKILL)
             await asyncio.wait(late, timeout=1)
+
+
+def allowed_modules(sections: List[str]) -> List[str]:
+    """The task modules a config allows: its sections named like a dotted module path.
+
+    (``[ccserver]``, ``[routes]`` and the ``h:``/``d:`` sections are not.)
+    """
+    return sorted(name for name in sections if "." in name and MODULE_RE.match(name))
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:

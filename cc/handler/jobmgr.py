@@ -80,6 +80,7 @@ class JobMgr(CCHandler):
         self._checker: Optional[PeriodicCallback] = None
         self._use(self._make_jobs(hcf))
         self.server.add_status_source(self.hname, self.status_lines)
+        self.server.add_state_source("jobs", self.job_states)
         for job in self.jobs.values():
             job.start()
 
@@ -143,7 +144,13 @@ class JobMgr(CCHandler):
             cap=cap,
             reset_after=opt("watchdog-reset", 3600),
         )
-        jobenv = JobEnv(section, connectable(self.server.endpoint), keepalive_period, os.getpid())
+        jobenv = JobEnv(
+            section,
+            connectable(self.server.endpoint),
+            keepalive_period,
+            os.getpid(),
+            self.server.settings.hostname,
+        )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
         job = Job(
@@ -295,11 +302,19 @@ class JobMgr(CCHandler):
             lines.extend("%s.%s: %s" % (name, k, v) for k, v in job.status().items())
         return lines
 
+    def job_states(self) -> Dict[str, Dict[str, Any]]:
+        """Each job's state and restarts, for ``pub.state`` (the fleet page shows them)."""
+        return {
+            name: {"state": job.state.name, "restarts": max(job.starts - 1, 0), "pid": job.pid}
+            for name, job in self.jobs.items()
+        }
+
     def stop(self) -> "asyncio.Future[Any]":
         self._stopping = True
         if self._checker is not None:
             self._checker.stop()
         self.server.remove_status_source(self.hname, self.status_lines)
+        self.server.remove_state_source("jobs", self.job_states)
         running = [job.stop() for job in self.jobs.values() if job.started]
         return asyncio.gather(*running, *self._exiting.values())
 

@@ -11,6 +11,7 @@ from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
 from cc.ratelog import RateLimitedLog
+from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
 
 CC_HANDLER = "TaskRouter"
 
@@ -89,6 +90,13 @@ class TaskRouter(CCHandler):
     remembered ``reply-timeout`` seconds after its end.  A reload takes new
     timeouts in place; a stopping router answers the open tasks ``failed``.
 
+    ``task.hosts`` is answered with every registered host, the age of its
+    registration and what its runner reported (version, task modules,
+    registration period).  A ``task_host`` that is a shell-style pattern or
+    a list of names goes to every matching host (see
+    :mod:`cc.taskfanout`): the sender gets every host's replies tagged with
+    ``host``, then one ``status: summary``.
+
     ::
 
         [routes]
@@ -100,6 +108,10 @@ class TaskRouter(CCHandler):
         #reply-timeout = 300
         #task-ack-timeout = 15
         #maint-period = 60
+        # a task_host pattern (db-*) or list goes to every matching host, at most this many
+        #max-fanout = 1000
+        # seconds a fanned-out task waits for a silent host (the task's host_timeout may say)
+        #host-timeout = 60
     """
 
     CC_ROLES = ("remote",)
@@ -110,6 +122,7 @@ class TaskRouter(CCHandler):
         self.hosts: Dict[str, HostRoute] = {}
         self.tasks: Dict[str, Task] = {}
         self._maint: Optional[PeriodicCallback] = None
+        self._init_fleet(hcf)
         self._apply(_timeouts(hname, hcf))
 
     def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
@@ -128,6 +141,8 @@ class TaskRouter(CCHandler):
         parts = msg.type.split(".")
         if msg.type == "task.register":
             self._register(msg)
+        elif msg.type == "task.hosts":
+            self._list_hosts(msg)
         elif parts[:2] == ["task", "send"]:
             self._send(msg, parts)
         elif parts[:2] == ["task", "reply"]:
@@ -159,12 +174,16 @@ class TaskRouter(CCHandler):
             self.log.info("host %s: task runner restarted", host)
             self._fail_host(host, previous.runner_id, "the task runner on %s restarted" % host)
         self.hosts[host] = HostRoute(msg.route, time.monotonic(), runner_id)
+        self._remember_host(host, body)
         self.stats.inc("task.register")
 
     # -- tasks -------------------------------------------------------------------
 
     def _send(self, msg: CCMessage, parts: List[str]) -> None:
         body = msg.get_body()
+        if is_fanout(body.get("task_host")):
+            self._fan_out(msg, body, parts)
+            return
         problem = _check_task(body, parts)
         if problem:
             self.stats.inc("task.invalid")
@@ -203,7 +222,11 @@ class TaskRouter(CCHandler):
             self._tell(task, [msg.route], "forwarded", duplicate=True)
 
     def _reply(self, msg: CCMessage, parts: List[str]) -> None:
-        task = self.tasks.get(parts[2]) if len(parts) == 3 else None
+        task_id = parts[2] if len(parts) == 3 else ""
+        if task_id in self.fanout_subs:
+            self._fanout_reply(msg, task_id)
+            return
+        task = self.tasks.get(task_id)
         if task is None:
             self.stats.inc("task.reply_unknown")
             self._ratelog.log_limited(logging.INFO, "noroute", "cannot route back: %s", msg.type)
@@ -288,6 +311,160 @@ class TaskRouter(CCHandler):
         for task in list(self.tasks.values()):
             if task.final is None:
                 self._fail(task, "stopped", "the taskrouter stopped before the task ended")
+        self._stop_fanouts()
+
+    # -- the fleet: which hosts there are, tasks for many of them -----------------------
+
+    def _init_fleet(self, hcf: skytools.Config) -> None:
+        self.max_fanout = hcf.getint("max-fanout", 1000)
+        if self.max_fanout <= 0:
+            raise HandlerConfigError(
+                "[%s]: max-fanout = %d: must be a positive number of hosts"
+                % (self.hname, self.max_fanout)
+            )
+        self.host_timeout = hcf.getfloat("host-timeout", 60)
+        #: host -> what its runner said about itself at its latest registration
+        self.host_info: Dict[str, Dict[str, Any]] = {}
+        #: fan-out task uid -> (its progress, route to the sender, its timer)
+        self.fanouts: Dict[str, Tuple[FanOut, List[bytes], Any]] = {}
+        #: a host's id of a fan-out task -> (task uid, host)
+        self.fanout_subs: Dict[str, Tuple[str, str]] = {}
+
+    def _remember_host(self, host: str, body: Dict[str, Any]) -> None:
+        """Keep what a runner reports about itself (fields it does not send are left out)."""
+        self.host_info[host] = runner_info(body)
+        if len(self.host_info) > 2 * len(self.hosts) + 64:  # forget expired hosts, amortized
+            self.host_info = {h: i for h, i in self.host_info.items() if h in self.hosts}
+
+    def _list_hosts(self, msg: CCMessage) -> None:
+        """Answer ``task.hosts``: every registered host, the age of its registration, its info."""
+        hosts = [
+            dict(info, host=host, age=round(info["age"], 3))
+            for host, info in sorted(self.registrations().items())
+        ]
+        self.stats.inc("task.hosts")
+        self.reply(msg, "task.hosts", hosts=hosts)
+
+    def registrations(self) -> Dict[str, Dict[str, Any]]:
+        """host -> ``age`` of its registration and its runner's info (for the fleet page)."""
+        now = time.monotonic()
+        return {
+            host: dict(self.host_info.get(host, {}), age=now - entry.registered)
+            for host, entry in self.hosts.items()
+        }
+
+    def _fan_out(self, msg: CCMessage, body: Dict[str, Any], parts: List[str]) -> None:
+        """Send one task to every registered host its ``task_host`` pattern or list names."""
+        try:
+            uid, bound = check_fanout(body, parts, self.max_fanout)
+            hosts, unknown = select_hosts(body["task_host"], self.hosts, bound)
+            if len(hosts) > bound:
+                raise TargetError(
+                    "too-many-hosts",
+                    "task_host matches %d hosts, more than max-fanout %d" % (len(hosts), bound),
+                )
+            if uid in self.fanouts:
+                raise TargetError("duplicate", "task %s is already being sent out" % uid)
+            if len(self.fanout_subs) + len(hosts) > MAX_ROUTES:
+                raise TargetError("busy", "too many tasks in flight")
+            timeout = _host_timeout(body.get("host_timeout"), self.host_timeout)
+        except TargetError as ex:
+            self.stats.inc("task.fanout_refused")
+            self._ratelog.warning("fanout:" + ex.code, "fan-out %s refused: %s", msg.type, ex.msg)
+            self.reply_error(msg, ex.msg, ex.code)
+            return
+        task_id = body.get("task_id", uid)
+        fan = FanOut(uid, task_id, hosts, unknown, timeout, time.monotonic())
+        taken = [run.sub_id for run in fan.runs.values() if run.sub_id in self.tasks]
+        if taken:  # a single-host task already uses one of the ids: its replies must stay its own
+            self.stats.inc("task.fanout_refused")
+            self.reply_error(msg, "task id %s is in use; choose another" % taken[0], "duplicate")
+            return
+        for host, run in fan.runs.items():
+            self.fanout_subs[run.sub_id] = (uid, host)
+            fields = dict(body, task_id=run.sub_id, task_host=host)
+            route = self.hosts[host].route
+            self.server.send(CCMessage.build("task.send." + run.sub_id, fields, route=route))
+        self.fanouts[uid] = (fan, msg.route, None)
+        self.stats.inc("task.fanout")
+        self.stats.inc("task.fanout_hosts", len(hosts))
+        self.log.info("task %s: sent to %d hosts (%d unknown)", uid, len(hosts), len(unknown))
+        self.reply(
+            msg,
+            "task.reply." + uid,
+            handler=body["task_handler"],
+            task_id=task_id,
+            status="forwarded",
+            hosts=hosts,
+            unknown=unknown,
+        )
+        self._fanout_check(uid)
+
+    def _fanout_reply(self, msg: CCMessage, sub_id: str) -> None:
+        """Relay one host's reply to a fan-out task to the sender, tagged with the host."""
+        uid, host = self.fanout_subs[sub_id]
+        fan, route, _ = self.fanouts[uid]
+        body = msg.get_body()
+        if not fan.take(host, body.get("status"), time.monotonic()):
+            self.stats.inc("task.fanout_late")
+            return
+        fields = dict(body, task_id=fan.task_id, host=host)
+        self.server.send(CCMessage.build("task.reply." + uid, fields, route=route))
+        self.stats.inc("task.reply")
+        self._fanout_check(uid)
+
+    def _fanout_check(self, uid: str) -> None:
+        """Time out silent hosts; send the summary once every host is done, else wait on."""
+        fan, route, timer = self.fanouts[uid]
+        if timer is not None:
+            self.io_loop.remove_timeout(timer)
+        silent = fan.expire(time.monotonic())
+        if silent:
+            self.stats.inc("task.fanout_timeout", len(silent))
+        deadline = fan.next_deadline()
+        if deadline is not None:
+            timer = self.io_loop.call_later(deadline - time.monotonic(), self._fanout_check, uid)
+            self.fanouts[uid] = (fan, route, timer)
+            return
+        del self.fanouts[uid]
+        for run in fan.runs.values():
+            del self.fanout_subs[run.sub_id]
+        summary = fan.summary()
+        self.log.info("task %s: done, %s", uid, summary["counts"])
+        self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
+
+    def _stop_fanouts(self) -> None:
+        for _, _, timer in self.fanouts.values():
+            if timer is not None:
+                self.io_loop.remove_timeout(timer)
+
+
+def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
+    """What a ``task.register`` says about the runner: version, task modules, period."""
+    info: Dict[str, Any] = {}
+    version = body.get("version")
+    if isinstance(version, str):
+        info["version"] = version[:64]
+    modules = body.get("modules")
+    if isinstance(modules, list):
+        info["modules"] = [m[:128] for m in modules[:200] if isinstance(m, str)]
+    period = body.get("period")
+    if isinstance(period, (int, float)) and not isinstance(period, bool) and period > 0:
+        info["period"] = float(period)
+    return info
+
+
+def _host_timeout(value: Any, default: float) -> float:
+    """A fan-out's ``host_timeout`` (seconds of silence before a host counts as timed out)."""
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0
+    if not 0 < seconds <= 86400:
+        raise TargetError("bad-task", "host_timeout must be 0 < seconds <= 86400: %r" % (value,))
+    return seconds
 
 
 def _timeouts(hname: str, hcf: skytools.Config) -> Tuple[float, float, float, float]:

@@ -16,7 +16,8 @@ JOB_NAME = "CC_JOB_NAME"
 SOCKET = "CC_SOCKET"
 KEEPALIVE_PERIOD = "CC_KEEPALIVE_PERIOD"
 PARENT_PID = "CC_JOBMGR_PID"
-VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID)
+HOSTNAME = "CC_HOSTNAME"
+VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID, HOSTNAME)
 WILDCARDS = (("tcp://0.0.0.0:", "tcp://127.0.0.1:"), ("tcp://[::]:", "tcp://[::1]:"))
 
 
@@ -30,6 +31,8 @@ class JobEnv(NamedTuple):
     keepalive_period: float
     #: the cc-server process; the daemon stops if it is orphaned
     parent_pid: int
+    #: the server's ``hostname``, for the daemon's messages ('' = the daemon reads it itself)
+    hostname: str = ""
 
     def to_environ(self) -> Dict[str, str]:
         return {
@@ -37,6 +40,7 @@ class JobEnv(NamedTuple):
             SOCKET: self.socket,
             KEEPALIVE_PERIOD: repr(self.keepalive_period),
             PARENT_PID: str(self.parent_pid),
+            HOSTNAME: self.hostname,
         }
 
 
@@ -75,6 +79,7 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> Optional[JobEnv]:
             environ.get(SOCKET, ""),
             float(environ.get(KEEPALIVE_PERIOD, "10")),
             int(environ.get(PARENT_PID, "0")),
+            environ.get(HOSTNAME, ""),
         )
     except ValueError:
         return None
