@@ -164,10 +164,16 @@ class TestConfExamples(CCTestCase):
             sock.send_multipart(CCMessage.build(msgtype, {"log_level": "INFO"}).frames)
             key_re = r"^count\.\w+\.msg\.%s$" % re.escape(msgtype)
             wait_for(lambda: has_stat(peer, key_re), what="%s at %s" % (msgtype, peer.name))
+        jobs = jobmgr_jobs(cf)
+        for job in jobs:  # jobmgr's daemons run, and send keepalives
+            wait_for(lambda: server.job_status(job).get("state") == "RUNNING",
+                     what="%s running" % job)  # fmt: skip
         # still up, and rewriting its infofile every stats period
         first = wait_for(lambda: info_written(server), what="%s infofile" % server.name)
         wait_for(lambda: info_written(server) not in (None, first), what="a later infofile")
         self.assertIsNone(server.proc.poll(), "%s exited" % server.name)
+        for job in jobs:
+            self.assertEqual(server.job_status(job).get("starts"), "1", "%s restarted" % job)
 
     def forwarded_type(self, cf, peers) -> Optional[tuple]:
         """A message type this example proxies to a started peer, and that peer."""
@@ -189,6 +195,15 @@ def info_written(server: ServerProcess) -> Optional[str]:
     except FileNotFoundError:
         return None
     return m.group(1) if m else None
+
+
+def jobmgr_jobs(cf: configparser.ConfigParser) -> List[str]:
+    """The daemons of the example's jobmgr sections."""
+    jobs = []
+    for section in cf.sections():
+        if cf.get(section, "handler", fallback="") in ("jobmgr", "cc.handler.jobmgr"):
+            jobs += [d.strip() for d in cf.get(section, "daemons").split(",") if d.strip()]
+    return jobs
 
 
 def has_stat(server: ServerProcess, key_re: str) -> bool:

@@ -5,7 +5,7 @@ import re
 import signal
 import sys
 
-from harness import CCTestCase, ccserver_section, pid_alive, wait_for
+from harness import CCTestCase, ccserver_section, pid_alive, read_file, wait_for
 
 from cc.message import CCMessage
 
@@ -93,7 +93,7 @@ class TestLifecycle(CCTestCase):
         server = self.write_server("d", ccserver_section("d") + ECHO)
         result = self.run_command(server.command("-d"))
         self.assertEqual(result.returncode, 0, result.stderr)
-        pid = int(wait_for(lambda: os.path.exists(server.pidfile) and open(server.pidfile).read()))
+        pid = int(wait_for(lambda: read_file(server.pidfile), what=server.pidfile))
         endpoint = server.wait_listening()
         reply = self.query(self.dealer(endpoint), "echo.request", {"target": "d"})
         self.assertEqual(reply.type, "echo.response")
