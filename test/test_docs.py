@@ -71,8 +71,9 @@ JOB_OPTIONS_SECTION = "jobmgr"
 class Component:
     """Something with options: the man page section documenting them, its modules, templates."""
 
-    def __init__(self, section: str, modules: List[str], templates: List[str],
-                 extra: Tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self, section: str, modules: List[str], templates: List[str], extra: Tuple[str, ...] = ()
+    ) -> None:
         self.section = section
         self.modules = modules
         self.templates = templates
@@ -375,28 +376,31 @@ class TestOptionsDocumented(unittest.TestCase):
         cls.components = components()
 
     def undocumented(self) -> List[str]:
-        missing = []
+        """``<option> (<where the code has it>) is not documented under '<section>'``, sorted."""
+        missing = set()
         for comp in self.components:
             if comp.section not in self.sections:
-                missing.append("no section %r in doc/man/cc.ini.5 for %s" % (comp.section,
-                               ", ".join(comp.modules)))  # fmt: skip
+                missing.add("no section %r for %s" % (comp.section, ", ".join(comp.modules)))
                 continue
             titles = scope(self.sections, comp.section, comp.extra)
             bold = set().union(*(self.sections[t].bold for t in titles if t in self.sections))
-            where = "under %r" % comp.section
-            for path in comp.modules:
-                for option, line, receiver in option_reads(path):
-                    if receiver.endswith(SERVER_CF):
-                        continue  # checked with [ccserver]: test_server_options_read_anywhere
-                    if option not in bold:
-                        missing.append("%s (read at %s:%d) is not documented %s"
-                                       % (option, path, line, where))  # fmt: skip
-            for template in comp.templates:
-                for option in template_options(template):
-                    if option not in bold:
-                        missing.append("%s (in the INI template of %s) is not documented %s"
-                                       % (option, comp.modules[0], where))  # fmt: skip
-        return sorted(set(missing))
+            found = [
+                (option, "read at %s:%d" % (path, line))
+                for path in comp.modules
+                for option, line, receiver in option_reads(path)
+                if not receiver.endswith(SERVER_CF)  # see test_server_options_read_anywhere
+            ]
+            found += [
+                (option, "in the INI template of %s" % comp.modules[0])
+                for template in comp.templates
+                for option in template_options(template)
+            ]
+            missing.update(
+                "%s (%s) is not documented under %r" % (option, origin, comp.section)
+                for option, origin in found
+                if option not in bold
+            )
+        return sorted(missing)
 
     def test_every_option_is_documented_in_its_section(self):
         missing = self.undocumented()
@@ -441,11 +445,8 @@ class TestOptionsDocumented(unittest.TestCase):
             missing = self.undocumented()
         finally:
             self.sections["proxy"].bold = saved
-        self.assertTrue(
-            any(re.match(r"queue-bytes \(read at cc/handler/proxy\.py:\d+\) is not documented "
-                         r"under 'proxy'", m) for m in missing),  # fmt: skip
-            missing,
-        )
+        expected = r"queue-bytes \(read at cc/handler/proxy\.py:\d+\) is not documented under"
+        self.assertTrue(any(re.match(expected + " 'proxy'", m) for m in missing), missing)
 
 
 class TestCommandsDocumented(unittest.TestCase):
@@ -488,9 +489,9 @@ class TestCommandsDocumented(unittest.TestCase):
                 for form in synopsis_of(command + ".1"):
                     if form.startswith("-m "):
                         continue  # python3 -m cc.daemon.<daemon>: the interpreter's option
-                    for opt in options_in(form) - offered:
-                        self.fail("doc/man/%s.1 SYNOPSIS names %s; --help does not" % (command,
-                                  opt))  # fmt: skip
+                    unknown = sorted(options_in(form) - offered)
+                    where = "doc/man/%s.1 SYNOPSIS" % command
+                    self.assertEqual(unknown, [], "in %s, not in --help" % where)
 
     def test_help_options_are_in_the_man_page(self):
         for command in self.shipped():
@@ -498,6 +499,37 @@ class TestCommandsDocumented(unittest.TestCase):
                 text = read("doc", "man", command + ".1").replace("\\-", "-")
                 for opt in sorted(options_in(self.helps[command]) - {"-h", "--help"}):
                     self.assertTrue(mentions(text, opt), "%s not in doc/man/%s.1" % (opt, command))
+
+
+#: directories a build or a virtualenv leaves in a source tree
+BUILD_DIRS = re.compile(r"^(\..*|build|dist|__pycache__|.*\.egg-info)$")
+
+
+class TestReadmeLayout(unittest.TestCase):
+    """README's "Layout" lists the tree's folders: the top level and the package's subpackages."""
+
+    def listed(self) -> Set[str]:
+        m = re.search(r"^## Layout\n\n((?:    .*\n)+)", read("README.md"), re.M)
+        self.assertIsNotNone(m, "README.md has no Layout listing")
+        return {line.split()[0].rstrip("/") for line in m.group(1).splitlines()}
+
+    def test_listed_folders_exist(self):
+        for path in sorted(self.listed()):
+            self.assertTrue(os.path.isdir(os.path.join(REPO_DIR, path)), "README lists " + path)
+
+    def test_every_folder_is_listed(self):
+        folders = {
+            name
+            for name in os.listdir(REPO_DIR)
+            if os.path.isdir(os.path.join(REPO_DIR, name)) and not BUILD_DIRS.match(name)
+        }
+        folders.update(
+            "cc/" + name
+            for name in os.listdir(os.path.join(REPO_DIR, "cc"))
+            if os.path.exists(os.path.join(REPO_DIR, "cc", name, "__init__.py"))
+        )
+        missing = sorted(folders - self.listed())
+        self.assertEqual(missing, [], "folders missing from README's Layout")
 
 
 if __name__ == "__main__":
