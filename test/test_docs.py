@@ -1,5 +1,6 @@
-"""The documents agree with the code: every option read is in cc.ini(5) where it belongs, and
-every command's ``--help`` matches its man page's SYNOPSIS.
+"""The documents agree with the code: every option read is in cc.ini(5) where it belongs,
+every command's ``--help`` matches its man page's SYNOPSIS, every error code is in
+doc/protocol.md, and README's folder listing is the tree's.
 
 Options are found two ways, and a name found either way must be documented:
 
@@ -499,6 +500,60 @@ class TestCommandsDocumented(unittest.TestCase):
                 text = read("doc", "man", command + ".1").replace("\\-", "-")
                 for opt in sorted(options_in(self.helps[command]) - {"-h", "--help"}):
                     self.assertTrue(mentions(text, opt), "%s not in doc/man/%s.1" % (opt, command))
+
+
+#: calls that carry an error ``code``, and the position of the code among their arguments
+ERROR_CALLS = {
+    "MessageError": 0,
+    "CMSError": 0,
+    "CallError": 0,
+    "error_reply": 1,
+    "reply_error": 2,
+    "_refuse": 2,  # infowriter's (logwriter's takes no code there: it never replies)
+    "failed": 2,  # tailwriter's, also returned by its workers as (failed, msg, body, code, text)
+}
+
+
+def error_codes() -> Dict[str, str]:
+    """Every literal error code in the package, with the first place that uses it."""
+    found: Dict[str, str] = {}
+    for path in package_modules():
+        with open(os.path.join(REPO_DIR, path), encoding="utf8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            code = None
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", None))
+                pos = ERROR_CALLS.get(name)
+                if pos is not None and len(node.args) > pos:
+                    code = node.args[pos]
+            elif isinstance(node, ast.Tuple) and len(node.elts) > 3:
+                if getattr(node.elts[0], "attr", None) == "failed":
+                    code = node.elts[3]
+            if isinstance(code, ast.Constant) and isinstance(code.value, str):
+                found.setdefault(code.value, "%s:%d" % (path, node.lineno))
+    return found
+
+
+class TestErrorCodesDocumented(unittest.TestCase):
+    """doc/protocol.md's error table has every code the code can send, and no other."""
+
+    def table(self) -> Set[str]:
+        text = read("doc", "protocol.md")
+        section = text[text.index("## 6. Error codes") : text.index("## 7. ")]
+        return set(re.findall(r"^\| `([a-z-]+)` \|", section, re.M))
+
+    def test_every_code_is_in_the_table(self):
+        text = read("doc", "protocol.md")
+        found = error_codes()
+        missing = sorted("%s (%s)" % (c, w) for c, w in found.items() if "`%s`" % c not in text)
+        self.assertEqual(missing, [], "error codes missing from doc/protocol.md")
+        for code in ("stopping", "oversize", "untrusted", "bad-data", "sql-error", "unknown-job"):
+            self.assertIn(code, found)  # the scan sees every kind of call
+
+    def test_the_table_has_no_stale_code(self):
+        stale = sorted(self.table() - set(error_codes()))
+        self.assertEqual(stale, [], "codes in doc/protocol.md that no code sends")
 
 
 #: directories a build or a virtualenv leaves in a source tree
