@@ -11,6 +11,7 @@ handlers in place; SIGINT and SIGTERM stop gracefully.
 import asyncio
 import ipaddress
 import logging
+import optparse
 import os
 import platform
 import resource
@@ -214,6 +215,14 @@ class CCServer(skytools.BaseScript):
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
+
+    def init_optparse(
+        self, parser: Optional[optparse.OptionParser] = None
+    ) -> optparse.OptionParser:
+        """skytools' options, with the usage that cc-server(1) shows."""
+        p = super().init_optparse(parser)
+        p.set_usage("%prog [options] config.ini")
+        return p
 
     def print_ini(self) -> None:
         super().print_ini()

@@ -237,7 +237,7 @@ def format_hosts(hosts: List[Dict[str, Any]]) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="cc-task", description=__doc__.split("\n")[0])
-    parser.add_argument("config", help="INI file with a [taskclient] section")
+    parser.add_argument("config", metavar="config.ini", help="INI file with a [taskclient] section")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--list", action="store_true", help="list the task modules")
     group.add_argument("--show", nargs="+", metavar="MODULE", help="describe task modules")

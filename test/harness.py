@@ -281,6 +281,14 @@ class CCTestCase(unittest.TestCase):
     def start_server(self, name: str, ini: str, **subs: str) -> ServerProcess:
         return self.write_server(name, ini, **subs).start()
 
+    def start_failing(self, name: str, ini: str, **subs: str) -> str:
+        """Start a server that must refuse its config: it exits 1; returns what it printed."""
+        server = self.write_server(name, ini, **subs)
+        self.expected_exit[name] = 1
+        server.start(wait=False)
+        self.assertEqual(server.proc.wait(WAIT), 1, server.output())
+        return server.output()
+
     def run_command(self, args: List[str], timeout: float = WAIT) -> subprocess.CompletedProcess:
         return subprocess.run(
             args,
