@@ -161,7 +161,8 @@ class CCServer(skytools.BaseScript):
         #infofile = ~/log/%(job_name)s.info
         #infofile-level = 2
 
-        # messages larger than this (all frames) are rejected
+        # a frame larger than this costs its sender the connection (libzmq reads no
+        # further); a message larger than this (all frames) is rejected
         #cc-max-message-size = 64M
 
         # replies for a client whose pipe is full wait for it, at most this many
@@ -298,6 +299,9 @@ class CCServer(skytools.BaseScript):
             if self.curve is not None:
                 self.curve.apply(sock)
             used = configure_socket(sock, self.cf)
+            # bounded before allocation; only on this bound socket: a peer whose connection
+            # libzmq drops reconnects, a connecting socket would stay cut off for good
+            sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_size)
             sock.bind(settings.socket_url)
         except BaseException:
             sock.close(0)

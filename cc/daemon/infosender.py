@@ -22,6 +22,9 @@ CC_DAEMON = "InfofileCollector"
 #: seconds a stopping infosender waits for answers (the daemon base allows 5 in all)
 STOP_WAIT = 3.0
 
+#: writer answers that sending the same version again cannot change
+FINAL_ERRORS = ("too-large", "rejected")
+
 #: what identifies a version of a file: (size, mtime in ns)
 Version = Tuple[int, int]
 
@@ -75,7 +78,9 @@ class InfofileCollector(CCDaemon):
     With ``ack`` (the default) each version is sent with ``ack`` set and
     counts as sent only once the infowriter has answered; one that got an
     error or no answer within ``ack-timeout`` seconds is sent again by a later
-    scan, so a version lost with a killed proxy or writer still arrives.  At
+    scan, so a version lost with a killed proxy or writer still arrives, unless
+    the answer says no resend can help (``too-large``, ``rejected``): that
+    version waits for the file to change.  At
     most ``window`` files wait for an answer.  ``ack = no`` sends and forgets,
     as the original did (for infowriters that never answer).
 
@@ -238,6 +243,9 @@ class InfofileCollector(CCDaemon):
             self.stats.inc("infosender.errors")
             body = reply.get_body()
             self.log.error("writer refused %s (%s): %s", path, body.get("code"), body.get("msg"))
+            if body.get("code") in FINAL_ERRORS:
+                self.sent[path] = version  # sent again once the file changes, not every scan
+                self.acked += 1
         else:
             self.stats.inc("infosender.acked")
             self.sent[path] = version
