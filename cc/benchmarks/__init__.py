@@ -1,0 +1,35 @@
+"""The scenarios of ``cc-bench`` beyond one-hop forwarding, one module each.
+
+Each module has ``main(argv)`` and a docstring saying what it measures and
+against which reference; ``cc-bench NAME --help`` shows its options.  The
+forwarding scenarios (``forward``, ``twohop``, ``echo``) and the C load live
+in :mod:`cc.bench`.
+"""
+
+import importlib.util
+import os
+from types import ModuleType
+
+#: scenario name -> what it measures, in the order ``cc-bench all`` runs them
+SCENARIOS = {
+    "signed": "signed against unsigned messages through one end-service",
+    "dbcalls": "database calls through cc against direct psycopg2",
+    "logtail": "logtail through one proxy hop against cat",
+    "infowriter": "infowriter against cp -p",
+}
+
+
+def source_tree_module(name: str) -> ModuleType:
+    """Import ``test/<name>.py`` of the source tree (the throwaway PKI lives there).
+
+    Those helpers are not installed with the package: a scenario that needs
+    one runs from a source checkout (``make bench``) and says so otherwise.
+    """
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(repo, "test", name + ".py")
+    if not os.path.exists(path):
+        raise SystemExit("cc-bench: this scenario needs the source tree (%s)" % path)
+    spec = importlib.util.spec_from_file_location("cc_bench_" + name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
