@@ -26,6 +26,8 @@ CC_DAEMON = "LogfileTailer"
 
 #: seconds between the two extra looks for late writes to a file being left (as the original)
 PROBE_DELAY = 0.1
+#: seconds between looks at a log that has stopped growing: poll-period doubles up to this
+IDLE_POLL = 1.0
 #: seconds between saves of the position at the most
 SAVE_DELAY = 0.2
 #: seconds a stopping logtail waits for acknowledgements (the daemon base allows 5 in all)
@@ -94,6 +96,7 @@ class LogfileTailer(CCDaemon):
         #state-file =
         #window = 8
         #ack-timeout = 10
+        # seconds between looks at the end of the log; doubles, up to 1 s, while it does not grow
         #poll-period = 0.2
     """
 
@@ -150,6 +153,7 @@ class LogfileTailer(CCDaemon):
 
     def start_work(self) -> None:
         self.src: Optional[Source] = None
+        self.next_path: Optional[str] = None  # see _read
         self.acked_pos = 0
         self.pending: Deque[Pending] = collections.deque()
         #: (st_dev, st_ino) of the files finished lately (rotated mode)
@@ -204,6 +208,7 @@ class LogfileTailer(CCDaemon):
         self.stats.inc("tailed_files")
         await self._save()  # from here on a restart resumes here, not at the end
         self.log.info("started %s at file position %d", self.src.path, self.src.pos)
+        quiet = 0  # polls in a row that found nothing
         while True:
             await self.slots.acquire()
             try:
@@ -213,21 +218,30 @@ class LogfileTailer(CCDaemon):
                 frag = None
             if isinstance(frag, tuple):
                 self._send(frag)
+                quiet = 0
                 continue
             self.slots.release()
             if frag == TRUNCATED:
                 await self._switch(None)
             elif not await self._at_eof():
-                await asyncio.sleep(self.poll_period)
+                idle_poll = max(IDLE_POLL, self.poll_period)
+                await asyncio.sleep(min(idle_poll, self.poll_period * 2 ** min(quiet, 16)))
+                quiet += 1
 
     def _read(self) -> Union[Fragment, str, None]:
-        """The next fragment of the current file (on a worker thread)."""
+        """The next fragment of the current file (on a worker thread).
+
+        At the end of the file, None, and :attr:`next_path` says where to go
+        next: found in the same trip to the worker thread, which is what an
+        idle poll costs.
+        """
         src = self.src
         assert src is not None
         if src.size() < src.pos:
             return TRUNCATED
         data = src.read(self.buffer_bytes, self.buffer_lines, self.text)
         if not data:
+            self.next_path = self._next_file()
             return None
         fpos = src.pos
         src.pos += len(data)
@@ -237,7 +251,7 @@ class LogfileTailer(CCDaemon):
         """At the end of the file: move to the next one if there is one; True if moved."""
         src = self.src
         assert src is not None
-        path = await self.run_blocking(self._next_file)
+        path = self.next_path
         if path is None:
             return False
         for _ in range(2):  # late writes to the file being left
