@@ -16,6 +16,7 @@ SCENARIOS = {
     "dbcalls": "database calls through cc against direct psycopg2",
     "logtail": "logtail through one proxy hop against cat",
     "infowriter": "infowriter against cp -p",
+    "fleet": "simulated hosts through a proxy to the end-services, unsigned and signed",
     "agent": "the host agent at rest: memory, CPU and wake-ups against a bare interpreter",
 }
 
