@@ -43,6 +43,7 @@ from typing import Dict, List, Optional, Sequence
 import zmq
 
 from cc.benchmarks import SCENARIOS as MODULE_SCENARIOS
+from cc.benchmarks import wait_logged
 
 __all__ = ["main"]
 
@@ -263,22 +264,9 @@ class CCServerProc:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.endpoint = self._wait_endpoint()
-
-    def _wait_endpoint(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with open(self.logfile) as f:
-                    for line in f:
-                        if "listening on " in line:
-                            return line.split("listening on ")[1].split()[0]
-            except FileNotFoundError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("cc-server did not start; see %s" % self.logfile)
+        self.endpoint = wait_logged(self.proc, self.logfile, ["listening on "], START_TIMEOUT)[
+            "listening on "
+        ]
 
     def cpu_seconds(self) -> float:
         with open("/proc/%d/stat" % self.proc.pid) as f:

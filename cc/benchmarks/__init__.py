@@ -8,7 +8,10 @@ in :mod:`cc.bench`.
 
 import importlib.util
 import os
+import subprocess
+import time
 from types import ModuleType
+from typing import Dict, Sequence
 
 #: scenario name -> what it measures, in the order ``cc-bench all`` runs them
 SCENARIOS = {
@@ -19,6 +22,28 @@ SCENARIOS = {
     "fleet": "simulated hosts through a proxy to the end-services, unsigned and signed",
     "agent": "the host agent at rest: memory, CPU and wake-ups against a bare interpreter",
 }
+
+
+def wait_logged(
+    proc: subprocess.Popen, logfile: str, markers: Sequence[str], timeout: float = 30.0
+) -> Dict[str, str]:
+    """The word after each of ``markers`` (``"listening on "``) in a server's log, once there.
+
+    Raises SystemExit naming the log when the server exits or takes longer.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = {}
+        try:
+            with open(logfile, errors="replace") as f:
+                for line in f:
+                    found.update((m, line.split(m, 1)[1].split()[0]) for m in markers if m in line)
+        except FileNotFoundError:
+            pass
+        if len(found) == len(markers):
+            return found
+        time.sleep(0.05)
+    raise SystemExit("cc-bench: a server did not start, see %s" % logfile)
 
 
 def source_tree_module(name: str) -> ModuleType:

@@ -33,6 +33,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+from cc.benchmarks import wait_logged
+
 #: the daemon sections of the local cc, as the original's cclocal.ini names its jobs
 DAEMONS = ("infosender", "infoscript", "taskrunner", "logtail", "pg_logforward")
 
@@ -157,19 +159,13 @@ def start_server(tmp: str, name: str, text: str) -> "tuple[subprocess.Popen, str
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    logfile = os.path.join(tmp, name + ".log")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with open(logfile) as f:
-                for line in f:
-                    if "listening on " in line:
-                        return proc, line.split("listening on ")[1].split()[0]
-        except FileNotFoundError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("cc-bench agent: %s did not start, see %s" % (name, logfile))
+    try:
+        return proc, wait_logged(proc, os.path.join(tmp, name + ".log"), ["listening on "])[
+            "listening on "
+        ]
+    except SystemExit:
+        proc.kill()
+        raise
 
 
 def children(pid: int) -> Dict[str, int]:

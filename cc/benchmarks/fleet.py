@@ -47,6 +47,8 @@ import time
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from cc.benchmarks import wait_logged
+
 #: kinds of message, in the C load's numbering: type, service, acknowledged
 KINDS = (
     ("log.info", "logwriter", False),
@@ -79,7 +81,6 @@ SIGNERS = ("user1", "server", "host2")  # the leaf certificates test/pki.py make
 CPU_LIMIT = 0.9
 #: and while acknowledgements take less than this (ms, p99 of the run's last third)
 LATENCY_LIMIT = 1000.0
-START_TIMEOUT = 30.0
 
 
 # -- the schedule ----------------------------------------------------------------------
@@ -250,25 +251,9 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.endpoint, self.http = self._wait_started()
-
-    def _wait_started(self) -> Tuple[str, str]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            endpoint = http = None
-            try:
-                with open(self.logfile) as f:
-                    for line in f:
-                        if "metrics on http://" in line:
-                            http = line.split("metrics on http://")[1].split("/")[0]
-                        if "listening on " in line:
-                            endpoint = line.split("listening on ")[1].split()[0]
-            except FileNotFoundError:
-                pass
-            if endpoint and http:
-                return endpoint, http
-            time.sleep(0.05)
-        raise SystemExit("cc-bench fleet: %s did not start, see %s" % (self.name, self.logfile))
+        found = wait_logged(self.proc, self.logfile, ["listening on ", "metrics on http://"])
+        self.endpoint = found["listening on "]
+        self.http = found["metrics on http://"].split("/")[0]
 
     def totals(self) -> Dict[str, float]:
         with urllib.request.urlopen("http://%s/status" % self.http, timeout=30) as reply:
