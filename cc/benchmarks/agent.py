@@ -4,8 +4,8 @@
 
 Starts what the original's ``cclocal.ini`` runs on every host (a local cc with
 locallogger, echo, a pinging proxy and jobmgr; jobmgr runs infosender,
-infoscript, taskrunner, logtail and pg_logforward), with a hub end-service
-for its proxy to talk to, lets it settle, and then watches it doing nothing
+infoscript, taskrunner, logtail and pg_logforward), with a hub for its proxy
+to talk to (echo, infowriter and tailwriter answering, the rest disposed of), lets it settle, and then watches it doing nothing
 for ``--seconds``.  Per process it reports:
 
 * RSS and PSS (``/proc/PID/smaps_rollup``; PSS shares a page between the
@@ -51,12 +51,23 @@ pidfile = {tmp}/hub.pid
 [routes]
 echo = h:echo
 pub = h:dispose
+pub.infofile = h:info
+pub.logtail = h:tail
 log = h:dispose
 task = h:dispose
 job = h:dispose
 
 [h:echo]
 handler = echo
+
+; the writers answer infosender and logtail, which resend what is not answered
+[h:info]
+handler = infowriter
+dstdir = {tmp}/hub-info
+
+[h:tail]
+handler = tailwriter
+dstdir = {tmp}/hub-tail
 
 [h:dispose]
 handler = disposer
@@ -89,6 +100,7 @@ handler = echo
 handler = proxy
 remote-cc = {hub}
 ping = yes
+ping-period = {ping_period}
 zmq_hwm = 1000
 
 [h:jobmgr]
@@ -264,7 +276,11 @@ def run(args: argparse.Namespace) -> Dict:
         hub, hub_url = start_server(tmp, "hub", HUB.format(tmp=tmp))
         procs.append(hub)
         text = LOCAL.format(
-            tmp=tmp, hub=hub_url, info_period=args.info_period, udp_port=free_udp_port()
+            tmp=tmp,
+            hub=hub_url,
+            info_period=args.info_period,
+            ping_period=args.ping_period,
+            udp_port=free_udp_port(),
         )
         local, _ = start_server(tmp, "cclocal", text)
         procs.append(local)
@@ -320,6 +336,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="how long to watch")
     p.add_argument("--settle", type=float, default=10.0, help="wait after start-up first")
     p.add_argument("--info-period", type=float, default=300.0, help="infoscript's period")
+    p.add_argument("--ping-period", type=float, default=1.0, help="the proxy's (original: 1)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--threads", action="store_true", help="show each thread's share too")
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
