@@ -15,6 +15,7 @@ import skytools
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.infomsg import InfofileEncoder
+from cc.files.watch import RECHECK, DirWatch
 from cc.message import CCMessage
 
 CC_DAEMON = "InfofileCollector"
@@ -90,6 +91,8 @@ class InfofileCollector(CCDaemon):
         module = cc.daemon.infosender
         infodir = /var/lib/postgresql/info
         infomask = *.info
+        # seconds between scans while files change; once all is sent, with inotify, the next
+        # scan waits until infodir changes (at most 10 s)
         #scan-period = 1
         #state-file = ~/pid/infosender.state
         #compression = none
@@ -145,11 +148,15 @@ class InfofileCollector(CCDaemon):
     def start_work(self) -> None:
         if not self.state_file:
             self.log.info("no pidfile or state-file: files are sent again after a restart")
+        directory = os.path.dirname(self.pattern)
+        self.watch = None if glob.has_magic(directory) else DirWatch(directory, self.log)
         self._scanner = self.spawn(self._run())
 
     async def stop_work(self) -> None:
         """Stop scanning; wait a little for answers; save what was answered."""
         self._scanner.cancel()
+        if self.watch is not None:
+            self.watch.close()
         deadline = time.monotonic() + STOP_WAIT
         while self.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -164,7 +171,13 @@ class InfofileCollector(CCDaemon):
                 await self.scan()
             except OSError as ex:
                 self.log.error("scanning %s failed: %s", self.pattern, ex)
+            if self.watch is not None and self.watch.watching and self._settled():
+                await self.watch.wait(RECHECK)  # nothing to do until infodir changes
             await asyncio.sleep(self.scan_period)
+
+    def _settled(self) -> bool:
+        """Whether every file's version seen is sent and answered: no scan needed until a change."""
+        return not self.inflight and all(self.sent.get(p) == s.seen for p, s in self.scans.items())
 
     async def scan(self) -> None:
         """One pass: decide per file whether it is due, send what is."""

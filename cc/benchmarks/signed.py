@@ -1,6 +1,6 @@
 """Signed against unsigned messages through the same cc-server.
 
-    python bench/signed.py [--messages N]
+    cc-bench signed [--messages N]
 
 Makes a throwaway PKI with ``openssl`` (test/pki.py), then for each case
 starts an end-service cc-server whose ``log`` route goes to ``locallogger``
@@ -30,13 +30,11 @@ import time
 
 import zmq
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test"))
+from cc.benchmarks import source_tree_module
+from cc.crypto import CryptoContext
+from cc.message import CCMessage
 
-from pki import PKI  # noqa: E402
-
-from cc.crypto import CryptoContext  # noqa: E402
-from cc.message import CCMessage  # noqa: E402
+PKI = source_tree_module("pki").PKI
 
 SERVER = """[ccserver]
 job_name = bench
@@ -140,10 +138,10 @@ def micro(pki, n=300):
     return statistics.median(sign_us), statistics.median(verify_us)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="cc-bench signed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=3000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="ccbench-")
     try:
         pki = PKI(os.path.join(tmp, "keys"))
