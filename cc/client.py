@@ -6,7 +6,7 @@
         client.publish("log.info", {"log_level": "INFO", "log_msg": "hello", ...})
         reply = client.query("echo.request", {"target": "x"}, timeout=5)
 
-Code on an IOLoop (daemons, handlers) uses :class:`cc.stream.CCReqStream`
+Code on an IOLoop (daemons, handlers) uses :class:`cc.reqstream.CCReqStream`
 instead; this one blocks the calling thread, with a timeout on every wait.
 """
 

@@ -46,7 +46,8 @@ from cc.routing import RouteTable
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
-from cc.stream import CCStream, PeerWaits
+from cc.peerwaits import PeerWaits
+from cc.stream import CCStream
 
 if TYPE_CHECKING:
     from cc.crypto import CryptoContext, ReplayCache

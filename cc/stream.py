@@ -17,7 +17,7 @@ A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
 has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
 to a peer whose pipe is full (a client with many requests in flight, a proxy
 link carrying those of many hosts) waits in that peer's own queue
-(:class:`PeerWaits`), bounded in bytes per peer and for all peers together,
+(:class:`~cc.peerwaits.PeerWaits`), bounded in bytes per peer and for all peers together,
 so a slow peer neither loses replies to a moment's backlog nor holds up the
 others; past the bounds messages are dropped as ``peer_full``.  Each wait is
 counted (``count.waited.peer_full``).
@@ -32,36 +32,28 @@ after sending stopped reading its socket for good).  A backed-off timer
 covers the one case no event follows: room announced by the last ``EVENTS``
 check of a handling.
 
-:class:`CCReqStream` is the client side of request/reply: it puts a query id
-in the route, matches replies to it and times queries out.  Every message it
-receives passes its owner's :class:`~cc.message.BodyGate` first.
+The request/reply client on top of it is :class:`cc.reqstream.CCReqStream`.
 """
 
 import collections
 import errno
-import heapq
 import logging
-import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Optional
 
 import zmq
 from tornado.ioloop import IOLoop
 
-from cc.message import BodyGate, CCMessage, MessageError
+from cc.message import CCMessage
+from cc.peerwaits import Frames, PeerWaits, frames_cost
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 
-__all__ = ["CCStream", "CCReqStream", "PeerWaits", "DEFAULT_BATCH", "frames_cost"]
+__all__ = ["CCStream", "DEFAULT_BATCH", "Frames"]
 
 log = logging.getLogger("cc.stream")
 
 #: messages handled per readiness event before yielding to the loop
 DEFAULT_BATCH = 256
-#: bytes waiting for one full ROUTER peer, and for all of them, at the most (defaults)
-PEER_WAIT_BYTES = 32 << 20
-TOTAL_WAIT_BYTES = 256 << 20
-#: what a queued message costs beyond its frames' bytes, per frame (bytes object, list slot)
-FRAME_OVERHEAD = 64
 #: seconds between fallback retries for full peers: the first, and the longest while none progress
 RETRY_FIRST, RETRY_MAX = 0.002, 0.25
 
@@ -78,84 +70,6 @@ _RCVMORE = zmq.RCVMORE
 _EVENTS = zmq.EVENTS
 _POLLIN = zmq.POLLIN
 _POLLOUT = zmq.POLLOUT
-
-Frames = List[bytes]
-
-
-def frames_cost(frames: Frames) -> int:
-    """The memory a queued message is charged: its bytes and a little per frame."""
-    return sum(map(len, frames)) + FRAME_OVERHEAD * len(frames)
-
-
-class PeerWaits:
-    """Messages waiting for ROUTER peers whose pipes are full, bounded in bytes.
-
-    Each peer's messages keep their order; a message that would take one peer
-    past ``peer_bytes``, or all of them past ``total_bytes``, is refused.
-    """
-
-    def __init__(self, peer_bytes: int = PEER_WAIT_BYTES, total_bytes: int = TOTAL_WAIT_BYTES):
-        self.peer_bytes = peer_bytes
-        self.total_bytes = total_bytes
-        self._queues: Dict[bytes, Deque[Frames]] = {}
-        self._bytes: Dict[bytes, int] = {}
-        #: messages and their cost waiting, all peers together
-        self.count = 0
-        self.nbytes = 0
-
-    def __bool__(self) -> bool:
-        return bool(self._queues)
-
-    def __contains__(self, peer: bytes) -> bool:
-        return peer in self._queues
-
-    def add(self, frames: Frames) -> bool:
-        """Keep ``frames`` for its peer (``frames[0]``); False if a bound refuses it."""
-        peer, cost = frames[0], frames_cost(frames)
-        held = self._bytes.get(peer, 0)
-        if held + cost > self.peer_bytes or self.nbytes + cost > self.total_bytes:
-            return False
-        queue = self._queues.get(peer)
-        if queue is None:
-            queue = self._queues[peer] = collections.deque()
-        queue.append(frames)
-        self._bytes[peer] = held + cost
-        self.count += 1
-        self.nbytes += cost
-        return True
-
-    def queues(self) -> List[Deque[Frames]]:
-        """Every waiting peer's queue (a copy of the list: :meth:`release` may remove one)."""
-        return list(self._queues.values())
-
-    def release(self, frames: Frames) -> None:
-        """``frames`` has left the front of its peer's queue (sent or dropped)."""
-        peer, cost = frames[0], frames_cost(frames)
-        self.count -= 1
-        self.nbytes -= cost
-        if self._queues[peer]:
-            self._bytes[peer] -= cost
-        else:
-            del self._queues[peer], self._bytes[peer]
-
-    def clear(self) -> List[Frames]:
-        """Forget everything; returns what was waiting."""
-        waiting = [frames for queue in self._queues.values() for frames in queue]
-        self._queues.clear()
-        self._bytes.clear()
-        self.count = self.nbytes = 0
-        return waiting
-
-    def summary(self, top: int = 10) -> List[str]:
-        """Lines for the infofile: totals, then the peers with the most bytes waiting."""
-        lines = ["peers: %d" % len(self._queues), "messages: %d" % self.count]
-        lines.append("bytes: %d" % self.nbytes)
-        busiest = heapq.nlargest(top, self._bytes.items(), key=lambda kv: kv[1])
-        lines.extend(
-            "peer %s: %d messages, %d bytes" % (peer.hex(), len(self._queues[peer]), nbytes)
-            for peer, nbytes in busiest
-        )
-        return lines
 
 
 class CCStream:
@@ -423,161 +337,3 @@ class CCStream:
             queue.popleft()
             if left is not None:
                 left(frames)
-
-
-QueryCallback = Callable[[Optional[CCMessage]], bool]
-
-
-class CCReqStream:
-    """Request/reply client on the IOLoop.
-
-    :meth:`query` sends a message with a fresh query id as its innermost route
-    id; a reply carrying that id goes to the query's callback.  The callback
-    gets ``None`` on timeout and returns True to keep waiting for more replies
-    (the timeout is then re-armed), False when done.
-
-    ``gate`` opens every message received (replies and route-less messages
-    such as tasks) before a callback sees it: where the owner's section
-    verifies, callbacks get only verified bodies.  A refused message is
-    counted (``count.invalid.<code>``), logged (rate-limited) and dropped; a
-    query it claimed to answer keeps waiting for the real reply.
-    """
-
-    #: queries waiting for replies at the most
-    MAX_PENDING = 10000
-
-    def __init__(
-        self,
-        url: str,
-        io_loop: IOLoop,
-        context: zmq.Context,
-        stats: Stats,
-        hwm: int = 100,
-        linger: int = 500,
-        seal: Optional[Callable[[CCMessage], CCMessage]] = None,
-        gate: Optional[BodyGate] = None,
-    ) -> None:
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.RCVHWM, hwm)
-        sock.setsockopt(zmq.LINGER, linger)
-        sock.connect(url)
-        self.url = url
-        self.io_loop = io_loop
-        self.stats = stats
-        #: signs what is sent (``CryptoContext.seal``), or None
-        self.seal = seal
-        self.gate = gate if gate is not None else BodyGate()
-        self._ratelog = RateLimitedLog(log)
-        self.stream = CCStream(sock, io_loop, stats, qmaxsize=hwm, name="query:" + url)
-        self.stream.on_recv(self._on_recv)
-        self._seq = 0
-        self._queries: Dict[bytes, Tuple[QueryCallback, object, CCMessage, float]] = {}
-        self._on_message: Optional[Callable[[CCMessage], None]] = None
-
-    def on_message(self, callback: Optional[Callable[[CCMessage], None]]) -> None:
-        """Messages addressed to this client itself (no route), such as tasks."""
-        self._on_message = callback
-
-    def publish(self, msg: CCMessage) -> None:
-        """Send without expecting a reply."""
-        msg = msg.with_route(())
-        self.stream.send_multipart((msg if self.seal is None else self.seal(msg)).frames)
-
-    def query(self, msg: CCMessage, callback: QueryCallback, timeout: float = 10.0) -> bytes:
-        """Send ``msg`` and pass its replies (or None on timeout) to ``callback``."""
-        if len(self._queries) >= self.MAX_PENDING:
-            raise MessageError("too-many-queries", "%d queries pending" % len(self._queries))
-        self._seq += 1
-        qid = b"Q%06d" % self._seq
-        msg = msg.with_route([qid])
-        self._queries[qid] = (callback, self._arm(qid, timeout), msg, timeout)
-        self.stream.send_multipart((msg if self.seal is None else self.seal(msg)).frames)
-        return qid
-
-    def resend(self, qid: bytes) -> None:
-        """Send a pending query again with the same id and re-arm its timeout.
-
-        A signed query is signed afresh with a new ``time``: the receiver
-        rejects an identical signed message as a replay.
-        """
-        callback, handle, msg, timeout = self._queries[qid]
-        self._disarm(handle)
-        self._queries[qid] = (callback, self._arm(qid, timeout), msg, timeout)
-        if self.seal is not None:
-            msg = self.seal(msg.reply(msg.type, dict(msg.get_body(), time=time.time()), msg.blob))
-        self.stream.send_multipart(msg.frames)
-
-    def cancel(self, qid: bytes) -> None:
-        entry = self._queries.pop(qid, None)
-        if entry:
-            self._disarm(entry[1])
-
-    @property
-    def pending(self) -> int:
-        return len(self._queries)
-
-    def close(self) -> None:
-        for qid in list(self._queries):
-            self.cancel(qid)
-        self.stream.close()
-
-    def _arm(self, qid: bytes, timeout: float) -> object:
-        if timeout <= 0:
-            return None
-        return self.io_loop.call_later(timeout, self._on_timeout, qid)
-
-    def _disarm(self, handle: object) -> None:
-        if handle is not None:
-            self.io_loop.remove_timeout(handle)
-
-    def _on_timeout(self, qid: bytes) -> None:
-        entry = self._queries.pop(qid, None)
-        if entry is None:
-            return
-        self.stats.inc("count.query_timeout")
-        self._finish(qid, entry, None)
-
-    def _on_recv(self, frames: Frames) -> None:
-        try:
-            msg = CCMessage(frames)
-            self.gate.open(msg)
-        except MessageError as ex:
-            self.stats.inc("count.invalid")
-            self.stats.inc("count.invalid." + ex.code)
-            self._ratelog.warning(
-                "invalid:" + ex.code, "invalid message from %s (%s): %s", self.url, ex.code, ex.msg
-            )
-            return
-        route = msg.route
-        if not route and self._on_message is not None:
-            try:
-                self._on_message(msg)
-            except Exception:
-                log.exception("message callback %r failed on %s", self._on_message, msg.type)
-            return
-        entry = self._queries.get(route[0]) if len(route) == 1 else None
-        if entry is None:
-            self.stats.inc("count.reply_unknown")
-            log.debug("reply for unknown query %r: %s", route, msg.type)
-            return
-        qid = route[0]
-        self._disarm(entry[1])
-        self._finish(qid, entry, msg)
-
-    def _finish(
-        self,
-        qid: bytes,
-        entry: Tuple[QueryCallback, object, CCMessage, float],
-        msg: Optional[CCMessage],
-    ) -> None:
-        callback, _, sent, timeout = entry
-        try:
-            keep = callback(msg)
-        except Exception:
-            log.exception("query callback %r failed", callback)
-            keep = False
-        if keep and msg is not None:
-            self._queries[qid] = (callback, self._arm(qid, timeout), sent, timeout)
-        else:
-            self._queries.pop(qid, None)

@@ -10,7 +10,7 @@ from tornado.ioloop import IOLoop
 from cc.client import CCClient, QueryTimeout, parse_fields
 from cc.message import CCMessage
 from cc.stats import Stats
-from cc.stream import CCReqStream
+from cc.reqstream import CCReqStream
 
 ROUTES = """
 [routes]

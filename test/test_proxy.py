@@ -5,7 +5,7 @@ import time
 from harness import CCTestCase, ccserver_section
 
 from cc.message import CCMessage
-from cc.stream import frames_cost
+from cc.peerwaits import frames_cost
 
 REMOTE_ROUTES = """
 [routes]

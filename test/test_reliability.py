@@ -7,7 +7,7 @@ import zmq
 from harness import CCTestCase, Pipeline, ccserver_section, wait_for
 
 from cc.message import CCMessage
-from cc.stream import frames_cost
+from cc.peerwaits import frames_cost
 
 ECHO_AND_DEAD_PROXY = """
 [routes]

@@ -17,7 +17,7 @@ from cc.client import CCClient
 from cc.crypto import CryptoContext
 from cc.message import CCMessage
 from cc.stats import Stats
-from cc.stream import CCReqStream
+from cc.reqstream import CCReqStream
 
 pki: PKI = None  # type: ignore[assignment]
 

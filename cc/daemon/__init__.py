@@ -51,7 +51,7 @@ from cc.message import BodyGate, BodyLimits, CCMessage, MessageError, set_hostna
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.security import crypto_context
 from cc.stats import Stats
-from cc.stream import CCReqStream
+from cc.reqstream import CCReqStream
 
 __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 

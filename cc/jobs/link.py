@@ -14,7 +14,7 @@ from tornado.ioloop import PeriodicCallback
 from cc.jobs.env import JobEnv
 from cc.message import CCMessage
 from cc.msgtypes import JobConfigRequestMessage, JobKeepaliveMessage
-from cc.stream import CCReqStream
+from cc.reqstream import CCReqStream
 
 __all__ = ["JobLink"]
 
