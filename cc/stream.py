@@ -43,6 +43,7 @@ from typing import Callable, Deque, Optional
 import zmq
 from tornado.ioloop import IOLoop
 
+from cc.backoff import Backoff
 from cc.message import CCMessage
 from cc.peerwaits import Frames, PeerWaits, frames_cost
 from cc.ratelog import RateLimitedLog
@@ -110,7 +111,7 @@ class CCStream:
         self._queue_bytes = 0
         self.waits = waits if waits is not None else PeerWaits()
         self._retry: object = None
-        self._retry_delay = RETRY_FIRST
+        self._retry_backoff = Backoff(RETRY_FIRST, RETRY_MAX, jitter=0)
         self._recv_callback: Optional[Callable[[Frames], None]] = None
         self._scheduled = False
         self._ratelog = RateLimitedLog(log)
@@ -226,14 +227,12 @@ class CCStream:
     def _arm_retry(self) -> None:
         """Fallback for room that no event will announce (see the module docstring)."""
         if self._retry is None:
-            self._retry = self.io_loop.call_later(self._retry_delay, self._retry_waiting)
+            delay = self._retry_backoff.next_delay()
+            self._retry = self.io_loop.call_later(delay, self._retry_waiting)
 
     def _retry_waiting(self) -> None:
         self._retry = None
-        before = self.waits.count
         self._handle_events()
-        progress = self.waits.count < before
-        self._retry_delay = RETRY_FIRST if progress else min(2 * self._retry_delay, RETRY_MAX)
 
     def _drop(self, frames: Frames, reason: str) -> None:
         stats = self.stats
@@ -262,7 +261,10 @@ class CCStream:
             if self.socket is None:
                 return
             if self.waits:
+                before = self.waits.count
                 self._send_waiting()
+                if self.waits.count < before:
+                    self._retry_backoff.reset()  # the fallback starts short again
             # edge-triggered FD: what is still pending will not signal again
             ev = sock.get(_EVENTS)
         except zmq.ZMQError as ex:

@@ -2,7 +2,8 @@
 
 import unittest
 
-from cc.jobs.states import Backoff, JobState, StateError, check_transition, keepalive_overdue
+from cc.backoff import Backoff
+from cc.jobs.states import JobState, StateError, check_transition, keepalive_overdue
 
 
 class TestTransitions(unittest.TestCase):

@@ -8,6 +8,7 @@ from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from skytools.config import ConfigError
 
+from cc.backoff import Backoff
 from cc.daemon import CCDaemon, run_daemon
 from cc.files import compression
 from cc.files.watch import RECHECK, DirWatch
@@ -396,7 +397,7 @@ class LogfileTailer(CCDaemon):
 
     async def _deliver(self, msg: CCMessage, pending: Pending) -> None:
         """Send until acknowledged; then free the window slot and move the saved position."""
-        failures = 0
+        backoff = Backoff(base=1.0, cap=30.0, jitter=0)
         while True:
             reply = await self.query(msg, self.ack_timeout)
             if reply is None:
@@ -405,13 +406,12 @@ class LogfileTailer(CCDaemon):
                 continue
             if reply.type != "error":
                 break
-            failures += 1
             self.stats.inc("logtail.errors")
             body = reply.get_body()
             self._ratelog.error(
                 "error", "writer refused a fragment (%s): %s", body.get("code"), body.get("msg")
             )
-            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            await asyncio.sleep(backoff.next_delay())
         self.stats.inc("logtail.acked")
         pending.acked = True
         self.slots.release()

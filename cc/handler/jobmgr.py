@@ -11,7 +11,7 @@ from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
 from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
-from cc.jobs.states import Backoff
+from cc.backoff import Backoff
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog

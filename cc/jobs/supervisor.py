@@ -16,7 +16,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 from cc.jobs.pipes import read_lines
-from cc.jobs.states import Backoff, JobState, check_transition, keepalive_overdue
+from cc.backoff import Backoff
+from cc.jobs.states import JobState, check_transition, keepalive_overdue
 from cc.stats import Stats
 
 __all__ = ["Job", "JobSettings"]
