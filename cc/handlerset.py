@@ -37,9 +37,8 @@ log = logging.getLogger("cc.server")
 #: ``local`` (loopback; jobmgr, daemons, proxies onward), ``proxy`` (forwards
 #: and the generic handlers), ``end-service`` (the writers, dbhandler,
 #: taskrouter and the generic handlers); the original's ``remote`` is proxy and
-#: end-service together.  A handler declaring the original's ``remote`` (as
-#: dbhandler does) is an end-service handler.  ``insecure`` (no ``cc-role``)
-#: runs everything.
+#: end-service together.  A plug-in handler declaring the original's ``remote``
+#: is an end-service handler.  ``insecure`` (no ``cc-role``) runs everything.
 ROLE_ACCEPTS: Dict[str, FrozenSet[str]] = {
     "local": frozenset(["local"]),
     "proxy": frozenset(["proxy"]),

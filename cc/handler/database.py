@@ -59,7 +59,7 @@ class DBHandler(CCHandler):
     ``.db_time`` (seconds spent in the database), ``.dropped``.
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)

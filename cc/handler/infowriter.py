@@ -105,7 +105,7 @@ class InfoWriter(CCHandler):
         #queue-size = 100
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)

@@ -63,7 +63,7 @@ class LogWriter(CCHandler):
         #max-open-files = 100
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)

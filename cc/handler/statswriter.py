@@ -34,7 +34,7 @@ class StatsWriter(CCHandler):
         #max-entries = 10000
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)

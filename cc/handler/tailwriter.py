@@ -80,7 +80,7 @@ class TailWriter(CCHandler):
         #fsync = no
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname, hcf, ccscript):
         super().__init__(hname, hcf, ccscript)

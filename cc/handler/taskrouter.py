@@ -114,7 +114,7 @@ class TaskRouter(CCHandler):
         #host-timeout = 60
     """
 
-    CC_ROLES = ("remote",)
+    CC_ROLES = ("end-service",)
 
     def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
         super().__init__(hname, hcf, ccscript)
