@@ -189,4 +189,4 @@ class TestInfoWriter(CCTestCase):
         ini = ccserver_section("l", role="local") + WRITER
         out = self.start_failing("l", ini, dstdir="{tmp}/dst", extra="")
         self.assertIn("handler infowriter cannot be run in role local", out)
-        self.assertIn("it runs in: remote", out)
+        self.assertIn("it runs in: end-service", out)
