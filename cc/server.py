@@ -28,6 +28,7 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
+from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
@@ -678,7 +679,7 @@ class CCServer(skytools.BaseScript):
         )
         if settings.infofile and settings.infofile_level > 0:
             try:
-                skytools.write_atomic(settings.infofile, self._infofile_text(), mode="t")
+                write_atomic(settings.infofile, self._infofile_text())
             except OSError as ex:
                 self._ratelog.error(
                     "infofile", "cannot write infofile %s: %s", settings.infofile, ex

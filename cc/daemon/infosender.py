@@ -4,16 +4,15 @@
 """
 
 import asyncio
-import functools
 import glob
 import json
 import os
 import time
 from typing import Dict, List, Optional, Tuple
 
-import skytools
 
 from cc.daemon import CCDaemon, run_daemon
+from cc.files.atomic import write_atomic
 from cc.files.infomsg import InfofileEncoder
 from cc.files.watch import RECHECK, DirWatch
 from cc.message import CCMessage
@@ -141,8 +140,7 @@ class InfofileCollector(CCDaemon):
         # one write at a time, the newest last, even when a scan is cancelled mid-write
         if self._saving is not None and not self._saving.done():
             await asyncio.wait([self._saving])
-        write = functools.partial(skytools.write_atomic, mode="t")
-        self._saving = asyncio.ensure_future(self.run_blocking(write, self.state_file, text))
+        self._saving = asyncio.ensure_future(self.run_blocking(write_atomic, self.state_file, text))
         await asyncio.shield(self._saving)
 
     def start_work(self) -> None:

@@ -25,6 +25,7 @@ import time
 from typing import Dict, NamedTuple, Optional
 
 from cc.files import compression
+from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 
 __all__ = ["TailIdentity", "DestinationMap", "TailFile", "STATE_NAME", "default_mask"]
@@ -119,17 +120,8 @@ class DestinationMap:
 
     def _save(self) -> None:
         self._prune()
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w", encoding="utf8") as f:
-            json.dump({"files": self._entries}, f, indent=0, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
-        dirfd = os.open(self.dstdir, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        text = json.dumps({"files": self._entries}, indent=0, sort_keys=True)
+        write_atomic(self.state_path, text, durable=True)
 
     def _prune(self) -> None:
         if len(self._entries) < 100:

@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from cc.files.atomic import write_atomic
+
 __all__ = [
     "Source",
     "TailPosition",
@@ -163,10 +165,5 @@ def read_state(path: str) -> Optional[TailPosition]:
 
 
 def write_state(path: str, pos: TailPosition) -> None:
-    """Replace the state file atomically (temp file, fsync, rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf8") as f:
-        json.dump(pos.to_dict(), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace the state file, durably: the position must survive a power loss."""
+    write_atomic(path, json.dumps(pos.to_dict()), durable=True)

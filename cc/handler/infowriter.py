@@ -6,12 +6,12 @@ import errno
 import functools
 import math
 import os
-import tempfile
 from typing import Any, Optional
 
 from skytools.config import ConfigError
 
 from cc.files import compression
+from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
@@ -191,7 +191,8 @@ class InfoWriter(CCHandler):
             if current.st_size == len(content):
                 return WriteResult(relpath, "same")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        _write_atomic(path, content, mtime_ns, self.file_mode, backup)
+        keep = functools.partial(_keep_backup, path, backup) if backup else None
+        write_atomic(path, content, mode=self.file_mode, mtime_ns=mtime_ns, before_replace=keep)
         return WriteResult(relpath, "written", len(content))
 
     def _content(self, data: Any, comp: str) -> bytes:
@@ -240,27 +241,6 @@ class InfoWriter(CCHandler):
 
     def stop(self):
         return self.pool.stop()
-
-
-def _write_atomic(path: str, content: bytes, mtime_ns: int, mode: int, backup: str) -> None:
-    """Write ``path`` through a temporary file with its mtime set; keep the old one at ``backup``.
-
-    (skytools.write_atomic uses one fixed temporary name and cannot set the
-    mtime before the rename.)
-    """
-    dirname, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + name[:64] + ".", suffix=".new", dir=dirname)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(content)
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
-        if backup:
-            _keep_backup(path, backup)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
 
 
 def _keep_backup(path: str, backup: str) -> None:

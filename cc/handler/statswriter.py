@@ -6,8 +6,8 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
-import skytools
 
+from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.handler import CCHandler
 from cc.message import CCMessage
@@ -93,7 +93,7 @@ class StatsWriter(CCHandler):
             try:
                 path = safe_join(self.dstdir, relpath)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                skytools.write_atomic(path, data)
+                write_atomic(path, data)
                 written += 1
             except (OSError, UnsafePath) as ex:
                 failed += 1

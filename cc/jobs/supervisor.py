@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
+from cc.files.atomic import write_atomic
 from cc.jobs.pipes import read_lines
 from cc.backoff import Backoff
 from cc.jobs.states import JobState, check_transition, keepalive_overdue
@@ -271,10 +272,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 def _write_pidfile(path: str, pid: int) -> None:
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, pid)
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write("%d\n" % pid)
-        os.replace(tmp, path)
+        write_atomic(path, "%d\n" % pid)
     except OSError as ex:
         logging.getLogger("cc.jobs.supervisor").warning("cannot write pidfile %s: %s", path, ex)
 
