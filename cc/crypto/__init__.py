@@ -37,7 +37,7 @@ from cc.crypto.certs import (
     load_crls,
     load_private_key,
 )
-from cc.crypto.cms import Signer, envelope, open_envelope, verify
+from cc.crypto.cms import Signer, VerifyCache, envelope, open_envelope, verify
 from cc.message import CCMessage, MessageError
 
 __all__ = ["CryptoContext", "ReplayCache", "OPTIONS"]
@@ -152,7 +152,7 @@ class CryptoContext:
         self.replay = replay if replay is not None else ReplayCache()
         self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
         self._trusted: Dict[bytes, datetime.datetime] = {}
-        self._certs: Dict[bytes, Certificate] = {}
+        self._signatures = VerifyCache()
 
     @classmethod
     def from_config(
@@ -272,7 +272,7 @@ class CryptoContext:
 
     def _verify(self, signed: bytes, content: Optional[bytes]) -> Tuple[bytes, Dict[str, object]]:
         assert self.trust is not None
-        content, cert, certs = verify(signed, content, self._certs)
+        content, cert, certs = verify(signed, content, self._signatures)
         now = datetime.datetime.now(datetime.timezone.utc)
         expires = self._trusted.get(cert.der)
         if expires is None or expires < now:

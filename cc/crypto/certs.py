@@ -66,6 +66,7 @@ class Certificate:
     def __init__(self, der: bytes) -> None:
         self.der = der
         self.asn1 = ax509.Certificate.load(der)
+        self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
         self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
         #: as encoded in the certificate: what a signer identifier is compared with first
         self.issuer_der = self.asn1.issuer.dump()

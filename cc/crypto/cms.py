@@ -18,7 +18,7 @@ parts encoded once per key.  Certificates and chains: :mod:`cc.crypto.certs`.
 import hashlib
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from asn1crypto import algos, cms, core
 from cryptography.exceptions import InvalidSignature
@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cc.crypto import der
 from cc.crypto.certs import HASHES, Certificate, CMSError, check_signature
 
-__all__ = ["CMSError", "Signer", "verify", "envelope", "open_envelope"]
+__all__ = ["CMSError", "Signer", "VerifyCache", "verify", "envelope", "open_envelope"]
 
-#: parsed certificates kept by a verifier
-CERT_CACHE_MAX = 1024
+#: parsed certificates, and signature skeletons, kept by a verifier
+CACHE_MAX = 1024
 
 _OID_SIGNED_DATA = der.OID("1.2.840.113549.1.7.2")
 _OID_DATA = der.OID("1.2.840.113549.1.7.1")
@@ -143,19 +143,69 @@ class Signer:
 # -- verifying -----------------------------------------------------------------
 
 
+class VerifyCache:
+    """What does not change between the signatures of one signer, for :func:`verify`.
+
+    * certificates, parsed once, by their DER bytes;
+    * skeletons: a detached signed-data is the same bytes up to the signer's
+      signed attributes in every message of one signer (structure, digest
+      algorithm, certificates, signer identifier).  A signature whose bytes up
+      to there equal those of one fully walked before has the same signer
+      certificate and digest algorithm, so only the rest (attributes,
+      signature) is read.  Found by the signature's length, then by those bytes.
+
+    Nothing here depends on what is trusted: chains are checked by the caller.
+    """
+
+    def __init__(self, maxsize: int = CACHE_MAX) -> None:
+        self.maxsize = maxsize
+        self.certs: Dict[bytes, Certificate] = {}
+        self._skeletons: Dict[bytes, _Skeleton] = {}
+        self._prefix_lengths: Dict[int, Set[int]] = {}
+
+    def certificate(self, encoded: bytes) -> Certificate:
+        cert = self.certs.get(encoded)
+        if cert is None:
+            if len(self.certs) >= self.maxsize:
+                self.certs.clear()
+            cert = self.certs[encoded] = Certificate(encoded)
+        return cert
+
+    def skeleton(self, data: bytes) -> Optional["_Skeleton"]:
+        for length in self._prefix_lengths.get(len(data), ()):
+            found = self._skeletons.get(data[:length])
+            if found is not None:
+                return found
+        return None
+
+    def remember(self, data: bytes, skeleton: "_Skeleton") -> None:
+        if len(self._skeletons) >= self.maxsize:
+            self._skeletons.clear()
+            self._prefix_lengths.clear()
+        self._skeletons[data[: skeleton.tail]] = skeleton
+        self._prefix_lengths.setdefault(len(data), set()).add(skeleton.tail)
+
+
+class _Skeleton(NamedTuple):
+    """A signed-data read up to its signer's signed attributes."""
+
+    cert: Certificate  # the signer's
+    certs: List[Certificate]  # all carried
+    hash_name: str
+    tail: int  # where the signed attributes (or the signature algorithm) start
+    content: Optional[bytes]  # attached content, None when detached
+
+
 def verify(
-    signed: bytes,
-    content: Optional[bytes] = None,
-    cert_cache: Optional[Dict[bytes, Certificate]] = None,
+    signed: bytes, content: Optional[bytes] = None, cache: Optional[VerifyCache] = None
 ) -> Tuple[bytes, Certificate, List[Certificate]]:
     """Check a signed-data's signature; return (content, signer cert, certs carried).
 
     ``content`` is required for a detached signature and ignored for an
     attached one.  The signer's certificate is not checked here: see
-    :class:`~cc.crypto.certs.TrustStore`.  ``cert_cache`` (DER -> Certificate)
-    saves parsing the same embedded certificates again and again.
+    :class:`~cc.crypto.certs.TrustStore`.
     """
-    cache = {} if cert_cache is None else cert_cache
+    cache = cache or VerifyCache()
     try:
         try:
             return _verify(signed, content, cache)
@@ -165,24 +215,48 @@ def verify(
             return _verify(signed, content, cache)
     except CMSError:
         raise
-    except (ValueError, TypeError, KeyError) as ex:
+    except (ValueError, TypeError, KeyError, IndexError) as ex:
         raise CMSError("bad-signature", "malformed signed-data: %s" % ex) from None
 
 
-def _certificate(encoded: bytes, cache: Dict[bytes, Certificate]) -> Certificate:
-    cert = cache.get(encoded)
-    if cert is None:
-        if len(cache) >= CERT_CACHE_MAX:
-            cache.clear()
-        cert = cache[encoded] = Certificate(encoded)
-    return cert
-
-
 def _verify(
-    data: bytes, content: Optional[bytes], cache: Dict[bytes, Certificate]
+    data: bytes, content: Optional[bytes], cache: VerifyCache
 ) -> Tuple[bytes, Certificate, List[Certificate]]:
-    """The walk: ContentInfo { signedData, SignedData { version, digestAlgorithms,
-    encapContentInfo, [0] certificates, [1] crls, signerInfos } } (RFC 5652 5.1)."""
+    skeleton = cache.skeleton(data)
+    if skeleton is None:
+        skeleton = _walk(data, cache)
+        if skeleton.content is None:
+            cache.remember(data, skeleton)
+    if skeleton.content is not None:
+        content = skeleton.content
+    if content is None:
+        raise CMSError("bad-signature", "detached signature without content")
+    # SignerInfo (RFC 5652 5.3), from the signed attributes on: [0] signedAttrs,
+    # signatureAlgorithm, signature, [1] unsignedAttrs; it ends where the input does
+    rest = der.children(data, (der.SEQUENCE, skeleton.tail, skeleton.tail, len(data)))
+    signed_over = content
+    if rest[0][0] == der.CONTEXT_0:
+        digest = hashlib.new(skeleton.hash_name, content).digest()
+        _check_signed_attrs(data, rest[0], digest)
+        signed_over = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
+        rest = rest[1:]
+    if len(rest) not in (2, 3):
+        raise ValueError("SignerInfo has %d fields after the digest algorithm" % len(rest))
+    sig_alg = der.whole(data, der.expect(rest[0], der.SEQUENCE, "signatureAlgorithm"))
+    signature = der.content(data, der.expect(rest[1], der.OCTET_STRING, "signature"))
+    try:
+        check_signature(
+            skeleton.cert.public_key, signature, signed_over, sig_alg, skeleton.hash_name
+        )
+    except InvalidSignature:
+        raise CMSError("bad-signature", "signature does not verify") from None
+    return content, skeleton.cert, skeleton.certs
+
+
+def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
+    """ContentInfo { signedData, SignedData { version, digestAlgorithms,
+    encapContentInfo, [0] certificates, [1] crls, signerInfos } } (RFC 5652 5.1),
+    up to the signer's signed attributes."""
     top = der.expect(der.read(data, 0, len(data)), der.SEQUENCE, "ContentInfo")
     if top[3] != len(data):
         raise ValueError("trailing bytes after ContentInfo")
@@ -194,16 +268,15 @@ def _verify(
     encap = der.children(data, der.expect(fields[2], der.SEQUENCE, "encapContentInfo"))
     if der.content(data, der.expect(encap[0], der.OID_TAG, "eContentType")) != _OID_DATA:
         raise CMSError("bad-signature", "signed content is not data")
+    content = None
     if len(encap) > 1:
         (octets,) = der.children(data, der.expect(encap[1], der.CONTEXT_0, "eContent"))
         content = der.content(data, der.expect(octets, der.OCTET_STRING, "eContent"))
-    if content is None:
-        raise CMSError("bad-signature", "detached signature without content")
     certs = []
     for field in fields[3:-1]:
         if field[0] == der.CONTEXT_0:
             certs = [
-                _certificate(der.whole(data, choice), cache)
+                cache.certificate(der.whole(data, choice))
                 for choice in der.children(data, field)
                 if choice[0] == der.SEQUENCE
             ]
@@ -216,19 +289,7 @@ def _verify(
     hash_name = _DIGESTS.get(der.content(data, digest_alg[0]))
     if hash_name is None:
         raise CMSError("bad-signature", "unsupported digest algorithm")
-    rest = info[3:]
-    signed_over = content
-    if rest[0][0] == der.CONTEXT_0:
-        _check_signed_attrs(data, rest[0], hashlib.new(hash_name, content).digest())
-        signed_over = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
-        rest = rest[1:]
-    sig_alg = der.whole(data, der.expect(rest[0], der.SEQUENCE, "signatureAlgorithm"))
-    signature = der.content(data, der.expect(rest[1], der.OCTET_STRING, "signature"))
-    try:
-        check_signature(cert.public_key, signature, signed_over, sig_alg, hash_name)
-    except InvalidSignature:
-        raise CMSError("bad-signature", "signature does not verify") from None
-    return content, cert, certs
+    return _Skeleton(cert, certs, hash_name, info[2][3], content)
 
 
 def _find_signer(data: bytes, sid: der.Element, certs: List[Certificate]) -> Certificate:
