@@ -258,8 +258,6 @@ def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
     encapContentInfo, [0] certificates, [1] crls, signerInfos } } (RFC 5652 5.1),
     up to the signer's signed attributes."""
     top = der.expect(der.read(data, 0, len(data)), der.SEQUENCE, "ContentInfo")
-    if top[3] != len(data):
-        raise ValueError("trailing bytes after ContentInfo")
     content_type, explicit = der.children(data, top)
     if der.content(data, der.expect(content_type, der.OID_TAG, "contentType")) != _OID_SIGNED_DATA:
         raise CMSError("bad-signature", "not a CMS signed-data")

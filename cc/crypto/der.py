@@ -32,36 +32,36 @@ class NotDER(ValueError):
 
 
 def read(data: bytes, pos: int, limit: int) -> Element:
-    """The element starting at ``pos``, which must end by ``limit``; ValueError if malformed."""
-    if pos + 2 > limit:
-        raise ValueError("truncated element at %d" % pos)
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("high tag number at %d" % pos)
-    n = data[pos + 1]
-    start = pos + 2
-    if n & 0x80:
-        size = n & 0x7F
-        if size == 0:
-            raise NotDER("indefinite length at %d" % pos)
-        if size > 4:
-            raise ValueError("length of %d bytes at %d" % (size, pos))
-        n = int.from_bytes(data[start : start + size], "big")
-        start += size
-    end = start + n
-    if end > limit:
-        raise ValueError("element at %d runs past its container" % pos)
-    return tag, pos, start, end
+    """The element starting at ``pos``, which must end exactly at ``limit``."""
+    (element,) = children(data, (0, pos, pos, limit))
+    return element
 
 
 def children(data: bytes, parent: Element) -> List[Element]:
-    """The elements inside a constructed ``parent``."""
+    """The elements inside a constructed ``parent``; ValueError if they do not fill it."""
     found = []
     pos, end = parent[2], parent[3]
     while pos < end:
-        child = read(data, pos, end)
-        found.append(child)
-        pos = child[3]
+        if pos + 2 > end:
+            raise ValueError("truncated element at %d" % pos)
+        tag = data[pos]
+        if tag & 0x1F == 0x1F:
+            raise ValueError("high tag number at %d" % pos)
+        n = data[pos + 1]
+        start = pos + 2
+        if n & 0x80:
+            size = n & 0x7F
+            if size == 0:
+                raise NotDER("indefinite length at %d" % pos)
+            if size > 4:
+                raise ValueError("length of %d bytes at %d" % (size, pos))
+            n = int.from_bytes(data[start : start + size], "big")
+            start += size
+        stop = start + n
+        if stop > end:
+            raise ValueError("element at %d runs past its container" % pos)
+        found.append((tag, pos, start, stop))
+        pos = stop
     return found
 
 
