@@ -197,7 +197,7 @@ def main():
             figures = (sign_us, sign_us / raw_sign, raw_sign)
             figures += (verify_us, verify_us / raw_verify, raw_verify)
             print(
-                "  %-8s sign %4.0f us = %4.2f x raw %4.0f us; verify %4.0f us = %4.2f x raw %3.0f us"
+                "  %-8s sign %4.0f us = %4.2f x raw %4.0f us; verify %4.0f us = %4.2f x raw %3.0f"
                 % ((label,) + figures)
             )
         verify_opts = "cms-keystore = %s\ncms-verify-ca = ca\ncms-time-window = 600\n" % pki.dir
