@@ -48,6 +48,20 @@ _DIGESTS = {
     der.OID("2.16.840.1.101.3.4.2.3"): "sha512",
 }
 _VERSION_1 = der.tlv(der.INTEGER, b"\x01")
+#: signed attributes: the type's encoding starts them; the content type is always this
+_CONTENT_TYPE_HEAD = der.tlv(der.OID_TAG, _OID_CONTENT_TYPE)
+_MESSAGE_DIGEST_HEAD = der.tlv(der.OID_TAG, _OID_MESSAGE_DIGEST)
+_CONTENT_TYPE_DATA = der.tlv(
+    der.SEQUENCE, _CONTENT_TYPE_HEAD + der.tlv(der.SET, der.tlv(der.OID_TAG, _OID_DATA))
+)
+
+
+def _message_digest(digest: bytes) -> bytes:
+    """The message-digest attribute."""
+    return der.tlv(
+        der.SEQUENCE,
+        _MESSAGE_DIGEST_HEAD + der.tlv(der.SET, der.tlv(der.OCTET_STRING, digest)),
+    )
 
 
 # -- signing -----------------------------------------------------------------
@@ -83,11 +97,6 @@ class Signer:
         self._digest_algs = der.tlv(der.SET, digest_alg)
         self._detached = der.tlv(der.SEQUENCE, der.tlv(der.OID_TAG, _OID_DATA))
         self._certificates = der.tlv(der.CONTEXT_0, cert.der)
-        self._content_type = der.tlv(
-            der.SEQUENCE,
-            der.tlv(der.OID_TAG, _OID_CONTENT_TYPE)
-            + der.tlv(der.SET, der.tlv(der.OID_TAG, _OID_DATA)),
-        )
         self._time: Tuple[int, bytes] = (-1, b"")
 
     def _signing_time(self) -> bytes:
@@ -104,13 +113,9 @@ class Signer:
 
     def sign(self, content: bytes, detached: bool = True) -> bytes:
         """DER signed-data over ``content``, which is carried inside unless ``detached``."""
-        digest = der.tlv(
-            der.SEQUENCE,
-            der.tlv(der.OID_TAG, _OID_MESSAGE_DIGEST)
-            + der.tlv(der.SET, der.tlv(der.OCTET_STRING, hashlib.sha256(content).digest())),
-        )
+        digest = _message_digest(hashlib.sha256(content).digest())
         # a DER SET OF is sorted by encoding
-        attrs = b"".join(sorted((self._content_type, self._signing_time(), digest)))
+        attrs = b"".join(sorted((_CONTENT_TYPE_DATA, self._signing_time(), digest)))
         signature = self._sign(der.tlv(der.SET, attrs))
         signer_info = der.tlv(
             der.SEQUENCE,
@@ -307,21 +312,22 @@ def _find_signer(data: bytes, sid: der.Element, certs: List[Certificate]) -> Cer
 
 
 def _check_signed_attrs(data: bytes, attrs: der.Element, digest: bytes) -> None:
-    """One content type, ``data``, and one message digest, ``digest`` (RFC 5652 11.1, 11.2)."""
-    content_types, digests = [], []
+    """One content type, ``data``, and one message digest, ``digest`` (RFC 5652 11.1,
+    11.2), each compared whole with its DER encoding (what the signature covers)."""
+    content_types = digests = 0
     for attr in der.children(data, attrs):
-        attr_type, values = der.children(data, der.expect(attr, der.SEQUENCE, "Attribute"))
-        oid = der.content(data, attr_type)
-        if oid == _OID_CONTENT_TYPE:
-            content_types += der.children(data, values)
-        elif oid == _OID_MESSAGE_DIGEST:
-            digests += der.children(data, values)
-    if len(content_types) != 1 or der.content(data, content_types[0]) != _OID_DATA:
-        raise CMSError("bad-signature", "the signed content type is not data")
-    if len(digests) != 1:
-        raise CMSError("bad-signature", "no single message digest in the signed attributes")
-    if der.content(data, der.expect(digests[0], der.OCTET_STRING, "messageDigest")) != digest:
-        raise CMSError("bad-signature", "content does not match the signed digest")
+        der.expect(attr, der.SEQUENCE, "Attribute")
+        head = data[attr[2] : attr[2] + len(_CONTENT_TYPE_HEAD)]
+        if head == _CONTENT_TYPE_HEAD:
+            if der.whole(data, attr) != _CONTENT_TYPE_DATA:
+                raise CMSError("bad-signature", "the signed content type is not data")
+            content_types += 1
+        elif head == _MESSAGE_DIGEST_HEAD:
+            if der.whole(data, attr) != _message_digest(digest):
+                raise CMSError("bad-signature", "content does not match the signed digest")
+            digests += 1
+    if content_types != 1 or digests != 1:
+        raise CMSError("bad-signature", "signed attributes need one content type and one digest")
 
 
 def _load_content_info(data: bytes, expected: str) -> cms.ContentInfo:
