@@ -260,17 +260,22 @@ class PKI:
         )
 
     def verify(
-        self, signature: bytes, content: Optional[bytes], ca: str = "ca", crl: str = ""
+        self,
+        signature: bytes,
+        content: Optional[bytes],
+        ca: str = "ca",
+        crl: str = "",
+        tool: str = "smime",
     ) -> bytes:
-        """``openssl smime -verify`` of a DER signature (with ``crl``: ``-crl_check`` against
-        that CRL file); returns the content it verified."""
+        """``openssl smime -verify`` (or ``tool`` ``cms``) of a DER signature (with ``crl``:
+        ``-crl_check`` against that CRL file); returns the content it verified."""
         sig = self._write_bytes("check.sig", signature)
         cafile = self.crt(ca)
         if crl:  # smime takes CRLs only from the CA store
             with open(cafile, "rb") as f, open(crl, "rb") as g:
                 cafile = self._write_bytes("check.store", f.read() + g.read())
         args: List[str] = [
-            "smime",
+            tool,
             "-verify",
             "-binary",
             "-inform",

@@ -27,6 +27,7 @@ def setUpModule():
     global pki
     pki = PKI()
     pki.make_leaf("revokee", "ca")
+    pki.make_ec()
     pki.make_crl("empty.crl")
     pki.revoke("revokee")
     pki.make_crl("revoked.crl")
@@ -89,6 +90,15 @@ class TestSignedServer(CCTestCase):
         self.assertEqual(reply.get_body()["orig_target"], "x")
         # the reply is signed by the server, and openssl agrees
         self.assertEqual(pki.verify(reply.signature, reply.body_bytes), reply.body_bytes)
+
+    def test_p256_signed_both_ways(self):
+        """An ECDSA P-256 server key signs replies; an openssl P-256 signature is accepted."""
+        server = self.verifying_server(cms_sign="ec2", cms_time_window="60")
+        sock = self.dealer(server.endpoint)
+        sock.send_multipart(signed_frames("echo.request", {"target": "ec"}, signer="ec1"))
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual(reply.get_body()["orig_target"], "ec")
+        self.assertEqual(pki.verify(reply.signature, reply.body_bytes, "ecca"), reply.body_bytes)
 
     def test_rejections_answered_counted_logged(self):
         server = self.verifying_server(cms_time_window="60")
