@@ -25,7 +25,7 @@ setup(
         "cryptography>=38",
         "asn1crypto>=1.5",
     ],
-    extras_require={"test": ["nose2>=0.12", "hypothesis>=6", "prometheus_client>=0.16"]},
+    extras_require={"test": ["nose2>=0.12", "hypothesis>=6", "prometheus_client>=0.16", "PyYAML>=6"]},
     entry_points={
         "console_scripts": [
             "cc-server = cc.server:main",

@@ -44,7 +44,8 @@ __all__ = ["main"]
 SCENARIOS = ("forward", "twohop", "echo")
 TARGETS = ("cc", "zmqproxy", "stock", "direct")
 SENDER_HWM = 1000
-#: the cc proxy's zmq_hwm: above the largest burst a run sends, so that nothing is dropped
+#: the cc proxy's zmq_hwm (and a queue-bytes to match): above the largest burst a run sends,
+#: so that nothing is dropped
 #: while a hop waits for the next (the promise is no loss below the HWM)
 CC_HWM = 250000
 START_TIMEOUT = 15.0
@@ -298,9 +299,9 @@ class CCServerProc:
 
 
 def proxy_routes(upstream: str) -> str:
-    return "[routes]\n* = h:proxy\n\n[h:proxy]\nhandler = proxy\nremote-cc = %s\nzmq_hwm = %d\n" % (
-        upstream,
-        CC_HWM,
+    return (
+        "[routes]\n* = h:proxy\n\n[h:proxy]\nhandler = proxy\nremote-cc = %s\nzmq_hwm = %d\n"
+        "queue-bytes = 1G\n" % (upstream, CC_HWM)
     )
 
 

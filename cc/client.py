@@ -22,8 +22,8 @@ import skytools
 import zmq
 from skytools.config import ConfigError
 
-from cc.crypto import CryptoContext
-from cc.message import CCMessage, MessageError
+from cc.crypto import ENC_MARK, CryptoContext
+from cc.message import BodyGate, CCMessage, MessageError
 from cc.msgtypes import wants_reply
 
 __all__ = ["CCClient", "QueryTimeout", "main"]
@@ -46,6 +46,8 @@ class CCClient:
     ) -> None:
         self.url = url
         self.crypto = crypto
+        #: replies are opened here: verified where ``crypto`` verifies
+        self.gate = BodyGate(crypto)
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
@@ -115,10 +117,11 @@ class CCClient:
             frames = self.socket.recv_multipart()
             try:
                 msg = CCMessage(frames)
+                if msg.route == [qid]:
+                    self.gate.open(msg)
+                    return msg
             except MessageError:
-                continue
-            if msg.route == [qid]:
-                return msg
+                continue  # not a reply that passes the gate: keep waiting for one that does
 
     def close(self) -> None:
         self.socket.close()
@@ -164,7 +167,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     parser.add_argument("url", help="cc-server socket, e.g. tcp://127.0.0.1:22632")
     parser.add_argument("type", help="message type, e.g. echo.request or log.info")
-    parser.add_argument("fields", nargs="*", help="body fields: key=string or key:=json")
+    parser.add_argument("fields", nargs="*", metavar="field", help="body fields: key=string or key:=json")
     parser.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds to wait")
     wait = parser.add_mutually_exclusive_group()
     wait.add_argument("-w", "--wait", action="store_true", help="wait for a reply")
@@ -195,7 +198,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                 sys.exit(EXIT_OK)
             code = EXIT_TIMEOUT
             for reply in client.query_replies(args.type, fields, blob, args.timeout):
-                body = reply.body_bytes.decode("utf8", "replace")
+                raw = reply.body_bytes
+                sealed = raw == ENC_MARK  # decrypted by the gate: print what it opened
+                body = json.dumps(reply.get_body()) if sealed else raw.decode("utf8", "replace")
                 print(body if args.quiet else "%s %s" % (reply.type, body), flush=True)
                 code = EXIT_ERROR_REPLY if reply.type == "error" else EXIT_OK
                 if not args.all:

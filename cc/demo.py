@@ -14,6 +14,7 @@ with them jobmgr's daemons), the task client and the cluster, waits for
 them and removes the work directory: no process is left behind.
 """
 
+import argparse
 import os
 import re
 import shutil
@@ -276,8 +277,12 @@ def tick(client: CCClient, work: str, n: int, with_db: bool) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    sys.exit(run(args[0] if args else "conf/demo"))
+    parser = argparse.ArgumentParser(prog="cc-demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "confdir", nargs="?", default="conf/demo", help="the demo's INI files (conf/demo)"
+    )
+    args = parser.parse_args(argv)
+    sys.exit(run(args.confdir))
 
 
 if __name__ == "__main__":

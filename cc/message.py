@@ -8,21 +8,40 @@ The route is everything before the first empty frame; the type is an ASCII
 dotted name; the body a UTF-8 JSON object whose ``req`` equals the type; the
 signature and blob are optional.  Routing needs only the type frame, so
 :class:`CCMessage` validates the frame layout and type eagerly (cheap, cached)
-and parses the JSON body lazily, once, when a handler asks for it.
+and leaves the body to the :class:`BodyGate`.
+
+The gate is the one place where a received body is parsed, bounded and, where
+the process verifies (``cms-verify-ca``, ``cms-decrypt``, ``cms-time-window``),
+verified; it runs on the receive path (server dispatch, a daemon's or client's
+socket) before any handler or daemon code sees the message.  Its verdict stays
+on the message: :meth:`CCMessage.get_body` returns the body the gate accepted
+or raises the :class:`MessageError` it was refused with, so an unverified body
+cannot be had where a gate verifies.  A message no gate has seen (one a
+client or test built from frames itself) is parsed on first use with the
+default bounds, and never counts as checked.
 """
 
 import json
 import re
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
+
+import skytools
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.crypto import CryptoContext
 
 __all__ = [
+    "BodyGate",
+    "BodyLimits",
+    "DEFAULT_LIMITS",
     "CCMessage",
     "MessageError",
     "MAX_TYPE_LENGTH",
     "MAX_ROUTE_DEPTH",
     "is_valid_type",
+    "set_hostname",
 ]
 
 #: the type frame: dot-separated components of letters, digits, ``_`` and ``-``
@@ -34,7 +53,14 @@ MAX_ROUTE_DEPTH = 32
 MIN_PAYLOAD_FRAMES = 2
 MAX_PAYLOAD_FRAMES = 4
 
+#: the ``hostname`` that messages built here carry; see :func:`set_hostname`
 HOSTNAME = socket.gethostname()
+
+#: default bound of a JSON body: as large as the largest message (an infofile in the body)
+DEFAULT_MAX_BODY_SIZE = 64 << 20
+#: default bound of JSON nesting: real bodies nest 3 or 4 deep; Python's parser
+#: overflows its recursion limit near 1000
+DEFAULT_MAX_BODY_DEPTH = 64
 
 # Types already validated; bounded so that unique types (task.send.<uuid>)
 # cannot grow it without limit.
@@ -53,6 +79,16 @@ class MessageError(ValueError):
         super().__init__(msg)
         self.code = code
         self.msg = msg
+
+
+def set_hostname(name: str) -> None:
+    """Name this process's host in the messages it builds (``[ccserver] hostname``).
+
+    Set once at start by the server and each daemon: a host is named as its
+    operator knows it, and one machine can play many hosts in tests.
+    """
+    global HOSTNAME
+    HOSTNAME = name
 
 
 def is_valid_type(msgtype: str) -> bool:
@@ -75,6 +111,94 @@ def _check_type(raw: bytes) -> str:
         _type_cache.clear()
     name = _type_cache[raw] = raw.decode("ascii")
     return name
+
+
+class BodyLimits:
+    """Bounds of a JSON body, applied before it is parsed (``cc-max-body-*`` options).
+
+    ::
+
+        # JSON bodies larger than this (bytes) are refused: body-too-large
+        #cc-max-body-size = 64M
+        # JSON bodies nested deeper than this are refused: body-too-deep
+        #cc-max-body-depth = 64
+    """
+
+    __slots__ = ("max_size", "max_depth")
+
+    def __init__(
+        self, max_size: int = DEFAULT_MAX_BODY_SIZE, max_depth: int = DEFAULT_MAX_BODY_DEPTH
+    ) -> None:
+        if max_size <= 0 or max_depth <= 0:
+            raise ValueError("cc-max-body-size and cc-max-body-depth must be positive")
+        self.max_size = max_size
+        self.max_depth = max_depth
+
+    @classmethod
+    def from_config(cls, cf: skytools.Config) -> "BodyLimits":
+        return cls(
+            cf.getbytes("cc-max-body-size", str(DEFAULT_MAX_BODY_SIZE)),
+            cf.getint("cc-max-body-depth", DEFAULT_MAX_BODY_DEPTH),
+        )
+
+    def parse(self, raw: bytes, msgtype: str) -> Dict[str, Any]:
+        """Parse a body of a ``msgtype`` message within the bounds; raise :class:`MessageError`.
+
+        Besides the bounds and JSON syntax this checks that the body is an
+        object and that its ``req`` equals the type frame: a body moved under
+        another type is a hijack attempt and is never acted on.  Only the gate
+        (and, inside it, the crypto context) calls this; everyone else gets
+        bodies from :meth:`CCMessage.get_body`.
+        """
+        if len(raw) > self.max_size:
+            raise MessageError(
+                "body-too-large",
+                "body of %d bytes, limit %d (cc-max-body-size)" % (len(raw), self.max_size),
+            )
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as ex:
+            raise MessageError("bad-body", "body is not valid JSON: %s" % ex) from None
+        except RecursionError:  # a bracket bomb: the parser gave up at Python's own limit
+            raise MessageError("body-too-deep", "body nests too deep to parse") from None
+        if not isinstance(body, dict):
+            raise MessageError("bad-body", "body is not a JSON object")
+        # fewer containers than the limit cannot nest deeper: most bodies stop here
+        containers = raw.count(b"[") + raw.count(b"{")
+        if containers > self.max_depth and _nests_deeper(body, self.max_depth):
+            raise MessageError(
+                "body-too-deep", "body nests deeper than %d (cc-max-body-depth)" % self.max_depth
+            )
+        if body.get("req") != msgtype:
+            raise MessageError(
+                "hijacked",
+                "hijacked message: req %r does not match type %r"
+                % (str(body.get("req"))[:64], msgtype),
+            )
+        return body
+
+
+def _nests_deeper(body: Dict[str, Any], limit: int) -> bool:
+    """Whether ``body`` has containers more than ``limit`` deep (the body itself is 1)."""
+    level: List[Any] = [body]
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        inner: List[Any] = []
+        for node in level:
+            items = node.values() if isinstance(node, dict) else node
+            inner.extend(item for item in items if isinstance(item, (dict, list)))
+        level = inner
+        depth += 1
+    return False
+
+
+DEFAULT_LIMITS = BodyLimits()
+
+#: verdict of a message routed only to handlers that pass it on unread (proxy,
+#: disposer): its body was never opened, so no one here may read it
+FORWARDED_UNREAD = MessageError("unread", "body passed on unread: not opened by the gate")
 
 
 class CCMessage:
@@ -138,36 +262,18 @@ class CCMessage:
     # -- body --------------------------------------------------------------
 
     def get_body(self) -> Dict[str, Any]:
-        """Parse and check the JSON body (once); raise :class:`MessageError` if invalid.
+        """The body the gate accepted; raise the :class:`MessageError` it was refused with.
 
-        This does not check signatures: handlers get bodies through
-        :meth:`cc.handler.CCHandler.get_body`, which does where configured.
+        Handlers and daemons only get messages that passed their process's
+        :class:`BodyGate`, so this is the verified body wherever one is
+        verified.  A message no gate has seen is parsed here (default bounds).
         """
+        verdict = self.verdict
+        if isinstance(verdict, MessageError):
+            raise MessageError(verdict.code, verdict.msg)  # a fresh one: verdicts are shared
         body = self._body
         if body is None:
-            body = self._body = self.parse_body(self.body_bytes, self.type)
-        return body
-
-    @staticmethod
-    def parse_body(raw: bytes, msgtype: str) -> Dict[str, Any]:
-        """Parse a body of a ``msgtype`` message; raise :class:`MessageError` if invalid.
-
-        Besides JSON syntax this checks that the body is an object and that
-        its ``req`` equals the type frame: a body moved under another type is
-        a hijack attempt and is never acted on.
-        """
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as ex:
-            raise MessageError("bad-body", "body is not valid JSON: %s" % ex) from None
-        if not isinstance(body, dict):
-            raise MessageError("bad-body", "body is not a JSON object")
-        if body.get("req") != msgtype:
-            raise MessageError(
-                "hijacked",
-                "hijacked message: req %r does not match type %r"
-                % (str(body.get("req"))[:64], msgtype),
-            )
+            body = self._body = DEFAULT_LIMITS.parse(self.body_bytes, self.type)
         return body
 
     def set_body(self, body: Dict[str, Any], signer: Optional[Dict[str, Any]]) -> None:
@@ -177,7 +283,7 @@ class CCMessage:
 
     @property
     def checked(self) -> bool:
-        """Whether the body was accepted by a crypto check (see :mod:`cc.crypto`)."""
+        """Whether the body was accepted by a gate (or the message was made here)."""
         return isinstance(self.verdict, dict)
 
     @property
@@ -213,7 +319,7 @@ class CCMessage:
         if blob is not None:
             frames.append(blob)
         msg = cls(frames)
-        msg._body = body
+        msg.set_body(body, None)  # made here: nothing to check
         return msg
 
     def reply(
@@ -239,3 +345,42 @@ class CCMessage:
     def __repr__(self) -> str:
         text = "CCMessage(%s, route=%r, body=%r)" % (self.type, self.route, self.body_bytes)
         return text if len(text) <= 300 else text[:300] + "..."
+
+
+class BodyGate:
+    """The one place a received message's body is opened: bounded, and verified where asked.
+
+    ``crypto`` is the process's :class:`~cc.crypto.CryptoContext` (server
+    section, or a daemon's or client's own), or None.  With a context that
+    verifies, :meth:`open` accepts only what it verifies (and decrypts);
+    without one it parses within ``limits``.  Either way the verdict is kept
+    on the message, so a message is judged (and counted against the replay
+    cache) once however many handlers read it.
+    """
+
+    def __init__(
+        self, crypto: Optional["CryptoContext"] = None, limits: BodyLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.crypto = crypto
+        self.limits = limits
+
+    @classmethod
+    def from_config(cls, cf: skytools.Config, crypto: Optional["CryptoContext"]) -> "BodyGate":
+        return cls(crypto, BodyLimits.from_config(cf))
+
+    def open(self, msg: CCMessage) -> Dict[str, Any]:
+        """The accepted body of ``msg``; raise (and remember) :class:`MessageError` if refused."""
+        verdict = msg.verdict
+        if isinstance(verdict, MessageError):
+            raise MessageError(verdict.code, verdict.msg)
+        if verdict is not None:
+            return msg.get_body()
+        try:
+            if self.crypto is not None:
+                return self.crypto.open(msg, self.limits)
+            body = self.limits.parse(msg.body_bytes, msg.type)
+        except MessageError as ex:
+            msg.verdict = ex
+            raise
+        msg.set_body(body, None)
+        return body

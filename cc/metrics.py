@@ -4,11 +4,13 @@ A tornado HTTP server on the server's own IOLoop serves
 
 * ``/metrics``: the server's counters, plus every (host, job) that its
   statswriter handlers know, in the Prometheus text exposition format;
-* ``/status``: the server's state and counters and the statswriters' entries, as JSON.
+* ``/status``: the server's state and counters and the statswriters' entries, as JSON;
+* ``/fleet`` and ``/fleet.json``: one row per host it hears from (see :mod:`cc.fleet`).
 
 A counter ``count.ok`` becomes ``cc_count_ok_total{host="...",job="..."}``
-(type counter: every cc counter only grows); the time of the latest report and
-a process's start time are gauges.
+(type counter: every cc counter only grows); the time of the latest report,
+its arrival, the stats period, a process's start time, a job's restarts and a
+logtail's lag are gauges.
 """
 
 import json
@@ -20,7 +22,8 @@ from skytools.config import ConfigError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from cc.message import HOSTNAME
+from cc.fleet import fleet_rows, render_fleet
+from cc.handler.taskrouter import TaskRouter
 from cc.statsstore import StatsEntry, StatsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +36,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: (metric, type, help) of the gauges made from reports
 REPORT_GAUGES = (
     ("cc_report_time_seconds", "gauge", "When the latest pub.stats of a job was sent"),
+    ("cc_report_received_seconds", "gauge", "When the latest report of a job arrived here"),
+    ("cc_stats_period_seconds", "gauge", "How often a job sends pub.stats"),
     ("cc_start_time_seconds", "gauge", "When a job's process started (from pub.state)"),
+    ("cc_job_restarts", "gauge", "Restarts of a daemon by jobmgr (from pub.state)"),
+    ("cc_logtail_lag_bytes", "gauge", "Bytes a logtail has not had acknowledged (pub.state)"),
 )
 
 Labels = Tuple[Tuple[str, str], ...]
@@ -65,15 +72,14 @@ def render_metrics(
     add(host, job, totals)
     gauges["cc_start_time_seconds"][(("host", host), ("job", job))] = started
     for entry in entries:
-        if (entry.host, entry.job) == (host, job):
-            continue  # this server's own report: the live counters above are newer
         labels = (("host", entry.host), ("job", entry.job))
-        add(entry.host, entry.job, entry.totals)
+        if (entry.host, entry.job) != (host, job):  # its own: the live counters above are newer
+            add(entry.host, entry.job, entry.totals)
+        gauges["cc_report_received_seconds"][labels] = entry.received
         if entry.stats_time:
             gauges["cc_report_time_seconds"][labels] = entry.stats_time
-        started_at = (entry.state or {}).get("started")
-        if isinstance(started_at, (int, float)):
-            gauges["cc_start_time_seconds"][labels] = started_at
+            gauges["cc_stats_period_seconds"][labels] = entry.period
+        _state_gauges(gauges, labels, entry.state or {})
 
     lines: List[str] = []
     for name, mtype, text in REPORT_GAUGES:
@@ -81,6 +87,24 @@ def render_metrics(
     for name in sorted(families):
         _family(lines, name, "counter", "", families[name])
     return "\n".join(lines) + "\n"
+
+
+def _state_gauges(gauges: Dict[str, Dict[Labels, float]], labels: Labels, state: Dict) -> None:
+    """The gauges a ``pub.state`` gives: start time, jobmgr's restarts, logtail's lag."""
+    started_at = state.get("started")
+    if _is_number(started_at):
+        gauges["cc_start_time_seconds"][labels] = started_at
+    if _is_number(state.get("lag_bytes")):
+        gauges["cc_logtail_lag_bytes"][labels] = state["lag_bytes"]
+    jobs = state.get("jobs")
+    for daemon, info in (jobs.items() if isinstance(jobs, dict) else ()):
+        restarts = info.get("restarts") if isinstance(info, dict) else None
+        if _is_number(restarts):
+            gauges["cc_job_restarts"][labels + (("daemon", str(daemon)),)] = restarts
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -> None:
@@ -100,12 +124,23 @@ def _stores(server: "CCServer") -> List[StatsStore]:
     return [store for store in stores if isinstance(store, StatsStore)]
 
 
+def _fleet(server: "CCServer") -> List[Dict[str, Any]]:
+    """The fleet page's rows: statswriter entries and taskrouter registrations."""
+    registrations: Dict[str, Dict[str, Any]] = {}
+    for handler in server.handlers.all():
+        if isinstance(handler, TaskRouter):
+            registrations.update(handler.registrations())
+    entries = [e for store in _stores(server) for e in store]
+    return fleet_rows(entries, registrations)
+
+
 class _MetricsPage(tornado.web.RequestHandler):
     def initialize(self, server: "CCServer") -> None:
         self.cc = server
 
     def get(self) -> None:
-        own = (HOSTNAME, self.cc.job_name, self.cc.stats.totals(), self.cc.started)
+        server = self.cc
+        own = (server.settings.hostname, server.job_name, server.stats.totals(), server.started)
         entries = [e for store in _stores(self.cc) for e in store]
         self.set_header("Content-Type", CONTENT_TYPE)
         self.write(render_metrics(own, entries))
@@ -118,7 +153,7 @@ class _StatusPage(tornado.web.RequestHandler):
     def get(self) -> None:
         stats = self.cc.stats
         status: Dict[str, Any] = {
-            "hostname": HOSTNAME,
+            "hostname": self.cc.settings.hostname,
             "job_name": self.cc.job_name,
             "service_type": self.cc.service_name,
             "state": self.cc.state(),
@@ -137,6 +172,22 @@ class _StatusPage(tornado.web.RequestHandler):
         self.write(json.dumps(status, indent=1, sort_keys=True, default=str))
 
 
+class _FleetPage(tornado.web.RequestHandler):
+    def initialize(self, server: "CCServer", as_json: bool) -> None:
+        self.cc = server
+        self.as_json = as_json
+
+    def get(self) -> None:
+        rows = _fleet(self.cc)
+        if self.as_json:
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps({"hosts": rows}, indent=1, sort_keys=True))
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        self.write(render_fleet(rows, "%s (%s)" % (self.cc.job_name, self.cc.settings.hostname)))
+
+
 class MetricsServer:
     """The HTTP server of ``metrics-http = [address:]port`` (port 0 picks a free one)."""
 
@@ -148,7 +199,12 @@ class MetricsServer:
             raise ConfigError("metrics-http = %s: use [address:]port" % listen) from None
         pages = {"server": server}
         app = tornado.web.Application(
-            [(r"/metrics", _MetricsPage, pages), (r"/status", _StatusPage, pages)]
+            [
+                (r"/metrics", _MetricsPage, pages),
+                (r"/status", _StatusPage, pages),
+                (r"/fleet", _FleetPage, dict(pages, as_json=False)),
+                (r"/fleet\.json", _FleetPage, dict(pages, as_json=True)),
+            ]
         )
         sockets = bind_sockets(port_number, host.strip("[]") or None)
         self.http = HTTPServer(app)

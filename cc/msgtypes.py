@@ -10,6 +10,7 @@ fields they need from :meth:`cc.message.CCMessage.get_body` and answer a
 missing field with an ``error`` reply.
 """
 
+import re
 import time
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
@@ -34,6 +35,8 @@ __all__ = [
     "TaskRegisterMessage",
     "TaskSendMessage",
     "TaskReplyMessage",
+    "TASK_UID_RE",
+    "TASK_FINAL",
     "wants_reply",
 ]
 
@@ -186,20 +189,32 @@ class JobKeepaliveMessage(BaseMessage):
     REQUIRED = ("job_name",)
 
 
+#: the uid of ``task.send.<uid>`` and ``task.reply.<uid>``: replies are routed by it
+TASK_UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+#: task statuses after which no further reply comes
+TASK_FINAL = ("finished", "failed", "stopped")
+
+
 class TaskRegisterMessage(BaseMessage):
+    """A task runner's ``host``; ``runner_id`` (new per runner process) tells a restart."""
+
     REQ = "task.register"
     REQUIRED = ("host",)
 
 
 class TaskSendMessage(BaseMessage):
-    """A task for ``task_host``; sent as ``task.send.<task_id>``."""
+    """A task for ``task_host``; sent as ``task.send.<uid>``.
+
+    ``task_id`` is the sender's: any JSON scalar, echoed in the replies
+    (cc-task uses the uid; the original's testmsg sends ``55``).
+    """
 
     REQ = "task.send"
     REQUIRED = ("task_host", "task_handler", "task_id")
 
 
 class TaskReplyMessage(BaseMessage):
-    """Task status; sent as ``task.reply.<task_id>``."""
+    """Task status; sent as ``task.reply.<uid>``."""
 
     REQ = "task.reply"
     REQUIRED = ("task_id", "status")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from tornado.ioloop import PeriodicCallback
 
-from cc.message import CCMessage, MessageError
+from cc.message import BodyGate, CCMessage, MessageError
 from cc.msgtypes import EchoRequestMessage
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
@@ -35,9 +35,12 @@ class RemotePinger:
         log: logging.Logger,
         period: float = 1.0,
         seal: Optional[Callable[[CCMessage], CCMessage]] = None,
+        open_body: Callable[[CCMessage], Dict[str, Any]] = BodyGate().open,
     ) -> None:
         self.target = target
         self.seal = seal
+        #: the owner's gate: a pong is read only once it passed (verified where configured)
+        self.open_body = open_body
         self.stream = stream
         self.stats = stats
         self.log = log
@@ -79,9 +82,10 @@ class RemotePinger:
         """Take a message the remote addressed to this socket itself: a pong, or logged."""
         try:
             msg = CCMessage(frames)
-            body: Dict[str, Any] = msg.get_body()
+            body = self.open_body(msg)
         except MessageError as ex:
             self.stats.inc("count.invalid")
+            self.stats.inc("count.invalid." + ex.code)
             self._ratelog.warning("invalid", "invalid pong from %s: %s", self.target, ex)
             return
         if msg.type != "echo.response" or body.get("orig_target") != self.target:

@@ -11,6 +11,7 @@ handlers in place; SIGINT and SIGTERM stop gracefully.
 import asyncio
 import ipaddress
 import logging
+import optparse
 import os
 import platform
 import resource
@@ -32,7 +33,15 @@ from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
 from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
-from cc.message import CCMessage, MessageError
+from cc.hostname import configured_hostname
+from cc.message import (
+    FORWARDED_UNREAD,
+    BodyGate,
+    BodyLimits,
+    CCMessage,
+    MessageError,
+    set_hostname,
+)
 from cc.metrics import MetricsServer
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
@@ -40,7 +49,7 @@ from cc.routing import RouteTable
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
-from cc.stream import CCStream
+from cc.stream import CCStream, PeerWaits
 
 __all__ = ["CCServer", "main"]
 
@@ -93,10 +102,15 @@ class Settings:
         if self.state_period <= 0:
             raise ConfigError("state-period must be positive")
         self.metrics_http = cf.get("metrics-http", "")
+        self.hostname = configured_hostname(cf)
         self.infofile = cf.getfile("infofile", "")
         self.infofile_level = cf.getint("infofile-level", 2)
         self.nthreads = cf.getint("zmq_nthreads", 1)
         self.max_message_size = cf.getbytes("cc-max-message-size", "64M")
+        self.peer_wait_bytes = cf.getbytes("peer-wait-bytes", "32M")
+        self.peer_wait_total = cf.getbytes("peer-wait-total", "256M")
+        if not 0 < self.peer_wait_bytes <= self.peer_wait_total:
+            raise ConfigError("peer-wait-bytes must be positive and at most peer-wait-total")
 
 
 def is_loopback(url: str) -> bool:
@@ -137,6 +151,9 @@ class CCServer(skytools.BaseScript):
         # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
         #state-period = 300
 
+        # the host's name in every message of this cc and of jobmgr's daemons
+        #hostname = <the machine's name>
+
         # HTTP server with /metrics (Prometheus text format) and /status (JSON)
         #metrics-http = 127.0.0.1:9632
 
@@ -146,6 +163,11 @@ class CCServer(skytools.BaseScript):
 
         # messages larger than this (all frames) are rejected
         #cc-max-message-size = 64M
+
+        # replies for a client whose pipe is full wait for it, at most this many
+        # bytes for one client and for all of them together; more are dropped
+        #peer-wait-bytes = 32M
+        #peer-wait-total = 256M
 
         # libzmq I/O threads
         #zmq_nthreads = 1
@@ -182,17 +204,29 @@ class CCServer(skytools.BaseScript):
         self._tallies: Dict[str, List[float]] = {}
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
+        self._state_sources: Dict[str, Callable[[], Any]] = {}
         self.replay = ReplayCache()
         self.crypto: Optional[CryptoContext] = None
+        #: opens every body a handler reads: bounded, and verified where cms-* asks
+        self.gate = BodyGate()
         self.curve: Optional[CurveServer] = None
         self.metrics: Optional[MetricsServer] = None
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
 
+    def init_optparse(
+        self, parser: Optional[optparse.OptionParser] = None
+    ) -> optparse.OptionParser:
+        """skytools' options, with the usage that cc-server(1) shows."""
+        p = super().init_optparse(parser)
+        p.set_usage("%prog [options] config.ini")
+        return p
+
     def print_ini(self) -> None:
         super().print_ini()
         print(SOCKOPTS_TEMPLATE)
+        print(textwrap.dedent(BodyLimits.__doc__.split("::", 1)[1]).strip() + "\n")
         print(textwrap.dedent(CryptoContext.__doc__.split("::", 1)[1]).strip() + "\n")
         print(CURVE_TEMPLATE)
         print("[routes]\necho = h:echo\nlog = h:locallog\n")
@@ -205,7 +239,9 @@ class CCServer(skytools.BaseScript):
         if self.options.cmd in ("stop", "kill"):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
+        set_hostname(self.settings.hostname)
         self.crypto = CryptoContext.from_config(self.cf, self.replay)
+        self.gate = BodyGate.from_config(self.cf, self.crypto)
         self.plan = self._load_plan(self.cf, self.settings)
 
     def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
@@ -268,9 +304,11 @@ class CCServer(skytools.BaseScript):
             raise
         self.linger = used["zmq_linger"]
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        waits = PeerWaits(settings.peer_wait_bytes, settings.peer_wait_total)
         self.cclocal = CCStream(
-            sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name="ccserver"
+            sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name="ccserver", waits=waits
         )
+        self.add_status_source("waiting", waits.summary)
         self.routes, retired = self.handlers.apply(self.plan)
         self.cclocal.on_recv(self._dispatch)
         self._start_timers()
@@ -349,12 +387,16 @@ class CCServer(skytools.BaseScript):
             cf = self.load_config()
             settings = Settings(cf)
             crypto = CryptoContext.from_config(cf, self.replay)
+            gate = BodyGate.from_config(cf, crypto)
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
+            if settings.hostname != self.settings.hostname:
+                self.log.warning("hostname changed: takes effect only after a restart")
+                settings.hostname = self.settings.hostname
             if self.curve is not None:
                 self.curve.configure(cf)
-            self.crypto = crypto
+            self.crypto, self.gate = crypto, gate
             routes, retired = self.handlers.apply(plan)
         except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
@@ -431,6 +473,11 @@ class CCServer(skytools.BaseScript):
     def _route(self, msg: CCMessage, size: int, started: float) -> None:
         handlers = self.routes.lookup(msg.type)
         if handlers:
+            handlers = self._open(msg, handlers)
+            if not handlers:  # refused, and nobody passes it on unread
+                self.stats.inc("count")
+                self.stats.inc("bytes", size)
+                return
             result = "ok"
             skipped = 0
             for handler in handlers:
@@ -462,6 +509,24 @@ class CCServer(skytools.BaseScript):
             if wants_reply(msg.type, msg.route):
                 self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
         self._count(result, msg.type, size, time.perf_counter() - started)
+
+    def _open(self, msg: CCMessage, handlers: List[CCHandler]) -> List[CCHandler]:
+        """The gate: open the body once for every handler that reads it, before any sees it.
+
+        A refused message is rejected here (counted, logged, answered) and
+        goes on only to handlers that pass it on unread (proxies); a message
+        no handler reads is marked so that none can read it.
+        """
+        if not any(handler.reads_body(msg.type) for handler in handlers):
+            if msg.verdict is None:
+                msg.verdict = FORWARDED_UNREAD
+            return handlers
+        try:
+            self.gate.open(msg)
+        except MessageError as ex:
+            self.reject(msg, ex)
+            return [handler for handler in handlers if not handler.reads_body(msg.type)]
+        return handlers
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
         """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
@@ -509,8 +574,8 @@ class CCServer(skytools.BaseScript):
             self.send(CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route))
 
     def reject(self, msg: CCMessage, ex: MessageError) -> None:
-        """A handler found ``msg`` invalid (bad body, hijacked, bad signature): count, log,
-        maybe answer."""
+        """The gate refused ``msg`` (bad body, too large, hijacked, bad signature): count, log,
+        answer where the sender waits."""
         self._count_invalid(ex, msg.route, msg.size)
         if wants_reply(msg.type, msg.route):
             self.send(msg.error_reply(ex.msg, ex.code))
@@ -546,6 +611,10 @@ class CCServer(skytools.BaseScript):
         crypto = self.crypto
         return msg if crypto is None else crypto.seal(msg)
 
+    def open_body(self, msg: CCMessage) -> Dict[str, Any]:
+        """Pass ``msg``, received on a handler's own socket (a pong), through the server's gate."""
+        return self.gate.open(msg)
+
     def send(self, msg: CCMessage) -> None:
         """Send a message this server created (a reply) out of the ROUTER, sealed."""
         self.cclocal.send_cmsg(self.seal(msg))
@@ -561,6 +630,14 @@ class CCServer(skytools.BaseScript):
     def remove_status_source(self, name: str, lines: Callable[[], List[str]]) -> None:
         if self._status_sources.get(name) == lines:
             del self._status_sources[name]
+
+    def add_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        """Add ``key: value()`` to ``pub.state`` and ``/status``, e.g. jobmgr's jobs."""
+        self._state_sources[key] = value
+
+    def remove_state_source(self, key: str, value: Callable[[], Any]) -> None:
+        if self._state_sources.get(key) == value:
+            del self._state_sources[key]
 
     # -- stats ---------------------------------------------------------------------
 
@@ -591,7 +668,7 @@ class CCServer(skytools.BaseScript):
 
     def state(self) -> Dict[str, Any]:
         """What ``pub.state`` and ``/status`` say about this server."""
-        return {
+        state = {
             "pid": os.getpid(),
             "started": self.started,
             "version": cc.__version__,
@@ -601,6 +678,8 @@ class CCServer(skytools.BaseScript):
             "routes": {p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
             "handlers": {h.hname: type(h).__name__ for h in self.handlers.all()},
         }
+        state.update((key, value()) for key, value in list(self._state_sources.items()))
+        return state
 
     def _publish_state(self) -> None:
         msg = StateMessage(

@@ -32,6 +32,9 @@ class StatsEntry:
         self.stats_time = 0.0
         self.state: Optional[Dict[str, Any]] = None
         self.state_time = 0.0
+        #: when the latest report of each kind, and of any kind, arrived (this host's clock)
+        self.stats_received = 0.0
+        self.state_received = 0.0
         self.received = 0.0
 
     def as_dict(self, kind: str) -> Dict[str, Any]:
@@ -67,16 +70,19 @@ class StatsStore:
             if len(self.entries) >= self.max_entries:
                 return None
             entry = StatsEntry(host, job)
+        now = time.time()
         if msgtype == "pub.stats" or msgtype.startswith("pub.stats."):
             _take_stats(entry, body)
+            entry.stats_received = now
         else:
             state = body.get("state")
             if not isinstance(state, dict):
                 raise BadStats("state must be an object")
             entry.state = state
-            entry.state_time = _number(body.get("time"), time.time())
+            entry.state_time = _number(body.get("time"), now)
+            entry.state_received = now
         entry.service_type = str(body.get("service_type") or "")
-        entry.received = time.time()
+        entry.received = now
         self.entries[(host, job)] = entry
         return entry
 

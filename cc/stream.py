@@ -15,19 +15,31 @@ differences that matter for a router:
 
 A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
 has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
-to a peer whose pipe is full (a client sending a burst of requests before it
-reads) waits in that peer's own queue, retried on a short timer, so a slow
-peer neither loses replies to a moment's backlog nor holds up the others;
-past ``qmaxsize`` waiting for one peer (or ``PARKED_LIMIT`` times that for
-all), messages are dropped as ``peer_full``.  Each wait is counted
-(``count.waited.peer_full``).
+to a peer whose pipe is full (a client with many requests in flight, a proxy
+link carrying those of many hosts) waits in that peer's own queue
+(:class:`PeerWaits`), bounded in bytes per peer and for all peers together,
+so a slow peer neither loses replies to a moment's backlog nor holds up the
+others; past the bounds messages are dropped as ``peer_full``.  Each wait is
+counted (``count.waited.peer_full``).
+
+libzmq tells a ROUTER that a full pipe has room again only by a command to
+the socket's mailbox, and that command is consumed by whichever socket call
+comes next: a receive, a send, or the ``EVENTS`` check.  So waiting messages
+are retried in every readiness handling, after the socket's own work, and
+every send made outside it schedules one (a send can consume the edge of the
+FD that announces incoming messages too: a stream that skipped the re-check
+after sending stopped reading its socket for good).  A backed-off timer
+covers the one case no event follows: room announced by the last ``EVENTS``
+check of a handling.
 
 :class:`CCReqStream` is the client side of request/reply: it puts a query id
-in the route, matches replies to it and times queries out.
+in the route, matches replies to it and times queries out.  Every message it
+receives passes its owner's :class:`~cc.message.BodyGate` first.
 """
 
 import collections
 import errno
+import heapq
 import logging
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -35,20 +47,23 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 import zmq
 from tornado.ioloop import IOLoop
 
-from cc.message import CCMessage, MessageError
+from cc.message import BodyGate, CCMessage, MessageError
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 
-__all__ = ["CCStream", "CCReqStream", "DEFAULT_BATCH"]
+__all__ = ["CCStream", "CCReqStream", "PeerWaits", "DEFAULT_BATCH", "frames_cost"]
 
 log = logging.getLogger("cc.stream")
 
 #: messages handled per readiness event before yielding to the loop
 DEFAULT_BATCH = 256
-#: messages waiting for full ROUTER peers, all peers together, in multiples of ``qmaxsize``
-PARKED_LIMIT = 16
-#: seconds between retries for full peers: the first, and the longest while none progress
-RETRY_FIRST, RETRY_MAX = 0.002, 0.05
+#: bytes waiting for one full ROUTER peer, and for all of them, at the most (defaults)
+PEER_WAIT_BYTES = 32 << 20
+TOTAL_WAIT_BYTES = 256 << 20
+#: what a queued message costs beyond its frames' bytes, per frame (bytes object, list slot)
+FRAME_OVERHEAD = 64
+#: seconds between fallback retries for full peers: the first, and the longest while none progress
+RETRY_FIRST, RETRY_MAX = 0.002, 0.25
 
 # The backend's send skips the Python-level argument handling of
 # zmq.Socket.send; recv and get are the backend's already.
@@ -67,6 +82,82 @@ _POLLOUT = zmq.POLLOUT
 Frames = List[bytes]
 
 
+def frames_cost(frames: Frames) -> int:
+    """The memory a queued message is charged: its bytes and a little per frame."""
+    return sum(map(len, frames)) + FRAME_OVERHEAD * len(frames)
+
+
+class PeerWaits:
+    """Messages waiting for ROUTER peers whose pipes are full, bounded in bytes.
+
+    Each peer's messages keep their order; a message that would take one peer
+    past ``peer_bytes``, or all of them past ``total_bytes``, is refused.
+    """
+
+    def __init__(self, peer_bytes: int = PEER_WAIT_BYTES, total_bytes: int = TOTAL_WAIT_BYTES):
+        self.peer_bytes = peer_bytes
+        self.total_bytes = total_bytes
+        self._queues: Dict[bytes, Deque[Frames]] = {}
+        self._bytes: Dict[bytes, int] = {}
+        #: messages and their cost waiting, all peers together
+        self.count = 0
+        self.nbytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def __contains__(self, peer: bytes) -> bool:
+        return peer in self._queues
+
+    def add(self, frames: Frames) -> bool:
+        """Keep ``frames`` for its peer (``frames[0]``); False if a bound refuses it."""
+        peer, cost = frames[0], frames_cost(frames)
+        held = self._bytes.get(peer, 0)
+        if held + cost > self.peer_bytes or self.nbytes + cost > self.total_bytes:
+            return False
+        queue = self._queues.get(peer)
+        if queue is None:
+            queue = self._queues[peer] = collections.deque()
+        queue.append(frames)
+        self._bytes[peer] = held + cost
+        self.count += 1
+        self.nbytes += cost
+        return True
+
+    def queues(self) -> List[Deque[Frames]]:
+        """Every waiting peer's queue (a copy of the list: :meth:`release` may remove one)."""
+        return list(self._queues.values())
+
+    def release(self, frames: Frames) -> None:
+        """``frames`` has left the front of its peer's queue (sent or dropped)."""
+        peer, cost = frames[0], frames_cost(frames)
+        self.count -= 1
+        self.nbytes -= cost
+        if self._queues[peer]:
+            self._bytes[peer] -= cost
+        else:
+            del self._queues[peer], self._bytes[peer]
+
+    def clear(self) -> List[Frames]:
+        """Forget everything; returns what was waiting."""
+        waiting = [frames for queue in self._queues.values() for frames in queue]
+        self._queues.clear()
+        self._bytes.clear()
+        self.count = self.nbytes = 0
+        return waiting
+
+    def summary(self, top: int = 10) -> List[str]:
+        """Lines for the infofile: totals, then the peers with the most bytes waiting."""
+        lines = ["peers: %d" % len(self._queues), "messages: %d" % self.count]
+        lines.append("bytes: %d" % self.nbytes)
+        busiest = heapq.nlargest(top, self._bytes.items(), key=lambda kv: kv[1])
+        lines.extend(
+            "peer %s: %d messages, %d bytes" % (peer.hex(), len(self._queues[peer]), nbytes)
+            for peer, nbytes in busiest
+        )
+        return lines
+
+
 class CCStream:
     """One socket driven by the IOLoop.
 
@@ -74,8 +165,10 @@ class CCStream:
     :param io_loop: the loop to run on
     :param stats: where drops are counted
     :param qmaxsize: most messages waiting to be sent; more are dropped and counted
+    :param qmaxbytes: most bytes (:func:`frames_cost`) waiting to be sent, 0 for no such bound
     :param name: names the stream in logs
     :param batch: most messages received per readiness event
+    :param waits: where messages for full ROUTER peers wait (default: the default bounds)
     """
 
     def __init__(
@@ -84,21 +177,24 @@ class CCStream:
         io_loop: IOLoop,
         stats: Stats,
         qmaxsize: int = 100,
+        qmaxbytes: int = 0,
         name: str = "stream",
         batch: int = DEFAULT_BATCH,
+        waits: Optional[PeerWaits] = None,
     ) -> None:
         self.socket = sock
         self.io_loop = io_loop
         self.stats = stats
         self.qmaxsize = max(1, qmaxsize)
+        self.qmaxbytes = qmaxbytes
         self.name = name
         self.batch = max(1, batch)
         self.is_router = sock.type == zmq.ROUTER
         if self.is_router:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._queue: Deque[Frames] = collections.deque()
-        self._parked: Dict[bytes, Deque[Frames]] = {}  # ROUTER: full peer -> its messages
-        self._nparked = 0
+        self._queue_bytes = 0
+        self.waits = waits if waits is not None else PeerWaits()
         self._retry: object = None
         self._retry_delay = RETRY_FIRST
         self._recv_callback: Optional[Callable[[Frames], None]] = None
@@ -123,19 +219,20 @@ class CCStream:
         if self._queue:
             self._enqueue(frames)
             return
-        if self._parked and frames[0] in self._parked:
-            self._park(frames)  # behind what already waits for that peer
+        if self.waits and frames[0] in self.waits:
+            self._wait(frames)  # behind what already waits for that peer
+            self._schedule()
             return
         try:
             self._send(frames)
         except zmq.Again:
             if self.is_router:
-                self._park(frames)
+                self._wait(frames)
             else:
                 self._enqueue(frames)
         except zmq.ZMQError as ex:
             self._send_failed(frames, ex)
-        # sending may have consumed the FD's edge for incoming messages
+        # sending may have consumed the FD's edge for incoming messages or for room
         self._schedule()
 
     def send_cmsg(self, msg: CCMessage) -> None:
@@ -153,10 +250,9 @@ class CCStream:
         for frames in self._queue:
             self._drop(frames, "closed")
         self._queue.clear()
-        for waiting in self._parked.values():
-            for frames in waiting:
-                self._drop(frames, "closed")
-        self._parked.clear()
+        self._queue_bytes = 0
+        for frames in self.waits.clear():
+            self._drop(frames, "closed")
         if self._retry is not None:
             self.io_loop.remove_timeout(self._retry)
         self.io_loop.remove_handler(self._fd)
@@ -184,39 +280,46 @@ class CCStream:
             self._ratelog.error("send:%s" % self.name, "%s: send failed: %s", self.name, ex)
 
     def _enqueue(self, frames: Frames) -> None:
-        if len(self._queue) >= self.qmaxsize:
+        cost = frames_cost(frames)
+        if len(self._queue) >= self.qmaxsize or (
+            self.qmaxbytes and self._queue_bytes + cost > self.qmaxbytes
+        ):
             self._drop(frames, "queue_full")
         else:
             self._queue.append(frames)
+            self._queue_bytes += cost
 
-    def _park(self, frames: Frames) -> None:
-        """A ROUTER peer's pipe is full: keep the message for it, bounded, and retry soon."""
-        waiting = self._parked.get(frames[0])
-        if len(waiting or ()) >= self.qmaxsize or self._nparked >= PARKED_LIMIT * self.qmaxsize:
+    def _dequeued(self, frames: Frames) -> None:
+        self._queue_bytes -= frames_cost(frames)
+
+    def _wait(self, frames: Frames) -> None:
+        """A ROUTER peer's pipe is full: keep the message for it, bounded."""
+        if self.waits.add(frames):
+            self.stats.inc("count.waited.peer_full")
+        else:
             self._drop(frames, "peer_full")
-            return
-        if waiting is None:
-            waiting = self._parked[frames[0]] = collections.deque()
-        waiting.append(frames)
-        self._nparked += 1
-        self.stats.inc("count.waited.peer_full")
-        if self._retry is None:
-            self._retry_delay = RETRY_FIRST
-            self._retry = self.io_loop.call_later(self._retry_delay, self._send_parked)
 
-    def _send_parked(self) -> None:
+    def _send_waiting(self) -> None:
+        """Send what waits for full peers, as far as each peer's pipe takes it.
+
+        A peer that has gone fails with ``EHOSTUNREACH``: its messages are
+        dropped as ``unroutable``, one by one, right here.
+        """
+        release = self.waits.release
+        for queue in self.waits.queues():
+            self._send_from(queue, len(queue), release)
+
+    def _arm_retry(self) -> None:
+        """Fallback for room that no event will announce (see the module docstring)."""
+        if self._retry is None:
+            self._retry = self.io_loop.call_later(self._retry_delay, self._retry_waiting)
+
+    def _retry_waiting(self) -> None:
         self._retry = None
-        progress = False
-        for peer in list(self._parked):
-            waiting = self._parked[peer]
-            sent = self._send_from(waiting, len(waiting))
-            self._nparked -= sent
-            progress = progress or sent > 0
-            if not waiting:
-                del self._parked[peer]
-        if self._parked and self.socket is not None:
-            self._retry_delay = RETRY_FIRST if progress else min(2 * self._retry_delay, RETRY_MAX)
-            self._retry = self.io_loop.call_later(self._retry_delay, self._send_parked)
+        before = self.waits.count
+        self._handle_events()
+        progress = self.waits.count < before
+        self._retry_delay = RETRY_FIRST if progress else min(2 * self._retry_delay, RETRY_MAX)
 
     def _drop(self, frames: Frames, reason: str) -> None:
         stats = self.stats
@@ -244,6 +347,8 @@ class CCStream:
                 self._flush()
             if self.socket is None:
                 return
+            if self.waits:
+                self._send_waiting()
             # edge-triggered FD: what is still pending will not signal again
             ev = sock.get(_EVENTS)
         except zmq.ZMQError as ex:
@@ -252,6 +357,8 @@ class CCStream:
             return
         if (ev & _POLLIN and self._recv_callback is not None) or (self._queue and ev & _POLLOUT):
             self._schedule()
+        elif self.waits:
+            self._arm_retry()
 
     def _drain(self) -> None:
         recv_frames = self._recv_frames
@@ -293,24 +400,29 @@ class CCStream:
     _recv_frames = _recv_frames_more if zmq.pyzmq_version_info() >= (25,) else _recv_frames_get
 
     def _flush(self) -> None:
-        self._send_from(self._queue, self.batch)
+        self._send_from(self._queue, self.batch, self._dequeued)
 
-    def _send_from(self, queue: Deque[Frames], limit: int) -> int:
+    def _send_from(
+        self, queue: Deque[Frames], limit: int, left: Optional[Callable[[Frames], None]] = None
+    ) -> None:
         """Send from the front of ``queue`` until the socket is full, ``limit`` at most.
 
-        Returns how many left the queue (a send error drops and counts one).
+        A send error drops and counts the message; ``left(frames)`` is told of
+        each message that leaves the queue.
         """
-        done = 0
-        while queue and done < limit:
+        for _ in range(limit):
+            if not queue:
+                return
+            frames = queue[0]
             try:
-                self._send(queue[0])
+                self._send(frames)
             except zmq.Again:
-                break
+                return
             except zmq.ZMQError as ex:
-                self._send_failed(queue[0], ex)
+                self._send_failed(frames, ex)
             queue.popleft()
-            done += 1
-        return done
+            if left is not None:
+                left(frames)
 
 
 QueryCallback = Callable[[Optional[CCMessage]], bool]
@@ -323,6 +435,12 @@ class CCReqStream:
     id; a reply carrying that id goes to the query's callback.  The callback
     gets ``None`` on timeout and returns True to keep waiting for more replies
     (the timeout is then re-armed), False when done.
+
+    ``gate`` opens every message received (replies and route-less messages
+    such as tasks) before a callback sees it: where the owner's section
+    verifies, callbacks get only verified bodies.  A refused message is
+    counted (``count.invalid.<code>``), logged (rate-limited) and dropped; a
+    query it claimed to answer keeps waiting for the real reply.
     """
 
     #: queries waiting for replies at the most
@@ -337,6 +455,7 @@ class CCReqStream:
         hwm: int = 100,
         linger: int = 500,
         seal: Optional[Callable[[CCMessage], CCMessage]] = None,
+        gate: Optional[BodyGate] = None,
     ) -> None:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, hwm)
@@ -348,6 +467,8 @@ class CCReqStream:
         self.stats = stats
         #: signs what is sent (``CryptoContext.seal``), or None
         self.seal = seal
+        self.gate = gate if gate is not None else BodyGate()
+        self._ratelog = RateLimitedLog(log)
         self.stream = CCStream(sock, io_loop, stats, qmaxsize=hwm, name="query:" + url)
         self.stream.on_recv(self._on_recv)
         self._seq = 0
@@ -420,9 +541,13 @@ class CCReqStream:
     def _on_recv(self, frames: Frames) -> None:
         try:
             msg = CCMessage(frames)
+            self.gate.open(msg)
         except MessageError as ex:
             self.stats.inc("count.invalid")
-            log.warning("invalid reply from %s: %s", self.url, ex)
+            self.stats.inc("count.invalid." + ex.code)
+            self._ratelog.warning(
+                "invalid:" + ex.code, "invalid message from %s (%s): %s", self.url, ex.code, ex.msg
+            )
             return
         route = msg.route
         if not route and self._on_message is not None:

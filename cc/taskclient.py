@@ -3,6 +3,9 @@
 ::
 
     cc-task client.ini --send task_host=db1 task_handler=cc.task.sample cmd=test
+    cc-task client.ini --send 'task_host=db-*' task_handler=cc.task.sample cmd=test
+    cc-task client.ini --send task_host=db1,db2 task_handler=cc.task.sample
+    cc-task client.ini --hosts
     cc-task client.ini --list
     cc-task client.ini --show cc.task.sample
 
@@ -12,6 +15,11 @@ optionally ``timeout`` (seconds to wait for the first reply, 15) ``retries``
 the first reply, 120; taskexec sends ``running`` every 10 s).  Exit status:
 0 on ``finished``, 1 on ``failed``, ``stopped`` or an error, 2 on timeout
 or bad usage.
+
+A ``task_host`` with ``*``, ``?`` or ``[`` or a comma-separated list goes to
+every matching host: one line per host as each ends, then the summary; the
+exit status is 0 only when every host finished.  ``max_fanout=N`` and
+``host_timeout=SECONDS`` bound it.
 """
 
 import argparse
@@ -20,17 +28,16 @@ import json
 import pkgutil
 import sys
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import skytools
 
 import cc.task
 from cc.client import CCClient
 from cc.message import CCMessage
+from cc.msgtypes import TASK_FINAL
 
 __all__ = ["main", "send_task", "list_tasks", "show_task"]
-
-FINAL = ("finished", "failed", "stopped")
 
 
 def list_tasks() -> List[Tuple[str, str]]:
@@ -110,12 +117,14 @@ def send_task(
             msgtype, fields, timeout=timeout, reply_timeout=reply_timeout
         )
         for reply in replies:
+            if is_fanout_ack(reply):
+                return follow_fanout(reply, replies)
             for line in format_reply(reply):
                 print(line, flush=True)
             if reply.type == "error":
                 return 1
             status = reply.get_body().get("status")
-            if status in FINAL:
+            if status in TASK_FINAL:
                 print("done" if status == "finished" else status, flush=True)
                 return 0 if status == "finished" else 1
             got_reply = True
@@ -129,14 +138,114 @@ def send_task(
     return 2
 
 
+# -- many hosts ------------------------------------------------------------------------
+
+
+def fanout_fields(params: Dict[str, str]) -> Dict[str, Any]:
+    """``params`` with a comma-separated ``task_host`` as a list, fan-out bounds as numbers."""
+    fields: Dict[str, Any] = dict(params)
+    if "," in params["task_host"]:
+        fields["task_host"] = [name.strip() for name in params["task_host"].split(",")]
+    if "max_fanout" in params:
+        fields["max_fanout"] = int(params["max_fanout"])
+    if "host_timeout" in params:
+        fields["host_timeout"] = float(params["host_timeout"])
+    return fields
+
+
+def is_fanout_ack(reply: CCMessage) -> bool:
+    """Whether a reply is the taskrouter's answer to a task for many hosts."""
+    body = reply.get_body()
+    return reply.type != "error" and isinstance(body.get("hosts"), list)
+
+
+def follow_fanout(ack: CCMessage, replies: Iterator[CCMessage]) -> int:
+    """Print a line per host as it ends and the summary; 0 only when every host finished."""
+    body = ack.get_body()
+    print("forwarded to %d hosts" % len(body["hosts"]), flush=True)
+    for name in body.get("unknown") or []:
+        print("%s: not registered" % name, flush=True)
+    for reply in replies:
+        body = reply.get_body()
+        status = body.get("status")
+        if reply.type == "error":
+            print("error: %s (%s)" % (body.get("msg"), body.get("code")), flush=True)
+            return 1
+        if status == "summary":
+            for line in format_summary(body):
+                print(line, flush=True)
+            counts = body.get("counts") or {}
+            return 0 if set(counts) <= {"finished"} else 1
+        if status in TASK_FINAL:
+            print(host_line(body), flush=True)
+    print("timeout: the summary did not come", file=sys.stderr)
+    return 2
+
+
+def host_line(body: Dict[str, Any]) -> str:
+    """``host: status (rc) message`` of one host's final reply."""
+    line = "%s: %s" % (body.get("host"), body.get("status"))
+    feedback = body.get("feedback")
+    if isinstance(feedback, dict):
+        if "rc" in feedback:
+            line += " (%s)" % feedback["rc"]
+        if feedback.get("msg"):
+            line += " %s" % feedback["msg"]
+    return line
+
+
+def format_summary(body: Dict[str, Any]) -> List[str]:
+    counts = body.get("counts") or {}
+    lines = [
+        "summary: %d hosts, %s"
+        % (body.get("hosts", 0), ", ".join("%d %s" % (n, s) for s, n in sorted(counts.items())))
+    ]
+    not_ok = body.get("not_ok") or {}
+    if not_ok:
+        lines.append("not ok: %s" % ", ".join("%s (%s)" % item for item in sorted(not_ok.items())))
+    return lines
+
+
+def list_hosts(client: CCClient, timeout: float) -> List[Dict[str, Any]]:
+    """The taskrouter's registered hosts (``task.hosts``)."""
+    reply = client.query("task.hosts", {}, timeout=timeout)
+    body = reply.get_body()
+    if reply.type == "error":
+        raise ValueError("%s (%s)" % (body.get("msg"), body.get("code")))
+    return body.get("hosts") or []
+
+
+def format_hosts(hosts: List[Dict[str, Any]]) -> List[str]:
+    """A table: host, seconds since its registration, version, period, task modules."""
+    rows = [("HOST", "AGE", "VERSION", "PERIOD", "MODULES")]
+    for info in hosts:
+        rows.append(
+            (
+                str(info.get("host")),
+                "%.0f" % info.get("age", 0),
+                str(info.get("version", "?")),
+                "%g" % info["period"] if "period" in info else "?",
+                ",".join(info.get("modules", [])) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4]
+        for row in rows
+    ]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="cc-task", description=__doc__.split("\n")[0])
-    parser.add_argument("config", help="INI file with a [taskclient] section")
+    parser.add_argument("config", metavar="config.ini", help="INI file with a [taskclient] section")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--list", action="store_true", help="list the task modules")
     group.add_argument("--show", nargs="+", metavar="MODULE", help="describe task modules")
     group.add_argument("--send", nargs="+", metavar="KEY=VAL", help="send a task")
+    group.add_argument("--hosts", action="store_true", help="list the registered hosts")
     args = parser.parse_args(argv)
+    if args.hosts:
+        sys.exit(print_hosts(args.config))
     if args.list:
         for name, doc in list_tasks():
             print("%s - %s" % (name, doc))
@@ -149,7 +258,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("Need --list, --show or --send", file=sys.stderr)
         sys.exit(1)
     try:
-        params = parse_params(args.send)
+        params = fanout_fields(parse_params(args.send))
         cf = skytools.Config("taskclient", args.config)
         url = cf.get("cc")
     except Exception as ex:
@@ -164,6 +273,20 @@ def main(argv: Optional[List[str]] = None) -> None:
             cf.getfloat("reply-timeout", 120),
         )
     sys.exit(code)
+
+
+def print_hosts(config: str) -> int:
+    """``--hosts``: print the table; the exit status."""
+    try:
+        cf = skytools.Config("taskclient", config)
+        with CCClient(cf.get("cc")) as client:
+            hosts = list_hosts(client, cf.getfloat("timeout", 15))
+    except Exception as ex:
+        print("cc-task: %s" % ex, file=sys.stderr)
+        return 2
+    for line in format_hosts(hosts):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

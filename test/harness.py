@@ -159,6 +159,7 @@ class ServerProcess:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+            self.proc.send_signal(signal.SIGCONT)  # a server a failed test left frozen stops too
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -181,6 +182,22 @@ class ServerProcess:
             if sep:  # an empty [total] (before the first period) matches up to [latest]
                 result[key] = float(value)
         return result
+
+    def waiting(self) -> Dict[str, int]:
+        """The infofile's ``[waiting]`` totals: replies waiting for full peers (zeros if none yet)."""
+        text = read_file(self.infofile) or b""
+        section = text.decode("utf8").partition("[waiting]\n")[2].split("\n\n", 1)[0]
+        found = dict(line.split(": ", 1) for line in section.splitlines()[:3])
+        return {k: int(found.get(k, 0)) for k in ("peers", "messages", "bytes")}
+
+    def job_status(self, job: str) -> Dict[str, str]:
+        """jobmgr's lines about ``job`` in the infofile (state, pid, starts, ...; empty if none)."""
+        try:
+            with open(self.infofile, encoding="utf8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return {}
+        return dict(re.findall(r"^%s\.(\w+): (.*)$" % re.escape(job), text, re.M))
 
     def wait_stat(self, key: str, at_least: float = 1, timeout: float = WAIT) -> float:
         """Wait until the counter ``key`` in the infofile's totals reaches ``at_least``."""
@@ -264,6 +281,14 @@ class CCTestCase(unittest.TestCase):
     def start_server(self, name: str, ini: str, **subs: str) -> ServerProcess:
         return self.write_server(name, ini, **subs).start()
 
+    def start_failing(self, name: str, ini: str, **subs: str) -> str:
+        """Start a server that must refuse its config: it exits 1; returns what it printed."""
+        server = self.write_server(name, ini, **subs)
+        self.expected_exit[name] = 1
+        server.start(wait=False)
+        self.assertEqual(server.proc.wait(WAIT), 1, server.output())
+        return server.output()
+
     def run_command(self, args: List[str], timeout: float = WAIT) -> subprocess.CompletedProcess:
         return subprocess.run(
             args,
@@ -314,3 +339,53 @@ class CCTestCase(unittest.TestCase):
         reply = CCMessage(self.recv(sock, timeout))
         self.assertEqual(reply.route, [qid])
         return reply
+
+
+class Pipeline:
+    """A client that keeps ``inflight`` echo requests outstanding, reading replies as they come.
+
+    Every request carries its own query id; :meth:`pump` sends what the window
+    allows and reads what has arrived, without blocking; :meth:`run` pumps
+    until ``total`` replies are in, failing when none arrives for ``stall``
+    seconds.  The soak uses it too, so a stalled link shows there as well.
+    """
+
+    def __init__(self, sock: zmq.Socket, inflight: int, payload: str = "x") -> None:
+        self.sock = sock
+        self.inflight = inflight
+        self.payload = payload
+        self.sent = 0
+        self.answered = 0
+
+    @property
+    def outstanding(self) -> int:
+        return self.sent - self.answered
+
+    def pump(self, limit: Optional[int] = None) -> None:
+        """Send up to the window (``limit`` requests in all at the most) and read what is
+        there, until a read finds nothing: the window is then full or ``limit`` reached."""
+        while True:
+            while self.outstanding < self.inflight and (limit is None or self.sent < limit):
+                msg = CCMessage.build(
+                    "echo.request", {"target": self.payload}, route=[b"P%d" % self.sent]
+                )
+                self.sock.send_multipart(msg.frames)
+                self.sent += 1
+            read = self.answered
+            while True:
+                try:
+                    self.sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.answered += 1
+            if self.answered == read:
+                return
+
+    def run(self, total: int, stall: float = WAIT) -> None:
+        while self.answered < total:
+            self.pump(total)
+            if self.answered < total and not self.sock.poll(int(stall * 1000)):
+                raise AssertionError(
+                    "stalled: %d sent, %d answered, no reply for %.0f s"
+                    % (self.sent, self.answered, stall)
+                )

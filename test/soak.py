@@ -4,8 +4,12 @@
 sets the seconds between samples, default 60).  Every sample records RSS
 and open file descriptors of each server; the summary at the end prints
 them with the traffic sent, answered and counted as dropped or invalid.
+A second client keeps ``SOAK_INFLIGHT`` (default 200) echo requests in flight
+through the chain, reading replies as they come; each sample shows its
+outstanding replies and, per server, the replies waiting for full peers.
 Exit code 1 if a server died, logged a traceback, counted a handler crash,
-stopped answering, or grew beyond its warmed-up size: the last sample over
+stopped answering (the pipelining client included: no reply for
+``STALL_SECONDS``), or grew beyond its warmed-up size: the last sample over
 the largest of the first half (the very first is taken before any traffic,
 and files and worker threads open up to their caps), by more than
 ``SOAK_RSS_MB`` (default 20) of RSS or 20 fds.
@@ -19,7 +23,7 @@ import tempfile
 import time
 
 import zmq
-from harness import ServerProcess, ccserver_section
+from harness import Pipeline, ServerProcess, ccserver_section
 from test_fuzz import random_frames, typed_message
 
 from cc.message import CCMessage
@@ -71,6 +75,10 @@ handler = proxy
 remote-cc = {remote}
 ping = yes
 """
+
+
+#: seconds without a reply to the pipelining client that count as a stalled link
+STALL_SECONDS = 30
 
 
 def sample(pid):
@@ -156,6 +164,11 @@ def main():
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(local.endpoint)
         traffic = Traffic(sock, random.Random(5))
+        piped = ctx.socket(zmq.DEALER)
+        piped.setsockopt(zmq.LINGER, 0)
+        piped.connect(local.endpoint)
+        pipeline = Pipeline(piped, int(os.environ.get("SOAK_INFLIGHT", "200")))
+        last_answer = (0, time.monotonic())
         samples = {s.name: [] for s in servers}
         deadline = time.monotonic() + minutes * 60
         next_sample = time.monotonic()
@@ -168,17 +181,32 @@ def main():
                         raise SystemExit("soak: %s died with %s" % (s.name, s.proc.returncode))
                     samples[s.name].append(sample(s.proc.pid))
                 line = "  ".join(
-                    "%s %.1f MB %d fds" % (n, v[-1][0], v[-1][1]) for n, v in samples.items()
+                    "%s %.1f MB %d fds, waiting %d" % (s.name, v[-1][0], v[-1][1], w)
+                    for s in servers
+                    for v, w in [(samples[s.name], s.waiting()["messages"])]
                 )
                 print(
-                    "[%5.1f min] sent %d, answered %d  %s"
-                    % (minutes - (deadline - now) / 60, traffic.sent, traffic.answered, line),
+                    "[%5.1f min] sent %d, answered %d, pipelined %d outstanding %d  %s"
+                    % (
+                        minutes - (deadline - now) / 60,
+                        traffic.sent,
+                        traffic.answered,
+                        pipeline.answered,
+                        pipeline.outstanding,
+                        line,
+                    ),
                     flush=True,
                 )
                 next_sample = now + every
                 if now >= deadline:
                     break
             traffic.tick()
+            pipeline.pump()
+            if pipeline.answered > last_answer[0]:
+                last_answer = (pipeline.answered, now)
+            elif now - last_answer[1] > STALL_SECONDS:
+                failures.append("pipelining client stalled: %d outstanding" % pipeline.outstanding)
+                break
             time.sleep(0.05)
         # the chain still answers
         sock.send_multipart(CCMessage.build("echo.request", {"target": "end"}, route=[b"L"]).frames)
@@ -190,8 +218,8 @@ def main():
             failures.append("no echo through the chain at the end")
         time.sleep(6)  # one stats period: the infofiles hold the final totals
         print(
-            "\nsummary: %d messages sent, %d replies (%d queries)"
-            % (traffic.sent, traffic.answered, traffic.queries)
+            "\nsummary: %d messages sent, %d replies (%d queries); pipelined %d answered"
+            % (traffic.sent, traffic.answered, traffic.queries, pipeline.answered)
         )
         for s in servers:
             rss = [v[0] for v in samples[s.name]]

@@ -4,14 +4,12 @@ Each ``conf/*.ini`` is run as written except for what cannot be shared on a
 test machine: bind addresses become free ports on 127.0.0.1, paths move into
 the test's directory, and the stats period shrinks so that the test can watch
 the server work.  A remote URL that names another example's port is pointed
-at that example, started first, so the hops are real.  An example whose
-handler (or daemon module) is not in this tree yet is skipped with the name
-of what it needs; it is tested as soon as that handler lands.
+at that example, started first, so the hops are real.  ``conf/demo/`` is
+what cc-demo runs; test_demo runs it.
 """
 
 import configparser
 import glob
-import importlib.util
 import os
 import re
 import unittest
@@ -19,10 +17,15 @@ from typing import Dict, List, Optional
 
 from harness import REPO_DIR, CCTestCase, ServerProcess, wait_for
 
-from cc.handler import HANDLERS
+from cc.demo import SERVERS as DEMO_SERVERS
 from cc.message import CCMessage
 
 CONF_DIR = os.path.join(REPO_DIR, "conf")
+DEMO_DIR = os.path.join(CONF_DIR, "demo")
+#: files in conf/ that are not server configs, and the test that checks each
+TESTED_ELSEWHERE = {
+    "conf/prometheus/cc-alerts.yml": os.path.join(REPO_DIR, "test", "test_alert_rules.py"),
+}
 #: the role examples, and the package's /etc/cc/cc.ini
 EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.ini"))) + [
     os.path.join(REPO_DIR, "debian", "cc.ini")
@@ -30,17 +33,6 @@ EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.ini"))) + [
 #: where a URL goes that names no example: nothing listens there
 NOWHERE = "tcp://127.0.0.1:1"
 URL_RE = re.compile(r"tcp://[\w.*-]+:(\d+|\*)")
-#: handlers and daemons of the original that are still to land here: an example
-#: naming one of these is skipped until it is importable; any other unknown name fails
-PENDING = {
-    "dbhandler": "cc.handler.database",
-    "infowriter": "cc.handler.infowriter",
-    "tailwriter": "cc.handler.tailwriter",
-    "logwriter": "cc.handler.logwriter",
-    "taskrouter": "cc.handler.taskrouter",
-    "jobmgr": "cc.handler.jobmgr",
-}
-PENDING_DAEMONS = re.compile(r"^cc\.daemon\.\w+$")
 PATH_RE = re.compile(r"(?<![\w:/])(?:~|/var|/run|/tmp)/[^\s,;]*")
 
 
@@ -57,31 +49,6 @@ def port_of(url: str) -> str:
 def examples_by_port() -> Dict[str, str]:
     """Bound port -> example file."""
     return {port_of(parse(p).get("ccserver", "cc-socket")): p for p in EXAMPLES}
-
-
-def missing_modules(cf: configparser.ConfigParser) -> List[str]:
-    """Pending handler and daemon modules the example names that cannot be imported yet."""
-    sections = set()
-    for _, value in cf.items("routes"):
-        sections.update(s.strip() for s in value.split(",") if s.strip())
-    modules = []
-    for name in sorted(sections):
-        kind = cf.get(name, "plugin", fallback=None) or cf.get(name, "handler")
-        if kind in PENDING and kind not in HANDLERS:
-            modules.append(("handler %s" % kind, PENDING[kind]))
-        for daemon in cf.get(name, "daemons", fallback="").split(","):
-            module = cf.get(daemon.strip(), "module", fallback="") if daemon.strip() else ""
-            if PENDING_DAEMONS.match(module):
-                modules.append(("daemon", module))
-    missing = []
-    for what, module in modules:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            missing.append("%s (%s)" % (what, module))
-    return missing
 
 
 def remote_urls(cf: configparser.ConfigParser) -> List[str]:
@@ -137,20 +104,16 @@ class TestConfExamples(CCTestCase):
 
     def check_example(self, path: str) -> None:
         cf = parse(path)
-        missing = missing_modules(cf)
-        if missing:
-            self.skipTest("%s needs %s, not in this tree yet" % (os.path.basename(path), missing))
         # start the examples this one connects to, if they can run here
         by_port = examples_by_port()
         endpoints: Dict[str, str] = {}
         peers: Dict[str, ServerProcess] = {}
         for url in remote_urls(cf):
             peer_path = by_port.get(port_of(url))
-            if peer_path and peer_path != path and not missing_modules(parse(peer_path)):
-                if port_of(url) not in endpoints:
-                    peer = self.start_example(peer_path, {})
-                    endpoints[port_of(url)] = peer.endpoint
-                    peers[port_of(url)] = peer
+            if peer_path and peer_path != path and port_of(url) not in endpoints:
+                peer = self.start_example(peer_path, {})
+                endpoints[port_of(url)] = peer.endpoint
+                peers[port_of(url)] = peer
         server = self.start_example(path, endpoints)
 
         if cf.has_option("routes", "echo"):
@@ -164,10 +127,16 @@ class TestConfExamples(CCTestCase):
             sock.send_multipart(CCMessage.build(msgtype, {"log_level": "INFO"}).frames)
             key_re = r"^count\.\w+\.msg\.%s$" % re.escape(msgtype)
             wait_for(lambda: has_stat(peer, key_re), what="%s at %s" % (msgtype, peer.name))
+        jobs = jobmgr_jobs(cf)
+        for job in jobs:  # jobmgr's daemons run, and send keepalives
+            wait_for(lambda: server.job_status(job).get("state") == "RUNNING",
+                     what="%s running" % job)  # fmt: skip
         # still up, and rewriting its infofile every stats period
         first = wait_for(lambda: info_written(server), what="%s infofile" % server.name)
         wait_for(lambda: info_written(server) not in (None, first), what="a later infofile")
         self.assertIsNone(server.proc.poll(), "%s exited" % server.name)
+        for job in jobs:
+            self.assertEqual(server.job_status(job).get("starts"), "1", "%s restarted" % job)
 
     def forwarded_type(self, cf, peers) -> Optional[tuple]:
         """A message type this example proxies to a started peer, and that peer."""
@@ -189,6 +158,15 @@ def info_written(server: ServerProcess) -> Optional[str]:
     except FileNotFoundError:
         return None
     return m.group(1) if m else None
+
+
+def jobmgr_jobs(cf: configparser.ConfigParser) -> List[str]:
+    """The daemons of the example's jobmgr sections."""
+    jobs = []
+    for section in cf.sections():
+        if cf.get(section, "handler", fallback="") in ("jobmgr", "cc.handler.jobmgr"):
+            jobs += [d.strip() for d in cf.get(section, "daemons").split(",") if d.strip()]
+    return jobs
 
 
 def has_stat(server: ServerProcess, key_re: str) -> bool:
@@ -227,7 +205,20 @@ class TestConfRewrite(unittest.TestCase):
         self.assertNotIn("= 30", text)
         self.assertIn("; /var/ok", text)
 
-    def test_every_example_has_a_test(self):
-        self.assertGreaterEqual(len(EXAMPLES), 6)
-        for path in EXAMPLES:
-            self.assertTrue(hasattr(TestConfExamples, _test_name(path)), path)
+    def test_every_file_in_conf_has_a_test(self):
+        """conf/ as the directory has it: each file a test above starts, or a server of
+        cc-demo (which test_demo runs); anything else there would ship untested."""
+        untested = []
+        for dirpath, _, names in os.walk(CONF_DIR):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                if dirpath == DEMO_DIR:
+                    tested = name in DEMO_SERVERS
+                elif os.path.relpath(path, REPO_DIR) in TESTED_ELSEWHERE:
+                    tested = os.path.exists(TESTED_ELSEWHERE[os.path.relpath(path, REPO_DIR)])
+                else:
+                    tested = path.endswith(".ini") and hasattr(TestConfExamples, _test_name(path))
+                if not tested:
+                    untested.append(os.path.relpath(path, REPO_DIR))
+        self.assertEqual(untested, [], "files in conf/ that no test starts")
+        self.assertIn("ccserver-confdb.ini", os.listdir(CONF_DIR))  # the walk looked there

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from harness import CCTestCase, ccserver_section, child_env, wait_for
+from harness import CCTestCase, ccserver_section, child_env, read_file, wait_for
 
 from cc.files.tailsource import read_state
 
@@ -55,6 +55,28 @@ pub.logtail = h:proxy
 [h:proxy]
 handler = proxy
 remote-cc = {remote}
+"""
+
+JOBMGR = """
+[routes]
+pub.logtail = h:proxy
+job = h:jobmgr
+
+[h:proxy]
+handler = proxy
+remote-cc = {remote}
+
+[h:jobmgr]
+handler = jobmgr
+daemons = d:logtail
+
+[d:logtail]
+module = cc.daemon.logtail
+logdir = {tmp}/src
+logname = app.log
+operation-mode = rotated
+ack-timeout = 1
+poll-period = 0.05
 """
 
 ROTATED = "operation-mode = rotated\nlogname = app.log"
@@ -163,7 +185,15 @@ class TestLogtail(CCTestCase):
     def fresh_stats(self, server):
         """The totals once the infofile has been rewritten twice (no older than one period)."""
         stamps = set()
-        wait_for(lambda: stamps.add(os.stat(server.infofile).st_mtime_ns) or len(stamps) > 2)
+
+        def rewritten():
+            try:  # the first stats period may not have written it yet
+                stamps.add(os.stat(server.infofile).st_mtime_ns)
+            except FileNotFoundError:
+                pass
+            return len(stamps) > 2
+
+        wait_for(rewritten, what="%s rewritten twice" % server.infofile)
         return server.stats_total()
 
     def wait_copies(self, timeout=20):
@@ -175,9 +205,9 @@ class TestLogtail(CCTestCase):
         def equal():
             got.clear()
             for name in os.listdir(self.dst) if os.path.isdir(self.dst) else ():
-                if not name.startswith("."):
-                    with open(os.path.join(self.dst, name), "rb") as f:
-                        got[name] = f.read()
+                data = read_file(os.path.join(self.dst, name))
+                if not name.startswith(".") and data is not None:
+                    got[name] = data
             return sorted(got.values()) == want
 
         try:
@@ -254,7 +284,8 @@ class TestLogtail(CCTestCase):
         self.src.append(5000)
         self.wait_copies()
         # the position is saved once acknowledged
-        wait_for(lambda: read_state(os.path.join(self.tmp, "logtail.save")).offset == 5000)
+        state = os.path.join(self.tmp, "logtail.save")
+        wait_for(lambda: getattr(read_state(state), "offset", None) == 5000, what="saved position")
         with open(self.src.path, "r+b") as f:
             f.truncate(0)
         self.src.files.append(bytearray())
@@ -278,6 +309,31 @@ class TestLogtail(CCTestCase):
         want = want[:500] + b"\0" * 3000 + want[3500:]  # the skipped part is a hole
         self.src.files[0] = bytearray(want)
         self.wait_copies()
+
+    def test_under_jobmgr_the_state_file_follows_the_pidfile_template(self):
+        """The original's cclocal.ini: no state-file, [ccserver] pidfile = .../%(job_name)s.pid."""
+        self.src.start("app.log")
+        self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
+        local_ini = (
+            ccserver_section("local", role="local").replace(
+                "pidfile = {tmp}/local.pid", "pidfile = {tmp}/pid/%(job_name)s.pid"
+            )
+            + JOBMGR
+        )
+        os.mkdir(os.path.join(self.tmp, "pid"))
+        local = self.start_server("local", local_ini, remote=self.remote.endpoint)
+        self.src.append(5000)
+        pidfile = os.path.join(self.tmp, "pid", "local.d:logtail.pid")
+        pid = int(wait_for(lambda: read_file(pidfile), what=pidfile))
+        self.src.append(3000)
+        state = os.path.join(self.tmp, "pid", "local.d:logtail.save")
+        wait_for(
+            lambda: getattr(read_state(state), "offset", 0) == 8000, what="position in " + state
+        )
+        self.assertEqual(re.findall(r"Job d:logtail started: pid (\d+)", local.log_text()),
+                         [str(pid)])  # fmt: skip
+        self.assertEqual(local.stop(signal.SIGINT), 0)
+        self.assertFalse(os.path.exists(pidfile))
 
     def test_bad_options_are_refused(self):
         self.start_pair("operation-mode = sideways\nlogmask = *.log")

@@ -1,5 +1,6 @@
 """pg_logforward: netstring datagrams become log records; garbage is counted, never fatal."""
 
+import json
 import os
 import re
 import socket
@@ -49,6 +50,31 @@ def netstr(*values):
             data = str(value).encode("utf8")
             out += b"%d:%s," % (len(data), data)
     return out
+
+
+WATCH = ccserver_section("local", role="local") + """
+[routes]
+db = h:proxy
+log = h:proxy
+
+[h:proxy]
+handler = proxy
+remote-cc = {sink}
+
+[d:pglf]
+listen-host = 127.0.0.1
+listen-port = 0
+log-format = netstr
+plugins = p:gone, p:logwatch, p:nomodule
+
+[p:logwatch]
+module = cc.daemon.plugins.pg_logforward.example_logwatch
+
+[p:gone]
+module = cc.daemon.plugins.pg_logforward.no_such_plugin
+
+[p:nomodule]
+"""
 
 
 class TestPgLogForward(DaemonTestCase):
@@ -127,3 +153,45 @@ class TestPgLogForward(DaemonTestCase):
         proc = self.start_daemon(local, "pg_logforward", "d:pglf")
         proc.expected_exit = 1
         self.assertEqual(proc.proc.wait(10), 1)
+
+    def test_logwatch_calls_log_add_and_broken_plugins_are_logged(self):
+        local = self.start_server("local", WATCH, sink=self.sink_url)
+        proc = self.start_daemon(local, "pg_logforward", "d:pglf")
+        port = self.udp_port()
+        output = proc.output()
+        self.assertRegex(output, r"plugin p:gone not loaded: cannot import .*no_such_plugin")
+        self.assertRegex(output, r"plugin p:nomodule not loaded: .*module")
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        records = [
+            ("15", "0", "bob", "", "10.0.0.5", "f", "checkpoint starting"),
+            ("15", "0", "bob", "", "10.0.0.5", "f", "checkpoint complete"),  # within 300 s
+            ("15", "0", "bob", "appdb", "10.0.0.5", "ProcSleep",
+             "process 4711 still waiting for ShareLock on relation 16384 of database 1 "
+             "after 1000.1 ms"),
+            ("18", "0", "bob", "appdb", "10.0.0.5", "f", "a notice"),  # not forwarded
+            ("20", UNDEFINED_TABLE, "alice", "appdb", "10.1.2.3", "f", "no such table"),
+        ]  # fmt: skip
+        for record in records:
+            udp.sendto(netstr(*record), ("127.0.0.1", port))
+        calls = []
+        for _ in range(3):
+            msg = self.next_msg(lambda m, b: m.type == "db.confdb")
+            body = msg.get_body()
+            self.assertEqual(body["function"], "log.add")
+            self.assertNotIn("return", body)
+            calls.append(json.loads(body["params"]))
+        host = socket.gethostname()
+        self.assertEqual(
+            calls,
+            [
+                [host, None, "postgres_monitoring", "INFO", "postgres",
+                 "bob 10.0.0.5: checkpoint starting"],
+                [host, None, "postgres_monitoring", "WARNING", "appdb",
+                 "bob 10.0.0.5: ShareLock lock waits"],
+                [host, None, "postgres_monitoring", "ERROR", "appdb",
+                 "alice 10.1.2.3: no such table"],
+            ],
+        )  # fmt: skip
+        self.assertIsNone(proc.proc.poll())
+        self.assertEqual(proc.stop(), 0)

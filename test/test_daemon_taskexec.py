@@ -5,8 +5,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
+import uuid
 
-from harness import CCTestCase, ccserver_section, child_env, wait_for
+from harness import CCTestCase, ccserver_section, child_env, pid_alive, wait_for
+
+from cc.message import CCMessage
 
 ROUTER = ccserver_section("router") + """
 [routes]
@@ -14,6 +18,9 @@ task = h:taskrouter
 
 [h:taskrouter]
 handler = taskrouter
+task-ack-timeout = 3
+reply-timeout = 3
+maint-period = 0.2
 """
 
 HOST = ccserver_section("host", role="local") + """
@@ -145,6 +152,90 @@ class TestTasks(CCTestCase):
         self.router.wait_stat("task.register", registered + 2)
         result = self.send("task_handler=cc.task.sample", "delay=0")
         self.assertEqual(result.returncode, 0, result.stdout)
+
+    # -- no task vanishes ------------------------------------------------------------
+
+    def runner_pid(self, count=1):
+        def pids():
+            return re.findall(r"Job d:taskrunner started: pid (\d+)", self.host.log_text())
+
+        return int(wait_for(lambda: len(pids()) >= count and pids()[-1], what="runner %d" % count))
+
+    def start_task(self, uid, delay="0.5"):
+        """Send a task from a raw client; the client, once ``forwarded`` came back."""
+        client = self.dealer(self.router.endpoint)
+        fields = {"task_host": "testhost", "task_handler": "cc.task.sample", "task_id": uid,
+                  "delay": delay}  # fmt: skip
+        client.send_multipart(CCMessage.build("task.send." + uid, fields).frames)
+        self.assertEqual(self.next_status(client), "forwarded")
+        return client
+
+    def next_status(self, client, timeout=10):
+        return CCMessage(self.recv(client, timeout)).get_body()["status"]
+
+    def final_answers(self, client, within, quiet=1.0):
+        """Statuses up to the final one (within ``within`` s); then nothing for ``quiet`` s."""
+        statuses = []
+        deadline = time.monotonic() + within
+        while not statuses or statuses[-1] not in ("finished", "failed", "stopped"):
+            msg = CCMessage(self.recv(client, max(0.1, deadline - time.monotonic())))
+            statuses.append(msg.get_body()["status"])
+        self.assert_silent(client, quiet)
+        return statuses
+
+    def test_testmsg_task_sent_twice_runs_once_with_one_final_answer(self):
+        """The original's testmsg.py task: task.send.<uuid1>, task_id 55, the message twice."""
+        client = self.dealer(self.router.endpoint)
+        uid = str(uuid.uuid1())
+        fields = {"task_host": "testhost", "task_handler": "cc.task.sample", "task_id": 55,
+                  "cmd": "run", "delay": "0.2"}  # fmt: skip
+        frames = CCMessage.build("task.send." + uid, fields).frames
+        client.send_multipart(frames)
+        client.send_multipart(frames)
+        replies = []
+        while not replies or replies[-1]["status"] not in ("finished", "failed", "stopped"):
+            replies.append(CCMessage(self.recv(client)).get_body())
+        self.assert_silent(client, 1.0)
+        self.assertEqual(replies[-1]["status"], "finished", replies)
+        self.assertEqual({r["task_id"] for r in replies}, {55})
+        self.assertEqual([r["status"] for r in replies].count("launched"), 1)
+        launched = r"stdout: .* task %s: cc.task.sample launched" % uid
+        self.assertEqual(len(re.findall(launched, self.host.log_text())), 1)
+
+    def test_runner_killed_between_forwarded_and_starting(self):
+        pid = self.runner_pid()
+        os.kill(pid, signal.SIGSTOP)  # the task waits in its socket, never read
+        client = self.start_task("lost1")
+        os.kill(pid, signal.SIGKILL)
+        # the restarted runner's registration or task-ack-timeout (3 s) ends it; not both
+        statuses = self.final_answers(client, within=3 + 7, quiet=3.5)
+        self.assertEqual(statuses, ["failed"])
+        self.runner_pid(2)  # jobmgr started another, and the next task runs there
+        result = self.send("task_handler=cc.task.sample", "delay=0")
+        self.assertEqual(result.returncode, 0, result.stdout)
+
+    def test_runner_killed_mid_task(self):
+        proc = self._popen("task_id=lost2", "delay=2")
+        wait_for(lambda: "task lost2: cc.task.sample launched" in self.host.log_text(),
+                 what="lost2 launched")  # fmt: skip
+        os.kill(self.runner_pid(), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 1, out)
+        self.assertIn("reply: failed", out)
+        self.assertIn(">> the task runner on testhost restarted", out)
+        self.assertNotIn("reply: finished", out)
+
+    def test_host_cc_killed(self):
+        running = self.start_task("lost3", delay="5")
+        self.assertEqual(self.next_status(running), "starting")
+        runner = self.runner_pid()
+        self.host.stop(signal.SIGKILL)
+        self.expected_exit["host"] = -signal.SIGKILL
+        # sent to a host that is gone: not acknowledged; the one running: silent
+        unacked = self.start_task("lost4")
+        self.assertEqual(self.final_answers(unacked, within=3 + 7), ["failed"])
+        self.assertEqual(self.final_answers(running, within=3 + 7)[-1], "failed")
+        wait_for(lambda: not pid_alive(runner), what="the orphaned runner to exit")
 
     def _popen(self, *params):
         proc = subprocess.Popen(

@@ -30,6 +30,7 @@ handler = echo
 handler = proxy
 remote-cc = {remote}
 zmq_sndbuf = 4K
+queue-bytes = 100K
 """
 
 WRITERS = """
@@ -82,7 +83,7 @@ class TestRemoteNeverReads(CCTestCase):
                 reply = self.query(sock, "echo.request", {"target": "t%d" % i}, qid=b"E%d" % i)
                 self.assertEqual(reply.get_body()["orig_target"], "t%d" % i)
         server.wait_stat("count", self.MESSAGES, timeout=60)
-        # held at most: the stream queue and libzmq's pipe (hwm 100 each), the kernel
+        # held at most: the stream queue (100K: under 100 of these), libzmq's pipe (100), the kernel
         # buffers (a few 10 KB) and the remote's one message: every other one is counted
         dropped = server.wait_stat("count.dropped.queue_full", self.MESSAGES - 400, timeout=30)
         peak = max(peak, rss_mb(pid))

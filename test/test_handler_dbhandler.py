@@ -358,16 +358,13 @@ class TestLifecycle(DBTestCase):
         for option in ("allowed-functions = cct.add, a.b.c", "worker-threads = 0"):
             with self.subTest(option=option):
                 name = "bad%d" % len(self.servers)
-                server = self.write_server(
+                out = self.start_failing(
                     name,
                     ccserver_section(name)
                     + "[routes]\ndb = h:db\n[h:db]\nhandler = dbhandler\ndb = %s\n%s\n"
                     % (PG.dsn(), option),
                 )
-                server.start(wait=False)
-                self.assertEqual(server.proc.wait(10), 1)
-                self.expected_exit[name] = 1
-                self.assertIn("[h:db]:", server.output())
+                self.assertIn("[h:db]:", out)
 
     def test_reload_replaces_allow_list(self):
         server = self.start_db(allowed="cct.add")

@@ -187,9 +187,6 @@ class TestInfoWriter(CCTestCase):
 
     def test_refuses_local_role(self):
         ini = ccserver_section("l", role="local") + WRITER
-        server = self.write_server("l", ini, dstdir="{tmp}/dst", extra="")
-        server.start(wait=False)
-        self.assertEqual(server.proc.wait(10), 1)
-        self.expected_exit["l"] = 1
-        self.assertIn("handler infowriter cannot be run in role local", server.output())
-        self.assertIn("it runs in: remote", server.output())
+        out = self.start_failing("l", ini, dstdir="{tmp}/dst", extra="")
+        self.assertIn("handler infowriter cannot be run in role local", out)
+        self.assertIn("it runs in: remote", out)

@@ -50,12 +50,7 @@ class TestJobMgr(CCTestCase):
         )
 
     def job_status(self, server, job):
-        try:
-            with open(server.infofile, encoding="utf8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            return {}
-        return dict(re.findall(r"^%s\.(\w+): (.*)$" % re.escape(job), text, re.M))
+        return server.job_status(job)
 
     def wait_keepalive_from(self, server, job, pid):
         def fresh():

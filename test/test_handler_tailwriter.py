@@ -183,11 +183,7 @@ class TestTailWriter(CCTestCase):
         self.assert_silent(sock)
 
     def test_refuses_local_role(self):
-        server = self.write_server(
-            "w", ccserver_section("w", role="local") + WRITER, dstdir="t", extra=""
-        )
-        server.start(wait=False)
-        self.assertEqual(server.proc.wait(10), 1)
-        self.expected_exit["w"] = 1
-        self.assertIn("handler tailwriter cannot be run in role local", server.output())
+        ini = ccserver_section("w", role="local") + WRITER
+        out = self.start_failing("w", ini, dstdir="t", extra="")
+        self.assertIn("handler tailwriter cannot be run in role local", out)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "t")))

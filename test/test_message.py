@@ -3,7 +3,16 @@
 import json
 import unittest
 
-from cc.message import MAX_ROUTE_DEPTH, MAX_TYPE_LENGTH, CCMessage, MessageError, is_valid_type
+from cc.message import (
+    FORWARDED_UNREAD,
+    MAX_ROUTE_DEPTH,
+    MAX_TYPE_LENGTH,
+    BodyGate,
+    BodyLimits,
+    CCMessage,
+    MessageError,
+    is_valid_type,
+)
 from cc.msgtypes import EchoRequestMessage, ErrorMessage, TaskSendMessage, wants_reply
 
 
@@ -89,6 +98,58 @@ class TestParse(unittest.TestCase):
         body = {"req": "db", "params": [1, [2, 3], "ä"], "x": None}
         msg = CCMessage(frames(msgtype=b"db", body=json.dumps(body).encode()))
         self.assertEqual(msg.get_body(), body)
+
+
+class TestGate(unittest.TestCase):
+    def raw(self, body):
+        return CCMessage([b"Q1", b"", b"echo.request", body, b""])
+
+    def test_refused_body_cannot_be_had(self):
+        msg = self.raw(b'{"req": "echo.request", "x": [[[1]]]}')
+        with self.assertRaises(MessageError) as cm:
+            BodyGate(limits=BodyLimits(max_depth=3)).open(msg)
+        self.assertEqual(cm.exception.code, "body-too-deep")
+        for _ in range(2):  # the verdict stays: every later reader gets the refusal
+            with self.assertRaises(MessageError) as cm:
+                msg.get_body()
+            self.assertEqual(cm.exception.code, "body-too-deep")
+        with self.assertRaises(MessageError):
+            BodyGate().open(msg)  # a second gate does not reopen what one refused
+        self.assertFalse(msg.checked)
+
+    def test_accepted_body_is_kept(self):
+        msg = self.raw(b'{"req": "echo.request", "x": 1}')
+        body = BodyGate().open(msg)
+        self.assertIs(msg.get_body(), body)
+        self.assertTrue(msg.checked)
+        self.assertIsNone(msg.signer)
+
+    def test_forwarded_unread_cannot_be_read(self):
+        msg = self.raw(b'{"req": "echo.request"}')
+        msg.verdict = FORWARDED_UNREAD
+        with self.assertRaises(MessageError) as cm:
+            msg.get_body()
+        self.assertEqual(cm.exception.code, "unread")
+
+    def test_size_bound(self):
+        gate = BodyGate(limits=BodyLimits(max_size=30))
+        gate.open(self.raw(b'{"req": "echo.request"}'))
+        with self.assertRaises(MessageError) as cm:
+            gate.open(self.raw(b'{"req": "echo.request", "pad": "xxxxxxx"}'))
+        self.assertEqual(cm.exception.code, "body-too-large")
+
+    def test_depth_counts_containers_not_brackets_in_strings(self):
+        gate = BodyGate(limits=BodyLimits(max_depth=2))
+        body = gate.open(self.raw(b'{"req": "echo.request", "s": "[[[[{{{{", "l": [1, 2]}'))
+        self.assertEqual(body["s"], "[[[[{{{{")
+        with self.assertRaises(MessageError) as cm:
+            gate.open(self.raw(b'{"req": "echo.request", "l": [[], [[]]]}'))
+        self.assertEqual(cm.exception.code, "body-too-deep")
+
+    def test_bracket_bomb(self):
+        with self.assertRaises(MessageError) as cm:
+            BodyGate().open(self.raw(b"[" * 100000 + b"]" * 100000))
+        self.assertEqual(cm.exception.code, "body-too-deep")
 
 
 class TestBuild(unittest.TestCase):

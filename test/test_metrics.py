@@ -100,8 +100,5 @@ class TestMetrics(DaemonTestCase):
 
     def test_bad_address_is_a_config_error(self):
         ini = ccserver_section("central", metrics_http="127.0.0.1:nope") + "[routes]\n"
-        server = self.write_server("central", ini)
-        self.expected_exit["central"] = 1
-        server.start(wait=False)
-        server.wait_log(r"cannot start: metrics-http = 127.0.0.1:nope")
-        self.assertEqual(server.proc.wait(10), 1)
+        out = self.start_failing("central", ini)
+        self.assertIn("cannot start: metrics-http = 127.0.0.1:nope", out)

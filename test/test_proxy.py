@@ -5,6 +5,7 @@ import time
 from harness import CCTestCase, ccserver_section
 
 from cc.message import CCMessage
+from cc.stream import frames_cost
 
 REMOTE_ROUTES = """
 [routes]
@@ -129,15 +130,21 @@ class TestProxy(CCTestCase):
     def test_queue_bounded_while_remote_down(self):
         # a remote that is not there: messages wait in the bounded queue, the rest are counted
         dead = "tcp://127.0.0.1:9"
+        messages = [CCMessage.build("log.info", log_fields("m%d" % i)) for i in range(200)]
+        # as the proxy queues them: behind the 5-byte identity the ROUTER gave the client
+        cost = max(frames_cost([b"\0abcd"] + msg.frames) for msg in messages)
         local = self.start_server(
             "local",
-            LOCAL.replace("remote-cc = {remote}", "remote-cc = {remote}\nzmq_hwm = 10"),
+            LOCAL.replace(
+                "remote-cc = {remote}",
+                "remote-cc = {remote}\nzmq_hwm = 10\nqueue-bytes = %d" % (10 * cost),
+            ),
             remote=dead,
         )
         sock = self.dealer(local.endpoint)
-        for i in range(200):
-            sock.send_multipart(CCMessage.build("log.info", log_fields("m%d" % i)).frames)
+        for msg in messages:
+            sock.send_multipart(msg.frames)
         dropped = local.wait_stat("count.dropped.queue_full", 1)
         local.wait_stat("count", 200)
-        # held: zmq_hwm in libzmq's pipe to the (pending) connection + zmq_hwm in the stream
+        # held: zmq_hwm in libzmq's pipe to the (pending) connection + 10 in the stream's bytes
         self.assertEqual(dropped, 200 - 2 * 10)

@@ -239,13 +239,6 @@ x = h:x
 handler = plugins.remoteonly
 """
 
-    def start_failing(self, name, ini):
-        server = self.write_server(name, ini)
-        server.start(wait=False)
-        self.assertEqual(server.proc.wait(10), 1)
-        self.expected_exit[name] = 1
-        return server.output()
-
     def test_end_service_runs_original_remote_handlers(self):
         for role in ("end-service", "remote"):
             server = self.start_server(role, ccserver_section(role, role=role) + self.REMOTEONLY)

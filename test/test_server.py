@@ -5,7 +5,7 @@ import re
 import signal
 import sys
 
-from harness import CCTestCase, ccserver_section, pid_alive, wait_for
+from harness import CCTestCase, ccserver_section, pid_alive, read_file, wait_for
 
 from cc.message import CCMessage
 
@@ -93,7 +93,7 @@ class TestLifecycle(CCTestCase):
         server = self.write_server("d", ccserver_section("d") + ECHO)
         result = self.run_command(server.command("-d"))
         self.assertEqual(result.returncode, 0, result.stderr)
-        pid = int(wait_for(lambda: os.path.exists(server.pidfile) and open(server.pidfile).read()))
+        pid = int(wait_for(lambda: read_file(server.pidfile), what=server.pidfile))
         endpoint = server.wait_listening()
         reply = self.query(self.dealer(endpoint), "echo.request", {"target": "d"})
         self.assertEqual(reply.type, "echo.response")
@@ -112,14 +112,9 @@ class TestLifecycle(CCTestCase):
 
     def test_bind_failure_is_reported(self):
         first = self.start_server("first", ccserver_section("first") + ECHO)
-        second = self.write_server(
-            "second", ccserver_section("second", socket=first.endpoint) + ECHO
-        )
-        second.start(wait=False)
-        self.assertEqual(second.proc.wait(10), 1)
-        self.assertIn("cannot start", second.output())
-        self.assertIn("Address already in use", second.output())
-        self.expected_exit["second"] = 1
+        out = self.start_failing("second", ccserver_section("second", socket=first.endpoint) + ECHO)
+        self.assertIn("cannot start", out)
+        self.assertIn("Address already in use", out)
 
 
 class TestReload(CCTestCase):
@@ -182,13 +177,6 @@ class TestReload(CCTestCase):
 
 
 class TestRolesAndConfig(CCTestCase):
-    def start_failing(self, name, ini):
-        server = self.write_server(name, ini)
-        server.start(wait=False)
-        self.assertEqual(server.proc.wait(10), 1)
-        self.expected_exit[name] = 1
-        return server.output()
-
     def test_handler_outside_its_role_refuses_to_start(self):
         ini = ccserver_section("l", role="local") + """
 [routes]

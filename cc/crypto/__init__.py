@@ -38,7 +38,7 @@ from cc.crypto.certs import (
     load_private_key,
 )
 from cc.crypto.cms import Signer, VerifyCache, envelope, open_envelope, verify
-from cc.message import CCMessage, MessageError
+from cc.message import DEFAULT_LIMITS, BodyLimits, CCMessage, MessageError
 
 __all__ = ["CryptoContext", "ReplayCache", "OPTIONS"]
 
@@ -233,11 +233,11 @@ class CryptoContext:
 
     # -- receiving --------------------------------------------------------------
 
-    def open(self, msg: CCMessage) -> Dict[str, Any]:
+    def open(self, msg: CCMessage, limits: BodyLimits = DEFAULT_LIMITS) -> Dict[str, Any]:
         """The checked body of ``msg``; raise MessageError when it must be rejected.
 
-        The verdict is kept on the message: every handler on its route gets the
-        same answer, and a message is counted against the replay cache once.
+        Called by the receive path's :class:`~cc.message.BodyGate`; the
+        verified (decrypted) body is parsed within its ``limits``.
         """
         if msg.checked:
             return msg.get_body()
@@ -260,7 +260,7 @@ class CryptoContext:
                 body_bytes, signer = self._verify(signature, body_bytes)
         except CMSError as ex:
             raise MessageError(ex.code, ex.msg) from None
-        body = CCMessage.parse_body(body_bytes, msg.type)
+        body = limits.parse(body_bytes, msg.type)
         self._check_time(body)
         self._check_blob(body, msg.blob, signed=signer is not None)
         if signer is not None:

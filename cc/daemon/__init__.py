@@ -5,13 +5,17 @@ A daemon is started with the server's config file and its own section::
     python -m cc.daemon.infosender /etc/cc/cc.ini d:infosender
     cc-daemon infosender /etc/cc/cc.ini d:infosender
 
-It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to and
-the server's ``job_name`` (its own job name is ``<server job>.<section>``),
-then its own section.  :class:`CCDaemon` gives every daemon the same
-skeleton: skytools command line and pidfile, an IOLoop, a connection to the
-local cc, log records forwarded as ``log.*`` messages, counters logged and
-published as ``pub.stats`` each ``stats-period``, ``pub.state`` at start and
-each ``state-period``, and a clean stop on SIGINT and SIGTERM.  Run by jobmgr
+It reads ``[ccserver]`` of that file for the ``cc-socket`` to connect to,
+the server's ``job_name`` (its own job name is ``<server job>.<section>``)
+and ``pidfile`` template (its own pidfile is the template expanded with its
+job name, as the original's: :func:`cc.jobs.env.job_defaults`), then its own
+section.  :class:`CCDaemon` gives every daemon the same skeleton: skytools
+command line and pidfile, an IOLoop, a connection to the local cc whose
+every incoming message passes the section's gate (bounded JSON, verified
+where its ``cms-*`` options ask), log records forwarded as ``log.*``
+messages, counters logged and published as ``pub.stats`` each
+``stats-period``, ``pub.state`` at start and each ``state-period``, and a
+clean stop on SIGINT and SIGTERM.  Run by jobmgr
 (see :mod:`cc.jobs.env`), a daemon connects to the server's real address, asks
 ``job.config`` and sends ``job.keepalive`` every ``keepalive-period``; the
 pidfile is then jobmgr's to write.
@@ -41,9 +45,10 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
 from cc.crypto import CryptoContext
-from cc.jobs.env import from_environ
+from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import CCMessage, MessageError
+from cc.hostname import configured_hostname
+from cc.message import BodyGate, BodyLimits, CCMessage, MessageError, set_hostname
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.stats import Stats
 from cc.stream import CCReqStream
@@ -86,6 +91,7 @@ class CCDaemon(skytools.BaseScript):
 
         # the section is the one named on the command line; [ccserver] of the
         # same file gives cc-socket (override it here to use another server)
+        # and hostname (run by jobmgr: the server's)
         #cc-socket = tcp://127.0.0.1:22632
         #stats-period = 30
         # pub.stats each stats-period, pub.state at start and each state-period
@@ -93,6 +99,12 @@ class CCDaemon(skytools.BaseScript):
         #state-period = 300
         #zmq_hwm = 100
         #zmq_linger = 500
+        # what the daemon receives (replies, tasks) is verified as these say
+        #cms-verify-ca =
+        #cms-decrypt =
+        #cms-time-window = 0
+        #cc-max-body-size = 64M
+        #cc-max-body-depth = 64
     """
 
     __version__ = cc.__version__
@@ -122,13 +134,12 @@ class CCDaemon(skytools.BaseScript):
         conf_file = self.args[0]
         section = self.args[1] if len(self.args) > 1 else self.service_name
         server_cf = skytools.Config("ccserver", conf_file)
-        defaults = {
-            "job_name": "%s.%s" % (server_cf.get("job_name"), section),
-            "service_name": section,
-        }
+        defaults = job_defaults(server_cf, section)
         cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
         server_socket = self.jobenv.socket if self.jobenv else ""
         self.cc_socket = cf.get("cc-socket", server_socket or server_cf.get("cc-socket"))
+        self.hostname = (self.jobenv and self.jobenv.hostname) or configured_hostname(server_cf)
+        set_hostname(self.hostname)
         return cf
 
     def reload(self) -> None:
@@ -139,6 +150,7 @@ class CCDaemon(skytools.BaseScript):
         self.state_period = self.cf.getfloat("state-period", 300)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
+        self.body_limits = BodyLimits.from_config(self.cf)
         if self.jobenv is not None:
             self.pidfile = ""  # jobmgr writes it: the daemon would find its own pid "running"
 
@@ -226,6 +238,7 @@ class CCDaemon(skytools.BaseScript):
                 self.zmq_hwm,
                 self.zmq_linger,
                 seal=crypto.seal if crypto is not None else None,
+                gate=BodyGate(crypto, self.body_limits),
             )
             self._log_forwarder = LogForwarder(self)
             logging.getLogger().addHandler(self._log_forwarder)

@@ -4,7 +4,7 @@ import asyncio
 import base64
 import collections
 import os
-from typing import Deque, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from skytools.config import ConfigError
 
@@ -90,7 +90,7 @@ class LogfileTailer(CCDaemon):
         # fragment size (default 1M; at least 64K with compression), lines per fragment
         #buffer-bytes = 0
         #buffer-lines = -1
-        # default: the pidfile with .save; needed without a pidfile
+        # default: the pidfile (the [ccserver] template's, per job) with .save
         #state-file =
         #window = 8
         #ack-timeout = 10
@@ -181,6 +181,17 @@ class LogfileTailer(CCDaemon):
             self.log.error("tailing failed", exc_info=task.exception())
             self.exit_code = 1
             self.request_stop()
+
+    def daemon_state(self) -> Dict[str, Any]:
+        """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged."""
+        state = super().daemon_state()
+        src = getattr(self, "src", None)
+        if src is not None:
+            try:
+                state["lag_bytes"] = max(src.size() - self.acked_pos, 0)
+            except OSError:
+                pass  # closed while switching files; the next state has it
+        return state
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 The PostgreSQL extension pg_logforward sends each log record as one UDP
 datagram: a run of tnetstrings, one per field in a fixed order.  Records are
 given to every plug-in (``plugins``); the built-in
-``cc.daemon.plugins.pg_logforward.forward`` sends them on as ``log.<level>``.
+``cc.daemon.plugins.pg_logforward.forward`` sends them on as ``log.<level>``,
+the original's ``example_logwatch`` turns some into ``log.add`` database
+calls.  A plug-in that cannot be loaded is a logged error of its section,
+not a reason to stop.
 A datagram that does not parse is counted (``pg_logforward.invalid``) and
 dropped, never fatal.
 """

@@ -10,23 +10,23 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
+import uuid
 from typing import Any, Deque, Dict, List, Optional
 
 import skytools
 from tornado.ioloop import PeriodicCallback
 
+import cc
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
-from cc.message import CCMessage, MessageError
-from cc.msgtypes import TaskRegisterMessage, TaskReplyMessage
+from cc.message import CCMessage
+from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskRegisterMessage, TaskReplyMessage
 
 CC_DAEMON = "TaskExec"
 
-TASK_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 MODULE_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*(\.[a-zA-Z_][a-zA-Z0-9_]*)*$")
 
 #: lines of a task's stderr kept for the ``failed`` feedback
@@ -35,13 +35,13 @@ TAIL_LINES = 20
 #: seconds a stopping taskexec gives its tasks after TERM, before KILL
 TASK_STOP_GRACE = 3.0
 
-FINAL = ("finished", "failed", "stopped")
-
 
 class TaskRun:
-    """One task: its id, module, process and the last status sent."""
+    """One task: its uid (replies go to ``task.reply.<uid>``), the sender's task_id, module,
+    process and the last status sent."""
 
-    def __init__(self, task_id: str, module: str) -> None:
+    def __init__(self, uid: str, task_id: Any, module: str) -> None:
+        self.uid = uid
         self.task_id = task_id
         self.module = module
         self.status = "starting"
@@ -67,7 +67,8 @@ class TaskExec(CCDaemon):
 
         [d:taskrunner]
         module = cc.daemon.taskrunner
-        #local-id = <hostname>
+        # the host name the taskrouter knows this runner by
+        #local-id = <[ccserver] hostname>
         #reg-period = 300
         #maint-period = 60
         # seconds a finished task id is remembered (duplicates are not run)
@@ -82,7 +83,7 @@ class TaskExec(CCDaemon):
 
     def reload(self) -> None:
         super().reload()
-        self.local_id = self.cf.get("local-id", socket.gethostname())
+        self.local_id = self.cf.get("local-id", self.hostname)
         self.reg_period = self.cf.getfloat("reg-period", 300)
         self.maint_period = self.cf.getfloat("maint-period", 60)
         self.grace_period = self.cf.getfloat("task-grace-period", 900)
@@ -90,6 +91,8 @@ class TaskExec(CCDaemon):
         self.max_tasks = self.cf.getint("max-tasks", 32)
 
     def start_work(self) -> None:
+        #: new per process: tells the taskrouter that tasks sent to an earlier one are lost
+        self.runner_id = uuid.uuid4().hex
         self.runs: Dict[str, TaskRun] = {}
         self._tasks: List["asyncio.Future[None]"] = []
         assert self.cc is not None
@@ -103,7 +106,15 @@ class TaskExec(CCDaemon):
         self._register()
 
     def _register(self) -> None:
-        self.publish(TaskRegisterMessage(host=self.local_id).to_message())
+        """Tell the taskrouter this host's name and what it runs (shown by ``cc-task --hosts``)."""
+        msg = TaskRegisterMessage(
+            host=self.local_id,
+            runner_id=self.runner_id,
+            version=cc.__version__,
+            modules=allowed_modules(self.cf.cf.sections()),
+            period=self.reg_period,
+        )
+        self.publish(msg.to_message())
         self.stats.inc("task.register")
 
     # -- receiving tasks ----------------------------------------------------------
@@ -114,30 +125,26 @@ class TaskExec(CCDaemon):
             self.stats.inc("count.unexpected")
             self.log.warning("unexpected message %s", msg.type)
             return
-        try:
-            body = msg.get_body()
-        except MessageError as ex:
+        body = msg.get_body()  # opened (decrypted, verified) by the daemon's gate
+        uid = parts[2] if len(parts) == 3 else ""
+        if not TASK_UID_RE.match(uid):
             self.stats.inc("tasks.invalid")
-            self.log.warning("invalid task message %s: %s", msg.type, ex)
+            self.log.error("invalid task type %s: need task.send.<uid>", msg.type[:200])
             return
-        task_id = body.get("task_id")
-        if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
-            self.stats.inc("tasks.invalid")
-            self.log.error("invalid task_id %r in %s", task_id, msg.type)
-            return
-        known = self.runs.get(task_id)
+        known = self.runs.get(uid)
         if known is not None:
             self.stats.inc("tasks.duplicate")
-            self.log.info("task %s already known (%s); not run again", task_id, known.status)
-            self._reply(known, known.status, duplicate=True)
+            self.log.info("task %s already known (%s); not run again", uid, known.status)
+            if known.status not in TASK_FINAL:  # one final answer per task
+                self._reply(known, known.status, duplicate=True)
             return
         module = body.get("task_handler")
-        run = TaskRun(task_id, module if isinstance(module, str) else "")
-        self.runs[task_id] = run
+        run = TaskRun(uid, body.get("task_id", uid), module if isinstance(module, str) else "")
+        self.runs[uid] = run
         refused = self._refusal(run.module)
         if refused:
             self.stats.inc("tasks_failed")
-            self.log.warning("task %s refused: %s", task_id, refused)
+            self.log.warning("task %s refused: %s", uid, refused)
             self._end(run, "failed", rc=-1, msg=refused)
             return
         future = asyncio.ensure_future(self._run(run, body, msg.signature))
@@ -176,7 +183,7 @@ class TaskExec(CCDaemon):
             return
         run.proc = proc
         self.stats.inc("tasks_launched")
-        self.log.info("task %s: %s launched, pid %d", run.task_id, run.module, proc.pid)
+        self.log.info("task %s: %s launched, pid %d", run.uid, run.module, proc.pid)
         self._reply(run, "launched", pid=proc.pid)
         heartbeat = None
         if self.heartbeat > 0:
@@ -200,7 +207,7 @@ class TaskExec(CCDaemon):
         try:
             await asyncio.wait_for(readers, TASK_STOP_GRACE)
         except asyncio.TimeoutError:
-            self.log.warning("task %s: output still open after exit", run.task_id)
+            self.log.warning("task %s: output still open after exit", run.uid)
         if run.stopping:
             self._end(run, "stopped", rc=rc)
         elif rc == 0 and run.reported != "failed":
@@ -226,7 +233,7 @@ class TaskExec(CCDaemon):
 
     def _end(self, run: TaskRun, status: str, **feedback: Any) -> None:
         run.ended = time.monotonic()
-        self.log.info("task %s: %s %s", run.task_id, status, feedback.get("rc"))
+        self.log.info("task %s: %s %s", run.uid, status, feedback.get("rc"))
         self._reply(run, status, feedback=feedback)
 
     def _reply(self, run: TaskRun, status: str, feedback: Any = None, **fields: Any) -> None:
@@ -235,7 +242,7 @@ class TaskExec(CCDaemon):
         if feedback is not None:
             fields["feedback"] = feedback
         msg = TaskReplyMessage(
-            "task.reply." + run.task_id,
+            "task.reply." + run.uid,
             task_id=run.task_id,
             status=status,
             handler=run.module,
@@ -251,9 +258,9 @@ class TaskExec(CCDaemon):
     def _maintain(self) -> None:
         """Forget finished tasks after task-grace-period."""
         now = time.monotonic()
-        for task_id, run in list(self.runs.items()):
+        for uid, run in list(self.runs.items()):
             if run.ended is not None and now - run.ended > self.grace_period:
-                del self.runs[task_id]
+                del self.runs[uid]
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -276,6 +283,14 @@ class TaskExec(CCDaemon):
                 if run.proc is not None and run.ended is None:
                     _signal(run.proc, signal.SIGKILL)
             await asyncio.wait(late, timeout=1)
+
+
+def allowed_modules(sections: List[str]) -> List[str]:
+    """The task modules a config allows: its sections named like a dotted module path.
+
+    (``[ccserver]``, ``[routes]`` and the ``h:``/``d:`` sections are not.)
+    """
+    return sorted(name for name in sections if "." in name and MODULE_RE.match(name))
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tupl
 import skytools
 from skytools.config import ConfigError
 
-from cc.message import CCMessage, MessageError
+from cc.message import CCMessage
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
@@ -75,7 +75,9 @@ class CCHandler:
     Override:
 
     * :meth:`handle_msg` (required): take one message; runs on the IOLoop
-      and must not block;
+      and must not block; ``msg.get_body()`` is its body, already opened
+      (and verified where configured) by the server;
+    * :meth:`reads_body` (optional): say no for messages passed on unread;
     * :meth:`stop` (optional): release sockets and threads, flush; may
       return an awaitable that the server waits for (bounded) on shutdown;
     * :meth:`on_sighup` (optional): the server got SIGHUP; reopen files
@@ -117,6 +119,18 @@ class CCHandler:
     def handle_msg(self, msg: CCMessage) -> None:
         raise NotImplementedError
 
+    def reads_body(self, msgtype: str) -> bool:
+        """Whether this handler reads the body of ``msgtype`` messages (the default: yes).
+
+        The server opens the body once, before any handler sees the message,
+        when a handler on its route reads it: bounded, and verified where
+        ``[ccserver]`` has ``cms-verify-ca``, ``cms-decrypt`` or
+        ``cms-time-window``.  A refused message reaches only the handlers that
+        say no here (they pass it on unread, as a proxy does); for them
+        ``msg.get_body()`` raises.
+        """
+        return True
+
     def stop(self) -> Optional[Awaitable[Any]]:
         """Release resources; the default has none."""
         return None
@@ -135,25 +149,6 @@ class CCHandler:
         return None
 
     # -- helpers -------------------------------------------------------------
-
-    def get_body(self, msg: CCMessage) -> Optional[Dict[str, Any]]:
-        """The message body, or None after rejecting an invalid one (counted, logged, replied).
-
-        Where the server verifies (``cms-verify-ca``, ``cms-decrypt``,
-        ``cms-time-window``) the body is checked first, and ``msg.signer``
-        then tells who signed it.  A message is rejected once, however many
-        handlers ask for its body.
-        """
-        verdict = msg.verdict
-        if verdict is not None and not isinstance(verdict, dict):
-            return None  # rejected already, by another handler on this route
-        crypto = self.server.crypto
-        try:
-            return msg.get_body() if crypto is None else crypto.open(msg)
-        except MessageError as ex:
-            msg.verdict = ex
-            self.server.reject(msg, ex)
-            return None
 
     def reply(self, msg: CCMessage, msgtype: str, **fields: Any) -> None:
         """Send a message of ``msgtype`` back along ``msg``'s route (signed where configured)."""

@@ -8,7 +8,7 @@ from typing import Any, Deque, List, Optional, Tuple
 from cc.db.call import CallError, CallPolicy, DBCall
 from cc.db.session import DBSession
 from cc.handler import CCHandler, HandlerConfigError
-from cc.message import CCMessage, MessageError
+from cc.message import CCMessage
 from cc.msgtypes import wants_reply
 from cc.ratelog import RateLimitedLog
 
@@ -99,16 +99,12 @@ class DBHandler(CCHandler):
         if self._stopping:
             self._answer(msg, CallError("shutting-down", "database handler is stopping"))
             return
-        body = None
+        body = msg.get_body()  # opened (decrypted, verified) by the server's gate
         try:
-            try:
-                body = msg.get_body()
-            except MessageError as ex:
-                raise CallError(ex.code, ex.msg) from None
             call = DBCall.from_body(body, self.policy)
         except CallError as ex:
             self._ratelog.warning(ex.code, "%s: %s (%s)", msg.type, ex.msg, ex.code)
-            self._answer(msg, ex, body.get("ident") if isinstance(body, dict) else None)
+            self._answer(msg, ex, body.get("ident"))
             return
         if self._idle:
             self._start(self._idle.pop(), msg, call)

@@ -36,6 +36,9 @@ class Delay(CCHandler):
         self.queue: Deque[Tuple[float, CCMessage]] = collections.deque()
         self._timer: Optional[object] = None
 
+    def reads_body(self, msgtype: str) -> bool:
+        return self.target.reads_body(msgtype)
+
     def handle_msg(self, msg: CCMessage) -> None:
         self.stats.inc("delay.count")
         self.stats.inc("delay.bytes", msg.size)

@@ -17,6 +17,9 @@ class Disposer(CCHandler):
 
     CC_ROLES = ("local", "proxy", "end-service")
 
+    def reads_body(self, msgtype: str) -> bool:
+        return False
+
     def handle_msg(self, msg: CCMessage) -> None:
         self.stats.inc("disposed_count")
         self.stats.inc("disposed_bytes", msg.size)

@@ -42,7 +42,15 @@ class Echo(CCHandler):
             stream = CCStream(
                 sock, self.io_loop, self.stats, qmaxsize=1, name="%s:%s" % (hname, url)
             )
-            pinger = RemotePinger(url, stream, self.stats, self.log, period, seal=self.server.seal)
+            pinger = RemotePinger(
+                url,
+                stream,
+                self.stats,
+                self.log,
+                period,
+                seal=self.server.seal,
+                open_body=self.server.open_body,
+            )
             stream.on_recv(pinger.take)
             pinger.start()
             self.pingers.append(pinger)
@@ -51,9 +59,7 @@ class Echo(CCHandler):
         if msg.type != "echo.request":
             self._ratelog.warning("unknown:" + msg.type, "unknown msg: %s", msg.type)
             return
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         self.reply(
             msg,
             "echo.response",

@@ -38,6 +38,9 @@ class Filter(CCHandler):
             return False
         return not self.include or any(fnmatchcase(msgtype, pat) for pat in self.include)
 
+    def reads_body(self, msgtype: str) -> bool:
+        return self.target.reads_body(msgtype)
+
     def handle_msg(self, msg: CCMessage) -> None:
         size = msg.size
         self.stats.inc("filter.count")

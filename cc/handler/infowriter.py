@@ -135,9 +135,7 @@ class InfoWriter(CCHandler):
         )
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         ack = bool(msg.route and body.get("ack"))
         try:
             relpath = relative_path(self.mask, body.get("hostname"), body.get("filename"))

@@ -10,7 +10,7 @@ import skytools
 from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
-from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable
+from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
 from cc.jobs.states import Backoff
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
@@ -70,9 +70,8 @@ class JobMgr(CCHandler):
         super().__init__(hname, hcf, ccscript)
         self._ratelog = RateLimitedLog(self.log)
         self.config_file = hcf.filename
-        server_cf = skytools.Config("ccserver", self.config_file)
-        self.server_job_name = server_cf.get("job_name")
-        self.server_pidfile_template = _raw_option(server_cf, "pidfile")
+        self.server_cf = skytools.Config("ccserver", self.config_file)
+        self.server_job_name = self.server_cf.get("job_name")
         self.jobs: Dict[str, Job] = {}
         self.configs: Dict[str, Dict[str, str]] = {}
         #: job name -> done when the process it last had has exited (after a reload stopped it)
@@ -81,6 +80,7 @@ class JobMgr(CCHandler):
         self._checker: Optional[PeriodicCallback] = None
         self._use(self._make_jobs(hcf))
         self.server.add_status_source(self.hname, self.status_lines)
+        self.server.add_state_source("jobs", self.job_states)
         for job in self.jobs.values():
             job.start()
 
@@ -88,17 +88,6 @@ class JobMgr(CCHandler):
 
     def _job_name(self, section: str) -> str:
         return "%s.%s" % (self.server_job_name, section)
-
-    def _job_defaults(self, section: str) -> Dict[str, str]:
-        """The original's make_job_defaults: job name, service name, pidfile."""
-        defaults = {
-            "use_skylog": "0",
-            "service_name": section,
-            "job_name": self._job_name(section),
-        }
-        if self.server_pidfile_template:
-            defaults["pidfile"] = self.server_pidfile_template
-        return defaults
 
     def _make_jobs(self, hcf: skytools.Config) -> Dict[str, Tuple[Job, Dict[str, str]]]:
         """The jobs ``hcf`` lists, with their sections' options; checked, none started."""
@@ -120,7 +109,8 @@ class JobMgr(CCHandler):
 
     def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:
         try:
-            cf = skytools.Config(section, self.config_file, user_defs=self._job_defaults(section))
+            defaults = job_defaults(self.server_cf, section)
+            cf = skytools.Config(section, self.config_file, user_defs=defaults)
             config = dict(cf.cf.items(section))
         except Exception as ex:
             raise HandlerConfigError("[%s]: job %s: %s" % (self.hname, section, ex)) from None
@@ -154,7 +144,13 @@ class JobMgr(CCHandler):
             cap=cap,
             reset_after=opt("watchdog-reset", 3600),
         )
-        jobenv = JobEnv(section, connectable(self.server.endpoint), keepalive_period, os.getpid())
+        jobenv = JobEnv(
+            section,
+            connectable(self.server.endpoint),
+            keepalive_period,
+            os.getpid(),
+            self.server.settings.hostname,
+        )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
         job = Job(
@@ -240,9 +236,7 @@ class JobMgr(CCHandler):
     # -- messages ---------------------------------------------------------------
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         if msg.type == "job.keepalive":
             self._keepalive(body)
         elif msg.type == "job.config":
@@ -308,11 +302,19 @@ class JobMgr(CCHandler):
             lines.extend("%s.%s: %s" % (name, k, v) for k, v in job.status().items())
         return lines
 
+    def job_states(self) -> Dict[str, Dict[str, Any]]:
+        """Each job's state and restarts, for ``pub.state`` (the fleet page shows them)."""
+        return {
+            name: {"state": job.state.name, "restarts": max(job.starts - 1, 0), "pid": job.pid}
+            for name, job in self.jobs.items()
+        }
+
     def stop(self) -> "asyncio.Future[Any]":
         self._stopping = True
         if self._checker is not None:
             self._checker.stop()
         self.server.remove_status_source(self.hname, self.status_lines)
+        self.server.remove_state_source("jobs", self.job_states)
         running = [job.stop() for job in self.jobs.values() if job.started]
         return asyncio.gather(*running, *self._exiting.values())
 
@@ -332,10 +334,3 @@ def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:
 
 def _names(jobs: List[Job]) -> str:
     return ", ".join(job.name for job in jobs) or "none"
-
-
-def _raw_option(cf: skytools.Config, key: str) -> str:
-    """An option without interpolation (the pidfile template, re-read per job)."""
-    if cf.cf.has_option(cf.main_section, key):
-        return cf.cf.get(cf.main_section, key, raw=True)
-    return ""

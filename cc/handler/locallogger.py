@@ -24,9 +24,7 @@ class LocalLogger(CCHandler):
     CC_ROLES = ("local", "proxy", "end-service")
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         if "log_level" not in body:
             self.log.info("non-log msg: %s", msg.type)
             return

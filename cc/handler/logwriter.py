@@ -77,9 +77,7 @@ class LogWriter(CCHandler):
         )
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         try:
             fields = {
                 "hostname": component(body.get("hostname"), "hostname"),

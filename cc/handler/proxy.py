@@ -14,6 +14,9 @@ from cc.stream import CCStream
 
 CC_HANDLER = "ProxyHandler"
 
+#: the proxy's queue is bounded in bytes, not in messages
+QUEUE_UNCOUNTED = 1 << 62
+
 
 class ProxyHandler(CCHandler):
     """Forwards every message it gets, route stack and all, to ``remote-cc``.
@@ -30,7 +33,9 @@ class ProxyHandler(CCHandler):
         remote-cc = tcp://10.0.0.1:22632
         #ping = no
         #ping-period = 1
-        # zmq_hwm also bounds the queue kept while the remote is unreachable
+        # messages kept while the remote is slow or unreachable, at the most (a link
+        # carries the requests of every host behind it); more are dropped and counted
+        #queue-bytes = 32M
         #zmq_hwm = 100
         #zmq_linger = 500
         # CURVE to the remote: own secret certificate, the remote's public one
@@ -45,13 +50,20 @@ class ProxyHandler(CCHandler):
         self.remote_url = hcf.get("remote-cc")
         sock = self.zctx.socket(zmq.DEALER)
         try:
-            used = configure_socket(sock, hcf)
+            configure_socket(sock, hcf)
             configure_client(sock, hcf)
             sock.connect(self.remote_url)
         except BaseException:
             sock.close(0)
             raise
-        self.stream = CCStream(sock, self.io_loop, self.stats, qmaxsize=used["zmq_hwm"], name=hname)
+        self.stream = CCStream(
+            sock,
+            self.io_loop,
+            self.stats,
+            qmaxsize=QUEUE_UNCOUNTED,
+            qmaxbytes=hcf.getbytes("queue-bytes", "32M"),
+            name=hname,
+        )
         self.stream.on_recv(self._on_remote)
         self._ratelog = RateLimitedLog(self.log)
         self.pinger = None
@@ -63,9 +75,13 @@ class ProxyHandler(CCHandler):
                 self.log,
                 hcf.getfloat("ping-period", 1.0),
                 seal=self.server.seal,
+                open_body=self.server.open_body,
             )
             self.pinger.start()
         self.log.info("forwarding to %s", self.remote_url)
+
+    def reads_body(self, msgtype: str) -> bool:
+        return False
 
     def handle_msg(self, msg: CCMessage) -> None:
         self.stream.send_multipart(msg.frames)

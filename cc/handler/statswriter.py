@@ -46,9 +46,7 @@ class StatsWriter(CCHandler):
         self._ratelog = RateLimitedLog(self.log)
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         try:
             entry = self.store.update(msg.type, body)
             if entry is None:

@@ -111,9 +111,7 @@ class TailWriter(CCHandler):
         self.log.info("writing under %s", dests.dstdir)
 
     def handle_msg(self, msg: CCMessage) -> None:
-        body = self.get_body(msg)
-        if body is None:
-            return
+        body = msg.get_body()
         self.stats.inc("tailwriter.count")
         try:
             frag = self._fragment(msg, body)

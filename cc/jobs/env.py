@@ -8,13 +8,16 @@ standalone: no ``job.config`` query, no keepalives.
 import os
 from typing import Dict, Mapping, NamedTuple, Optional
 
-__all__ = ["JobEnv", "from_environ", "VARIABLES"]
+import skytools
+
+__all__ = ["JobEnv", "from_environ", "job_defaults", "VARIABLES"]
 
 JOB_NAME = "CC_JOB_NAME"
 SOCKET = "CC_SOCKET"
 KEEPALIVE_PERIOD = "CC_KEEPALIVE_PERIOD"
 PARENT_PID = "CC_JOBMGR_PID"
-VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID)
+HOSTNAME = "CC_HOSTNAME"
+VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID, HOSTNAME)
 WILDCARDS = (("tcp://0.0.0.0:", "tcp://127.0.0.1:"), ("tcp://[::]:", "tcp://[::1]:"))
 
 
@@ -28,6 +31,8 @@ class JobEnv(NamedTuple):
     keepalive_period: float
     #: the cc-server process; the daemon stops if it is orphaned
     parent_pid: int
+    #: the server's ``hostname``, for the daemon's messages ('' = the daemon reads it itself)
+    hostname: str = ""
 
     def to_environ(self) -> Dict[str, str]:
         return {
@@ -35,7 +40,33 @@ class JobEnv(NamedTuple):
             SOCKET: self.socket,
             KEEPALIVE_PERIOD: repr(self.keepalive_period),
             PARENT_PID: str(self.parent_pid),
+            HOSTNAME: self.hostname,
         }
+
+
+def job_defaults(server_cf: skytools.Config, section: str) -> Dict[str, str]:
+    """What a daemon's section inherits from ``[ccserver]`` (the original's make_job_defaults).
+
+    ``job_name`` is ``<server job>.<section>``; ``pidfile`` is the server's
+    pidfile template, uninterpolated, so that ``%(job_name)s`` expands per
+    job (``~/pid/cclocal.d:logtail.pid``).  A template without
+    ``%(job_name)s`` would name the server's own pidfile: the job's goes
+    beside it as ``<job_name>.pid``.  jobmgr and the daemon base both use
+    this, so a daemon and the jobmgr that runs it agree on its pidfile.
+    """
+    defaults = {
+        "use_skylog": "0",
+        "service_name": section,
+        "job_name": "%s.%s" % (server_cf.get("job_name"), section),
+    }
+    main = server_cf.main_section
+    if server_cf.cf.has_option(main, "pidfile"):
+        template = server_cf.cf.get(main, "pidfile", raw=True)
+        if template and "%(job_name)s" not in template:
+            template = os.path.join(os.path.dirname(template), "%(job_name)s.pid")
+        if template:
+            defaults["pidfile"] = template
+    return defaults
 
 
 def from_environ(environ: Mapping[str, str] = os.environ) -> Optional[JobEnv]:
@@ -48,6 +79,7 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> Optional[JobEnv]:
             environ.get(SOCKET, ""),
             float(environ.get(KEEPALIVE_PERIOD, "10")),
             int(environ.get(PARENT_PID, "0")),
+            environ.get(HOSTNAME, ""),
         )
     except ValueError:
         return None

@@ -8,7 +8,7 @@ and kept if its :meth:`CCDaemonPlugin.probe` says yes.
 import importlib
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Callable, List, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, List, Tuple, Type, TypeVar
 
 import skytools
 from skytools.config import ConfigError
@@ -44,26 +44,52 @@ class CCDaemonPlugin:
 def load_plugins(
     daemon: "CCDaemon", base: Type[P], early_probe: Callable[[Type[P]], bool], *args: Any
 ) -> List[P]:
-    """The plug-ins of the daemon's ``plugins`` sections, probed and initialised with ``args``."""
+    """The plug-ins of the daemon's ``plugins`` sections, probed and initialised with ``args``.
+
+    A section whose plug-ins cannot be loaded (no ``module``, a module that
+    does not import, a plug-in that fails to start) is logged as an error of
+    that section and counted in ``plugins.failed``; the daemon runs on with
+    the others.
+    """
     plugins: List[P] = []
     for section in daemon.cf.getlist("plugins"):
-        pcf = skytools.Config(section, daemon.cf.filename, user_defs={"job_name": daemon.job_name})
-        modname = pcf.get("module")
         try:
-            module = importlib.import_module(modname)
-        except ImportError as ex:
-            raise ConfigError("[%s]: cannot load plugin module %s: %s" % (section, modname, ex))
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ != module.__name__ or not issubclass(cls, base):
-                continue
-            if not early_probe(cls):
-                continue
-            plugin = cls(section, pcf, daemon)
-            if plugin.probe(*args):
-                plugin.init(*args)
-                plugins.append(plugin)
+            plugins.extend(_load_section(daemon, section, base, early_probe, args))
+        except (ConfigError, ImportError, ValueError) as ex:
+            daemon.stats.inc("plugins.failed")
+            daemon.log.error("plugin %s not loaded: %s", section, ex)
+        except Exception:
+            daemon.stats.inc("plugins.failed")
+            daemon.log.error("plugin %s not loaded", section, exc_info=True)
     if plugins:
         daemon.log.info("loaded plugins: %s", ", ".join(type(p).__name__ for p in plugins))
     else:
         daemon.log.warning("No plugins loaded!")
     return plugins
+
+
+def _load_section(
+    daemon: "CCDaemon",
+    section: str,
+    base: Type[P],
+    early_probe: Callable[[Type[P]], bool],
+    args: Tuple[Any, ...],
+) -> List[P]:
+    """The plug-ins of one section; raises if any of them cannot be loaded."""
+    pcf = skytools.Config(section, daemon.cf.filename, user_defs={"job_name": daemon.job_name})
+    modname = pcf.get("module")
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as ex:
+        raise ImportError("cannot import %s: %s" % (modname, ex)) from None
+    found = []
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        if cls.__module__ != module.__name__ or not issubclass(cls, base):
+            continue
+        if not early_probe(cls):
+            continue
+        plugin = cls(section, pcf, daemon)
+        if plugin.probe(*args):
+            plugin.init(*args)
+            found.append(plugin)
+    return found
