@@ -51,7 +51,8 @@ ENC_MARK = b"ENC1"
 #: how long signatures are remembered when ``cms-time-window`` is off
 DEFAULT_REPLAY_SECONDS = 300.0
 
-#: trusted signer certificates remembered (their chain is not checked again)
+#: signer certificates whose chain (and CRL) verdict is remembered, each until the first
+#: expiry of a link or CRL; a new context (a reload) starts with none
 TRUSTED_CACHE_MAX = 1024
 
 _BLOB_HASHES = {"SHA-1": hashlib.sha1, "SHA-256": hashlib.sha256}

@@ -106,7 +106,7 @@ class Signer:
             stamp = time.strftime("%y%m%d%H%M%SZ", time.gmtime(now)).encode("ascii")
             attr = der.tlv(
                 der.SEQUENCE,
-                der.tlv(der.OID_TAG, _OID_SIGNING_TIME) + der.tlv(der.SET, der.tlv(0x17, stamp)),
+                der.tlv(der.OID_TAG, _OID_SIGNING_TIME) + der.tlv(der.SET, der.tlv(der.UTC_TIME, stamp)),
             )
             self._time = (now, attr)
         return self._time[1]
