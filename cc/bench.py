@@ -3,6 +3,8 @@
     cc-bench forward [--targets cc,zmqproxy,stock,direct] [--messages N] [--size B] ...
     cc-bench twohop  [--targets cc,zmqproxy]
     cc-bench echo    [--targets cc,zmqproxy] [--messages N]
+    cc-bench signed | dbcalls | logtail | infowriter [options]   (:mod:`cc.benchmarks`)
+    cc-bench all     every scenario above with its defaults: the README's figures
 
 ``forward`` pushes N messages of a type and body size from S sender
 processes through one hop into a sink process and reports what the sink
@@ -27,6 +29,7 @@ compiled on first use against pyzmq's libzmq when a C compiler is there
 import argparse
 import ctypes.util
 import glob
+import importlib
 import json
 import os
 import shutil
@@ -38,6 +41,9 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import zmq
+
+from cc.benchmarks import SCENARIOS as MODULE_SCENARIOS
+from cc.benchmarks import wait_logged
 
 __all__ = ["main"]
 
@@ -258,22 +264,9 @@ class CCServerProc:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.endpoint = self._wait_endpoint()
-
-    def _wait_endpoint(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with open(self.logfile) as f:
-                    for line in f:
-                        if "listening on " in line:
-                            return line.split("listening on ")[1].split()[0]
-            except FileNotFoundError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("cc-server did not start; see %s" % self.logfile)
+        self.endpoint = wait_logged(self.proc, self.logfile, ["listening on "], START_TIMEOUT)[
+            "listening on "
+        ]
 
     def cpu_seconds(self) -> float:
         with open("/proc/%d/stat" % self.proc.pid) as f:
@@ -410,7 +403,16 @@ def summarize(scenario: str, results: Dict[str, List[Dict]]) -> Dict[str, Dict]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="cc-bench", description=__doc__.split("\n\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MODULE_SCENARIOS:
+        return importlib.import_module("cc.benchmarks." + argv[0]).main(argv[1:])
+    if argv and argv[0] == "all":
+        return run_all(argv[1:])
+    p = argparse.ArgumentParser(
+        prog="cc-bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="other scenarios: all, %s (each has --help)" % ", ".join(MODULE_SCENARIOS),
+    )
     p.add_argument("scenario", nargs="?", default="forward", choices=SCENARIOS)
     p.add_argument("--targets", default=None, help="comma list of: " + ", ".join(TARGETS))
     p.add_argument("--messages", type=int, default=None, help="messages per run")
@@ -449,6 +451,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     for target, values in summary.items():
         print("  %-8s %s" % (target, _short(values)))
+
+
+def run_all(argv: Sequence[str]) -> None:
+    """Every scenario with its defaults, one after the other; one that cannot run says why."""
+    if argv:
+        raise SystemExit("cc-bench all takes no options; run a scenario alone to change them")
+    for scenario in (*SCENARIOS, *MODULE_SCENARIOS):
+        print("== cc-bench %s" % scenario, flush=True)
+        try:
+            main([scenario])
+        except SystemExit as ex:
+            if ex.code:
+                print("cc-bench %s did not finish: %s" % (scenario, ex.code), flush=True)
+        print(flush=True)
 
 
 def _run_role(args: argparse.Namespace) -> None:

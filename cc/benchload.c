@@ -5,18 +5,23 @@
  *
  *   benchload send URL COUNT TYPE < body      DEALER: COUNT messages ["", TYPE, body, ""]
  *   benchload sink COUNT IDLE_MS              ROUTER: prints its port, then a JSON result
+ *   benchload fleet URL FILE IDLE_MS          a DEALER per simulated host, each with its own
+ *                                             identity, sending FILE's schedule (see do_fleet)
  *
  * cc-bench compiles this on first use against the libzmq that pyzmq loads.  No zmq.h is
  * needed: the few functions and constants used have kept their ABI since libzmq 3.2.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 void *zmq_ctx_new(void);
+int zmq_ctx_set(void *ctx, int option, int optval);
 int zmq_ctx_term(void *ctx);
 void *zmq_socket(void *ctx, int type);
 int zmq_close(void *sock);
@@ -38,6 +43,8 @@ int zmq_poll(zmq_pollitem_t *items, int nitems, long timeout);
 enum { ZMQ_DEALER = 5, ZMQ_ROUTER = 6 };
 enum { ZMQ_DONTWAIT = 1, ZMQ_SNDMORE = 2, ZMQ_POLLIN = 1 };
 enum { ZMQ_LINGER = 17, ZMQ_RCVMORE = 13, ZMQ_SNDHWM = 23, ZMQ_RCVHWM = 24 };
+enum { ZMQ_ROUTING_ID = 5, ZMQ_FD = 14, ZMQ_EVENTS = 15 };
+enum { ZMQ_MAX_SOCKETS = 2 };
 enum { ZMQ_LAST_ENDPOINT = 32 };
 
 #define MAX_BODY (16 * 1024 * 1024)
@@ -138,12 +145,274 @@ static int do_sink(long expected, long idle_ms)
     return 0;
 }
 
+/*
+ * The fleet: FILE (written by cc/benchmarks/fleet.py) holds, little-endian,
+ *   "CCFL" u32 hosts, u32 blobs, u32 messages,
+ *   per blob: u32 length, bytes,
+ *   per message, in send order: u32 host, u32 at_us, u8 kind, u8 acked, u16 type length,
+ *     u32 body length, u32 signature length, u32 blob (0xffffffff: none), type, body, signature.
+ * Each message goes out at its at_us (from the start) as [qid, "", type, body, signature, blob?]
+ * on its host's DEALER; qid (16 bytes: send time in ns, kind, host) comes back first in a reply,
+ * which gives the delivery latency of the kinds that are acknowledged.  A host whose queue is
+ * full drops the message (counted), as a local cc at its zmq_hwm would.
+ */
+#define KINDS 8
+#define FLEET_HWM 1000
+
+struct fmsg {
+    uint32_t host, at_us, blob;
+    uint8_t kind, acked;
+    const char *type, *body, *sig;
+    uint32_t tlen, blen, slen;
+};
+
+struct fleet {
+    void **socks;
+    uint32_t nhosts;
+    double *lat_ms;     /* per acknowledgement: latency */
+    double *lat_at;     /* per acknowledgement: when its message was due (s from start) */
+    long nlat, acks, errors;
+    char first_error[512];
+};
+
+static uint32_t rd32(const unsigned char **p)
+{
+    uint32_t v = (*p)[0] | (*p)[1] << 8 | (*p)[2] << 16 | (uint32_t)(*p)[3] << 24;
+    *p += 4;
+    return v;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+static void fleet_drain(struct fleet *f, uint32_t h, uint64_t start)
+{
+    static char buf[65536];
+    for (;;) {
+        int events = 0;
+        size_t len = sizeof events;
+        zmq_getsockopt(f->socks[h], ZMQ_EVENTS, &events, &len);
+        if (!(events & ZMQ_POLLIN))
+            return;
+        unsigned char qid[16];
+        int n = zmq_recv(f->socks[h], qid, sizeof qid, ZMQ_DONTWAIT), more = 0, frame = 0;
+        if (n < 0)
+            return;
+        uint64_t sent;
+        memcpy(&sent, qid, 8);
+        int is_error = 0;
+        for (;;) {
+            len = sizeof more;
+            zmq_getsockopt(f->socks[h], ZMQ_RCVMORE, &more, &len);
+            if (!more)
+                break;
+            n = zmq_recv(f->socks[h], buf, sizeof buf - 1, 0);
+            frame++;
+            if (n >= 0 && frame == 2 && n == 5 && memcmp(buf, "error", 5) == 0)
+                is_error = 1;
+            if (n >= 0 && frame == 3 && is_error && !f->first_error[0]) {
+                size_t keep = (size_t)n < sizeof f->first_error - 1 ? (size_t)n
+                                                                   : sizeof f->first_error - 1;
+                memcpy(f->first_error, buf, keep);
+                f->first_error[keep] = 0;
+            }
+        }
+        if (is_error) {
+            f->errors++;
+        } else {
+            f->acks++;
+            f->lat_ms[f->nlat] = (now_ns() - sent) / 1e6;
+            f->lat_at[f->nlat++] = (sent - start) / 1e9;
+        }
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, long n, double q)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[(long)(q * (n - 1))];
+}
+
+/* p99 of the acknowledgements whose messages were due in [from, to) seconds */
+static double p99_between(struct fleet *f, double from, double to)
+{
+    double *v = malloc((f->nlat + 1) * sizeof *v);
+    long n = 0;
+    for (long i = 0; i < f->nlat; i++)
+        if (f->lat_at[i] >= from && f->lat_at[i] < to)
+            v[n++] = f->lat_ms[i];
+    double r = pct(v, n, 0.99);
+    free(v);
+    return r;
+}
+
+static int do_fleet(const char *url, const char *path, long idle_ms)
+{
+    FILE *in = fopen(path, "rb");
+    if (!in)
+        die(path);
+    fseek(in, 0, SEEK_END);
+    long size = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *data = malloc(size);
+    if (!data || fread(data, 1, size, in) != (size_t)size || size < 16 || memcmp(data, "CCFL", 4))
+        die("schedule file");
+    fclose(in);
+    const unsigned char *p = data + 4;
+    struct fleet f = { 0 };
+    f.nhosts = rd32(&p);
+    uint32_t nblobs = rd32(&p), nmsgs = rd32(&p);
+    const char **blobs = calloc(nblobs + 1, sizeof *blobs);
+    uint32_t *blob_len = calloc(nblobs + 1, sizeof *blob_len);
+    for (uint32_t i = 0; i < nblobs; i++) {
+        blob_len[i] = rd32(&p);
+        blobs[i] = (const char *)p;
+        p += blob_len[i];
+    }
+    struct fmsg *msgs = calloc(nmsgs + 1, sizeof *msgs);
+    long acked_sent = 0, sent[KINDS] = { 0 }, full[KINDS] = { 0 };
+    for (uint32_t i = 0; i < nmsgs; i++) {
+        struct fmsg *m = &msgs[i];
+        m->host = rd32(&p);
+        m->at_us = rd32(&p);
+        m->kind = *p++ % KINDS;
+        m->acked = *p++;
+        m->tlen = p[0] | p[1] << 8;
+        p += 2;
+        m->blen = rd32(&p);
+        m->slen = rd32(&p);
+        m->blob = rd32(&p);
+        m->type = (const char *)p;
+        m->body = m->type + m->tlen;
+        m->sig = m->body + m->blen;
+        p = (const unsigned char *)m->sig + m->slen;
+    }
+    f.lat_ms = malloc((nmsgs + 1) * sizeof(double));
+    f.lat_at = malloc((nmsgs + 1) * sizeof(double));
+    void *ctx = zmq_ctx_new();
+    int ep = epoll_create1(0);
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, f.nhosts + 16);
+    f.socks = calloc(f.nhosts, sizeof *f.socks);
+    for (uint32_t h = 0; h < f.nhosts; h++) {
+        char id[32];
+        int hwm = FLEET_HWM, linger = 0, fd;
+        size_t len = sizeof fd;
+        snprintf(id, sizeof id, "fleet-host-%u", h);
+        f.socks[h] = zmq_socket(ctx, ZMQ_DEALER);
+        if (!f.socks[h])
+            die("socket");
+        zmq_setsockopt(f.socks[h], ZMQ_ROUTING_ID, id, strlen(id));
+        zmq_setsockopt(f.socks[h], ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(f.socks[h], ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(f.socks[h], url) != 0)
+            die(url);
+        zmq_getsockopt(f.socks[h], ZMQ_FD, &fd, &len);
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = h };
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+            die("epoll");
+    }
+    usleep(1000000 + f.nhosts * 200); /* every host connected before the clock starts */
+    printf("start\n");
+    fflush(stdout);
+    uint64_t start = now_ns(), last_sweep = start;
+    double max_lag = 0;
+    struct epoll_event events[256];
+    for (uint32_t i = 0; i < nmsgs;) {
+        uint64_t now = now_ns();
+        while (i < nmsgs && (uint64_t)msgs[i].at_us * 1000 <= now - start) {
+            struct fmsg *m = &msgs[i++];
+            void *s = f.socks[m->host];
+            unsigned char qid[16];
+            uint32_t kh[2] = { m->kind, m->host };
+            uint64_t t = now_ns();
+            memcpy(qid, &t, 8);
+            memcpy(qid + 8, kh, 8);
+            int last = m->blob == 0xffffffffu;
+            if (zmq_send(s, qid, 16, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+                full[m->kind]++;
+                continue;
+            }
+            zmq_send(s, "", 0, ZMQ_SNDMORE);
+            zmq_send(s, m->type, m->tlen, ZMQ_SNDMORE);
+            zmq_send(s, m->body, m->blen, ZMQ_SNDMORE);
+            zmq_send(s, m->sig, m->slen, last ? 0 : ZMQ_SNDMORE);
+            if (!last)
+                zmq_send(s, blobs[m->blob], blob_len[m->blob], 0);
+            sent[m->kind]++;
+            acked_sent += m->acked;
+            double lag = (now - start) / 1e6 - m->at_us / 1e3;
+            if (lag > max_lag)
+                max_lag = lag;
+            fleet_drain(&f, m->host, start); /* a send can swallow the FD's edge */
+        }
+        int wait = i < nmsgs ? (int)(((uint64_t)msgs[i].at_us * 1000 - (now_ns() - start)) / 1000000) : 0;
+        int n = epoll_wait(ep, events, 256, wait > 0 ? wait : 0);
+        for (int k = 0; k < n; k++)
+            fleet_drain(&f, events[k].data.u32, start);
+        if (now_ns() - last_sweep > 100000000u) {
+            for (uint32_t h = 0; h < f.nhosts; h++)
+                fleet_drain(&f, h, start);
+            last_sweep = now_ns();
+        }
+    }
+    double send_seconds = (now_ns() - start) / 1e9;
+    printf("sent\n");
+    fflush(stdout);
+    uint64_t last_progress = now_ns();
+    while (f.acks + f.errors < acked_sent && (now_ns() - last_progress) / 1000000 < (uint64_t)idle_ms) {
+        long before = f.acks + f.errors;
+        int n = epoll_wait(ep, events, 256, 100);
+        for (int k = 0; k < n; k++)
+            fleet_drain(&f, events[k].data.u32, start);
+        for (uint32_t h = 0; h < f.nhosts; h++)
+            fleet_drain(&f, h, start);
+        if (f.acks + f.errors > before)
+            last_progress = now_ns();
+    }
+    double third = send_seconds / 3;
+    double p99_first = p99_between(&f, 0, third), p99_last = p99_between(&f, 2 * third, 1e9);
+    double p50 = pct(f.lat_ms, f.nlat, 0.5), p99 = pct(f.lat_ms, f.nlat, 0.99);
+    printf("{\"sent\": [");
+    for (int k = 0; k < KINDS; k++)
+        printf("%s%ld", k ? ", " : "", sent[k]);
+    printf("], \"host_full\": [");
+    for (int k = 0; k < KINDS; k++)
+        printf("%s%ld", k ? ", " : "", full[k]);
+    printf("], \"acked_sent\": %ld, \"acks\": %ld, \"errors\": %ld, \"p50_ms\": %.3f, "
+           "\"p99_ms\": %.3f, \"p99_first_ms\": %.3f, \"p99_last_ms\": %.3f, "
+           "\"max_lag_ms\": %.1f, \"send_seconds\": %.3f, \"first_error\": \"",
+           acked_sent, f.acks, f.errors, p50, p99, p99_first, p99_last, max_lag, send_seconds);
+    for (const char *c = f.first_error; *c; c++)
+        printf(*c == '"' || *c == '\\' ? "\\%c" : (*c < 32 ? " " : "%c"), *c);
+    printf("\"}\n");
+    fflush(stdout);
+    for (uint32_t h = 0; h < f.nhosts; h++)
+        zmq_close(f.socks[h]);
+    zmq_ctx_term(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "send") == 0)
         return do_send(argv[2], atol(argv[3]), argv[4]);
     if (argc == 4 && strcmp(argv[1], "sink") == 0)
         return do_sink(atol(argv[2]), atol(argv[3]));
-    fprintf(stderr, "usage: benchload send URL COUNT TYPE < body | benchload sink COUNT IDLE_MS\n");
+    if (argc == 5 && strcmp(argv[1], "fleet") == 0)
+        return do_fleet(argv[2], argv[3], atol(argv[4]));
+    fprintf(stderr, "usage: benchload send URL COUNT TYPE < body | benchload sink COUNT IDLE_MS"
+                    " | benchload fleet URL FILE IDLE_MS\n");
     return 2;
 }

@@ -19,7 +19,7 @@ import signal
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set
 
 import skytools
 import tornado
@@ -28,9 +28,6 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
-from cc.crypto import CryptoContext, ReplayCache
-from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
-from cc.crypto.curve import CurveServer
 from cc.handler import CCHandler
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
@@ -42,14 +39,19 @@ from cc.message import (
     MessageError,
     set_hostname,
 )
-from cc.metrics import MetricsServer
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
 from cc.ratelog import RateLimitedLog
+from cc.security import crypto_context, curve_server, replay_cache
 from cc.routing import RouteTable
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
 from cc.stream import CCStream, PeerWaits
+
+if TYPE_CHECKING:
+    from cc.crypto import CryptoContext, ReplayCache
+    from cc.crypto.curve import CurveServer
+    from cc.metrics import MetricsServer
 
 __all__ = ["CCServer", "main"]
 
@@ -161,7 +163,8 @@ class CCServer(skytools.BaseScript):
         #infofile = ~/log/%(job_name)s.info
         #infofile-level = 2
 
-        # messages larger than this (all frames) are rejected
+        # a frame larger than this costs its sender the connection (libzmq reads no
+        # further); a message larger than this (all frames) is rejected
         #cc-max-message-size = 64M
 
         # replies for a client whose pipe is full wait for it, at most this many
@@ -205,12 +208,12 @@ class CCServer(skytools.BaseScript):
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         self._state_sources: Dict[str, Callable[[], Any]] = {}
-        self.replay = ReplayCache()
-        self.crypto: Optional[CryptoContext] = None
+        self.replay: Optional["ReplayCache"] = None  # one for all reloads, made when first needed
+        self.crypto: Optional["CryptoContext"] = None
         #: opens every body a handler reads: bounded, and verified where cms-* asks
         self.gate = BodyGate()
-        self.curve: Optional[CurveServer] = None
-        self.metrics: Optional[MetricsServer] = None
+        self.curve: Optional["CurveServer"] = None
+        self.metrics: Optional["MetricsServer"] = None
         super().__init__("ccserver", args)
 
     # -- config --------------------------------------------------------------
@@ -224,6 +227,9 @@ class CCServer(skytools.BaseScript):
         return p
 
     def print_ini(self) -> None:
+        from cc.crypto import CryptoContext
+        from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
+
         super().print_ini()
         print(SOCKOPTS_TEMPLATE)
         print(textwrap.dedent(BodyLimits.__doc__.split("::", 1)[1]).strip() + "\n")
@@ -240,9 +246,15 @@ class CCServer(skytools.BaseScript):
             return  # a broken config must not keep an operator from stopping the server
         self.settings = Settings(self.cf)
         set_hostname(self.settings.hostname)
-        self.crypto = CryptoContext.from_config(self.cf, self.replay)
+        self.crypto = self._crypto_context(self.cf)
         self.gate = BodyGate.from_config(self.cf, self.crypto)
         self.plan = self._load_plan(self.cf, self.settings)
+
+    def _crypto_context(self, cf: skytools.Config) -> Optional["CryptoContext"]:
+        """``cf``'s CMS context, or None; the crypto code is loaded only when configured."""
+        if self.replay is None:
+            self.replay = replay_cache(cf)
+        return crypto_context(cf, self.replay)
 
     def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
         return RoutePlan(cf.filename, settings.role, {"job_name": self.job_name})
@@ -292,12 +304,15 @@ class CCServer(skytools.BaseScript):
             )
         self._raise_fd_limit()
         self.zctx = zmq.Context(settings.nthreads)
-        self.curve = CurveServer.from_config(self.zctx, self.cf)
+        self.curve = curve_server(self.zctx, self.cf)
         sock = self.zctx.socket(zmq.ROUTER)
         try:
             if self.curve is not None:
                 self.curve.apply(sock)
             used = configure_socket(sock, self.cf)
+            # bounded before allocation; only on this bound socket: a peer whose connection
+            # libzmq drops reconnects, a connecting socket would stay cut off for good
+            sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_size)
             sock.bind(settings.socket_url)
         except BaseException:
             sock.close(0)
@@ -313,6 +328,8 @@ class CCServer(skytools.BaseScript):
         self.cclocal.on_recv(self._dispatch)
         self._start_timers()
         if settings.metrics_http:
+            from cc.metrics import MetricsServer  # tornado.web: only where asked for
+
             self.metrics = MetricsServer(self, settings.metrics_http)
             self.log.info("metrics on http://%s/metrics", self.metrics.address)
         self.log.info(
@@ -386,7 +403,7 @@ class CCServer(skytools.BaseScript):
         try:
             cf = self.load_config()
             settings = Settings(cf)
-            crypto = CryptoContext.from_config(cf, self.replay)
+            crypto = self._crypto_context(cf)
             gate = BodyGate.from_config(cf, crypto)
             plan = self._load_plan(cf, settings)
             if settings.socket_url != self.settings.socket_url:

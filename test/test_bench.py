@@ -35,3 +35,30 @@ class TestBench(CCTestCase):
         for target in ("cc", "zmqproxy"):
             self.assertEqual(summary[target]["count"], 300)
             self.assertLessEqual(summary[target]["p50"], summary[target]["p99"])
+
+    def test_fleet_tiny(self):
+        """A few hosts for two seconds, unsigned and signed: every message arrives."""
+        result = self.run_command(
+            [sys.executable, "-m", "cc.bench", "fleet", "--hosts", "3,6", "--seconds", "2",
+             "--idle", "30", "--json"],
+            timeout=300,
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        servers = {"proxy", "logwriter", "tailwriter", "statswriter", "infowriter", "taskrouter"}
+        self.assertEqual(set(report["modes"]), {"unsigned", "signed"})
+        for mode, values in report["modes"].items():
+            self.assertEqual([r["hosts"] for r in values["runs"]], [3, 6], mode)
+            for row in values["runs"]:
+                # 5 log.info + 1 pub.logtail + 1 pub.stats a second, a task.register, and
+                # one pub.infofile: from the host whose minute starts within the run
+                self.assertEqual(row["sent"], row["hosts"] * (1 + 2 * 7) + 1, mode)
+                self.assertEqual(row["delivered"], row["sent"], mode)
+                self.assertEqual(set(row["drops"]), servers | {"hosts"})
+                self.assertEqual(sum(row["drops"].values()), 0, row["drops"])
+                self.assertEqual(row["errors"], 0, row["first_error"])
+                self.assertEqual(row["acks"], row["hosts"] * 2 + 1)  # logtail and infofile
+                self.assertLessEqual(row["p50_ms"], row["p99_ms"])
+                self.assertEqual(set(row["cpu"]), servers)
+            self.assertEqual(set(values["sustained_hosts"]), servers)  # the counts depend on speed
+        self.assertEqual(set(report["signed_cpu_vs_unsigned"]), {"3", "6"})

@@ -26,6 +26,7 @@ handler = infowriter
 dstdir = {dstdir}
 host-subdirs = yes
 bakext = --prev
+{writer_extra}
 
 [h:locallog]
 handler = locallogger
@@ -73,10 +74,11 @@ def write(path, data, mtime=None):
 
 
 class TestInfosender(DaemonTestCase):
-    def topology(self, dstdir="{tmp}/dst-infofile", scan="0.2"):
+    def topology(self, dstdir="{tmp}/dst-infofile", scan="0.2", writer_extra=""):
         self.src = os.path.join(self.tmp, "src-infofile")
         os.makedirs(self.src, exist_ok=True)
-        self.recv = self.start_server("recv", RECV, dstdir=dstdir.replace("{tmp}", self.tmp))
+        dstdir = dstdir.replace("{tmp}", self.tmp)
+        self.recv = self.start_server("recv", RECV, dstdir=dstdir, writer_extra=writer_extra)
         self.send = self.start_server("send", SEND, remote=self.recv.endpoint, scan=scan)
         self.dst = os.path.join(self.tmp, "dst-infofile", HOST)
 
@@ -161,6 +163,21 @@ class TestInfosender(DaemonTestCase):
         wait_for(
             lambda: read_file(dst) == b"two", timeout=20, what="the version lost with the writer"
         )
+
+    def test_version_refused_as_too_large_waits_for_a_change(self):
+        self.topology(writer_extra="max-file-size = 1K")
+        big = os.path.join(self.src, "info.big")
+        write(big, b"x" * 2000, mtime=1000)
+        self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
+        self.recv.wait_stat("infowriter.too_large", 1)
+        write(os.path.join(self.src, "info.small"), b"small", mtime=1000)
+        self.recv.wait_stat("written_files", 1)
+        # scans went on meanwhile (info.small needed two): the refused version was not resent
+        self.assertEqual(self.recv.stats_total()["infowriter.too_large"], 1)
+        self.assertEqual(read_file(os.path.join(self.dst, "info.small")), b"small")
+        self.assertIsNone(read_file(os.path.join(self.dst, "info.big")))
+        write(big, b"y" * 500, mtime=2000)
+        wait_for(lambda: read_file(os.path.join(self.dst, "info.big")) == b"y" * 500, what="big")
 
     def test_restart_sends_only_changed_files(self):
         self.topology()

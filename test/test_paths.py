@@ -1,11 +1,14 @@
 """safe_join: nothing a message says can put a file outside dstdir."""
 
+import bz2
+import gzip
 import os
 import shutil
 import tempfile
 import unittest
+import zlib
 
-from cc.files.compression import compress, decompress, extension, normalize
+from cc.files.compression import PIECE, TooLarge, compress, decompress, extension, normalize
 from cc.files.paths import UnsafePath, clean_name, safe_join
 
 
@@ -59,8 +62,25 @@ class TestCompression(unittest.TestCase):
     def test_round_trips(self):
         data = b"hello " * 1000
         for method in ("gzip", "bzip2", "none", "", None):
-            self.assertEqual(decompress(compress(data, method, 1), method), data)
+            self.assertEqual(decompress(compress(data, method, 1), method, len(data)), data)
         self.assertEqual(extension("gzip"), ".gz")
         self.assertEqual(extension("none"), "")
         with self.assertRaises(ValueError):
             normalize("lzma")
+
+    def test_limit_is_exact_and_covers_every_member(self):
+        data = os.urandom(PIECE) + bytes(2 * PIECE)  # more than one piece of output
+        for method, pack in (("gzip", gzip.compress), ("bzip2", bz2.compress)):
+            packed = pack(data) + pack(b"tail")  # two members / streams
+            self.assertEqual(decompress(packed, method, len(data) + 4), data + b"tail")
+            with self.assertRaises(TooLarge):
+                decompress(packed, method, len(data) + 3)
+        with self.assertRaises(TooLarge):
+            decompress(b"plain", "", 4)
+
+    def test_truncated_or_corrupt_data_is_an_error(self):
+        for method, pack in (("gzip", gzip.compress), ("bzip2", bz2.compress)):
+            packed = pack(b"x" * 1000)
+            for broken in (packed[:-6], b"not " + packed):
+                with self.assertRaises((EOFError, OSError, zlib.error)):
+                    decompress(broken, method, 10000)

@@ -39,11 +39,12 @@ from cc.crypto.certs import (
 )
 from cc.crypto.cms import Signer, VerifyCache, envelope, open_envelope, verify
 from cc.message import DEFAULT_LIMITS, BodyLimits, CCMessage, MessageError
+from cc.security import CMS_OPTIONS
 
 __all__ = ["CryptoContext", "ReplayCache", "OPTIONS"]
 
 #: options that turn a context on (``cms-keystore`` alone does not)
-OPTIONS = ("cms-sign", "cms-verify-ca", "cms-encrypt", "cms-decrypt", "cms-time-window", "cms-crl")
+OPTIONS = CMS_OPTIONS
 
 #: body frame of an encrypted message
 ENC_MARK = b"ENC1"

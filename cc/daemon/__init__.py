@@ -44,12 +44,12 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
-from cc.crypto import CryptoContext
 from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
 from cc.hostname import configured_hostname
 from cc.message import BodyGate, BodyLimits, CCMessage, MessageError, set_hostname
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
+from cc.security import crypto_context
 from cc.stats import Stats
 from cc.stream import CCReqStream
 
@@ -229,7 +229,7 @@ class CCDaemon(skytools.BaseScript):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         try:
-            crypto = CryptoContext.from_config(self.cf)
+            crypto = crypto_context(self.cf)
             self.cc = CCReqStream(
                 self.cc_socket,
                 self.io_loop,

@@ -15,12 +15,16 @@ import skytools
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.infomsg import InfofileEncoder
+from cc.files.watch import RECHECK, DirWatch
 from cc.message import CCMessage
 
 CC_DAEMON = "InfofileCollector"
 
 #: seconds a stopping infosender waits for answers (the daemon base allows 5 in all)
 STOP_WAIT = 3.0
+
+#: writer answers that sending the same version again cannot change
+FINAL_ERRORS = ("too-large", "rejected")
 
 #: what identifies a version of a file: (size, mtime in ns)
 Version = Tuple[int, int]
@@ -75,7 +79,9 @@ class InfofileCollector(CCDaemon):
     With ``ack`` (the default) each version is sent with ``ack`` set and
     counts as sent only once the infowriter has answered; one that got an
     error or no answer within ``ack-timeout`` seconds is sent again by a later
-    scan, so a version lost with a killed proxy or writer still arrives.  At
+    scan, so a version lost with a killed proxy or writer still arrives, unless
+    the answer says no resend can help (``too-large``, ``rejected``): that
+    version waits for the file to change.  At
     most ``window`` files wait for an answer.  ``ack = no`` sends and forgets,
     as the original did (for infowriters that never answer).
 
@@ -85,6 +91,8 @@ class InfofileCollector(CCDaemon):
         module = cc.daemon.infosender
         infodir = /var/lib/postgresql/info
         infomask = *.info
+        # seconds between scans while files change; once all is sent, with inotify, the next
+        # scan waits until infodir changes (at most 10 s)
         #scan-period = 1
         #state-file = ~/pid/infosender.state
         #compression = none
@@ -140,11 +148,15 @@ class InfofileCollector(CCDaemon):
     def start_work(self) -> None:
         if not self.state_file:
             self.log.info("no pidfile or state-file: files are sent again after a restart")
+        directory = os.path.dirname(self.pattern)
+        self.watch = None if glob.has_magic(directory) else DirWatch(directory, self.log)
         self._scanner = self.spawn(self._run())
 
     async def stop_work(self) -> None:
         """Stop scanning; wait a little for answers; save what was answered."""
         self._scanner.cancel()
+        if self.watch is not None:
+            self.watch.close()
         deadline = time.monotonic() + STOP_WAIT
         while self.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -159,7 +171,13 @@ class InfofileCollector(CCDaemon):
                 await self.scan()
             except OSError as ex:
                 self.log.error("scanning %s failed: %s", self.pattern, ex)
+            if self.watch is not None and self.watch.watching and self._settled():
+                await self.watch.wait(RECHECK)  # nothing to do until infodir changes
             await asyncio.sleep(self.scan_period)
+
+    def _settled(self) -> bool:
+        """Whether every file's version seen is sent and answered: no scan needed until a change."""
+        return not self.inflight and all(self.sent.get(p) == s.seen for p, s in self.scans.items())
 
     async def scan(self) -> None:
         """One pass: decide per file whether it is due, send what is."""
@@ -238,6 +256,9 @@ class InfofileCollector(CCDaemon):
             self.stats.inc("infosender.errors")
             body = reply.get_body()
             self.log.error("writer refused %s (%s): %s", path, body.get("code"), body.get("msg"))
+            if body.get("code") in FINAL_ERRORS:
+                self.sent[path] = version  # sent again once the file changes, not every scan
+                self.acked += 1
         else:
             self.stats.inc("infosender.acked")
             self.sent[path] = version

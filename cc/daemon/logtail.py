@@ -10,6 +10,7 @@ from skytools.config import ConfigError
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.files import compression
+from cc.files.watch import RECHECK, DirWatch
 from cc.files.tailsource import (
     Source,
     find_by_inode,
@@ -26,6 +27,9 @@ CC_DAEMON = "LogfileTailer"
 
 #: seconds between the two extra looks for late writes to a file being left (as the original)
 PROBE_DELAY = 0.1
+#: seconds between looks at a log that has stopped growing, where its directory cannot be
+#: watched: poll-period doubles up to this
+IDLE_POLL = 1.0
 #: seconds between saves of the position at the most
 SAVE_DELAY = 0.2
 #: seconds a stopping logtail waits for acknowledgements (the daemon base allows 5 in all)
@@ -94,6 +98,8 @@ class LogfileTailer(CCDaemon):
         #state-file =
         #window = 8
         #ack-timeout = 10
+        # seconds between looks at the end of the log while it grows; then, with inotify,
+        # until logdir changes (at most 10 s), else doubling up to 1 s
         #poll-period = 0.2
     """
 
@@ -150,6 +156,7 @@ class LogfileTailer(CCDaemon):
 
     def start_work(self) -> None:
         self.src: Optional[Source] = None
+        self.next_path: Optional[str] = None  # see _read
         self.acked_pos = 0
         self.pending: Deque[Pending] = collections.deque()
         #: (st_dev, st_ino) of the files finished lately (rotated mode)
@@ -161,6 +168,7 @@ class LogfileTailer(CCDaemon):
         self._save_handle: Optional[object] = None
         self._ratelog = RateLimitedLog(self.log)
         self._deliveries: "set[asyncio.Task]" = set()
+        self.watch = DirWatch(self.logdir, self.log)
         self._task = asyncio.ensure_future(self._tail())
         self._task.add_done_callback(self._tail_ended)
 
@@ -173,6 +181,7 @@ class LogfileTailer(CCDaemon):
         for task in self._deliveries:
             task.cancel()
         await self._save()
+        self.watch.close()
         if self.src is not None:
             self.src.close()
 
@@ -196,14 +205,17 @@ class LogfileTailer(CCDaemon):
     # -- reading ---------------------------------------------------------------------------
 
     async def _tail(self) -> None:
+        quiet = 0  # looks in a row that found nothing
         while self.src is None:
             self.src = await self.run_blocking(self._open_start)
             if self.src is None:
-                await asyncio.sleep(self.poll_period)
+                await self._pause(quiet)
+                quiet += 1
         self.acked_pos = self.src.pos
         self.stats.inc("tailed_files")
         await self._save()  # from here on a restart resumes here, not at the end
         self.log.info("started %s at file position %d", self.src.path, self.src.pos)
+        quiet = 0
         while True:
             await self.slots.acquire()
             try:
@@ -213,21 +225,43 @@ class LogfileTailer(CCDaemon):
                 frag = None
             if isinstance(frag, tuple):
                 self._send(frag)
+                quiet = 0
                 continue
             self.slots.release()
             if frag == TRUNCATED:
                 await self._switch(None)
             elif not await self._at_eof():
-                await asyncio.sleep(self.poll_period)
+                await self._pause(quiet)
+                quiet += 1
+
+    async def _pause(self, quiet: int) -> None:
+        """Wait before looking again at a log that did not grow (``quiet`` looks in a row).
+
+        The first pause is poll-period, so that a log being written is read
+        in pieces of that period; after that, until ``logdir`` changes (at most
+        RECHECK seconds), or where it cannot be watched, poll-period doubling
+        up to IDLE_POLL.
+        """
+        if quiet and self.watch.watching:
+            await self.watch.wait(RECHECK)
+        else:
+            idle_poll = max(IDLE_POLL, self.poll_period)
+            await asyncio.sleep(min(idle_poll, self.poll_period * 2 ** min(quiet, 16)))
 
     def _read(self) -> Union[Fragment, str, None]:
-        """The next fragment of the current file (on a worker thread)."""
+        """The next fragment of the current file (on a worker thread).
+
+        At the end of the file, None, and :attr:`next_path` says where to go
+        next: found in the same trip to the worker thread, which is what an
+        idle poll costs.
+        """
         src = self.src
         assert src is not None
         if src.size() < src.pos:
             return TRUNCATED
         data = src.read(self.buffer_bytes, self.buffer_lines, self.text)
         if not data:
+            self.next_path = self._next_file()
             return None
         fpos = src.pos
         src.pos += len(data)
@@ -237,7 +271,7 @@ class LogfileTailer(CCDaemon):
         """At the end of the file: move to the next one if there is one; True if moved."""
         src = self.src
         assert src is not None
-        path = await self.run_blocking(self._next_file)
+        path = self.next_path
         if path is None:
             return False
         for _ in range(2):  # late writes to the file being left

@@ -1,14 +1,38 @@
 """The compression methods messages carry in ``comp``: none, gzip, bzip2.
 
 One place for the names, the file extensions and the (de)compressors, so
-that senders and writers agree.
+that senders and writers agree.  Data from the network is decompressed
+with a limit: a few kilobytes can claim gigabytes (a decompression bomb),
+so output is produced incrementally and refused once past the limit, before
+more is allocated.
 """
 
 import bz2
 import gzip
-from typing import Dict, Optional
+import zlib
+from typing import Dict, Iterator, List, Optional, Union
 
-__all__ = ["compress", "decompress", "extension", "normalize", "parse_level", "METHODS"]
+__all__ = [
+    "compress",
+    "decompress",
+    "extension",
+    "normalize",
+    "parse_level",
+    "TooLarge",
+    "METHODS",
+    "MAX_FILE_SIZE",
+]
+
+#: default of the writers' ``max-file-size``: the most one message's data may decompress to
+MAX_FILE_SIZE = "256M"
+
+#: output bytes asked of a decompressor at a time
+PIECE = 1024 * 1024
+
+#: zlib ``wbits`` for a gzip member (header and trailer checked, as gzip.decompress does)
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+Decompressor = Union["zlib._Decompress", bz2.BZ2Decompressor]
 
 #: method -> file extension
 METHODS: Dict[str, str] = {"gzip": ".gz", "bzip2": ".bz2"}
@@ -38,13 +62,58 @@ def compress(data: bytes, method: Optional[str], level: Optional[int] = None) ->
     return data
 
 
-def decompress(data: bytes, method: Optional[str]) -> bytes:
+class TooLarge(ValueError):
+    """Data that decompresses to more than the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("decompresses to more than %d bytes" % limit)
+        self.limit = limit
+
+
+def decompress(data: bytes, method: Optional[str], limit: int) -> bytes:
+    """``data`` decompressed; :class:`TooLarge` once the output passes ``limit`` bytes.
+
+    Output comes a :data:`PIECE` at a time, so refusing a bomb costs about
+    ``limit`` bytes; data that fits is joined at the end (twice its size for
+    a moment).  Concatenated members or streams are read as gzip and bz2 read
+    them; corrupt or truncated data raises ``zlib.error``, ``OSError`` or
+    ``EOFError``.
+    """
     method = normalize(method)
-    if method == "gzip":
-        return gzip.decompress(data)
-    if method == "bzip2":
-        return bz2.decompress(data)
-    return data
+    if not method:
+        if len(data) > limit:
+            raise TooLarge(limit)
+        return data
+    parts: List[bytes] = []
+    room = limit
+    for piece in _pieces(data, method):
+        room -= len(piece)
+        if room < 0:
+            # the traceback keeps this frame alive (a worker holds its last error): let go first
+            del parts[:]
+            raise TooLarge(limit)
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def _pieces(data: bytes, method: str) -> Iterator[bytes]:
+    """The output of ``data``, member after member, at most PIECE bytes at a time."""
+    while data:
+        member: Decompressor = (
+            bz2.BZ2Decompressor() if method == "bzip2" else zlib.decompressobj(GZIP_WBITS)
+        )
+        piece = member.decompress(data, PIECE)
+        while True:
+            yield piece
+            if member.eof:
+                break
+            # zlib hands back unread input; bz2 keeps it and continues from b""
+            piece = member.decompress(getattr(member, "unconsumed_tail", b""), PIECE)
+            if not piece and not member.eof:
+                raise EOFError("compressed data ended before the end-of-stream marker")
+        data = member.unused_data
+        if method == "gzip":
+            data = data.lstrip(b"\0")  # padding between members, as gzip.decompress skips it
 
 
 def extension(method: Optional[str]) -> str:

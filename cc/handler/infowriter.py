@@ -78,6 +78,9 @@ class InfoWriter(CCHandler):
     A message with ``ack`` (infosender sends them so) is answered once the
     file is on disk, or already newer there, with ``reply.<type>``; and with
     an ``error`` when it is refused, dropped or fails, so that it is sent again.
+    Data that would decompress to more than ``max-file-size`` is refused
+    (``too-large``) as soon as the output passes it: a worker holds at most
+    that much, and the file on disk stays as it was.
 
     ::
 
@@ -96,6 +99,8 @@ class InfoWriter(CCHandler):
         #compression = gzip
         # empty or 0: the library default (gzip 6, bzip2 9)
         #compression-level = 6
+        # the most a file may be once decompressed (K, M, G); larger ones are refused
+        #max-file-size = 256M
         #worker-threads = 10
         #queue-size = 100
     """
@@ -126,6 +131,9 @@ class InfoWriter(CCHandler):
             self.level = compression.parse_level(hcf.get("compression-level", ""))
         except ValueError as ex:
             raise ConfigError("[%s]: compression-level: %s" % (hname, ex)) from None
+        self.max_file_size = hcf.getbytes("max-file-size", compression.MAX_FILE_SIZE)
+        if self.max_file_size < 1:
+            raise ConfigError("[%s]: max-file-size must be positive" % hname)
         self.ratelog = RateLimitedLog(self.log)
         umask = os.umask(0o022)
         os.umask(umask)
@@ -155,12 +163,12 @@ class InfoWriter(CCHandler):
             relpath += compression.extension(self.compression)
         blob = msg.blob
         data = blob if blob else body.get("data") or ""
-        done = functools.partial(self._done, msg, ack)
+        done = functools.partial(self._done, msg, ack, relpath)
         if not self.pool.submit(relpath, done, self.write_file, relpath, mtime, comp, data):
             self._refuse(msg, ack, "dropped", "worker queue full, dropping infofile %s", relpath)
 
     def _refuse(self, msg: CCMessage, ack: bool, what: str, fmt: str, *args: Any) -> None:
-        self.stats.inc("infowriter." + what)
+        self.stats.inc("infowriter." + what.replace("-", "_"))
         self.ratelog.error(what, fmt, *args)
         if ack:
             self.reply_error(msg, fmt % args, what)
@@ -193,12 +201,14 @@ class InfoWriter(CCHandler):
             except binascii.Error as ex:
                 raise ValueError("data is not base64: %s" % ex) from None
         if self.write_compressed in ("", "no"):
-            return compression.decompress(data, comp)
+            return compression.decompress(data, comp, self.max_file_size)
         if self.write_compressed == "yes" and comp != self.compression:
             return compression.compress(
-                compression.decompress(data, comp), self.compression, self.level
+                compression.decompress(data, comp, self.max_file_size),
+                self.compression,
+                self.level,
             )
-        return data
+        return data  # stored as received, never decompressed here
 
     # -- back on the loop -------------------------------------------------------------
 
@@ -206,12 +216,15 @@ class InfoWriter(CCHandler):
         self,
         msg: CCMessage,
         ack: bool,
+        relpath: str,
         result: Optional[WriteResult],
         error: Optional[BaseException],
     ) -> None:
         if error is not None:
             if isinstance(error, UnsafePath):
                 self._refuse(msg, ack, "rejected", "suspicious file path, skipping: %s", error)
+            elif isinstance(error, compression.TooLarge):
+                self._refuse(msg, ack, "too-large", "refusing infofile %s: %s", relpath, error)
             else:
                 self._refuse(msg, ack, "failed", "cannot write infofile: %s", error)
             return

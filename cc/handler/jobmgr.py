@@ -101,11 +101,15 @@ class JobMgr(CCHandler):
         self.jobs = {name: job for name, (job, _) in jobs.items()}
         self.configs = {name: config for name, (_, config) in jobs.items()}
         self._by_job_name = {self._job_name(n): n for n in self.jobs}
-        period = min(job.settings.keepalive_timeout for job in self.jobs.values()) / 4
         if self._checker is not None:
             self._checker.stop()
-        self._checker = PeriodicCallback(self._check_jobs, max(0.1, min(period, 1)) * 1000)
-        self._checker.start()
+            self._checker = None
+        # a hung job is noticed within a quarter of its keepalive-timeout; none: no checks
+        timeouts = [job.settings.keepalive_timeout for job in self.jobs.values()]
+        if any(t > 0 for t in timeouts):
+            period = min(t for t in timeouts if t > 0) / 4
+            self._checker = PeriodicCallback(self._check_jobs, max(0.1, period) * 1000)
+            self._checker.start()
 
     def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:
         try:

@@ -4,11 +4,11 @@ from typing import List
 
 import zmq
 
-from cc.crypto.curve import configure_client
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
+from cc.security import curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream
 
@@ -51,7 +51,7 @@ class ProxyHandler(CCHandler):
         sock = self.zctx.socket(zmq.DEALER)
         try:
             configure_socket(sock, hcf)
-            configure_client(sock, hcf)
+            curve_client(sock, hcf)
             sock.connect(self.remote_url)
         except BaseException:
             sock.close(0)

@@ -46,7 +46,10 @@ class TailWriter(CCHandler):
     seen.  Writes run on worker threads (a file always on the same one);
     when a fragment is in the file the sender gets ``reply.<type>`` (if its
     message asked with ``ack``), or an ``error`` reply (``code``:
-    ``unsafe-path``, ``bad-field``, ``bad-data``, ``busy``, ``write-failed``).
+    ``unsafe-path``, ``bad-field``, ``bad-data``, ``too-large``, ``busy``,
+    ``write-failed``).  A fragment whose data would decompress to more than
+    ``max-file-size`` is refused as soon as the output passes it, so a
+    worker never holds more than that.
 
     The destination keeps source offsets: a range the sender skipped
     (``lag-max-bytes``) or has not delivered yet is a hole (reads as NUL
@@ -69,6 +72,8 @@ class TailWriter(CCHandler):
         #write-compressed =
         #compression = gzip
         #compression-level =
+        # the most one fragment may be once decompressed (K, M, G); larger ones are refused
+        #max-file-size = 256M
         #worker-threads = 10
         # fragments queued per worker thread at the most
         #zmq_hwm = 100
@@ -92,6 +97,9 @@ class TailWriter(CCHandler):
             self.log.info("buffer-bytes ignored: each fragment is written when it comes")
         mask = hcf.get("dstmask", "") or default_mask(hcf.getboolean("host-subdirs", False))
         dests = DestinationMap(hcf.getfile("dstdir"), mask)
+        self.max_file_size = hcf.getbytes("max-file-size", compression.MAX_FILE_SIZE)
+        if self.max_file_size < 1:
+            raise ConfigError("[%s]: max-file-size must be positive" % hname)
         self._ratelog = RateLimitedLog(self.log)
         self.workers = [
             TailWorker(
@@ -225,7 +233,10 @@ class TailWorker(threading.Thread):
         body = frag.msg.get_body()
         try:
             raw = frag.msg.blob or base64.b64decode(frag.data, validate=True)
-            data = compression.decompress(raw, frag.comp)
+            data = compression.decompress(raw, frag.comp, h.max_file_size)
+        except compression.TooLarge as ex:
+            text = "refusing fragment of %s: %s" % (frag.ident.filename, ex)
+            return h.failed, frag.msg, body, "too-large", text
         except (binascii.Error, ValueError, OSError, EOFError, zlib.error) as ex:
             return h.failed, frag.msg, body, "bad-data", "undecodable fragment: %s" % ex
         try:

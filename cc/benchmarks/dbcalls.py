@@ -1,6 +1,6 @@
 """Database calls through cc (client -> cc-server -> dbhandler) against direct psycopg2.
 
-    python bench/dbcalls.py [--calls N] [--runs R] [--threads 4,10] [--sleep-ms MS] [--dsn DSN]
+    cc-bench dbcalls [--calls N] [--runs R] [--threads 4,10] [--sleep-ms MS] [--dsn DSN]
 
 Each run calls ``bench_add(a, b)`` (a one-line SQL function, ``return = one``;
 with ``--sleep-ms`` it first sleeps that long in the server, a stand-in for a
@@ -8,7 +8,7 @@ function that does real work) N times: directly, from T threads with one
 psycopg2 connection each; and through a cc-server whose dbhandler has
 ``worker-threads`` = T, from one DEALER client keeping 2*T calls in flight.
 Every reply is checked.  Without ``--dsn`` a throwaway cluster is started
-with test/pgcluster.py.  The two ways alternate run by run; the median
+with cc.db.pgcluster.  The two ways alternate run by run; the median
 calls/s of the runs is reported.
 """
 
@@ -26,10 +26,9 @@ import time
 import psycopg2
 import zmq
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "test"))
+from cc.db import pgcluster
 
-import pgcluster  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SETUP_SQL = """
 create or replace function public.bench_add(a int, b int) returns int
@@ -149,8 +148,8 @@ def through_cc(endpoint: str, inflight: int, calls: int) -> float:
     return calls / elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: "list[str] | None" = None) -> None:
+    ap = argparse.ArgumentParser(prog="cc-bench dbcalls", description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", default="4,10")
@@ -162,7 +161,7 @@ def main() -> None:
         help="calls the cc client keeps in flight (default: 2 per thread)",
     )
     ap.add_argument("--dsn", help="use this database instead of a throwaway cluster")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     global FUNCTION
     if args.sleep_ms:
         FUNCTION = "bench_add_slow"

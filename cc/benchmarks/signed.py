@@ -1,6 +1,6 @@
 """Signed against unsigned messages, and the signing path against OpenSSL's own speed.
 
-    python bench/signed.py [--messages N] [--rounds R] [--seconds S]
+    cc-bench signed [--messages N] [--rounds R] [--seconds S]
 
 Makes a throwaway PKI with ``openssl`` (test/pki.py): an RSA-2048 and a P-256
 signer.  In the same run:
@@ -32,14 +32,12 @@ import zmq
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "test"))
+from cc.benchmarks import source_tree_module
+from cc.crypto import CryptoContext
+from cc.crypto.certs import load_private_key
+from cc.message import CCMessage
 
-from pki import PKI  # noqa: E402
-
-from cc.crypto import CryptoContext  # noqa: E402
-from cc.crypto.certs import load_private_key  # noqa: E402
-from cc.message import CCMessage  # noqa: E402
+PKI = source_tree_module("pki").PKI
 
 SERVER = """[ccserver]
 job_name = bench
@@ -204,12 +202,12 @@ def micro(pki, signer, ca, n=300):
     return [statistics.median(r[i] for r in rounds) * 1e6 for i in range(4)]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="cc-bench signed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3, help="for each openssl speed test")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="ccbench-")
     try:
         pki = PKI(os.path.join(tmp, "keys"))

@@ -1,6 +1,6 @@
 """infowriter against ``cp -p``: files per second and MB/s written, same files, same disk.
 
-    python bench/infowriter.py [--dir /tmp] [--runs 3] [--small 2000] [--large 100]
+    cc-bench infowriter [--dir /tmp] [--runs 3] [--small 2000] [--large 100]
 
 Each case makes N source files of one size (4 KB and 1 MB by default) and
 then, alternating run by run:
@@ -27,10 +27,9 @@ import time
 
 import zmq
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from cc.message import CCMessage
 
-from cc.message import CCMessage  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 INI = """[ccserver]
 job_name = bench
@@ -136,13 +135,13 @@ def run_cp(top: str, src: str, run: int) -> float:
     return taken
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: "list[str] | None" = None) -> None:
+    parser = argparse.ArgumentParser(prog="cc-bench infowriter", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=2000, help="number of 4 KB files")
     parser.add_argument("--large", type=int, default=100, help="number of 1 MB files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     top = tempfile.mkdtemp(prefix="ccbench-infowriter-", dir=args.dir)
     try:
         print("%-10s %-6s %6s %12s %10s" % ("writer", "size", "files", "files/s", "MB/s"))

@@ -1,6 +1,6 @@
 """logtail -> local cc (proxy) -> remote cc (tailwriter), against ``cat`` of the same log.
 
-    python bench/logtail.py [--mbytes M] [--runs R] [--compression none|gzip|bzip2]
+    cc-bench logtail [--mbytes M] [--runs R] [--compression none|gzip|bzip2]
 
 Each run writes a log of M MiB (text lines), copies it with ``cat`` into a
 file on the same file system (and fsyncs nothing: neither does the
@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_log(path: str, mbytes: int) -> int:
@@ -129,12 +129,12 @@ def _first(dst: str) -> Optional[str]:
     return os.path.join(dst, names[0]) if names else None
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: "list[str] | None" = None) -> None:
+    p = argparse.ArgumentParser(prog="cc-bench logtail", description=__doc__.split("\n\n")[0])
     p.add_argument("--mbytes", type=int, default=64)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--compression", default="none")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
     cat: List[float] = []
     tail: List[float] = []

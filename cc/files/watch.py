@@ -1,0 +1,109 @@
+"""Wait until something in a directory changes (Linux inotify) instead of looking every second.
+
+logtail and infosender wait for files to grow or change.  Looking at them
+on a timer costs a wake-up (and a trip to a worker thread) every period,
+also on a host where nothing happens for hours.  :class:`DirWatch` lets
+such a wait end when the kernel reports a change in the directory (a file
+created, written, renamed, removed), and otherwise after ``timeout``: the
+timeout stays, because inotify does not see changes made by other machines
+on a network file system, and a full event queue drops events.
+
+Where inotify cannot be had (not Linux, the per-user limit of instances
+reached), :meth:`DirWatch.wait` sleeps the whole timeout, as polling did.
+"""
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+from typing import Optional
+
+__all__ = ["DirWatch", "RECHECK"]
+
+#: seconds after which a watched directory is looked at anyway (network file systems)
+RECHECK = 10.0
+
+IN_MODIFY = 0x002
+IN_ATTRIB = 0x004
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_FROM = 0x040
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+#: everything that can change what a scan of the directory or a read of its files finds
+MASK = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+
+_libc: Optional[ctypes.CDLL] = None
+
+
+def _inotify() -> Optional[ctypes.CDLL]:
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+            lib.inotify_init1  # noqa: B018 (not there: not Linux)
+            lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        except (OSError, AttributeError):
+            return None
+        _libc = lib
+    return _libc
+
+
+class DirWatch:
+    """Changes in one directory, as an event that :meth:`wait` waits for (on the loop).
+
+    Call :meth:`wait` only after looking at the files: a change made while
+    looking is kept and ends the next wait at once, so none is missed.
+    """
+
+    def __init__(self, path: str, log: logging.Logger) -> None:
+        self.path = path
+        self._fd = -1
+        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        lib = _inotify()
+        if lib is None:
+            log.info("no inotify: %s is looked at on a timer", path)
+            return
+        fd = lib.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0 or lib.inotify_add_watch(fd, os.fsencode(path), MASK) < 0:
+            err = ctypes.get_errno()
+            if fd >= 0:
+                os.close(fd)
+            log.info("cannot watch %s (%s): looked at on a timer", path, os.strerror(err))
+            return
+        self._fd = fd
+        self._loop.add_reader(fd, self._on_events)
+
+    @property
+    def watching(self) -> bool:
+        """Whether changes end a wait (else only its timeout does)."""
+        return self._fd >= 0
+
+    def _on_events(self) -> None:
+        try:
+            while os.read(self._fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+        self._changed.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until a change or ``timeout`` seconds; whether there was a change."""
+        if self._fd < 0:
+            await asyncio.sleep(timeout)
+            return False
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
