@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 __all__ = ["CMS_OPTIONS", "crypto_context", "replay_cache", "curve_server", "curve_client"]
 
 #: options that turn a CMS context on (``cms-keystore`` alone does not)
-CMS_OPTIONS = ("cms-sign", "cms-verify-ca", "cms-encrypt", "cms-decrypt", "cms-time-window")
+CMS_OPTIONS = (
+    "cms-sign",
+    "cms-verify-ca",
+    "cms-encrypt",
+    "cms-decrypt",
+    "cms-time-window",
+    "cms-crl",  # alone it is refused (it needs cms-verify-ca), not ignored
+)
 
 
 def _any_set(cf: skytools.Config, options: "tuple[str, ...]") -> bool:

@@ -24,11 +24,14 @@ basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 """
+#: a CA that allows no intermediate CA below it
+CA_PATHLEN0_EXT = CA_EXT.replace("CA:TRUE", "CA:TRUE, pathlen:0")
 NOSIGN_EXT = """\
 basicConstraints = CA:FALSE
 keyUsage = keyEncipherment
 """
-# `openssl ca` is the only openssl 3.0 command that sets dates in the past
+# `openssl ca` is the only openssl 3.0 command that sets dates in the past, and the one that
+# keeps the database CRLs are made from
 CA_CONF = """\
 [ca]
 default_ca = expired
@@ -36,7 +39,9 @@ default_ca = expired
 database = {dir}/index.txt
 new_certs_dir = {dir}/newcerts
 serial = {dir}/serial
+crlnumber = {dir}/crlnumber
 default_md = sha256
+default_crl_days = 30
 policy = anything
 copy_extensions = none
 x509_extensions = leaf
@@ -56,7 +61,11 @@ def openssl(*args: str, data: Optional[bytes] = None) -> bytes:
 
 class PKI:
     """CAs ``ca`` and ``ca2``; hosts ``user1``, ``server``, ``host2`` (from ca), ``stranger``
-    (from ca2), ``expired`` (from ca, valid in 2020 only), ``nosign`` (no signing key usage)."""
+    (from ca2), ``expired`` (from ca, valid in 2020 only), ``nosign`` (no signing key usage).
+
+    :meth:`make_chains` adds intermediate CAs, :meth:`make_ec` P-256 keys, :meth:`revoke`
+    and :meth:`make_crl` CRLs of ``ca``.
+    """
 
     def __init__(self, directory: Optional[str] = None) -> None:
         self.dir = directory or tempfile.mkdtemp(prefix="ccpki-")
@@ -84,20 +93,13 @@ class PKI:
             f.write(text)
         return path
 
-    def _newkey(self, name: str) -> None:
-        openssl(
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            self.key(name),
-        )
+    def _newkey(self, name: str, algorithm: str = "RSA") -> None:
+        option = "rsa_keygen_bits:2048" if algorithm == "RSA" else "ec_paramgen_curve:P-256"
+        openssl("genpkey", "-algorithm", algorithm, "-pkeyopt", option, "-out", self.key(name))
 
-    def make_ca(self, name: str) -> None:
-        self._newkey(name)
-        ext = self._write(name + ".ext", "[v3]\n" + CA_EXT)
+    def make_ca(self, name: str, ext: str = CA_EXT, algorithm: str = "RSA") -> None:
+        self._newkey(name, algorithm)
+        ext = self._write(name + ".ext", "[v3]\n" + ext)
         openssl(
             "req",
             "-new",
@@ -116,16 +118,16 @@ class PKI:
             self.crt(name),
         )
 
-    def _csr(self, name: str) -> str:
-        self._newkey(name)
+    def _csr(self, name: str, algorithm: str = "RSA") -> str:
+        self._newkey(name, algorithm)
         csr = self.path(name + ".csr")
         openssl(
             "req", "-new", "-key", self.key(name), "-subj", "/O=cc test/CN=" + name, "-out", csr
         )
         return csr
 
-    def make_leaf(self, name: str, ca: str, ext: str = LEAF_EXT) -> None:
-        csr = self._csr(name)
+    def make_leaf(self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA") -> None:
+        csr = self._csr(name, algorithm)
         extfile = self._write(name + ".ext", ext)
         openssl(
             "x509",
@@ -145,32 +147,65 @@ class PKI:
             self.crt(name),
         )
 
-    def make_expired(self, name: str, ca: str) -> None:
+    def _ca(self, ca: str) -> List[str]:
+        """``openssl ca`` arguments for CA ``ca``, its database made on first use."""
+        cadir = self.path(ca + "-db")
+        conf = os.path.join(cadir, "ca.conf")
+        if not os.path.exists(conf):
+            os.makedirs(os.path.join(cadir, "newcerts"))
+            open(os.path.join(cadir, "index.txt"), "w").close()
+            self._write(ca + "-db/serial", "1000\n")
+            self._write(ca + "-db/crlnumber", "01\n")
+            self._write(ca + "-db/ca.conf", CA_CONF.format(dir=cadir))
+        return ["ca", "-batch", "-config", conf, "-cert", self.crt(ca), "-keyfile", self.key(ca)]
+
+    def make_expired(
+        self, name: str, ca: str, start: str = "20200101000000Z", end: str = "20201231000000Z"
+    ) -> None:
+        """A leaf valid from ``start`` to ``end`` (``YYYYMMDDHHMMSSZ``; 2020 by default)."""
         csr = self._csr(name)
-        cadir = self.path("ca-db")
-        os.makedirs(os.path.join(cadir, "newcerts"), exist_ok=True)
-        open(os.path.join(cadir, "index.txt"), "w").close()
-        self._write("ca-db/serial", "1000\n")
-        conf = self._write("ca-db/ca.conf", CA_CONF.format(dir=cadir))
         openssl(
-            "ca",
-            "-batch",
-            "-config",
-            conf,
-            "-cert",
-            self.crt(ca),
-            "-keyfile",
-            self.key(ca),
+            *self._ca(ca),
             "-startdate",
-            "20200101000000Z",
+            start,
             "-enddate",
-            "20201231000000Z",
+            end,
             "-in",
             csr,
             "-out",
             self.crt(name),
             "-notext",
         )
+
+    def make_chains(self) -> None:
+        """``inter`` (CA under ca) with leaf ``viainter``; ``notca`` (a leaf of ca) with
+        ``undernotca`` under it; ``ca0`` (pathlen:0), its CA ``inter0`` and leaf ``deep``
+        under that, and leaf ``shallow`` right under ca0."""
+        self.make_leaf("inter", "ca", ext=CA_EXT)
+        self.make_leaf("viainter", "inter")
+        self.make_leaf("notca", "ca")
+        self.make_leaf("undernotca", "notca")
+        self.make_ca("ca0", CA_PATHLEN0_EXT)
+        self.make_leaf("inter0", "ca0", ext=CA_EXT)
+        self.make_leaf("deep", "inter0")
+        self.make_leaf("shallow", "ca0")
+
+    def make_ec(self) -> None:
+        """P-256 keys: ``ec1`` (leaf of ca), ``ecca`` (CA) and its leaf ``ec2``."""
+        self.make_leaf("ec1", "ca", algorithm="EC")
+        self.make_ca("ecca", algorithm="EC")
+        self.make_leaf("ec2", "ecca", algorithm="EC")
+
+    def revoke(self, name: str, ca: str = "ca") -> None:
+        """Mark ``name``'s certificate revoked in ``ca``'s database (``openssl ca -revoke``)."""
+        openssl(*self._ca(ca), "-revoke", self.crt(name))
+
+    def make_crl(self, filename: str, ca: str = "ca", *extra: str) -> str:
+        """PEM CRL of ``ca`` (``openssl ca -gencrl``) at ``filename`` in the keystore; ``extra``
+        e.g. ``-crl_nextupdate``.  Returns its path."""
+        path = self.path(filename)
+        openssl(*self._ca(ca), "-gencrl", *extra, "-out", path)
+        return path
 
     # -- CMS with openssl --------------------------------------------------------
 
@@ -224,11 +259,23 @@ class PKI:
             data=data
         )
 
-    def verify(self, signature: bytes, content: Optional[bytes], ca: str = "ca") -> bytes:
-        """``openssl smime -verify`` of a DER signature; returns the content it verified."""
+    def verify(
+        self,
+        signature: bytes,
+        content: Optional[bytes],
+        ca: str = "ca",
+        crl: str = "",
+        tool: str = "smime",
+    ) -> bytes:
+        """``openssl smime -verify`` (or ``tool`` ``cms``) of a DER signature (with ``crl``:
+        ``-crl_check`` against that CRL file); returns the content it verified."""
         sig = self._write_bytes("check.sig", signature)
+        cafile = self.crt(ca)
+        if crl:  # smime takes CRLs only from the CA store
+            with open(cafile, "rb") as f, open(crl, "rb") as g:
+                cafile = self._write_bytes("check.store", f.read() + g.read())
         args: List[str] = [
-            "smime",
+            tool,
             "-verify",
             "-binary",
             "-inform",
@@ -236,8 +283,10 @@ class PKI:
             "-in",
             sig,
             "-CAfile",
-            self.crt(ca),
+            cafile,
         ]
+        if crl:
+            args.append("-crl_check")
         if content is not None:
             args += ["-content", self._write_bytes("check.body", content)]
         return openssl(*args)

@@ -1,12 +1,14 @@
 """CryptoContext against openssl: what openssl signs and encrypts is accepted, what is wrong
 is rejected with the right code, and what cc signs and encrypts openssl verifies and decrypts."""
 
+import datetime
 import hashlib
 import json
 import shutil
 import time
 import unittest
 
+from harness import wait_for
 from pki import PKI, openssl
 
 from cc.crypto import CryptoContext, ReplayCache
@@ -19,6 +21,12 @@ pki: PKI = None  # type: ignore[assignment]
 def setUpModule():
     global pki
     pki = PKI()
+    pki.make_chains()
+    pki.make_ec()
+    pki.make_leaf("revokee", "ca")
+    pki.make_crl("empty.crl")
+    pki.revoke("revokee")
+    pki.make_crl("revoked.crl")
 
 
 def tearDownModule():
@@ -43,12 +51,25 @@ def verifier(**kw):
     return CryptoContext(keystore=pki.dir, **kw)
 
 
-class TestVerify(unittest.TestCase):
+def utc(seconds_from_now):
+    """``YYYYMMDDHHMMSSZ``, as openssl takes dates."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (now + datetime.timedelta(seconds=seconds_from_now)).strftime("%Y%m%d%H%M%SZ")
+
+
+class RejectCase(unittest.TestCase):
     def assertRejected(self, ctx, msg, code):
         with self.assertRaises(MessageError) as cm:
             ctx.open(msg)
         self.assertEqual(cm.exception.code, code, cm.exception.msg)
+        return cm.exception
 
+    def assertOpensslRefuses(self, signature, body, ca="ca", crl=""):
+        """openssl, the reference, refuses the same signature."""
+        self.assertRaises(RuntimeError, pki.verify, signature, body, ca, crl)
+
+
+class TestVerify(RejectCase):
     def test_openssl_cms_signature_accepted_with_signer(self):
         body = body_bytes()
         msg = message(body, pki.sign("user1", body))
@@ -140,6 +161,185 @@ class TestVerify(unittest.TestCase):
         self.assertRejected(verifier(), message(body, pki.sign("user1", body), blob), "blob-hash")
         body = body_bytes(blob_hash="SHA-1:00")
         self.assertRejected(verifier(), message(body, pki.sign("user1", body)), "blob-hash")
+
+
+class TestChecks(RejectCase):
+    """What ``openssl smime -verify [-crl_check]`` refuses, cc refuses."""
+
+    def test_content_type_other_than_data_refused(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body, "-econtent_type", "1.2.3.4")
+        error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
+        self.assertIn("not data", error.msg)
+
+    def test_ber_signature_accepted(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body, "-stream")  # indefinite lengths
+        self.assertEqual(sig[1], 0x80)
+        self.assertEqual(verifier().open(message(body, sig))["target"], "t")
+
+    def test_chain_through_intermediate_ca(self):
+        body = body_bytes()
+        sig = pki.sign("viainter", body, "-certfile", pki.crt("inter"))
+        verifier().open(message(body, sig))
+        self.assertEqual(pki.verify(sig, body), body)
+        # without the intermediate there is no chain
+        self.assertRejected(verifier(), message(body, pki.sign("viainter", body)), "untrusted")
+
+    def test_chain_through_non_ca_refused(self):
+        body = body_bytes()
+        sig = pki.sign("undernotca", body, "-certfile", pki.crt("notca"))
+        error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
+        self.assertIn("not a CA", error.msg)
+        self.assertOpensslRefuses(sig, body)
+
+    def test_path_length_exceeded_refused(self):
+        body = body_bytes()
+        sig = pki.sign("deep", body, "-certfile", pki.crt("inter0"))
+        error = self.assertRejected(verifier(verify_ca=["ca0"]), message(body, sig), "bad-cert")
+        self.assertIn("intermediate", error.msg)
+        self.assertOpensslRefuses(sig, body, "ca0")
+        # pathlen:0 allows a leaf right below the CA
+        verifier(verify_ca=["ca0"]).open(message(body, pki.sign("shallow", body)))
+
+    def test_revoked_refused(self):
+        crl = pki.path("revoked.crl")
+        ctx = verifier(crl_files=["revoked.crl"])  # relative to the keystore
+        body = body_bytes()
+        sig = pki.sign("revokee", body)
+        self.assertRejected(ctx, message(body, sig), "revoked")
+        self.assertOpensslRefuses(sig, body, "ca", crl)
+        ctx.open(message(body, pki.sign("user1", body)))
+        verifier(crl_files=[pki.path("empty.crl")]).open(message(body, sig))
+
+    def test_no_crl_for_the_signers_ca_refused(self):
+        body = body_bytes()
+        sig = pki.sign("stranger", body)
+        ctx = verifier(verify_ca=["ca", "ca2"], crl_files=["empty.crl"])
+        error = self.assertRejected(ctx, message(body, sig), "untrusted")
+        self.assertIn("no CRL", error.msg)
+        crl = pki.path("empty.crl")
+        self.assertOpensslRefuses(sig, body, "ca2", crl)
+
+    def test_crl_out_of_date_refused(self):
+        crl = pki.make_crl(
+            "old.crl", "ca", "-crl_lastupdate", utc(-7200), "-crl_nextupdate", utc(-3600)
+        )
+        body = body_bytes()
+        sig = pki.sign("user1", body)
+        error = self.assertRejected(verifier(crl_files=[crl]), message(body, sig), "untrusted")
+        self.assertIn("not current", error.msg)
+        self.assertOpensslRefuses(sig, body, "ca", crl)
+
+    def test_crl_config(self):
+        self.assertRaises(ConfigError, verifier, crl_files=["nosuch.crl"])
+        self.assertRaises(ConfigError, verifier, crl_files=["user1.crt"])
+        self.assertRaises(
+            ConfigError, CryptoContext, keystore=pki.dir, sign_name="user1", crl_files=["empty.crl"]
+        )
+
+
+class TestCaches(RejectCase):
+    """Verdicts and parsed certificates are kept per signer: never what the full check refuses."""
+
+    def test_certificate_expiring_while_cached(self):
+        pki.make_expired("shortlived", "ca", start=utc(-60), end=utc(3))
+        ctx = verifier()
+
+        def signed():
+            body = body_bytes(target=str(time.time()))
+            return message(body, pki.sign("shortlived", body))
+
+        ctx.open(signed())
+        ctx.open(signed())  # from the cache
+        not_after = time.time() + 3
+        wait_for(lambda: time.time() > not_after + 1, 10, "the certificate to expire")
+        self.assertRejected(ctx, signed(), "expired")
+
+    def test_crl_running_out_while_cached(self):
+        crl = pki.make_crl("short.crl", "ca", "-crl_nextupdate", utc(3))
+        ctx = verifier(crl_files=[crl])
+        body = body_bytes()
+        ctx.open(message(body, pki.sign("user1", body)))
+        next_update = time.time() + 3
+        wait_for(lambda: time.time() > next_update + 1, 10, "the CRL to run out")
+        body = body_bytes(target="later")
+        self.assertRejected(ctx, message(body, pki.sign("user1", body)), "untrusted")
+
+    def test_other_signer_reusing_a_cached_certificate(self):
+        ctx = verifier()
+        body = body_bytes()
+        user1 = pki.sign("user1", body, "-noattr")
+        ctx.open(message(body, user1))
+        # user1's signed-data with stranger's signature value (both RSA-2048, value last)
+        stranger = pki.sign("stranger", body, "-noattr")
+        forged = user1[:-256] + stranger[-256:]
+        self.assertRejected(ctx, message(body, forged), "bad-signature")
+        # stranger's signature carrying user1's certificate too
+        carried = pki.sign("stranger", body, "-certfile", pki.crt("user1"))
+        self.assertRejected(ctx, message(body, carried), "untrusted")
+        # another host of the same CA: its own name, not the cached one
+        msg = message(body, pki.sign("host2", body))
+        ctx.open(msg)
+        self.assertEqual(msg.signer["CN"], "host2")
+
+    def test_damaged_signatures_only_rejected(self):
+        """Every truncation and every flipped byte of a signature whose signer is cached gives
+        a clean rejection or, where openssl does not look either (digestAlgorithms), a pass."""
+        ctx = verifier()
+        body = body_bytes()
+        sig = pki.sign("user1", body)
+        ctx.open(message(body, sig))
+        for i in range(len(sig)):
+            for damaged in (sig[:i], sig[:i] + bytes([sig[i] ^ 0x41]) + sig[i + 1 :]):
+                try:
+                    ctx.open(message(body, damaged))
+                except MessageError:
+                    pass
+
+    def test_new_context_keeps_no_verdict(self):
+        """A reload (SIGHUP) makes a new context: what the old one accepted is checked again."""
+        body = body_bytes()
+        verifier().open(message(body, pki.sign("revokee", body)))
+        revoking = verifier(crl_files=["revoked.crl"])
+        self.assertRejected(revoking, message(body, pki.sign("revokee", body)), "revoked")
+        other_ca = verifier(verify_ca=["ca2"])
+        self.assertRejected(other_ca, message(body, pki.sign("revokee", body)), "untrusted")
+
+
+class TestECDSA(RejectCase):
+    """P-256 signers, both ways with openssl."""
+
+    def test_openssl_ec_signatures_accepted(self):
+        body = body_bytes()
+        msg = message(body, pki.sign("ec1", body))  # EC leaf of the RSA CA
+        verifier().open(msg)
+        self.assertEqual(msg.signer["CN"], "ec1")
+        verifier(verify_ca=["ecca"]).open(message(body, pki.smime_sign("ec2", body)))
+        self.assertRejected(verifier(), message(body, pki.sign("ec2", body)), "untrusted")
+
+    def test_cc_ec_signature_verified_by_openssl(self):
+        ctx = CryptoContext(keystore=pki.dir, sign_name="ec2")
+        msg = ctx.seal(CCMessage.build("log.info", {"log_msg": "x"}))
+        for tool in ("smime", "cms"):
+            verified = pki.verify(msg.signature, msg.body_bytes, "ecca", tool=tool)
+            self.assertEqual(verified, msg.body_bytes)
+        tampered = msg.body_bytes.replace(b'"x"', b'"y"')
+        self.assertOpensslRefuses(msg.signature, tampered, "ecca")
+        verifier(verify_ca=["ecca"]).open(CCMessage(list(msg.frames)))
+
+    def test_ec_signed_and_encrypted(self):
+        sender = CryptoContext(keystore=pki.dir, sign_name="ec1", encrypt_name="server")
+        msg = sender.seal(CCMessage.build("db.q", {"args": [2]}))
+        body = verifier(decrypt_name="server").open(CCMessage(list(msg.frames)))
+        self.assertEqual(body["args"], [2])
+        signed = pki.decrypt("server", msg.signature)
+        self.assertEqual(json.loads(pki.verify(signed, None))["args"], [2])
+
+    def test_ec_recipient_refused_at_config(self):
+        self.assertRaises(
+            ConfigError, CryptoContext, keystore=pki.dir, sign_name="user1", encrypt_name="ec1"
+        )
 
 
 class TestDecrypt(unittest.TestCase):

@@ -4,12 +4,13 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
 import zmq
 import zmq.auth
-from harness import CCTestCase, ccserver_section
+from harness import CCTestCase, ccserver_section, wait_for
 from pki import PKI
 from tornado.ioloop import IOLoop
 
@@ -25,6 +26,11 @@ pki: PKI = None  # type: ignore[assignment]
 def setUpModule():
     global pki
     pki = PKI()
+    pki.make_leaf("revokee", "ca")
+    pki.make_ec()
+    pki.make_crl("empty.crl")
+    pki.revoke("revokee")
+    pki.make_crl("revoked.crl")
 
 
 def tearDownModule():
@@ -84,6 +90,15 @@ class TestSignedServer(CCTestCase):
         self.assertEqual(reply.get_body()["orig_target"], "x")
         # the reply is signed by the server, and openssl agrees
         self.assertEqual(pki.verify(reply.signature, reply.body_bytes), reply.body_bytes)
+
+    def test_p256_signed_both_ways(self):
+        """An ECDSA P-256 server key signs replies; an openssl P-256 signature is accepted."""
+        server = self.verifying_server(cms_sign="ec2", cms_time_window="60")
+        sock = self.dealer(server.endpoint)
+        sock.send_multipart(signed_frames("echo.request", {"target": "ec"}, signer="ec1"))
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual(reply.get_body()["orig_target"], "ec")
+        self.assertEqual(pki.verify(reply.signature, reply.body_bytes, "ecca"), reply.body_bytes)
 
     def test_rejections_answered_counted_logged(self):
         server = self.verifying_server(cms_time_window="60")
@@ -164,6 +179,46 @@ class TestSignedServer(CCTestCase):
         out = self.run_command([sys.executable, "-m", "cc.client", server.endpoint, "echo.request"])
         self.assertEqual(out.returncode, 3, out.stdout)
         self.assertIn('"code": "unsigned"', out.stdout)
+
+    def echo_code(self, sock, signer, qid):
+        """Send an echo signed by ``signer``; the error code of the reply, or "ok"."""
+        sock.send_multipart(signed_frames("echo.request", {"target": signer}, signer, qid))
+        reply = CCMessage(self.recv(sock))
+        return "ok" if reply.type == "echo.response" else reply.get_body()["code"]
+
+    def reload(self, server, reloads, **options):
+        """Rewrite the server's config with ``options``, SIGHUP, wait for reload ``reloads``."""
+        ini = ccserver_section(server.name, role="end-service", **options) + ECHO
+        server.write_ini(ini.replace("{tmp}", self.tmp))
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: server.log_text().count("reloaded:") >= reloads, what="reload")
+
+    def test_crl_reread_on_sighup(self):
+        """A revoked certificate is refused from the SIGHUP that brings its CRL to the one
+        that takes the CRL away."""
+        crl = os.path.join(self.tmp, "cc.crl")
+        shutil.copy(pki.path("empty.crl"), crl)
+        options = dict(cms_keystore=pki.dir, cms_verify_ca="ca", cms_crl=crl)
+        server = self.verifying_server(**options)
+        sock = self.dealer(server.endpoint)
+        self.assertEqual(self.echo_code(sock, "revokee", b"Q1"), "ok")
+        shutil.copy(pki.path("revoked.crl"), crl)
+        self.reload(server, 1, **options)
+        self.assertEqual(self.echo_code(sock, "revokee", b"Q2"), "revoked")
+        self.assertEqual(self.echo_code(sock, "user1", b"Q3"), "ok")
+        server.wait_stat("count.invalid.revoked", 1)
+        server.wait_log(r"Invalid CC message \(revoked\)")
+        del options["cms_crl"]
+        self.reload(server, 2, **options)
+        self.assertEqual(self.echo_code(sock, "revokee", b"Q4"), "ok")
+
+    def test_ca_no_longer_trusted_after_sighup(self):
+        server = self.verifying_server()
+        sock = self.dealer(server.endpoint)
+        self.assertEqual(self.echo_code(sock, "user1", b"Q1"), "ok")  # its chain now cached
+        self.reload(server, 1, cms_keystore=pki.dir, cms_verify_ca="ca2")
+        self.assertEqual(self.echo_code(sock, "user1", b"Q2"), "untrusted")
+        self.assertEqual(self.echo_code(sock, "stranger", b"Q3"), "ok")
 
     def test_bad_crypto_config_refuses_to_start(self):
         server = self.write_server(

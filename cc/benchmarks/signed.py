@@ -1,21 +1,21 @@
-"""Signed against unsigned messages through the same cc-server.
+"""Signed against unsigned messages, and the signing path against OpenSSL's own speed.
 
-    cc-bench signed [--messages N]
+    cc-bench signed [--messages N] [--rounds R] [--seconds S]
 
-Makes a throwaway PKI with ``openssl`` (test/pki.py), then for each case
-starts an end-service cc-server whose ``log`` route goes to ``locallogger``
-(which parses, and where configured verifies, every body) and sends it N
-``log.info`` messages:
+Makes a throwaway PKI with ``openssl`` (test/pki.py): an RSA-2048 and a P-256
+signer.  In the same run:
 
-* unsigned: plain messages;
-* signed: each signed at the client as it is sent (client signing included);
-* pre-signed: signed before the clock starts, so the figure is the server's
-  verifying throughput alone.
-
-The server verifies against the CA with a time window (replay cache on).
-Throughput is N over the time until the server's infofile counts N handled
-messages.  Also prints the in-process cost of one verification and one
-signature (microseconds, median of 3 rounds).
+* the physical reference: ``openssl speed -seconds S rsa2048 ecdsap256``;
+* in process, per key type: ``CryptoContext.seal`` (sign) and ``CryptoContext.open``
+  (verify, with the replay cache and a time window) of one ``log.info``, as a
+  ratio to OpenSSL's raw sign and verify (median of 5 rounds);
+* through an end-service cc-server whose ``log`` route goes to ``locallogger``
+  (which parses, and where configured verifies, every body), N messages:
+  unsigned and pre-signed (signed before the clock starts: the server's
+  verifying throughput alone), RSA and P-256, alternated for R rounds; then
+  signed at the client as they are sent.  Throughput is N over the time until
+  the server answers an echo request sent after them; it and the server's CPU
+  time per message are given as ratios to unsigned (medians).
 """
 
 import argparse
@@ -29,9 +29,12 @@ import tempfile
 import time
 
 import zmq
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from cc.benchmarks import source_tree_module
 from cc.crypto import CryptoContext
+from cc.crypto.certs import load_private_key
 from cc.message import CCMessage
 
 PKI = source_tree_module("pki").PKI
@@ -47,9 +50,13 @@ zmq_hwm = 100000
 {crypto}
 [routes]
 log = h:log
+echo = h:echo
 
 [h:log]
 handler = locallogger
+
+[h:echo]
+handler = echo
 """
 
 
@@ -71,7 +78,20 @@ def handled(infofile):
     return int(m.group(1)) if m else 0
 
 
-def run(tmp, n, crypto_opts, sender, presign):
+def cpu_seconds(pid):
+    """User and system CPU time of process ``pid`` so far (Linux)."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(tmp, crypto_opts, msgs, sender=None):
+    """Send ``msgs`` (signed as they go by ``sender``, if given) to a fresh end-service;
+    return (messages per second, server CPU microseconds per message).
+
+    The clock stops at the reply to an echo request sent last on the same
+    connection: the server handles one connection's messages in order.
+    """
     ini = os.path.join(tmp, "bench.ini")
     for name in ("bench.log", "bench.info"):
         if os.path.exists(os.path.join(tmp, name)):
@@ -84,6 +104,7 @@ def run(tmp, n, crypto_opts, sender, presign):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    ctx = zmq.Context()
     try:
         logfile = os.path.join(tmp, "bench.log")
         deadline = time.monotonic() + 10
@@ -93,72 +114,149 @@ def run(tmp, n, crypto_opts, sender, presign):
             if os.path.exists(logfile):
                 m = re.search(r"listening on (\S+)", open(logfile).read())
                 endpoint = m and m.group(1)
-        ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(endpoint)
-        msgs = [CCMessage.build("log.info", fields(i)) for i in range(n)]
-        if presign:
-            msgs = [sender.seal(m) for m in msgs]
+        last = CCMessage.build("echo.request", {"target": "done"})
+        cpu = cpu_seconds(proc.pid)
         started = time.perf_counter()
         for msg in msgs:
-            if sender is not None and not presign:
+            if sender is not None:
                 msg = sender.seal(msg)
             sock.send_multipart(msg.frames)
+        sock.send_multipart(last.frames)
+        if not sock.poll(120000):
+            raise SystemExit("no reply from the server")
+        taken = time.perf_counter() - started
+        cpu = cpu_seconds(proc.pid) - cpu
+        n = len(msgs)
         infofile = os.path.join(tmp, "bench.info")
         while handled(infofile) < n:
             if time.perf_counter() - started > 120:
                 raise SystemExit("server handled only %d of %d" % (handled(infofile), n))
-            time.sleep(0.01)
-        taken = time.perf_counter() - started
-        sock.close(0)
-        ctx.term()
-        if "(signed by user1)" not in open(logfile).read() and sender is not None:
-            raise SystemExit("messages were not verified")
-        return n / taken
+            time.sleep(0.05)
+        verified = "(signed by " in open(logfile).read()
+        if verified != bool(crypto_opts):
+            raise SystemExit("messages were %sverified" % ("" if verified else "not "))
+        return n / taken, cpu / n * 1e6
     finally:
+        ctx.destroy(0)
         proc.terminate()
         proc.wait(10)
 
 
-def micro(pki, n=300):
-    sender = CryptoContext(keystore=pki.dir, sign_name="user1")
-    receiver = CryptoContext(keystore=pki.dir, verify_ca=["ca"], time_window=600)
-    sign_us, verify_us = [], []
-    for _ in range(3):
+def openssl_speed(seconds):
+    """{"rsa": (sign us, verify us), "ec": (...)} from ``openssl speed``."""
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", str(seconds), "rsa2048", "ecdsap256"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = {}
+    patterns = {"rsa": r"^rsa 2048 bits .*", "ec": r"^ *256 bits ecdsa \(nistp256\).*"}
+    for key, pattern in patterns.items():
+        line = re.search(pattern, out, re.M).group(0)
+        sign_rate, verify_rate = (float(x) for x in line.split()[-2:])
+        found[key] = (1e6 / sign_rate, 1e6 / verify_rate)
+    return found
+
+
+def primitive(pki, signer):
+    """(sign, verify) of 100 bytes with ``signer``'s key through cryptography, SHA-256."""
+    key = load_private_key(pki.key(signer))
+    public = key.public_key()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        args = (ec.ECDSA(hashes.SHA256()),)
+    else:
+        args = (padding.PKCS1v15(), hashes.SHA256())
+    data = b"x" * 100
+    signature = key.sign(data, *args)
+    return (lambda: key.sign(data, *args)), (lambda: public.verify(signature, data, *args))
+
+
+def micro(pki, signer, ca, n=300):
+    """Medians of 5 rounds, in microseconds: seal, open, and the raw sign and verify of the
+    same key measured in the same rounds."""
+    sender = CryptoContext(keystore=pki.dir, sign_name=signer)
+    receiver = CryptoContext(keystore=pki.dir, verify_ca=[ca], time_window=600)
+    raw_sign, raw_verify = primitive(pki, signer)
+    rounds = []
+    for _ in range(5):
         plain = [CCMessage.build("log.info", fields(i)) for i in range(n)]
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         sealed = [sender.seal(m) for m in plain]
-        sign_us.append((time.perf_counter() - t) / n * 1e6)
+        t1 = time.perf_counter()
+        for _ in range(n):
+            raw_sign()
+        t2 = time.perf_counter()
         frames = [list(m.frames) for m in sealed]
-        t = time.perf_counter()
+        t3 = time.perf_counter()
         for f in frames:
             receiver.open(CCMessage(f))
-        verify_us.append((time.perf_counter() - t) / n * 1e6)
-    return statistics.median(sign_us), statistics.median(verify_us)
+        t4 = time.perf_counter()
+        for _ in range(n):
+            raw_verify()
+        t5 = time.perf_counter()
+        rounds.append([(t1 - t0) / n, (t2 - t1) / n, (t4 - t3) / n, (t5 - t4) / n])
+    return [statistics.median(r[i] for r in rounds) * 1e6 for i in range(4)]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="cc-bench signed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3, help="for each openssl speed test")
     args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="ccbench-")
     try:
         pki = PKI(os.path.join(tmp, "keys"))
-        verify_opts = "cms-keystore = %s\ncms-verify-ca = ca\ncms-time-window = 600\n" % pki.dir
-        sender = CryptoContext(keystore=pki.dir, sign_name="user1")
-        unsigned = run(tmp, args.messages, "", None, False)
-        signed = run(tmp, args.messages, verify_opts, sender, False)
-        presigned = run(tmp, args.messages, verify_opts, sender, True)
-        sign_us, verify_us = micro(pki)
-        print("messages: %d log.info, RSA-2048 signer, SHA-256" % args.messages)
-        print("unsigned:            %8.0f msg/s" % unsigned)
-        print("signed at client:    %8.0f msg/s  (%.3f of unsigned)" % (signed, signed / unsigned))
+        pki.make_ec()
+        raw = openssl_speed(args.seconds)
         print(
-            "pre-signed (server): %8.0f msg/s  (%.3f of unsigned)"
-            % (presigned, presigned / unsigned)
+            "in process, one log.info (SHA-256), against openssl speed in this run and"
+            " against the same key's raw operation through cryptography in the same rounds:"
         )
-        print("verify: %.0f us/msg, sign: %.0f us/msg (in process)" % (verify_us, sign_us))
+        for key, signer, label in (("rsa", "user1", "RSA-2048"), ("ec", "ec1", "P-256")):
+            sign_us, prim_sign, verify_us, prim_verify = micro(pki, signer, "ca")
+            speed_sign, speed_verify = raw[key]
+            for what, us, speed, prim in (
+                ("sign", sign_us, speed_sign, prim_sign),
+                ("verify", verify_us, speed_verify, prim_verify),
+            ):
+                print(
+                    "  %-8s %-6s %4.0f us = %4.2f x openssl speed (%3.0f us), %4.2f x raw (%3.0f)"
+                    % (label, what, us, us / speed, speed, us / prim, prim)
+                )
+        verify_opts = "cms-keystore = %s\ncms-verify-ca = ca\ncms-time-window = 600\n" % pki.dir
+        rsa = CryptoContext(keystore=pki.dir, sign_name="user1")
+        ec = CryptoContext(keystore=pki.dir, sign_name="ec1")
+        plain = [CCMessage.build("log.info", fields(i)) for i in range(args.messages)]
+        cases = {"RSA-2048": [rsa.seal(m) for m in plain], "P-256": [ec.seal(m) for m in plain]}
+        rates = {"unsigned": [], "RSA-2048": [], "P-256": []}
+        for _ in range(args.rounds):  # alternated: a shared machine's load hits all alike
+            rates["unsigned"].append(run(tmp, "", plain))
+            for label, msgs in cases.items():
+                rates[label].append(run(tmp, verify_opts, msgs))
+        base_rate = statistics.median(r for r, _ in rates["unsigned"])
+        base_cpu = statistics.median(c for _, c in rates["unsigned"])
+        print(
+            "end-service (locallogger), %d log.info, median of %d rounds; unsigned %.0f msg/s,"
+            " server CPU %.0f us/msg:" % (args.messages, args.rounds, base_rate, base_cpu)
+        )
+        for label in cases:
+            rate = statistics.median(r for r, _ in rates[label])
+            cpu = statistics.median(c for _, c in rates[label])
+            print(
+                "  pre-signed %-8s  %6.0f msg/s = %.2f of unsigned; CPU %4.0f us/msg (%.2f)"
+                % (label, rate, rate / base_rate, cpu, base_cpu / cpu)
+            )
+        for label, sender in (("RSA-2048", rsa), ("P-256", ec)):
+            rate, _ = run(tmp, verify_opts, plain, sender)
+            print(
+                "  signed at client %-8s %5.0f msg/s = %.2f of unsigned (1 client)"
+                % (label, rate, rate / base_rate)
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,7 +10,7 @@ The format is the original's, readable and writable with ``openssl smime``:
   ``blob_hash = "SHA-256:<hex>"`` (``SHA-1:`` is accepted, as the original sent it).
 
 Receiving, a context that verifies rejects unsigned, badly signed, untrusted,
-expired, tampered, undecryptable, stale and replayed messages with a
+expired, revoked, tampered, undecryptable, stale and replayed messages with a
 :class:`~cc.message.MessageError` whose ``code`` names the reason.  Without any
 ``cms-*`` option there is no context at all (:meth:`CryptoContext.from_config`
 returns None), so the unsigned path does no crypto work.
@@ -25,19 +25,19 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import skytools
+from cryptography.hazmat.primitives.asymmetric import rsa
 from skytools.config import ConfigError
 
-from cc.crypto.cms import (
+from cc.crypto.certs import (
     Certificate,
     CMSError,
+    RevocationList,
     TrustStore,
-    envelope,
     load_certificate,
+    load_crls,
     load_private_key,
-    open_envelope,
-    sign,
-    verify,
 )
+from cc.crypto.cms import Signer, VerifyCache, envelope, open_envelope, verify
 from cc.message import DEFAULT_LIMITS, BodyLimits, CCMessage, MessageError
 from cc.security import CMS_OPTIONS
 
@@ -52,7 +52,8 @@ ENC_MARK = b"ENC1"
 #: how long signatures are remembered when ``cms-time-window`` is off
 DEFAULT_REPLAY_SECONDS = 300.0
 
-#: trusted signer certificates remembered (their chain is not checked again)
+#: signer certificates whose chain (and CRL) verdict is remembered, each until the first
+#: expiry of a link or CRL; a new context (a reload) starts with none
 TRUSTED_CACHE_MAX = 1024
 
 _BLOB_HASHES = {"SHA-1": hashlib.sha1, "SHA-256": hashlib.sha256}
@@ -108,6 +109,8 @@ class CryptoContext:
         #cms-decrypt = server
         # reject messages whose time is further than this from now (seconds, 0 = off)
         #cms-time-window = 0
+        # refuse signers these CRLs revoke (PEM; relative to cms-keystore; re-read on SIGHUP)
+        #cms-crl = ca.crl
     """
 
     def __init__(
@@ -119,27 +122,39 @@ class CryptoContext:
         decrypt_name: str = "",
         time_window: float = 0.0,
         replay: Optional[ReplayCache] = None,
+        crl_files: Optional[List[str]] = None,
     ) -> None:
         self.keystore = keystore
         if encrypt_name and not sign_name:
             raise ConfigError("cms-encrypt needs cms-sign: encrypted messages are signed inside")
         if decrypt_name and not verify_ca:
             raise ConfigError("cms-decrypt needs cms-verify-ca: the decrypted body must be signed")
-        self.sign_cert: Optional[Certificate] = None
-        self.sign_key = None
+        if crl_files and not verify_ca:
+            raise ConfigError("cms-crl needs cms-verify-ca: CRLs are checked when verifying")
+        self.signer: Optional[Signer] = None
         if sign_name:
-            self.sign_cert, self.sign_key = self._cert(sign_name), self._key(sign_name)
+            try:
+                self.signer = Signer(self._cert(sign_name), self._key(sign_name))
+            except CMSError as ex:
+                raise ConfigError("cms-sign = %s: %s" % (sign_name, ex.msg)) from None
         self.encrypt_cert = self._cert(encrypt_name) if encrypt_name else None
+        if self.encrypt_cert is not None and not isinstance(
+            self.encrypt_cert.public_key, rsa.RSAPublicKey
+        ):
+            raise ConfigError("cms-encrypt = %s: encryption needs an RSA key" % encrypt_name)
         self.decrypt_cert: Optional[Certificate] = None
         self.decrypt_key = None
         if decrypt_name:
             self.decrypt_cert, self.decrypt_key = self._cert(decrypt_name), self._key(decrypt_name)
-        self.trust = TrustStore([self._cert(n) for n in verify_ca]) if verify_ca else None
+        self.trust: Optional[TrustStore] = None
+        if verify_ca:
+            crls = [crl for path in crl_files or [] for crl in self._crls(path)]
+            self.trust = TrustStore([self._cert(n) for n in verify_ca], crls)
         self.time_window = time_window
         self.replay = replay if replay is not None else ReplayCache()
         self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
         self._trusted: Dict[bytes, datetime.datetime] = {}
-        self._certs: Dict[bytes, Certificate] = {}
+        self._signatures = VerifyCache()
 
     @classmethod
     def from_config(
@@ -156,6 +171,7 @@ class CryptoContext:
             decrypt_name=cf.get("cms-decrypt", ""),
             time_window=cf.getfloat("cms-time-window", 0),
             replay=replay,
+            crl_files=cf.getlist("cms-crl", []),
         )
 
     # -- keystore ------------------------------------------------------------
@@ -180,6 +196,13 @@ class CryptoContext:
         except (OSError, ValueError, TypeError) as ex:
             raise ConfigError("cannot load private key %s: %s" % (path, ex)) from None
 
+    def _crls(self, path: str) -> List[RevocationList]:
+        path = os.path.join(self.keystore, os.path.expanduser(path))
+        try:
+            return load_crls(path)
+        except (OSError, ValueError) as ex:
+            raise ConfigError("cannot load CRL %s: %s" % (path, ex)) from None
+
     @property
     def verifying(self) -> bool:
         return self.trust is not None
@@ -188,9 +211,9 @@ class CryptoContext:
 
     def seal(self, msg: CCMessage) -> CCMessage:
         """``msg`` (just built, unsigned) signed and encrypted as configured."""
-        if self.sign_key is None:
+        signer = self.signer
+        if signer is None:
             return msg
-        assert self.sign_cert is not None
         body = msg.get_body()
         body_bytes = msg.body_bytes
         blob = msg.blob
@@ -198,11 +221,11 @@ class CryptoContext:
             body = dict(body, blob_hash="SHA-256:" + hashlib.sha256(blob).hexdigest())
             body_bytes = json.dumps(body).encode("utf8")
         if self.encrypt_cert is not None:
-            signed = sign(body_bytes, self.sign_cert, self.sign_key, detached=False)
+            signed = signer.sign(body_bytes, detached=False)
             body_frame, signature = ENC_MARK, envelope(signed, self.encrypt_cert)
         else:
             body_frame = body_bytes
-            signature = sign(body_bytes, self.sign_cert, self.sign_key)
+            signature = signer.sign(body_bytes)
         frames = msg.route + [b"", msg.type.encode("ascii"), body_frame, signature]
         if blob is not None:
             frames.append(blob)
@@ -251,7 +274,7 @@ class CryptoContext:
 
     def _verify(self, signed: bytes, content: Optional[bytes]) -> Tuple[bytes, Dict[str, object]]:
         assert self.trust is not None
-        content, cert, certs = verify(signed, content, self._certs)
+        content, cert, certs = verify(signed, content, self._signatures)
         now = datetime.datetime.now(datetime.timezone.utc)
         expires = self._trusted.get(cert.der)
         if expires is None or expires < now:

@@ -1,414 +1,344 @@
 """CMS (PKCS#7) signed-data and enveloped-data, as ``openssl smime`` / ``openssl cms`` make them.
 
-Built from :mod:`asn1crypto` structures and :mod:`cryptography` primitives
-only, because cryptography 38 (Debian 12) can sign PKCS#7 but can neither
-verify nor decrypt it.  Covered:
+cryptography 38 (Debian 12) can sign PKCS#7 but can neither verify nor
+decrypt it, so this is done here, with :mod:`cryptography` for the
+primitives.  Covered:
 
 * signed-data, detached or attached, with or without signed attributes, RSA
   (PKCS#1 v1.5 or PSS) and ECDSA signers identified by issuer and serial or by
-  subject key identifier;
-* enveloped-data with RSA key transport (PKCS#1 v1.5 or OAEP) and AES-CBC content;
-* certificate chains: signature, validity period, CA flag and key usage of
-  each link up to a trusted CA.
+  subject key identifier; the content type, signed or not, must be ``data``;
+* enveloped-data with RSA key transport (PKCS#1 v1.5 or OAEP) and AES-CBC content.
 
-Every failure is a :class:`CMSError` whose ``code`` says what kind it is.
+The signed path runs on every message, so it does not build asn1crypto
+trees: :func:`verify` walks the input with :mod:`cc.crypto.der` and checks
+the sender's own bytes, and :class:`Signer` splices each signature into
+parts encoded once per key.  Certificates and chains: :mod:`cc.crypto.certs`.
 """
 
-import datetime
 import hashlib
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
-from asn1crypto import algos, cms, core, pem
-from asn1crypto import x509 as ax509
+from asn1crypto import algos, cms, core
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asympad
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = [
-    "CMSError",
-    "Certificate",
-    "load_certificate",
-    "load_private_key",
-    "sign",
-    "verify",
-    "envelope",
-    "open_envelope",
-]
+from cc.crypto import der
+from cc.crypto.certs import HASHES, Certificate, CMSError, check_signature
 
-#: links followed from a signer certificate up to a trusted CA
-MAX_CHAIN = 8
-#: parsed certificates kept by a verifier
-CERT_CACHE_MAX = 1024
+__all__ = ["CMSError", "Signer", "VerifyCache", "verify", "envelope", "open_envelope"]
 
-_HASHES = {
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
+#: parsed certificates, and signature skeletons, kept by a verifier
+CACHE_MAX = 1024
+
+_OID_SIGNED_DATA = der.OID("1.2.840.113549.1.7.2")
+_OID_DATA = der.OID("1.2.840.113549.1.7.1")
+_OID_CONTENT_TYPE = der.OID("1.2.840.113549.1.9.3")
+_OID_MESSAGE_DIGEST = der.OID("1.2.840.113549.1.9.4")
+_OID_SIGNING_TIME = der.OID("1.2.840.113549.1.9.5")
+_DIGESTS = {
+    der.OID("1.3.14.3.2.26"): "sha1",
+    der.OID("2.16.840.1.101.3.4.2.4"): "sha224",
+    der.OID("2.16.840.1.101.3.4.2.1"): "sha256",
+    der.OID("2.16.840.1.101.3.4.2.2"): "sha384",
+    der.OID("2.16.840.1.101.3.4.2.3"): "sha512",
 }
+_VERSION_1 = der.tlv(der.INTEGER, b"\x01")
+#: signed attributes: the type's encoding starts them; the content type is always this
+_CONTENT_TYPE_HEAD = der.tlv(der.OID_TAG, _OID_CONTENT_TYPE)
+_MESSAGE_DIGEST_HEAD = der.tlv(der.OID_TAG, _OID_MESSAGE_DIGEST)
+_CONTENT_TYPE_DATA = der.tlv(
+    der.SEQUENCE, _CONTENT_TYPE_HEAD + der.tlv(der.SET, der.tlv(der.OID_TAG, _OID_DATA))
+)
 
 
-class CMSError(ValueError):
-    """A signature, certificate or envelope that cannot be accepted.
-
-    ``code``: ``bad-signature``, ``untrusted``, ``expired``, ``bad-cert`` or
-    ``undecryptable``.
-    """
-
-    def __init__(self, code: str, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-
-
-class Certificate:
-    """An X.509 certificate: its ASN.1 structure and its public key, parsed once."""
-
-    __slots__ = ("asn1", "der", "public_key", "_info")
-
-    def __init__(self, der: bytes) -> None:
-        self.der = der
-        self.asn1 = ax509.Certificate.load(der)
-        self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
-        self._info: Optional[Dict[str, object]] = None
-
-    @property
-    def subject(self) -> ax509.Name:
-        return self.asn1.subject
-
-    @property
-    def issuer_serial(self) -> Tuple[bytes, int]:
-        return self.asn1.issuer.dump(), self.asn1.serial_number
-
-    def info(self) -> Dict[str, object]:
-        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``,
-        and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
-        original).
-        """
-        if self._info is None:
-            names = {
-                "common_name": "CN",
-                "organization_name": "O",
-                "organizational_unit_name": "OU",
-                "country_name": "C",
-                "state_or_province_name": "ST",
-                "locality_name": "L",
-                "email_address": "emailAddress",
-            }
-            info: Dict[str, object] = {
-                "subject": self.asn1.subject.human_friendly,
-                "serial": self.asn1.serial_number,
-                "not_before": self.asn1.not_valid_before.isoformat(),
-                "not_after": self.asn1.not_valid_after.isoformat(),
-            }
-            for key, value in self.asn1.subject.native.items():
-                if key in names:
-                    info[names[key]] = value if isinstance(value, str) else ", ".join(value)
-            self._info = info
-        return self._info
-
-
-def load_certificate(path: str) -> Certificate:
-    """A certificate from a PEM (or DER) file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if pem.detect(data):
-        _, _, data = pem.unarmor(data)
-    return Certificate(data)
-
-
-def load_private_key(path: str):  # type: ignore[no-untyped-def]
-    """An unencrypted private key from a PEM file."""
-    with open(path, "rb") as f:
-        return serialization.load_pem_private_key(f.read(), password=None)
+def _message_digest(digest: bytes) -> bytes:
+    """The message-digest attribute."""
+    return der.tlv(
+        der.SEQUENCE,
+        _MESSAGE_DIGEST_HEAD + der.tlv(der.SET, der.tlv(der.OCTET_STRING, digest)),
+    )
 
 
 # -- signing -----------------------------------------------------------------
 
 
-def _signed_attrs(content: bytes, hash_name: str) -> cms.CMSAttributes:
-    digest = hashlib.new(hash_name, content).digest()
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    return cms.CMSAttributes(
-        [
-            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": now})]}),
-            cms.CMSAttribute({"type": "message_digest", "values": [digest]}),
-        ]
-    )
+class Signer:
+    """Makes DER signed-data by one key and certificate (SHA-256, signed attributes).
 
+    What is the same in every signature (identifiers, algorithms, the
+    certificate) is encoded once here; :meth:`sign` adds the digest, the
+    signing time and the signature value.  The result is what ``openssl cms
+    -sign -binary -outform DER`` makes.
+    """
 
-def sign(content: bytes, cert: Certificate, key, detached: bool = True) -> bytes:  # type: ignore
-    """DER signed-data over ``content`` by ``key``, with ``cert`` embedded (SHA-256)."""
-    attrs = _signed_attrs(content, "sha256")
-    to_sign = attrs.dump()  # DER SET OF, sorted: what the verifier re-encodes
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(to_sign, asympad.PKCS1v15(), hashes.SHA256())
-        sig_alg = "rsassa_pkcs1v15"
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        signature = key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
-        sig_alg = "sha256_ecdsa"
-    else:
-        raise CMSError("bad-cert", "unsupported signing key type %s" % type(key).__name__)
-    issuer, serial = cert.asn1.issuer, cert.asn1.serial_number
-    signer = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                {
-                    "issuer_and_serial_number": cms.IssuerAndSerialNumber(
-                        {"issuer": issuer, "serial_number": serial}
-                    )
-                }
-            ),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
-            "signed_attrs": attrs,
-            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": sig_alg}),
-            "signature": signature,
-        }
-    )
-    encap: Dict[str, object] = {"content_type": "data"}
-    if not detached:
-        encap["content"] = content
-    signed = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-            "encap_content_info": encap,
-            "certificates": [cert.asn1],
-            "signer_infos": [signer],
-        }
-    )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    def __init__(self, cert: Certificate, key) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(key, rsa.RSAPrivateKey):
+            sig_alg = "rsassa_pkcs1v15"
+            pad, hash_alg = asympad.PKCS1v15(), hashes.SHA256()
+            self._sign = lambda data: key.sign(data, pad, hash_alg)
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            sig_alg = "sha256_ecdsa"
+            scheme = ec.ECDSA(hashes.SHA256())
+            self._sign = lambda data: key.sign(data, scheme)
+        else:
+            raise CMSError("bad-cert", "unsupported signing key type %s" % type(key).__name__)
+        self.cert = cert
+        digest_alg = algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+        sid = cms.IssuerAndSerialNumber(
+            {"issuer": cert.asn1.issuer, "serial_number": cert.serial}
+        ).dump()
+        self._signer_head = _VERSION_1 + sid + digest_alg
+        self._sig_alg = algos.SignedDigestAlgorithm({"algorithm": sig_alg}).dump()
+        self._digest_algs = der.tlv(der.SET, digest_alg)
+        self._detached = der.tlv(der.SEQUENCE, der.tlv(der.OID_TAG, _OID_DATA))
+        self._certificates = der.tlv(der.CONTEXT_0, cert.der)
+        self._time: Tuple[int, bytes] = (-1, b"")
+
+    def _signing_time(self) -> bytes:
+        """The signing-time attribute (UTCTime, as openssl), encoded once a second."""
+        now = int(time.time())
+        if self._time[0] != now:
+            stamp = time.strftime("%y%m%d%H%M%SZ", time.gmtime(now)).encode("ascii")
+            attr = der.tlv(
+                der.SEQUENCE,
+                der.tlv(der.OID_TAG, _OID_SIGNING_TIME) + der.tlv(der.SET, der.tlv(der.UTC_TIME, stamp)),
+            )
+            self._time = (now, attr)
+        return self._time[1]
+
+    def sign(self, content: bytes, detached: bool = True) -> bytes:
+        """DER signed-data over ``content``, which is carried inside unless ``detached``."""
+        digest = _message_digest(hashlib.sha256(content).digest())
+        # a DER SET OF is sorted by encoding
+        attrs = b"".join(sorted((_CONTENT_TYPE_DATA, self._signing_time(), digest)))
+        signature = self._sign(der.tlv(der.SET, attrs))
+        signer_info = der.tlv(
+            der.SEQUENCE,
+            self._signer_head
+            + der.tlv(der.CONTEXT_0, attrs)
+            + self._sig_alg
+            + der.tlv(der.OCTET_STRING, signature),
+        )
+        encap = self._detached
+        if not detached:
+            encap = der.tlv(
+                der.SEQUENCE,
+                der.tlv(der.OID_TAG, _OID_DATA)
+                + der.tlv(der.CONTEXT_0, der.tlv(der.OCTET_STRING, content)),
+            )
+        signed_data = der.tlv(
+            der.SEQUENCE,
+            _VERSION_1
+            + self._digest_algs
+            + encap
+            + self._certificates
+            + der.tlv(der.SET, signer_info),
+        )
+        return der.tlv(
+            der.SEQUENCE,
+            der.tlv(der.OID_TAG, _OID_SIGNED_DATA) + der.tlv(der.CONTEXT_0, signed_data),
+        )
 
 
 # -- verifying -----------------------------------------------------------------
 
 
-def _load_content_info(der: bytes, expected: str) -> cms.ContentInfo:
-    """The outer structure (the rest is parsed as it is used: callers catch parse errors)."""
-    try:
-        info = cms.ContentInfo.load(der, strict=False)
-        if info["content_type"].native != expected:
-            raise ValueError("content type %s" % info["content_type"].native)
-    except (ValueError, TypeError, KeyError) as ex:
-        code = "undecryptable" if expected == "enveloped_data" else "bad-signature"
-        raise CMSError(code, "not a CMS %s: %s" % (expected, ex)) from None
-    return info
+class VerifyCache:
+    """What does not change between the signatures of one signer, for :func:`verify`.
+
+    * certificates, parsed once, by their DER bytes;
+    * skeletons: a detached signed-data is the same bytes up to the signer's
+      signed attributes in every message of one signer (structure, digest
+      algorithm, certificates, signer identifier).  A signature whose bytes up
+      to there equal those of one fully walked before has the same signer
+      certificate and digest algorithm, so only the rest (attributes,
+      signature) is read.  Found by the signature's length, then by those bytes.
+
+    Nothing here depends on what is trusted: chains are checked by the caller.
+    """
+
+    def __init__(self, maxsize: int = CACHE_MAX) -> None:
+        self.maxsize = maxsize
+        self.certs: Dict[bytes, Certificate] = {}
+        self._skeletons: Dict[bytes, _Skeleton] = {}
+        self._prefix_lengths: Dict[int, Set[int]] = {}
+
+    def certificate(self, encoded: bytes) -> Certificate:
+        cert = self.certs.get(encoded)
+        if cert is None:
+            if len(self.certs) >= self.maxsize:
+                self.certs.clear()
+            cert = self.certs[encoded] = Certificate(encoded)
+        return cert
+
+    def skeleton(self, data: bytes) -> Optional["_Skeleton"]:
+        for length in self._prefix_lengths.get(len(data), ()):
+            found = self._skeletons.get(data[:length])
+            if found is not None:
+                return found
+        return None
+
+    def remember(self, data: bytes, skeleton: "_Skeleton") -> None:
+        if len(self._skeletons) >= self.maxsize:
+            self._skeletons.clear()
+            self._prefix_lengths.clear()
+        self._skeletons[data[: skeleton.tail]] = skeleton
+        self._prefix_lengths.setdefault(len(data), set()).add(skeleton.tail)
 
 
-def _same_name(a: ax509.Name, b: ax509.Name) -> bool:
-    # byte equality first: asn1crypto's normalising comparison costs as much as a signature check
-    return a.dump() == b.dump() or a == b
+class _Skeleton(NamedTuple):
+    """A signed-data read up to its signer's signed attributes."""
 
-
-def _check_signature(
-    public_key, signature: bytes, data: bytes, sig_alg: algos.SignedDigestAlgorithm, hash_name: str
-) -> None:  # type: ignore[no-untyped-def]
-    """Raise InvalidSignature (or CMSError for what is not supported)."""
-    algo = sig_alg["algorithm"].native
-    if hash_name not in _HASHES:
-        raise CMSError("bad-signature", "unsupported digest %s" % hash_name)
-    hash_alg = _HASHES[hash_name]()
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if algo == "rsassa_pss":
-            params = sig_alg["parameters"]
-            mgf_hash = _HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]
-            pad: asympad.AsymmetricPadding = asympad.PSS(
-                asympad.MGF1(mgf_hash()), params["salt_length"].native
-            )
-            hash_alg = _HASHES[params["hash_algorithm"]["algorithm"].native]()
-        else:
-            pad = asympad.PKCS1v15()
-        public_key.verify(signature, data, pad, hash_alg)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(hash_alg))
-    else:
-        raise CMSError("bad-signature", "unsupported key type %s" % type(public_key).__name__)
-
-
-def _find_signer(signer: cms.SignerInfo, certs: Sequence[Certificate]) -> Certificate:
-    sid = signer["sid"]
-    for cert in certs:
-        if sid.name == "issuer_and_serial_number":
-            if cert.asn1.serial_number == sid.chosen["serial_number"].native and _same_name(
-                cert.asn1.issuer, sid.chosen["issuer"]
-            ):
-                return cert
-        elif cert.asn1.key_identifier == sid.chosen.native:
-            return cert
-    raise CMSError("bad-signature", "signer certificate not in the signature")
+    cert: Certificate  # the signer's
+    certs: List[Certificate]  # all carried
+    hash_name: str
+    tail: int  # where the signed attributes (or the signature algorithm) start
+    content: Optional[bytes]  # attached content, None when detached
 
 
 def verify(
-    der: bytes,
-    content: Optional[bytes] = None,
-    cert_cache: Optional[Dict[bytes, Certificate]] = None,
+    signed: bytes, content: Optional[bytes] = None, cache: Optional[VerifyCache] = None
 ) -> Tuple[bytes, Certificate, List[Certificate]]:
     """Check a signed-data's signature; return (content, signer cert, certs carried).
 
     ``content`` is required for a detached signature and ignored for an
     attached one.  The signer's certificate is not checked here: see
-    :class:`TrustStore`.  ``cert_cache`` (DER -> Certificate) saves parsing
-    the same embedded certificates again and again.
+    :class:`~cc.crypto.certs.TrustStore`.
     """
-    info = _load_content_info(der, "signed_data")
+    cache = cache or VerifyCache()
     try:
-        return _verify(info, content, {} if cert_cache is None else cert_cache)
-    except (ValueError, TypeError, KeyError) as ex:
+        try:
+            return _verify(signed, content, cache)
+        except der.NotDER:
+            # BER (openssl -stream): once more, re-encoded as DER
+            signed = cms.ContentInfo.load(signed, strict=False).dump(force=True)
+            return _verify(signed, content, cache)
+    except CMSError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as ex:
         raise CMSError("bad-signature", "malformed signed-data: %s" % ex) from None
 
 
-def _certificate(der: bytes, cache: Dict[bytes, Certificate]) -> Certificate:
-    cert = cache.get(der)
-    if cert is None:
-        if len(cache) >= CERT_CACHE_MAX:
-            cache.clear()
-        cert = cache[der] = Certificate(der)
-    return cert
-
-
 def _verify(
-    info: cms.ContentInfo, content: Optional[bytes], cache: Dict[bytes, Certificate]
+    data: bytes, content: Optional[bytes], cache: VerifyCache
 ) -> Tuple[bytes, Certificate, List[Certificate]]:
-    signed = info["content"]
-    encap = signed["encap_content_info"]
-    if encap["content"].native is not None:
-        content = encap["content"].native
-        if not isinstance(content, bytes):
-            raise CMSError("bad-signature", "signed content is not data")
+    skeleton = cache.skeleton(data)
+    if skeleton is None:
+        skeleton = _walk(data, cache)
+        if skeleton.content is None:
+            cache.remember(data, skeleton)
+    if skeleton.content is not None:
+        content = skeleton.content
     if content is None:
         raise CMSError("bad-signature", "detached signature without content")
-    certs = [
-        _certificate(choice.chosen.dump(), cache)
-        for choice in signed["certificates"]
-        if choice.name == "certificate"
-    ]
-    signers = list(signed["signer_infos"])
-    if len(signers) != 1:
-        raise CMSError("bad-signature", "%d signers, expected one" % len(signers))
-    signer = signers[0]
-    cert = _find_signer(signer, certs)
-    hash_name = signer["digest_algorithm"]["algorithm"].native
-    attrs = signer["signed_attrs"]
-    if attrs.native is not None:
-        digest = None
-        for attr in attrs:
-            if attr["type"].native == "message_digest":
-                digest = attr["values"][0].native
-        if hash_name not in _HASHES or digest is None:
-            raise CMSError("bad-signature", "no message digest in the signed attributes")
-        if hashlib.new(hash_name, content).digest() != digest:
-            raise CMSError("bad-signature", "content does not match the signed digest")
-        raw = attrs.dump()
-        data = b"\x31" + raw[1:]  # signed over as a SET OF, not as [0] IMPLICIT
-    else:
-        data = content
+    # SignerInfo (RFC 5652 5.3), from the signed attributes on: [0] signedAttrs,
+    # signatureAlgorithm, signature, [1] unsignedAttrs; it ends where the input does
+    rest = der.children(data, (der.SEQUENCE, skeleton.tail, skeleton.tail, len(data)))
+    signed_over = content
+    if rest[0][0] == der.CONTEXT_0:
+        digest = hashlib.new(skeleton.hash_name, content).digest()
+        _check_signed_attrs(data, rest[0], digest)
+        signed_over = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
+        rest = rest[1:]
+    if len(rest) not in (2, 3):
+        raise ValueError("SignerInfo has %d fields after the digest algorithm" % len(rest))
+    sig_alg = der.whole(data, der.expect(rest[0], der.SEQUENCE, "signatureAlgorithm"))
+    signature = der.content(data, der.expect(rest[1], der.OCTET_STRING, "signature"))
     try:
-        _check_signature(
-            cert.public_key,
-            signer["signature"].native,
-            data,
-            signer["signature_algorithm"],
-            hash_name,
+        check_signature(
+            skeleton.cert.public_key, signature, signed_over, sig_alg, skeleton.hash_name
         )
     except InvalidSignature:
         raise CMSError("bad-signature", "signature does not verify") from None
-    return content, cert, certs
+    return content, skeleton.cert, skeleton.certs
 
 
-class TrustStore:
-    """Trusted CA certificates; checks a signer's chain up to one of them."""
-
-    def __init__(self, cas: Sequence[Certificate]) -> None:
-        self.cas = list(cas)
-
-    def check(
-        self,
-        cert: Certificate,
-        extra: Sequence[Certificate],
-        now: Optional[datetime.datetime] = None,
-    ) -> datetime.datetime:
-        """Check ``cert`` for signing, chained through ``extra`` to a CA; return when it expires.
-
-        Raises :class:`CMSError` (``untrusted``, ``expired``, ``bad-cert``).
-        """
-        now = now or datetime.datetime.now(datetime.timezone.utc)
-        _check_usage(cert, ca=False)
-        expires = _check_time(cert, now)
-        current = cert
-        for _ in range(MAX_CHAIN):
-            issuer = current.asn1.issuer
-            for ca in self.cas:
-                if _same_name(ca.subject, issuer) and _signed_by(current, ca):
-                    _check_usage(ca, ca=True)
-                    return min(expires, _check_time(ca, now))
-            for link in extra:
-                if (
-                    link is not current
-                    and _same_name(link.subject, issuer)
-                    and _signed_by(current, link)
-                ):
-                    _check_usage(link, ca=True)
-                    expires = min(expires, _check_time(link, now))
-                    current = link
-                    break
-            else:
-                break
-        raise CMSError(
-            "untrusted",
-            "certificate %s is not issued by a trusted CA" % cert.asn1.subject.human_friendly,
-        )
+def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
+    """ContentInfo { signedData, SignedData { version, digestAlgorithms,
+    encapContentInfo, [0] certificates, [1] crls, signerInfos } } (RFC 5652 5.1),
+    up to the signer's signed attributes."""
+    top = der.expect(der.read(data, 0, len(data)), der.SEQUENCE, "ContentInfo")
+    content_type, explicit = der.children(data, top)
+    if der.content(data, der.expect(content_type, der.OID_TAG, "contentType")) != _OID_SIGNED_DATA:
+        raise CMSError("bad-signature", "not a CMS signed-data")
+    (signed_data,) = der.children(data, der.expect(explicit, der.CONTEXT_0, "content"))
+    fields = der.children(data, der.expect(signed_data, der.SEQUENCE, "SignedData"))
+    encap = der.children(data, der.expect(fields[2], der.SEQUENCE, "encapContentInfo"))
+    if der.content(data, der.expect(encap[0], der.OID_TAG, "eContentType")) != _OID_DATA:
+        raise CMSError("bad-signature", "signed content is not data")
+    content = None
+    if len(encap) > 1:
+        (octets,) = der.children(data, der.expect(encap[1], der.CONTEXT_0, "eContent"))
+        content = der.content(data, der.expect(octets, der.OCTET_STRING, "eContent"))
+    certs = []
+    for field in fields[3:-1]:
+        if field[0] == der.CONTEXT_0:
+            certs = [
+                cache.certificate(der.whole(data, choice))
+                for choice in der.children(data, field)
+                if choice[0] == der.SEQUENCE
+            ]
+    signers = der.children(data, der.expect(fields[-1], der.SET, "signerInfos"))
+    if len(signers) != 1:
+        raise CMSError("bad-signature", "%d signers, expected one" % len(signers))
+    info = der.children(data, der.expect(signers[0], der.SEQUENCE, "SignerInfo"))
+    cert = _find_signer(data, info[1], certs)
+    digest_alg = der.children(data, der.expect(info[2], der.SEQUENCE, "digestAlgorithm"))
+    hash_name = _DIGESTS.get(der.content(data, digest_alg[0]))
+    if hash_name is None:
+        raise CMSError("bad-signature", "unsupported digest algorithm")
+    return _Skeleton(cert, certs, hash_name, info[2][3], content)
 
 
-def _signed_by(cert: Certificate, issuer: Certificate) -> bool:
-    asn1 = cert.asn1
+def _find_signer(data: bytes, sid: der.Element, certs: List[Certificate]) -> Certificate:
+    if sid[0] == der.SEQUENCE:  # issuerAndSerialNumber
+        issuer, serial = der.children(data, sid)
+        issuer_der = der.whole(data, der.expect(issuer, der.SEQUENCE, "issuer"))
+        number = int.from_bytes(der.content(data, serial), "big", signed=True)
+        for cert in certs:
+            if cert.issued(issuer_der, number):
+                return cert
+    elif sid[0] == der.CONTEXT_0_PRIMITIVE:  # subjectKeyIdentifier
+        key_id = der.content(data, sid)
+        for cert in certs:
+            if cert.asn1.key_identifier == key_id:
+                return cert
+    raise CMSError("bad-signature", "signer certificate not in the signature")
+
+
+def _check_signed_attrs(data: bytes, attrs: der.Element, digest: bytes) -> None:
+    """One content type, ``data``, and one message digest, ``digest`` (RFC 5652 11.1,
+    11.2), each compared whole with its DER encoding (what the signature covers)."""
+    content_types = digests = 0
+    for attr in der.children(data, attrs):
+        der.expect(attr, der.SEQUENCE, "Attribute")
+        head = data[attr[2] : attr[2] + len(_CONTENT_TYPE_HEAD)]
+        if head == _CONTENT_TYPE_HEAD:
+            if der.whole(data, attr) != _CONTENT_TYPE_DATA:
+                raise CMSError("bad-signature", "the signed content type is not data")
+            content_types += 1
+        elif head == _MESSAGE_DIGEST_HEAD:
+            if der.whole(data, attr) != _message_digest(digest):
+                raise CMSError("bad-signature", "content does not match the signed digest")
+            digests += 1
+    if content_types != 1 or digests != 1:
+        raise CMSError("bad-signature", "signed attributes need one content type and one digest")
+
+
+def _load_content_info(data: bytes, expected: str) -> cms.ContentInfo:
+    """The outer structure (the rest is parsed as it is used: callers catch parse errors)."""
     try:
-        _check_signature(
-            issuer.public_key,
-            asn1["signature_value"].native,
-            asn1["tbs_certificate"].dump(),
-            asn1["signature_algorithm"],
-            asn1.hash_algo,
-        )
-    except (InvalidSignature, CMSError, KeyError, ValueError):
-        return False
-    return True
-
-
-def _check_time(cert: Certificate, now: datetime.datetime) -> datetime.datetime:
-    asn1 = cert.asn1
-    if not asn1.not_valid_before <= now <= asn1.not_valid_after:
-        raise CMSError(
-            "expired",
-            "certificate %s is valid %s .. %s"
-            % (asn1.subject.human_friendly, asn1.not_valid_before, asn1.not_valid_after),
-        )
-    return asn1.not_valid_after
-
-
-def _check_usage(cert: Certificate, ca: bool) -> None:
-    asn1 = cert.asn1
-    usage = asn1.key_usage_value
-    name = asn1.subject.human_friendly
-    if ca:
-        if not asn1.ca:
-            raise CMSError("bad-cert", "certificate %s is not a CA" % name)
-        if usage is not None and "key_cert_sign" not in usage.native:
-            raise CMSError("bad-cert", "CA certificate %s may not sign certificates" % name)
-        return
-    if usage is not None and not usage.native & {"digital_signature", "non_repudiation"}:
-        raise CMSError("bad-cert", "certificate %s may not sign (key usage)" % name)
-    ext_usage = asn1.extended_key_usage_value
-    if ext_usage is not None and not set(ext_usage.native) & {
-        "email_protection",
-        "any_extended_key_usage",
-    }:
-        raise CMSError("bad-cert", "certificate %s is not for S/MIME (extended key usage)" % name)
+        info = cms.ContentInfo.load(data, strict=False)
+        if info["content_type"].native != expected:
+            raise ValueError("content type %s" % info["content_type"].native)
+    except (ValueError, TypeError, KeyError) as ex:
+        raise CMSError("undecryptable", "not a CMS %s: %s" % (expected, ex)) from None
+    return info
 
 
 # -- envelopes -----------------------------------------------------------------
@@ -456,9 +386,9 @@ def envelope(content: bytes, recipient: Certificate, key_bits: int = 128) -> byt
     return cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump()
 
 
-def open_envelope(der: bytes, cert: Certificate, key) -> bytes:  # type: ignore[no-untyped-def]
+def open_envelope(data: bytes, cert: Certificate, key) -> bytes:  # type: ignore[no-untyped-def]
     """The content of an enveloped-data addressed to ``cert`` (its private ``key``)."""
-    info = _load_content_info(der, "enveloped_data")
+    info = _load_content_info(data, "enveloped_data")
     enveloped = info["content"]
     try:
         content_key = None
@@ -468,10 +398,8 @@ def open_envelope(der: bytes, cert: Certificate, key) -> bytes:  # type: ignore[
             ktri = recipient.chosen
             rid = ktri["rid"]
             if rid.name == "issuer_and_serial_number":
-                match = rid.chosen[
-                    "serial_number"
-                ].native == cert.asn1.serial_number and _same_name(
-                    rid.chosen["issuer"], cert.asn1.issuer
+                match = cert.issued(
+                    rid.chosen["issuer"].dump(), rid.chosen["serial_number"].native
                 )
             else:
                 match = rid.chosen.native == cert.asn1.key_identifier
@@ -501,8 +429,8 @@ def _decrypt_key(ktri: cms.KeyTransRecipientInfo, key) -> bytes:  # type: ignore
     alg = ktri["key_encryption_algorithm"]
     if alg["algorithm"].native == "rsaes_oaep":
         params = alg["parameters"]
-        hash_cls = _HASHES[params["hash_algorithm"]["algorithm"].native]
-        mgf_cls = _HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]
+        hash_cls = HASHES[params["hash_algorithm"]["algorithm"].native]
+        mgf_cls = HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]
         pad: asympad.AsymmetricPadding = asympad.OAEP(asympad.MGF1(mgf_cls()), hash_cls(), None)
     else:
         pad = asympad.PKCS1v15()
