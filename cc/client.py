@@ -167,7 +167,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     parser.add_argument("url", help="cc-server socket, e.g. tcp://127.0.0.1:22632")
     parser.add_argument("type", help="message type, e.g. echo.request or log.info")
-    parser.add_argument("fields", nargs="*", metavar="field", help="body fields: key=string or key:=json")
+    parser.add_argument(
+        "fields", nargs="*", metavar="field", help="body fields: key=string or key:=json"
+    )
     parser.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds to wait")
     wait = parser.add_mutually_exclusive_group()
     wait.add_argument("-w", "--wait", action="store_true", help="wait for a reply")

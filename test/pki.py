@@ -240,7 +240,7 @@ class PKI:
             "-inkey",
             self.key(name),
             *extra,
-            data=data
+            data=data,
         )
 
     def encrypt(self, recipient: str, data: bytes, *extra: str) -> bytes:
@@ -256,7 +256,7 @@ class PKI:
             "-recip",
             self.crt(recipient),
             *extra,
-            data=data
+            data=data,
         )
 
     def verify(

@@ -29,6 +29,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
+
 class RowParser(html.parser.HTMLParser):
     """The ``<tr id=host-...>`` rows of the page: (id, class, text), in order."""
 

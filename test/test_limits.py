@@ -187,7 +187,9 @@ class TestMessageSize(CCTestCase):
         server = self.start_server("s", ccserver_section("s", cc_max_message_size="64K") + ECHO)
         evil, other = self.dealer(server.endpoint), self.dealer(server.endpoint)
         self.assertEqual(self.query(evil, "echo.request", {"target": "a"}).type, "echo.response")
-        big = CCMessage.build("echo.request", {"target": "big"}, route=[b"QBIG"], blob=bytes(100000))
+        big = CCMessage.build(
+            "echo.request", {"target": "big"}, route=[b"QBIG"], blob=bytes(100000)
+        )
         evil.send_multipart(big.frames)
         reply = self.query(other, "echo.request", {"target": "other"}, qid=b"QOTHER")
         self.assertEqual(reply.get_body()["orig_target"], "other")

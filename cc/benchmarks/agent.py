@@ -172,9 +172,10 @@ def start_server(tmp: str, name: str, text: str) -> "tuple[subprocess.Popen, str
         stderr=subprocess.DEVNULL,
     )
     try:
-        return proc, wait_logged(proc, os.path.join(tmp, name + ".log"), ["listening on "])[
-            "listening on "
-        ]
+        return (
+            proc,
+            wait_logged(proc, os.path.join(tmp, name + ".log"), ["listening on "])["listening on "],
+        )
     except SystemExit:
         proc.kill()
         raise

@@ -101,7 +101,9 @@ def host_name(host: int) -> str:
     return "fleet-%05d" % host
 
 
-def make_fields(kind: int, host: int, second: int, seq: int, now: float) -> Tuple[Dict, Optional[bytes]]:
+def make_fields(
+    kind: int, host: int, second: int, seq: int, now: float
+) -> Tuple[Dict, Optional[bytes]]:
     """The body fields (and blob) of the ``seq``-th message of a kind from ``host``."""
     name = host_name(host)
     base: Dict[str, Any] = {"hostname": name, "time": now}
@@ -121,26 +123,31 @@ def make_fields(kind: int, host: int, second: int, seq: int, now: float) -> Tupl
         fields["log_msg"] = ("request %d done " % seq).ljust(max(0, pad), "x")
         return fields, None
     if kind == 1:
-        return dict(
-            base,
-            filename="/var/log/postgresql/postgresql.log",
-            comp="",
-            fpos=second * TAIL_SIZE,
-            st_dev=2049,
-            st_ino=100000 + host,
-            op_mode="classic",
-            mode="b",
-            ack=True,
-        ), TAIL_BLOB
+        return (
+            dict(
+                base,
+                filename="/var/log/postgresql/postgresql.log",
+                comp="",
+                fpos=second * TAIL_SIZE,
+                st_dev=2049,
+                st_ino=100000 + host,
+                op_mode="classic",
+                mode="b",
+                ack=True,
+            ),
+            TAIL_BLOB,
+        )
     if kind == 2:
         counters = {"count": 7 * seq, "bytes": 2100 * seq, "count.ok": 7 * seq}
-        return dict(
-            base, job_name=name + ".cc", service_type="ccserver", counters=counters, period=1
-        ), None
+        return (
+            dict(base, job_name=name + ".cc", service_type="ccserver", counters=counters, period=1),
+            None,
+        )
     if kind == 3:
-        return dict(
-            base, filename="/var/lib/cc/info/info.ps", mtime=now, comp="", data="", ack=True
-        ), INFO_BLOB
+        return (
+            dict(base, filename="/var/lib/cc/info/info.ps", mtime=now, comp="", data="", ack=True),
+            INFO_BLOB,
+        )
     return dict(base, host=name), None
 
 
@@ -167,7 +174,9 @@ def schedule(hosts: int, seconds: int) -> List[Tuple[int, int, int, int, int]]:
     return out
 
 
-def build_messages(plan: Sequence[Tuple[int, int, int, int, int]], keystore: Optional[str]) -> List[Message]:
+def build_messages(
+    plan: Sequence[Tuple[int, int, int, int, int]], keystore: Optional[str]
+) -> List[Message]:
     """The frames of every planned message; signed with the host's key when ``keystore``."""
     from cc.message import CCMessage
 
@@ -487,8 +496,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--hosts", default="100,1000,5000", help="comma list of host counts")
     p.add_argument("--seconds", type=int, default=10, help="seconds of traffic per run")
     p.add_argument("--modes", default="unsigned,signed", help="unsigned, signed or both")
-    p.add_argument("--idle", type=float, default=10.0,
-                   help="give up waiting for deliveries after this many seconds without any")
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=10.0,
+        help="give up waiting for deliveries after this many seconds without any",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = p.parse_args(argv)
     args.hosts = [int(h) for h in args.hosts.split(",")]

@@ -106,7 +106,8 @@ class Signer:
             stamp = time.strftime("%y%m%d%H%M%SZ", time.gmtime(now)).encode("ascii")
             attr = der.tlv(
                 der.SEQUENCE,
-                der.tlv(der.OID_TAG, _OID_SIGNING_TIME) + der.tlv(der.SET, der.tlv(der.UTC_TIME, stamp)),
+                der.tlv(der.OID_TAG, _OID_SIGNING_TIME)
+                + der.tlv(der.SET, der.tlv(der.UTC_TIME, stamp)),
             )
             self._time = (now, attr)
         return self._time[1]
@@ -398,9 +399,7 @@ def open_envelope(data: bytes, cert: Certificate, key) -> bytes:  # type: ignore
             ktri = recipient.chosen
             rid = ktri["rid"]
             if rid.name == "issuer_and_serial_number":
-                match = cert.issued(
-                    rid.chosen["issuer"].dump(), rid.chosen["serial_number"].native
-                )
+                match = cert.issued(rid.chosen["issuer"].dump(), rid.chosen["serial_number"].native)
             else:
                 match = rid.chosen.native == cert.asn1.key_identifier
             if match:

@@ -20,7 +20,9 @@ __all__ = ["main"]
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="cc-keygen", description=__doc__.split("\n\n")[1])
     parser.add_argument("directory", help="where to write the key files (created)")
-    parser.add_argument("names", nargs="+", metavar="name", help="key pair names, e.g. server host1")
+    parser.add_argument(
+        "names", nargs="+", metavar="name", help="key pair names, e.g. server host1"
+    )
     args = parser.parse_args(argv)
     if not zmq.has("curve"):
         print("cc-keygen: libzmq was built without CURVE", file=sys.stderr)
