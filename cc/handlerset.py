@@ -11,9 +11,10 @@ sections it forwards to) did not change, creates the new ones and stops the
 ones no longer needed.
 """
 
+import asyncio
 import configparser
 import logging
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Type
 
 import skytools
 
@@ -236,7 +237,16 @@ class HandlerSet:
 
 
 def _stop_quietly(handler: CCHandler) -> None:
+    """Stop a handler of a plan that failed; a stop that takes time (worker threads
+    finishing) runs on, on the loop, so a broken reload leaks no threads."""
+
+    def stopped(done: "asyncio.Future[Any]") -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("stopping %s failed", handler.hname, exc_info=done.exception())
+
     try:
-        handler.stop()
+        stopping = handler.stop()
+        if stopping is not None:
+            asyncio.ensure_future(stopping).add_done_callback(stopped)
     except Exception:
         log.exception("stopping %s failed", handler.hname)

@@ -156,6 +156,30 @@ class TestReload(CCTestCase):
         server.wait_log(r"reload failed, keeping the running config: .*no\.such\.module")
         self.assertEqual(self.ask(sock, "a.x")["tag"], "one")
 
+    def test_broken_reload_leaks_no_worker_threads(self):
+        """Handlers made for a config that then fails are stopped, their threads too."""
+        ini = ccserver_section("r") + "[routes]\necho = h:echo\n[h:echo]\nhandler = echo\n"
+        server = self.start_server("r", ini)
+
+        def threads():
+            with open("/proc/%d/status" % server.proc.pid) as f:
+                return int(next(line.split()[1] for line in f if line.startswith("Threads:")))
+
+        before = threads()
+        infowriter = (
+            "[h:%s]\nhandler = infowriter\ndstdir = " + self.tmp + "\nworker-threads = %d\n"
+        )
+        broken = ini.replace("{tmp}", self.tmp).replace(
+            "echo = h:echo\n", "echo = h:echo\npub.a = h:a\npub.b = h:b\n"
+        )  # h:a is made (8 threads), then h:b fails
+        server.write_ini(broken + infowriter % ("a", 8) + infowriter % ("b", 0))
+        for n in range(3):
+            server.send_signal(signal.SIGHUP)
+            server.wait_stat("count.reload_failed", n + 1)
+        # leaked, 3 x 8 threads would stay; stopping them joins each on a thread of the loop's
+        # executor (one at a time per plan), so what stays is fewer than one plan's 8
+        wait_for(lambda: threads() < before + 8, what="the failed plans' threads to end")
+
     def test_reload_command(self):
         ini = ccserver_section("r") + TAGGED
         server = self.start_server("r", ini, tag_a="one")

@@ -94,7 +94,7 @@ class TaskExec(CCDaemon):
         #: new per process: tells the taskrouter that tasks sent to an earlier one are lost
         self.runner_id = uuid.uuid4().hex
         self.runs: Dict[str, TaskRun] = {}
-        self._tasks: List["asyncio.Future[None]"] = []
+        self._running: List["asyncio.Future[None]"] = []
         assert self.cc is not None
         self.cc.on_message(self.handle_msg)
         self._timers = [
@@ -148,8 +148,8 @@ class TaskExec(CCDaemon):
             self._end(run, "failed", rc=-1, msg=refused)
             return
         future = asyncio.ensure_future(self._run(run, body, msg.signature))
-        self._tasks.append(future)
-        future.add_done_callback(self._task_done)
+        self._running.append(future)
+        future.add_done_callback(self._run_finished)
 
     def _refusal(self, module: str) -> str:
         if not MODULE_RE.match(module):
@@ -250,8 +250,8 @@ class TaskExec(CCDaemon):
         )
         self.publish(msg.to_message())
 
-    def _task_done(self, future: "asyncio.Future[None]") -> None:
-        self._tasks.remove(future)
+    def _run_finished(self, future: "asyncio.Future[None]") -> None:
+        self._running.remove(future)
         if not future.cancelled() and future.exception() is not None:
             self.log.error("task runner failed", exc_info=future.exception())
 
@@ -267,7 +267,7 @@ class TaskExec(CCDaemon):
     def stop_work(self) -> Optional["asyncio.Future[Any]"]:
         for timer in getattr(self, "_timers", []):
             timer.stop()
-        tasks = list(getattr(self, "_tasks", []))
+        tasks = list(getattr(self, "_running", []))
         if not tasks:
             return None
         for run in self.runs.values():
@@ -282,7 +282,9 @@ class TaskExec(CCDaemon):
             for run in self.runs.values():
                 if run.proc is not None and run.ended is None:
                     _signal(run.proc, signal.SIGKILL)
-            await asyncio.wait(late, timeout=1)
+            _, stuck = await asyncio.wait(late, timeout=1)
+            for future in stuck:  # a process that survived SIGKILL is not waited for
+                future.cancel()
 
 
 def allowed_modules(sections: List[str]) -> List[str]:
