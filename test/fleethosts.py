@@ -7,9 +7,8 @@ reports and is then stopped by the test.
 
 import json
 import os
-import urllib.request
 
-from harness import CCTestCase, ccserver_section, wait_for
+from harness import LOCAL_HTTP, CCTestCase, ccserver_section, wait_for
 
 CENTRAL = ccserver_section("central", metrics_http="127.0.0.1:0", hostname="cc-central") + """
 [routes]
@@ -91,7 +90,7 @@ class FleetCase(CCTestCase):
         self.gone = self.start_server("gone", GONE, central=self.central.endpoint)
 
     def get(self, path):
-        with urllib.request.urlopen(self.base + path, timeout=5) as response:
+        with LOCAL_HTTP.open(self.base + path, timeout=5) as response:
             return response.read().decode("utf8")
 
     def fleet(self):

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import zmq
@@ -29,6 +30,10 @@ REPO_DIR = os.path.dirname(TEST_DIR)
 
 #: seconds any single wait in a test may take
 WAIT = 10.0
+
+#: opens URLs of the servers under test, which are local: no http_proxy (a Debian package
+#: build sets one that refuses every connection)
+LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 T = TypeVar("T")
 

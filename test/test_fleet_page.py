@@ -27,6 +27,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--no-proxy-server",  # the page is local (a package build sets a proxy that refuses all)
 ]
 
 

@@ -1,10 +1,9 @@
 """metrics-http: /metrics parses as Prometheus text, moves with traffic; /status is JSON."""
 
 import json
-import urllib.request
 
 from daemonproc import DaemonTestCase
-from harness import ccserver_section, wait_for
+from harness import LOCAL_HTTP, ccserver_section, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from cc.message import HOSTNAME, CCMessage
@@ -39,14 +38,10 @@ echo-timeout = 1
 """
 
 
-#: the server is local: no http_proxy (a Debian package build sets one that refuses all)
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 class TestMetrics(DaemonTestCase):
     def fetch(self, server, page):
         url = "http://%s/%s" % (server.wait_log(r"metrics on http://(\S+)/metrics").group(1), page)
-        with OPENER.open(url, timeout=5) as resp:
+        with LOCAL_HTTP.open(url, timeout=5) as resp:
             return resp.headers.get("Content-Type"), resp.read().decode("utf8")
 
     def samples(self, server):
