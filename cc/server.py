@@ -41,13 +41,13 @@ from cc.message import (
     set_hostname,
 )
 from cc.msgtypes import StateMessage, StatsMessage, wants_reply
+from cc.peerwaits import PeerWaits
 from cc.ratelog import RateLimitedLog
-from cc.security import crypto_context, curve_server, replay_cache
 from cc.routing import RouteTable
+from cc.security import crypto_context, curve_server, replay_cache
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
-from cc.peerwaits import PeerWaits
 from cc.stream import CCStream
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from tornado.ioloop import IOLoop
 
 from cc.client import CCClient, QueryTimeout, parse_fields
 from cc.message import CCMessage
-from cc.stats import Stats
 from cc.reqstream import CCReqStream
+from cc.stats import Stats
 
 ROUTES = """
 [routes]

@@ -10,10 +10,10 @@ import unittest
 
 from harness import wait_for
 from pki import PKI, openssl
+from skytools.config import ConfigError
 
 from cc.crypto import CryptoContext, ReplayCache
 from cc.message import CCMessage, MessageError
-from skytools.config import ConfigError
 
 pki: PKI = None  # type: ignore[assignment]
 

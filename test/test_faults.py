@@ -11,9 +11,9 @@ import re
 import signal
 import subprocess
 
+import test_handler_jobmgr as jobmgr_tests
 import zmq
 from harness import TEST_DIR, CCTestCase, ccserver_section, pid_alive, wait_for
-import test_handler_jobmgr as jobmgr_tests
 from test_reliability import rss_mb
 
 from cc.message import CCMessage

@@ -4,7 +4,7 @@ import os
 import re
 import signal
 
-from harness import CCTestCase, TEST_DIR, ccserver_section, pid_alive, wait_for
+from harness import TEST_DIR, CCTestCase, ccserver_section, pid_alive, wait_for
 
 JOBS = """
 [routes]

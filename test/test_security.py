@@ -17,8 +17,8 @@ from tornado.ioloop import IOLoop
 from cc.client import CCClient
 from cc.crypto import CryptoContext
 from cc.message import CCMessage
-from cc.stats import Stats
 from cc.reqstream import CCReqStream
+from cc.stats import Stats
 
 pki: PKI = None  # type: ignore[assignment]
 

@@ -44,14 +44,14 @@ from skytools.config import ConfigError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 import cc
+from cc.hostname import configured_hostname
 from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.hostname import configured_hostname
 from cc.message import BodyGate, BodyLimits, CCMessage, MessageError, set_hostname
 from cc.msgtypes import LogMessage, StateMessage, StatsMessage
+from cc.reqstream import CCReqStream
 from cc.security import crypto_context
 from cc.stats import Stats
-from cc.reqstream import CCReqStream
 
 __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 

@@ -10,7 +10,6 @@ import os
 import time
 from typing import Dict, List, Optional, Tuple
 
-
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.atomic import write_atomic
 from cc.files.infomsg import InfofileEncoder

@@ -11,7 +11,6 @@ from skytools.config import ConfigError
 from cc.backoff import Backoff
 from cc.daemon import CCDaemon, run_daemon
 from cc.files import compression
-from cc.files.watch import RECHECK, DirWatch
 from cc.files.tailsource import (
     Source,
     find_by_inode,
@@ -20,6 +19,7 @@ from cc.files.tailsource import (
     read_state,
     write_state,
 )
+from cc.files.watch import RECHECK, DirWatch
 from cc.message import CCMessage, is_valid_type
 from cc.msgtypes import LogtailMessage
 from cc.ratelog import RateLimitedLog

@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import skytools
 from tornado.ioloop import PeriodicCallback
 
+from cc.backoff import Backoff
 from cc.handler import CCHandler, HandlerConfigError
 from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
-from cc.backoff import Backoff
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog

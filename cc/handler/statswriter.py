@@ -6,7 +6,6 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
-
 from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.handler import CCHandler

@@ -15,9 +15,9 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
+from cc.backoff import Backoff
 from cc.files.atomic import write_atomic
 from cc.jobs.pipes import read_lines
-from cc.backoff import Backoff
 from cc.jobs.states import JobState, check_transition, keepalive_overdue
 from cc.stats import Stats
 
