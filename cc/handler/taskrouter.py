@@ -191,6 +191,10 @@ class TaskRouter(CCHandler):
             self.reply_error(msg, "malformed task: %s" % problem, "bad-task")
             return
         uid = parts[2]
+        if uid in self.fanout_subs:  # its replies would go to the fan-out
+            self.stats.inc("task.invalid")
+            self.reply_error(msg, "task id %s is in use; choose another" % uid, "duplicate")
+            return
         known = self.tasks.get(uid)
         if known is not None:
             self._resent(known, msg)
