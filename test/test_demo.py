@@ -42,7 +42,7 @@ class TestDemo(unittest.TestCase):
     def start(self):
         """cc-demo in its own process group, as a terminal runs it; its output collected."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cc.demo", os.path.join(REPO_DIR, "conf", "demo")],
+            [sys.executable, "-m", "cctools.demo", os.path.join(REPO_DIR, "conf", "demo")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -27,8 +27,8 @@ import psycopg2
 import zmq
 
 from cc.db import pgcluster
+from cctools.bench.scenarios import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SETUP_SQL = """
 create or replace function public.bench_add(a int, b int) returns int
