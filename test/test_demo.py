@@ -10,7 +10,7 @@ import unittest
 
 from harness import REPO_DIR, child_env, wait_for
 
-from cc.db.pgcluster import find_bindir
+from cctools.pgcluster import find_bindir
 
 KINDS = [
     r"delivered log\.info from demo-sender@",
