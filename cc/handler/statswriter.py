@@ -42,6 +42,7 @@ class StatsWriter(CCHandler):
         self._dirty: Dict[Tuple[str, str, str], bytes] = {}
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
+        self._closed = False  # the executor shut down
         self._ratelog = RateLimitedLog(self.log)
 
     def handle_msg(self, msg: CCMessage) -> None:
@@ -72,6 +73,10 @@ class StatsWriter(CCHandler):
 
     def _kick(self) -> None:
         if self._writing is None and self._dirty:
+            if self._closed:  # a report the server routed here just as stop() ended
+                self.stats.inc("statswriter.dropped_stopped", len(self._dirty))
+                self._dirty = {}
+                return
             batch, self._dirty = self._dirty, {}
             loop = asyncio.get_running_loop()
             self._writing = loop.run_in_executor(self._executor, self._write, batch)
@@ -103,4 +108,5 @@ class StatsWriter(CCHandler):
         """Finish what was received (the server bounds how long this may take)."""
         while self._writing is not None:
             await asyncio.sleep(0.01)
+        self._closed = True
         self._executor.shutdown(wait=True)
