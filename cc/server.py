@@ -30,6 +30,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 import cc
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
+from cc.handler.serverview import ServerView
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
 from cc.message import (
@@ -196,7 +197,9 @@ class CCServer(skytools.BaseScript):
         self.stats.add_fold(self._fold_tallies)
         self._stats_types: Set[str] = set()
         self.routes: RouteTable[CCHandler] = RouteTable()
-        self.handlers = HandlerSet(self)
+        #: all that handlers see of this server
+        self.view = ServerView(self)
+        self.handlers = HandlerSet(self.view)
         self.endpoint = ""
         self.io_loop: IOLoop = None  # type: ignore[assignment]  # set in work()
         self.zctx: zmq.Context = None  # type: ignore[assignment]
@@ -623,7 +626,7 @@ class CCServer(skytools.BaseScript):
         if named:
             self._route(msg, msg.size, time.perf_counter())
 
-    # -- services for handlers -------------------------------------------------------
+    # -- services for handlers, through cc.handler.serverview.ServerView --------------
 
     def seal(self, msg: CCMessage) -> CCMessage:
         """``msg``, created by this server, signed (and encrypted) as ``cms-*`` says."""
@@ -637,10 +640,6 @@ class CCServer(skytools.BaseScript):
     def send(self, msg: CCMessage) -> None:
         """Send a message this server created (a reply) out of the ROUTER, sealed."""
         self.cclocal.send_cmsg(self.seal(msg))
-
-    def get_handler(self, name: str) -> CCHandler:
-        """The handler of section ``name`` (for handlers that forward to another)."""
-        return self.handlers.get(name)
 
     def add_status_source(self, name: str, lines: Callable[[], List[str]]) -> None:
         """Add a ``[name]`` section (``lines()``) to the infofile, e.g. jobmgr's job states."""

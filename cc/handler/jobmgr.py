@@ -4,7 +4,7 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 from tornado.ioloop import PeriodicCallback
@@ -15,6 +15,9 @@ from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.handler.serverview import ServerView
 
 CC_HANDLER = "JobMgr"
 
@@ -66,8 +69,8 @@ class JobMgr(CCHandler):
     CC_ROLES = ("local",)
     SECTION_LISTS = ("daemons",)
 
-    def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
+        super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
         self.config_file = hcf.filename
         self.server_cf = skytools.Config("ccserver", self.config_file)
@@ -132,7 +135,7 @@ class JobMgr(CCHandler):
             argv = [cf.getfile("script")]
         else:
             raise HandlerConfigError("[%s]: needs module = or script =" % section)
-        argv += [self.config_file, section] + self._verbosity()
+        argv += [self.config_file, section] + self.server.verbosity
         keepalive_period = opt("keepalive-period", 10)
         if keepalive_period <= 0:
             raise HandlerConfigError("[%s]: keepalive-period must be positive" % section)
@@ -153,7 +156,7 @@ class JobMgr(CCHandler):
             connectable(self.server.endpoint),
             keepalive_period,
             os.getpid(),
-            self.server.settings.hostname,
+            self.server.hostname,
         )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
@@ -226,16 +229,9 @@ class JobMgr(CCHandler):
     def _pidfile(self, cf: skytools.Config, section: str) -> str:
         """The job's own pidfile; never the server's (a template without %(job_name)s)."""
         path = cf.getfile("pidfile", "")
-        server_pidfile = self.server.pidfile or ""
-        if path and os.path.abspath(path) == os.path.abspath(server_pidfile):
+        if path and os.path.abspath(path) == os.path.abspath(self.server.pidfile):
             path = os.path.join(os.path.dirname(path), self._job_name(section) + ".pid")
         return path
-
-    def _verbosity(self) -> List[str]:
-        options = self.server.options
-        if getattr(options, "quiet", False):
-            return ["-q"]
-        return ["-v"] * (getattr(options, "verbose", 0) or 0)
 
     # -- messages ---------------------------------------------------------------
 

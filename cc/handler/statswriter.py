@@ -35,8 +35,8 @@ class StatsWriter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.dstdir = hcf.getfile("dstdir")
         self.store = StatsStore(hcf.getint("max-entries", 10000))
         self._dirty: Dict[Tuple[str, str, str], bytes] = {}
@@ -44,6 +44,7 @@ class StatsWriter(CCHandler):
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
         self._closed = False  # the executor shut down
         self._ratelog = RateLimitedLog(self.log)
+        server.add_stats_store(self.store)
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
@@ -106,6 +107,7 @@ class StatsWriter(CCHandler):
 
     async def stop(self) -> None:
         """Finish what was received (the server bounds how long this may take)."""
+        self.server.remove_stats_store(self.store)
         while self._writing is not None:
             await asyncio.sleep(0.01)
         self._closed = True
