@@ -116,9 +116,7 @@ class TestServerView(CCTestCase):
         server = self.write_server("all", ini).start()
         self.base = "http://" + server.wait_log(r"metrics on http://(\S+)/metrics").group(1)
         state = wait_for(lambda: self.fetch("/status")["state"], what="/status")
-        self.assertEqual(
-            sorted(state["handlers"]), sorted("h:" + name for name in HANDLERS), state
-        )
+        self.assertEqual(sorted(state["handlers"]), sorted("h:" + name for name in HANDLERS), state)
 
         # replies go out through the view
         sock = self.dealer(server.endpoint)
