@@ -33,7 +33,7 @@ setup(
             "cc-server = cc.server:main",
             "cc-send = cc.client:main",
             "cc-bench = cctools.bench.cli:main",
-            "cc-daemon = cc.daemon:main",
+            "cc-daemon = cc.daemon.cli:main",
             "cc-demo = cctools.demo:main",
             "cc-task = cc.taskclient:main",
             "cc-keygen = cc.crypto.keygen:main",

@@ -198,9 +198,9 @@ class LogfileTailer(CCDaemon):
             self.exit_code = 1
             self.request_stop()
 
-    def daemon_state(self) -> Dict[str, Any]:
+    def state(self) -> Dict[str, Any]:
         """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged."""
-        state = super().daemon_state()
+        state = super().state()
         src = getattr(self, "src", None)
         if src is not None:
             try:

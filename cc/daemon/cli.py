@@ -1,0 +1,38 @@
+"""The command line of daemons: ``cc-daemon NAME ...`` and each module's ``python -m``."""
+
+import sys
+from typing import List, Optional, Type
+
+from skytools.config import ConfigError
+
+from cc.daemon.base import CCDaemon
+from cc.daemon.registry import DAEMONS, load_daemon_class
+
+__all__ = ["main", "run_daemon"]
+
+
+def run_daemon(cls: Type[CCDaemon], args: Optional[List[str]] = None) -> None:
+    """Entry point shared by every daemon module's ``python -m`` and by ``cc-daemon``."""
+    args = sys.argv[1:] if args is None else args
+    try:
+        daemon = cls(cls.__module__.rsplit(".", 1)[-1], args)
+    except ConfigError as ex:
+        print("%s: %s" % (cls.__module__, ex), file=sys.stderr)
+        sys.exit(1)
+    daemon.start()
+    sys.exit(daemon.exit_code)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``cc-daemon MODULE config.ini SECTION [options]``: run any daemon."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0].startswith("-"):
+        print("usage: cc-daemon MODULE config.ini SECTION [options]", file=sys.stderr)
+        print("daemons: %s (or a module path)" % ", ".join(sorted(DAEMONS)), file=sys.stderr)
+        sys.exit(2)
+    try:
+        cls = load_daemon_class(args[0])
+    except ConfigError as ex:
+        print("cc-daemon: %s" % ex, file=sys.stderr)
+        sys.exit(1)
+    run_daemon(cls, args[1:])
