@@ -11,6 +11,7 @@ to the stats lands here, once.
 import asyncio
 import os
 import signal
+import sys
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -24,7 +25,7 @@ from cc.message import CCMessage
 from cc.msgtypes import StateMessage, StatsMessage
 from cc.stats import Stats
 
-__all__ = ["CCProcess", "Periodic", "START_ERRORS"]
+__all__ = ["CCProcess", "Periodic", "START_ERRORS", "run_process"]
 
 #: what a failed start raises: logged, exit code 1, no traceback (a config or an address)
 START_ERRORS = (ConfigError, OSError, ValueError, zmq.ZMQError)
@@ -214,3 +215,17 @@ class CCProcess(skytools.BaseScript):
         state = self.state()
         msg = StateMessage(job_name=self.job_name, service_type=self.service_name, state=state)
         self.publish_report(msg.to_message())
+
+
+def run_process(make: Callable[[], CCProcess], prog: str) -> None:
+    """The command-line edge of a process: make it, run it, exit with its code.
+
+    A config the constructor refuses is one line on stderr and exit code 1.
+    """
+    try:
+        process = make()
+    except (ConfigError, ValueError) as ex:
+        print("%s: %s" % (prog, ex), file=sys.stderr)
+        sys.exit(1)
+    process.start()
+    sys.exit(process.exit_code)

@@ -41,7 +41,7 @@ from cc.message import (
 )
 from cc.msgtypes import wants_reply
 from cc.peerwaits import PeerWaits
-from cc.process import START_ERRORS, CCProcess, Periodic
+from cc.process import START_ERRORS, CCProcess, Periodic, run_process
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable
 from cc.security import crypto_context, curve_server, replay_cache
@@ -661,13 +661,7 @@ class CCServer(CCProcess):
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``cc-server``."""
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        server = CCServer(args)
-    except (ConfigError, ValueError) as ex:
-        print("cc-server: %s" % ex, file=sys.stderr)
-        sys.exit(1)
-    server.start()
-    sys.exit(server.exit_code)
+    run_process(lambda: CCServer(args), "cc-server")
 
 
 if __name__ == "__main__":

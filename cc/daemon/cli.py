@@ -7,6 +7,7 @@ from skytools.config import ConfigError
 
 from cc.daemon.base import CCDaemon
 from cc.daemon.registry import DAEMONS, load_daemon_class
+from cc.process import run_process
 
 __all__ = ["main", "run_daemon"]
 
@@ -14,13 +15,7 @@ __all__ = ["main", "run_daemon"]
 def run_daemon(cls: Type[CCDaemon], args: Optional[List[str]] = None) -> None:
     """Entry point shared by every daemon module's ``python -m`` and by ``cc-daemon``."""
     args = sys.argv[1:] if args is None else args
-    try:
-        daemon = cls(cls.__module__.rsplit(".", 1)[-1], args)
-    except ConfigError as ex:
-        print("%s: %s" % (cls.__module__, ex), file=sys.stderr)
-        sys.exit(1)
-    daemon.start()
-    sys.exit(daemon.exit_code)
+    run_process(lambda: cls(cls.__module__.rsplit(".", 1)[-1], args), cls.__module__)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
