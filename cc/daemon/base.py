@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, TypeVar
 
 import skytools
 import zmq
+from skytools.config import ConfigError
 
 from cc.daemon.logforward import LogForwarder
 from cc.hostname import configured_hostname
@@ -23,7 +24,7 @@ from cc.jobs.link import JobLink
 from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
 from cc.process import CCProcess
 from cc.reqstream import CCReqStream
-from cc.security import crypto_context
+from cc.security import crypto_context, replay_cache
 
 __all__ = ["CCDaemon", "FLUSH_TIMEOUT"]
 
@@ -43,6 +44,11 @@ class CCDaemon(CCProcess):
     * :meth:`stop_work` (optional): release them; may return an awaitable,
       waited for at most ``FLUSH_TIMEOUT`` seconds;
     * :meth:`state` (optional): what ``pub.state`` says, e.g. logtail's files.
+
+    SIGHUP reads the section's keys, CAs and CRLs again (an operator revoked
+    a signer or renewed a key); its other options take effect at the next
+    start (jobmgr restarts a daemon whose section changed, and HUPs the rest
+    when the server reloads).
 
     Helpers: :meth:`publish`, :meth:`query` (async, with a timeout),
     :meth:`run_blocking` (a function on a worker thread, never on the loop),
@@ -69,8 +75,11 @@ class CCDaemon(CCProcess):
         #cc-max-body-depth = 64
     """
 
+    sighup_reloads = True
+
     def __init__(self, service_name: str, args: Sequence[str]) -> None:
         self.zctx: zmq.Context = None  # type: ignore[assignment]
+        self._work_started = False
         self.cc: Optional[CCReqStream] = None
         self._tasks: "set[asyncio.Future[Any]]" = set()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -86,16 +95,21 @@ class CCDaemon(CCProcess):
         if not self.args:
             print("need config file, use --help for help.")
             sys.exit(1)
-        conf_file = self.args[0]
-        section = self.args[1] if len(self.args) > 1 else self.service_name
-        server_cf = skytools.Config("ccserver", conf_file)
-        defaults = job_defaults(server_cf, section)
-        cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
+        server_cf, cf = self._read_config()
         server_socket = self.jobenv.socket if self.jobenv else ""
         self.cc_socket = cf.get("cc-socket", server_socket or server_cf.get("cc-socket"))
         self.hostname = (self.jobenv and self.jobenv.hostname) or configured_hostname(server_cf)
         set_hostname(self.hostname)
         return cf
+
+    def _read_config(self) -> "tuple[skytools.Config, skytools.Config]":
+        """``[ccserver]`` and the daemon's section (with what it inherits from there)."""
+        conf_file = self.args[0]
+        section = self.args[1] if len(self.args) > 1 else self.service_name
+        server_cf = skytools.Config("ccserver", conf_file)
+        defaults = job_defaults(server_cf, section)
+        cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
+        return server_cf, cf
 
     def reload(self) -> None:
         super().reload()
@@ -165,7 +179,8 @@ class CCDaemon(CCProcess):
 
     def start_process(self) -> None:
         self.zctx = zmq.Context()
-        crypto = crypto_context(self.cf)
+        self.replay = replay_cache(self.cf)  # kept across reloads: a reload reopens no replay
+        crypto = crypto_context(self.cf, self.replay)
         self.cc = CCReqStream(
             self.cc_socket,
             self.io_loop,
@@ -181,6 +196,7 @@ class CCDaemon(CCProcess):
         if self.jobenv is not None:
             self.joblink = JobLink(self.jobenv, self.job_name, self.cc, self.log, self.request_stop)
             self.joblink.start()
+        self._work_started = True
         self.start_work()
         self.start_reports(self.stats_period, self.state_period)
         self.log.info("%s started, connected to %s", self.section, self.cc_socket)
@@ -193,7 +209,7 @@ class CCDaemon(CCProcess):
         if self.joblink is not None:
             self.joblink.stop()
         try:
-            result = self.stop_work()
+            result = self.stop_work() if self._work_started else None
         except Exception:
             self.log.exception("%s: stopping failed", self.section)
             result = None
@@ -202,6 +218,22 @@ class CCDaemon(CCProcess):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def reload_process(self) -> None:
+        """SIGHUP: a new CMS context (keys, CAs, CRLs read again) for what is sent and received;
+        a file that does not load keeps the running one."""
+        assert self.cc is not None
+        try:
+            cf = self._read_config()[1]
+            crypto = crypto_context(cf, self.replay)
+            gate = BodyGate(crypto, BodyLimits.from_config(cf))
+        except (ConfigError, OSError, ValueError) as ex:
+            self.log.error("reload failed, keeping the running config: %s", ex)
+            self.stats.inc("count.reload_failed")
+            return
+        self.cc.seal = crypto.seal if crypto is not None else None
+        self.cc.gate = gate
+        self.log.info("reloaded: keys, CAs and CRLs read again; other options at the next start")
 
     async def close_process(self) -> None:
         if self._log_forwarder is not None:

@@ -15,16 +15,21 @@ __all__ = ["main", "run_daemon"]
 def run_daemon(cls: Type[CCDaemon], args: Optional[List[str]] = None) -> None:
     """Entry point shared by every daemon module's ``python -m`` and by ``cc-daemon``."""
     args = sys.argv[1:] if args is None else args
-    run_process(lambda: cls(cls.__module__.rsplit(".", 1)[-1], args), cls.__module__)
+    module = cls.__module__
+    if module == "__main__":  # python -m cc.daemon.NAME: the name it was run by
+        module = getattr(sys.modules[module].__spec__, "name", module)
+    run_process(lambda: cls(module.rsplit(".", 1)[-1], args), module)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """``cc-daemon MODULE config.ini SECTION [options]``: run any daemon."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
-        print("usage: cc-daemon MODULE config.ini SECTION [options]", file=sys.stderr)
-        print("daemons: %s (or a module path)" % ", ".join(sorted(DAEMONS)), file=sys.stderr)
-        sys.exit(2)
+        asked = args[:1] in (["-h"], ["--help"])
+        out = sys.stdout if asked else sys.stderr
+        print("usage: cc-daemon MODULE config.ini SECTION [options]", file=out)
+        print("daemons: %s (or a module path)" % ", ".join(sorted(DAEMONS)), file=out)
+        sys.exit(0 if asked else 2)
     try:
         cls = load_daemon_class(args[0])
     except ConfigError as ex:

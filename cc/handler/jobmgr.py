@@ -39,7 +39,7 @@ class JobMgr(CCHandler):
     update`` does: a job added to ``daemons`` is started, one taken out is
     stopped, one whose section (or the defaults it takes from here) changed
     is restarted once its old process has gone, and the others run on
-    untouched.
+    untouched but for a SIGHUP: they read their keys, CAs and CRLs again.
 
     ::
 
@@ -209,6 +209,11 @@ class JobMgr(CCHandler):
                 job.start()
             else:  # never two processes of one job: the new one waits for the old to exit
                 exiting.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
+
+    def on_sighup(self) -> None:
+        """The server reloaded: the daemons running on read their keys, CAs and CRLs again."""
+        for job in self.jobs.values():
+            job.reload()
 
     def _retire(self, job: Job) -> None:
         """Stop ``job``; a restart still waiting for its predecessor is simply dropped."""
