@@ -395,9 +395,7 @@ class CCServer(CCProcess):
             if result is None:
                 stopped.add(handler)
             else:
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(lambda _t, h=handler: stopped.add(h))
-                pending[handler.hname] = task
+                pending[handler.hname] = _marked_when_done(handler, result, stopped)
         await self.wait_bounded(pending, HANDLER_STOP_TIMEOUT)
 
     async def close_process(self) -> None:
@@ -656,6 +654,17 @@ class CCServer(CCProcess):
         for name, source in list(self._status_sources.items()):
             lines.extend(["[%s]" % name, *source(), ""])
         return "\n".join(lines) + "\n"
+
+
+async def _marked_when_done(
+    handler: CCHandler, stopping: Awaitable[Any], stopped: Set[CCHandler]
+) -> None:
+    """Await a handler's stop and mark it stopped in the same loop step (a done-callback runs
+    a step later, when a message routed meanwhile would find its workers gone)."""
+    try:
+        await stopping
+    finally:
+        stopped.add(handler)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
