@@ -50,12 +50,15 @@ from cc.peerwaits import Frames, PeerWaits, frames_cost
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 
-__all__ = ["CCStream", "DEFAULT_BATCH", "Frames"]
+__all__ = ["CCStream", "DEFAULT_BATCH", "BATCH_BYTES", "Frames"]
 
 log = logging.getLogger("cc.stream")
 
 #: messages handled per readiness event before yielding to the loop
 DEFAULT_BATCH = 256
+#: bytes a batch taken whole (:meth:`CCStream.on_recv_batch`) holds before it is handed over:
+#: received at once, ``batch`` large messages would all be in memory together
+BATCH_BYTES = 1 << 20
 #: seconds between fallback retries for full peers: the first, and the longest while none progress
 RETRY_FIRST, RETRY_MAX = 0.002, 0.25
 
@@ -128,7 +131,8 @@ class CCStream:
 
     def on_recv_batch(self, callback: Optional[Callable[[List[Frames]], None]]) -> None:
         """Call ``callback(batch)`` with the messages one readiness event drains, in order
-        (at most ``batch`` of them; None stops receiving).
+        (at most ``batch`` of them, and past :data:`BATCH_BYTES` only the last; None stops
+        receiving).
 
         The owner can then do one step for every message before the next step
         for any (the server verifies a batch back to back, with the crypto
@@ -296,9 +300,12 @@ class CCStream:
         recv_frames = self._recv_frames
         if self._recv_batched:
             received: List[Frames] = []
+            size = 0
             try:
-                for _ in range(self.batch):
-                    received.append(recv_frames())
+                while len(received) < self.batch and size < BATCH_BYTES:
+                    frames = recv_frames()
+                    received.append(frames)
+                    size += sum(map(len, frames))
             except zmq.Again:
                 pass
             if received:
