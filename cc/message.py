@@ -389,10 +389,10 @@ class BodyGate:
         """Open ``msg`` now and keep the verdict, refused or not, for :meth:`open`.
 
         A receive path can judge the messages of one batch back to back (the
-        server does: verifying costs it about a third less so, with the crypto
-        code and key still in the CPU's caches) and act on each verdict later,
-        at that message's turn; :meth:`open` then neither parses nor verifies
-        again, nor counts a signature against the replay cache twice.
+        server does: with the crypto code and key still in the CPU's caches,
+        a verification costs about a third less) and act on each verdict
+        later, at that message's turn; :meth:`open` then neither parses nor
+        verifies again, nor counts a signature against the replay cache twice.
         """
         try:
             self.open(msg)
