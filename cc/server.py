@@ -18,7 +18,18 @@ import resource
 import sys
 import textwrap
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Union,
+)
 
 import skytools
 import tornado
@@ -291,7 +302,7 @@ class CCServer(CCProcess):
         )
         self.add_status_source("waiting", waits.summary)
         self.routes, retired = self.handlers.apply(self.plan)
-        self.cclocal.on_recv(self._dispatch)
+        self.cclocal.on_recv_batch(self._dispatch)
         self._start_reports()
         if settings.metrics_http:
             from cc.metrics import MetricsServer  # tornado.web: only where asked for
@@ -412,9 +423,39 @@ class CCServer(CCProcess):
 
     # -- message path ----------------------------------------------------------
 
-    def _dispatch(self, frames: List[bytes]) -> None:
-        """Route one message from the ROUTER socket to its handlers."""
-        started = time.perf_counter()
+    def _dispatch(self, batch: List[List[bytes]]) -> None:
+        """Route the messages one readiness event of the ROUTER socket drained, in order.
+
+        The gate judges every message of the batch first, back to back, then
+        each is routed (or refused, with its reply) at its turn: where the
+        gate verifies signatures, verifying them back to back costs about a
+        third less CPU than verifying each between the handlers' work, which
+        pushes the crypto code and key out of the CPU's caches (``cc-bench
+        signed``).  One failing message never costs the others theirs.
+        """
+        received = []
+        for frames in batch:
+            started = time.perf_counter()
+            try:
+                msg = self._receive(frames)
+            except Exception:
+                self.log.exception("cannot take in a message from %r", frames[:1])
+                continue
+            received.append((frames, msg, time.perf_counter() - started))
+        for frames, msg, spent in received:
+            started = time.perf_counter() - spent  # its share of the first pass counts too
+            try:
+                if isinstance(msg, MessageError):
+                    self._reject_frames(frames, msg, sum(map(len, frames)))
+                else:
+                    self._route(msg, msg.size, started)
+            except Exception:
+                self.log.exception("cannot route a message from %r", frames[:1])
+
+    def _receive(self, frames: List[bytes]) -> Union[CCMessage, MessageError]:
+        """``frames`` as a message judged by the gate if a handler on its route reads the
+        body (a refusal stays on the message, acted on when it is routed), or why they
+        are not a message."""
         size = sum(map(len, frames))
         try:
             if size > self.settings.max_message_size:
@@ -424,9 +465,10 @@ class CCServer(CCProcess):
                 )
             msg = CCMessage(frames)
         except MessageError as ex:
-            self._reject_frames(frames, ex, size)
-            return
-        self._route(msg, size, started)
+            return ex
+        if self._reads_body(msg, self.routes.lookup(msg.type)):
+            self.gate.judge(msg)
+        return msg
 
     def _route(self, msg: CCMessage, size: int, started: float) -> None:
         handlers = self.routes.lookup(msg.type)
@@ -475,7 +517,7 @@ class CCServer(CCProcess):
         goes on only to handlers that pass it on unread (proxies); a message
         no handler reads is marked so that none can read it.
         """
-        if not any(handler.reads_body(msg.type) for handler in handlers):
+        if not self._reads_body(msg, handlers):
             if msg.verdict is None:
                 msg.verdict = FORWARDED_UNREAD
             return handlers
@@ -485,6 +527,10 @@ class CCServer(CCProcess):
             self.reject(msg, ex)
             return [handler for handler in handlers if not handler.reads_body(msg.type)]
         return handlers
+
+    @staticmethod
+    def _reads_body(msg: CCMessage, handlers: Sequence[CCHandler]) -> bool:
+        return any(handler.reads_body(msg.type) for handler in handlers)
 
     def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
         """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""

@@ -130,6 +130,40 @@ class TestSignedServer(CCTestCase):
         server.wait_stat("count.invalid", len(cases) + 1)
         server.wait_log(r"Invalid CC message \(untrusted\)")
 
+    def test_burst_judged_one_by_one_answered_in_order(self):
+        """A burst (the server judges what one wake-up drains before routing any of it):
+        each message gets its own verdict, a replay inside the burst is refused, and the
+        replies, accepted and refused alike, come back in the order sent."""
+        server = self.verifying_server(cms_time_window="60")
+        sender = CryptoContext(keystore=pki.dir, sign_name="user1")
+        sock = self.dealer(server.endpoint)
+        burst, expected = [], []
+        for i in range(30):
+            good = sender.seal(
+                CCMessage.build("echo.request", {"target": "t%d" % i}, route=[b"Q%d" % i])
+            ).frames
+            tampered = good[:3] + [good[3].replace(b'"t%d"' % i, b'"x%d"' % i)] + good[4:]
+            unsigned = CCMessage.build("echo.request", {"target": "u"}, route=[b"U%d" % i]).frames
+            kinds = [
+                (good, ("echo.response", "t%d" % i)),
+                (unsigned, ("error", "unsigned")),
+                ([b"B%d" % i, b"", b"bad type", b"{}"], ("error", "bad-type")),
+                (tampered, ("error", "bad-signature")),
+            ]
+            kinds.insert(1 + i % 4, (good, ("error", "replay")))  # the same again, later
+            for frames, reply in kinds:
+                burst.append(frames)
+                expected.append(reply)
+        for frames in burst:
+            sock.send_multipart(frames)
+        got = []
+        for _ in expected:
+            body = CCMessage(self.recv(sock)).get_body()
+            got.append((body["req"], body.get("orig_target", body.get("code"))))
+        self.assertEqual(got, expected)
+        self.assertEqual(server.wait_stat("count.invalid.replay", 30), 30)
+        self.assertEqual(server.wait_stat("count.invalid.bad-signature", 30), 30)
+
     def test_encrypted_request_accepted(self):
         server = self.verifying_server(cms_decrypt="server")
         sock = self.dealer(server.endpoint)

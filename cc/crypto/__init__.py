@@ -153,7 +153,7 @@ class CryptoContext:
         self.time_window = time_window
         self.replay = replay if replay is not None else ReplayCache()
         self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
-        self._trusted: Dict[bytes, datetime.datetime] = {}
+        self._trusted: Dict[bytes, float] = {}  # a verdict's end, POSIX time
         self._signatures = VerifyCache()
 
     @classmethod
@@ -275,10 +275,11 @@ class CryptoContext:
     def _verify(self, signed: bytes, content: Optional[bytes]) -> Tuple[bytes, Dict[str, object]]:
         assert self.trust is not None
         content, cert, certs = verify(signed, content, self._signatures)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = time.time()
         expires = self._trusted.get(cert.der)
         if expires is None or expires < now:
-            expires = self.trust.check(cert, certs, now)
+            moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+            expires = self.trust.check(cert, certs, moment).timestamp()
             if len(self._trusted) >= TRUSTED_CACHE_MAX:
                 self._trusted.clear()
             self._trusted[cert.der] = expires

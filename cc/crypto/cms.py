@@ -15,6 +15,7 @@ the sender's own bytes, and :class:`Signer` splices each signature into
 parts encoded once per key.  Certificates and chains: :mod:`cc.crypto.certs`.
 """
 
+import functools
 import hashlib
 import os
 import time
@@ -56,12 +57,23 @@ _CONTENT_TYPE_DATA = der.tlv(
 )
 
 
+#: the digest functions by name, called without ``hashlib.new``'s look-up by name
+_HASH_NEW = {name: getattr(hashlib, name) for name in _DIGESTS.values()}
+
+
+@functools.lru_cache(maxsize=8)
+def _message_digest_head(size: int) -> bytes:
+    """The message-digest attribute's encoding up to its digest of ``size`` bytes."""
+    attr = der.tlv(
+        der.SEQUENCE,
+        _MESSAGE_DIGEST_HEAD + der.tlv(der.SET, der.tlv(der.OCTET_STRING, bytes(size))),
+    )
+    return attr[:-size]
+
+
 def _message_digest(digest: bytes) -> bytes:
     """The message-digest attribute."""
-    return der.tlv(
-        der.SEQUENCE,
-        _MESSAGE_DIGEST_HEAD + der.tlv(der.SET, der.tlv(der.OCTET_STRING, digest)),
-    )
+    return _message_digest_head(len(digest)) + digest
 
 
 # -- signing -----------------------------------------------------------------
@@ -242,7 +254,7 @@ def _verify(
     rest = der.children(data, (der.SEQUENCE, skeleton.tail, skeleton.tail, len(data)))
     signed_over = content
     if rest[0][0] == der.CONTEXT_0:
-        digest = hashlib.new(skeleton.hash_name, content).digest()
+        digest = _HASH_NEW[skeleton.hash_name](content).digest()
         _check_signed_attrs(data, rest[0], digest)
         signed_over = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
         rest = rest[1:]
