@@ -8,7 +8,6 @@ are skytools ``BaseScript``'s (``-d``, ``-v``, ``-q``, ``-s``, ``-k``, ``-r``,
 handlers in place; SIGINT and SIGTERM stop gracefully.
 """
 
-import asyncio
 import ipaddress
 import logging
 import optparse
