@@ -173,6 +173,31 @@ class TestBombs(CCTestCase):
         tail = os.path.join(self.tmp, "tail", "db1--pg.log")
         wait_for(lambda: read_file(tail) == b"line\n", what=tail)
 
+    def test_large_files_within_the_limit_are_written_a_piece_at_a_time(self):
+        """Four 192 MB infofiles at once, at the default max-file-size: all written, byte for
+        byte, while the server grows far less than one of them (it used to hold each whole)."""
+        ini = WRITERS.replace("max-file-size = 16M\n", "", 1)
+        server = self.start_server("w", ccserver_section("w") + ini)
+        sock = self.dealer(server.endpoint)
+        self.assertEqual(self.send(sock, infofile("warm", b"x", 1000), b"QW").type,
+                         "reply.pub.infofile")  # fmt: skip
+        rss_before = memory_kb(server.proc.pid, "VmRSS") << 10
+        size = 192 << 20
+        packed = {"gzip": gzip.compress(bytes(size), 1), "bzip2": bz2.compress(bytes(size))}
+        for i, comp in enumerate(sorted(packed) * 2):
+            sock.send_multipart(infofile("big%d" % i, packed[comp], 2000, comp)
+                                .with_route([b"QL%d" % i]).frames)  # fmt: skip
+        for _ in range(4):
+            reply = CCMessage(self.recv(sock, timeout=120))
+            self.assertEqual(reply.type, "reply.pub.infofile", reply.get_body())
+        growth = (memory_kb(server.proc.pid, "VmHWM") << 10) - rss_before
+        self.assertLess(growth, 64 << 20)
+        for i in range(4):
+            path = os.path.join(self.tmp, "info", "h", "big%d" % i)
+            self.assertEqual(os.path.getsize(path), size)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(1 << 20).count(0), 1 << 20)
+
     def send(self, sock, msg, qid):
         sock.send_multipart(msg.with_route([qid]).frames)
         reply = CCMessage(self.recv(sock))

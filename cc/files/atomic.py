@@ -17,20 +17,23 @@ Durability, as promised:
 
 import os
 import secrets
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["write_atomic"]
 
 
 def write_atomic(
     path: str,
-    data: Union[bytes, str],
+    data: Union[bytes, str, Iterable[bytes]],
     durable: bool = False,
     mode: Optional[int] = None,
     mtime_ns: Optional[int] = None,
     before_replace: Optional[Callable[[], None]] = None,
-) -> None:
-    """Replace ``path`` with ``data`` (text is written as UTF-8).
+) -> int:
+    """Replace ``path`` with ``data``; the number of bytes written.
+
+    ``data`` is bytes, text (written as UTF-8) or pieces of bytes written as
+    they come (an error from them leaves ``path`` as it was).
 
     :param durable: fsync the file, and the directory after the rename
     :param mode: the new file's permission bits (default: 0666 less the umask)
@@ -45,7 +48,11 @@ def write_atomic(
         with os.fdopen(fd, "wb") as f:
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
-            f.write(data.encode("utf8") if isinstance(data, str) else data)
+            if isinstance(data, (bytes, str)):
+                data = (data.encode("utf8") if isinstance(data, str) else data,)
+            size = 0
+            for piece in data:
+                size += f.write(piece)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
@@ -66,3 +73,4 @@ def write_atomic(
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+    return size

@@ -8,13 +8,14 @@ more is allocated.
 """
 
 import bz2
-import gzip
 import zlib
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Union
 
 __all__ = [
     "compress",
+    "compress_pieces",
     "decompress",
+    "decompress_pieces",
     "extension",
     "normalize",
     "parse_level",
@@ -33,6 +34,7 @@ PIECE = 1024 * 1024
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 Decompressor = Union["zlib._Decompress", bz2.BZ2Decompressor]
+Compressor = Union["zlib._Compress", bz2.BZ2Compressor]
 
 #: method -> file extension
 METHODS: Dict[str, str] = {"gzip": ".gz", "bzip2": ".bz2"}
@@ -54,12 +56,27 @@ def normalize(method: Optional[str]) -> str:
 
 
 def compress(data: bytes, method: Optional[str], level: Optional[int] = None) -> bytes:
+    return b"".join(compress_pieces((data,), method, level))
+
+
+def compress_pieces(
+    pieces: Iterable[bytes], method: Optional[str], level: Optional[int] = None
+) -> Iterator[bytes]:
+    """``pieces`` compressed as they come (gzip level 6, bzip2 level 9 unless ``level``)."""
     method = normalize(method)
-    if method == "gzip":
-        return gzip.compress(data, 6 if not level else level)
-    if method == "bzip2":
-        return bz2.compress(data, 9 if not level else level)
-    return data
+    if not method:
+        yield from pieces
+        return
+    compressor: Compressor = (
+        bz2.BZ2Compressor(level or 9)
+        if method == "bzip2"
+        else zlib.compressobj(level or 6, zlib.DEFLATED, GZIP_WBITS)
+    )
+    for piece in pieces:
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
 
 
 class TooLarge(ValueError):
@@ -73,27 +90,38 @@ class TooLarge(ValueError):
 def decompress(data: bytes, method: Optional[str], limit: int) -> bytes:
     """``data`` decompressed; :class:`TooLarge` once the output passes ``limit`` bytes.
 
-    Output comes a :data:`PIECE` at a time, so refusing a bomb costs about
-    ``limit`` bytes; data that fits is joined at the end (twice its size for
-    a moment).  Concatenated members or streams are read as gzip and bz2 read
-    them; corrupt or truncated data raises ``zlib.error``, ``OSError`` or
-    ``EOFError``.
+    Data that fits is joined at the end (twice its size for a moment); a
+    writer that can take the output piece by piece uses :func:`decompress_pieces`.
+    """
+    parts: List[bytes] = []
+    try:
+        parts.extend(decompress_pieces(data, method, limit))
+    except TooLarge:
+        # the traceback keeps this frame alive (a worker holds its last error): let go first
+        del parts[:]
+        raise
+    return b"".join(parts)
+
+
+def decompress_pieces(data: bytes, method: Optional[str], limit: int) -> Iterator[bytes]:
+    """``data`` decompressed a :data:`PIECE` at a time; :class:`TooLarge` once the output
+    passes ``limit`` bytes, before more is allocated.
+
+    Concatenated members or streams are read as gzip and bz2 read them;
+    corrupt or truncated data raises ``zlib.error``, ``OSError`` or ``EOFError``.
     """
     method = normalize(method)
     if not method:
         if len(data) > limit:
             raise TooLarge(limit)
-        return data
-    parts: List[bytes] = []
+        yield data
+        return
     room = limit
     for piece in _pieces(data, method):
         room -= len(piece)
         if room < 0:
-            # the traceback keeps this frame alive (a worker holds its last error): let go first
-            del parts[:]
             raise TooLarge(limit)
-        parts.append(piece)
-    return b"".join(parts)
+        yield piece
 
 
 def _pieces(data: bytes, method: str) -> Iterator[bytes]:

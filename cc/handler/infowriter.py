@@ -6,7 +6,7 @@ import errno
 import functools
 import math
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from skytools.config import ConfigError
 
@@ -79,8 +79,9 @@ class InfoWriter(CCHandler):
     file is on disk, or already newer there, with ``reply.<type>``; and with
     an ``error`` when it is refused, dropped or fails, so that it is sent again.
     Data that would decompress to more than ``max-file-size`` is refused
-    (``too-large``) as soon as the output passes it: a worker holds at most
-    that much, and the file on disk stays as it was.
+    (``too-large``) as soon as the output passes it, and the file on disk
+    stays as it was; the output goes to the temporary file a megabyte at a
+    time, so a worker never holds a whole decompressed file.
 
     ::
 
@@ -186,30 +187,33 @@ class InfoWriter(CCHandler):
             current = None
         if current is not None and current.st_mtime_ns > mtime_ns:
             return WriteResult(relpath, "older")
-        content = self._content(data, comp)
-        if current is not None and current.st_mtime_ns == mtime_ns:
-            if current.st_size == len(content):
-                return WriteResult(relpath, "same")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        keep = functools.partial(_keep_backup, path, backup) if backup else None
-        write_atomic(path, content, mode=self.file_mode, mtime_ns=mtime_ns, before_replace=keep)
-        return WriteResult(relpath, "written", len(content))
-
-    def _content(self, data: Any, comp: str) -> bytes:
         if isinstance(data, str):
             try:
                 data = base64.b64decode(data, validate=True)
             except binascii.Error as ex:
                 raise ValueError("data is not base64: %s" % ex) from None
+        if current is not None and current.st_mtime_ns == mtime_ns:
+            if current.st_size == sum(map(len, self._content(data, comp))):
+                return WriteResult(relpath, "same")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        keep = functools.partial(_keep_backup, path, backup) if backup else None
+        content = self._content(data, comp)
+        nbytes = write_atomic(
+            path, content, mode=self.file_mode, mtime_ns=mtime_ns, before_replace=keep
+        )
+        return WriteResult(relpath, "written", nbytes)
+
+    def _content(self, data: bytes, comp: str) -> Iterator[bytes]:
+        """The file's bytes, a piece at a time."""
         if self.write_compressed in ("", "no"):
-            return compression.decompress(data, comp, self.max_file_size)
+            return compression.decompress_pieces(data, comp, self.max_file_size)
         if self.write_compressed == "yes" and comp != self.compression:
-            return compression.compress(
-                compression.decompress(data, comp, self.max_file_size),
+            return compression.compress_pieces(
+                compression.decompress_pieces(data, comp, self.max_file_size),
                 self.compression,
                 self.level,
             )
-        return data  # stored as received, never decompressed here
+        return iter((data,))  # stored as received, never decompressed here
 
     # -- back on the loop -------------------------------------------------------------
 
