@@ -1,0 +1,81 @@
+"""Periodic timers that share wake-ups: each fires on a multiple of its period.
+
+An idle host agent wakes for its timers alone, and each wake-up costs far
+more than the little a timer does (about 0.01% of a core per wake-up a
+second on a busy 2-core machine, against microseconds of work).  Timers of
+one period started at different moments wake a process once each; a
+:class:`Ticker` fires at the multiples of its period on the loop's clock
+(``CLOCK_MONOTONIC``, the same for every process of a host), so timers of
+the same period, or of multiples of it, fire in the same wake-up, in one
+process and across the processes of an agent.
+
+It also costs less per tick than tornado's ``PeriodicCallback``, which
+since tornado 6.3 runs every tick as a coroutine (a task per tick): the
+callback runs straight from the loop's timer handle.
+"""
+
+import asyncio
+import logging
+import math
+from typing import Callable, Optional
+
+__all__ = ["Ticker"]
+
+log = logging.getLogger("cc.tick")
+
+
+class Ticker:
+    """Call ``callback()`` every ``period`` seconds, at multiples of ``period``.
+
+    A tick that comes late (a busy loop, a suspended host) is not caught up:
+    the next one is the next multiple still ahead.  An exception in the
+    callback is logged and the ticker goes on.
+
+    :param period: seconds between calls, > 0
+    :param callback: what to call, on the loop
+    :param loop: the asyncio loop (default: the running one)
+    """
+
+    def __init__(
+        self,
+        period: float,
+        callback: Callable[[], None],
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        if period <= 0:
+            raise ValueError("a ticker's period must be positive, not %r" % period)
+        self.period = period
+        self.callback = callback
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._handle: Optional[asyncio.TimerHandle] = None
+        self._due = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def start(self) -> None:
+        """Tick from the next multiple of the period on (not at once)."""
+        if self._handle is None:
+            self._arm(self._next_multiple())
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _next_multiple(self) -> float:
+        return (math.floor(self._loop.time() / self.period) + 1) * self.period
+
+    def _arm(self, due: float) -> None:
+        self._due = due
+        self._handle = self._loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        # from the tick's own due time: the loop may run it a hair before that moment
+        due = self._due + self.period
+        self._arm(due if due > self._loop.time() else self._next_multiple())
+        try:
+            self.callback()
+        except Exception:
+            log.exception("ticker callback %r failed", self.callback)
