@@ -25,7 +25,7 @@ import skytools
 import tornado
 import zmq
 from skytools.config import ConfigError
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import IOLoop
 
 import cc
 from cc.files.atomic import write_atomic
@@ -49,6 +49,7 @@ from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, Stats, format_time
 from cc.stream import CCStream
+from cc.tick import Ticker
 
 if TYPE_CHECKING:
     from cc.crypto import CryptoContext, ReplayCache
@@ -201,7 +202,7 @@ class CCServer(skytools.BaseScript):
         self.io_loop: IOLoop = None  # type: ignore[assignment]  # set in work()
         self.zctx: zmq.Context = None  # type: ignore[assignment]
         self.cclocal: CCStream = None  # type: ignore[assignment]
-        self._timers: List[PeriodicCallback] = []
+        self._timers: List[Ticker] = []
         self._stopping: Optional[asyncio.Event] = None
         self._stopped: Set[CCHandler] = set()  # on the way out, stop() done: routed nothing
         #: messages routed since the stats were last read: result (or result.msg.type) ->
@@ -359,13 +360,18 @@ class CCServer(skytools.BaseScript):
         for timer in self._timers:
             timer.stop()
         self._timers = [
-            PeriodicCallback(self._write_stats, self.settings.stats_period * 1000),
-            PeriodicCallback(self._publish_state, self.settings.state_period * 1000),
+            # on multiples of their periods: they share the wake-up of the 1 s ping
+            Ticker(self.settings.stats_period, self._write_stats, self.io_loop.asyncio_loop),
+            Ticker(self.settings.state_period, self._publish_state, self.io_loop.asyncio_loop),
         ]
         self.io_loop.add_callback(self._publish_state)  # new routes and handlers: a new state
         if self.settings.infofile_level >= 3:
             self._timers.append(
-                PeriodicCallback(lambda: self.stats.snapshot(time.time()), BUCKET_SECONDS * 1000)
+                Ticker(
+                    BUCKET_SECONDS,
+                    lambda: self.stats.snapshot(time.time()),
+                    self.io_loop.asyncio_loop,
+                )
             )
         for timer in self._timers:
             timer.start()

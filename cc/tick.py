@@ -19,9 +19,14 @@ import logging
 import math
 from typing import Callable, Optional
 
-__all__ = ["Ticker"]
+__all__ = ["Ticker", "next_multiple"]
 
 log = logging.getLogger("cc.tick")
+
+
+def next_multiple(now: float, period: float) -> float:
+    """The first multiple of ``period`` after ``now``: where timers of that period meet."""
+    return (math.floor(now / period) + 1) * period
 
 
 class Ticker:
@@ -57,15 +62,12 @@ class Ticker:
     def start(self) -> None:
         """Tick from the next multiple of the period on (not at once)."""
         if self._handle is None:
-            self._arm(self._next_multiple())
+            self._arm(next_multiple(self._loop.time(), self.period))
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-
-    def _next_multiple(self) -> float:
-        return (math.floor(self._loop.time() / self.period) + 1) * self.period
 
     def _arm(self, due: float) -> None:
         self._due = due
@@ -74,7 +76,8 @@ class Ticker:
     def _tick(self) -> None:
         # from the tick's own due time: the loop may run it a hair before that moment
         due = self._due + self.period
-        self._arm(due if due > self._loop.time() else self._next_multiple())
+        now = self._loop.time()
+        self._arm(due if due > now else next_multiple(now, self.period))
         try:
             self.callback()
         except Exception:

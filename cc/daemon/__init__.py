@@ -41,7 +41,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Typ
 import skytools
 import zmq
 from skytools.config import ConfigError
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import IOLoop
 
 import cc
 from cc.hostname import configured_hostname
@@ -52,6 +52,7 @@ from cc.msgtypes import LogMessage, StateMessage, StatsMessage
 from cc.reqstream import CCReqStream
 from cc.security import crypto_context
 from cc.stats import Stats
+from cc.tick import Ticker
 
 __all__ = ["CCDaemon", "DAEMONS", "load_daemon_class", "run_daemon", "main"]
 
@@ -224,8 +225,9 @@ class CCDaemon(skytools.BaseScript):
         self.io_loop = IOLoop.current()
         self._stopping = asyncio.Event()
         self.zctx = zmq.Context()
-        stats_timer = PeriodicCallback(self._log_stats, self.stats_period * 1000)
-        state_timer = PeriodicCallback(self.publish_state, self.state_period * 1000)
+        # on multiples of their periods: they share the wake-up of the keepalive
+        stats_timer = Ticker(self.stats_period, self._log_stats, loop)
+        state_timer = Ticker(self.state_period, self.publish_state, loop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         try:

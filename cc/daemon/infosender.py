@@ -169,7 +169,9 @@ class InfofileCollector(CCDaemon):
             except OSError as ex:
                 self.log.error("scanning %s failed: %s", self.pattern, ex)
             if self.watch is not None and self.watch.watching and self._settled():
-                await self.watch.wait(RECHECK)  # nothing to do until infodir changes
+                # nothing to do until infodir changes; a recheck with no change scans at once
+                if not await self.watch.wait(RECHECK):
+                    continue
             await asyncio.sleep(self.scan_period)
 
     def _settled(self) -> bool:

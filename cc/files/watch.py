@@ -19,6 +19,8 @@ import logging
 import os
 from typing import Optional
 
+from cc.tick import next_multiple
+
 __all__ = ["DirWatch", "RECHECK"]
 
 #: seconds after which a watched directory is looked at anyway (network file systems)
@@ -91,12 +93,19 @@ class DirWatch:
         self._changed.set()
 
     async def wait(self, timeout: float) -> bool:
-        """Until a change or ``timeout`` seconds; whether there was a change."""
+        """Until a change or ``timeout`` seconds at most; whether there was a change.
+
+        Without a change the wait ends at the next multiple of ``timeout``
+        on the loop's clock, where the agent's other timers of that period
+        (keepalives, stats: :class:`~cc.tick.Ticker`) wake it anyway.
+        """
+        now = self._loop.time()
+        delay = next_multiple(now, timeout) - now
         if self._fd < 0:
-            await asyncio.sleep(timeout)
+            await asyncio.sleep(delay)
             return False
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(self._changed.wait(), delay)
         except asyncio.TimeoutError:
             return False
         self._changed.clear()
