@@ -53,31 +53,31 @@ class Ticker:
         self.callback = callback
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._handle: Optional[asyncio.TimerHandle] = None
-        self._due = 0.0
-
-    @property
-    def running(self) -> bool:
-        return self._handle is not None
+        self._index = 0
 
     def start(self) -> None:
         """Tick from the next multiple of the period on (not at once)."""
         if self._handle is None:
-            self._arm(next_multiple(self._loop.time(), self.period))
+            self._arm(self._next_index())
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    def _arm(self, due: float) -> None:
-        self._due = due
-        self._handle = self._loop.call_at(due, self._tick)
+    def _next_index(self) -> int:
+        return math.floor(self._loop.time() / self.period) + 1
+
+    def _arm(self, index: int) -> None:
+        # due as index x period, never a running sum: tickers of one period fire at
+        # the very same float, so always in the same pass of the loop
+        self._index = index
+        self._handle = self._loop.call_at(index * self.period, self._tick)
 
     def _tick(self) -> None:
-        # from the tick's own due time: the loop may run it a hair before that moment
-        due = self._due + self.period
-        now = self._loop.time()
-        self._arm(due if due > now else next_multiple(now, self.period))
+        # from the tick's own index: the loop may run it a hair before its moment
+        index = self._index + 1
+        self._arm(index if index * self.period > self._loop.time() else self._next_index())
         try:
             self.callback()
         except Exception:
