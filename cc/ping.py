@@ -61,7 +61,7 @@ class RemotePinger:
         self._timer = Ticker(period, self.ping, stream.io_loop.asyncio_loop)
         self._ratelog = RateLimitedLog(log)
         self._hostname = ""
-        self._body_head = b""
+        self._body_tail = b""
 
     def start(self) -> None:
         self._timer.start()
@@ -77,10 +77,10 @@ class RemotePinger:
         self.count_ping += 1
         if self._hostname != message.HOSTNAME:  # the first ping, or renamed on a reload
             self._hostname = message.HOSTNAME
-            fields = {"req": "echo.request", "hostname": self._hostname, "target": self.target}
-            # the body EchoRequestMessage would make, up to its time
-            self._body_head = json.dumps(fields)[:-1].encode("utf8") + b', "time": '
-        body = b"%s%r}" % (self._body_head, now)
+            fields = {"hostname": self._hostname, "target": self.target}
+            self._body_tail = json.dumps(fields)[1:].encode("utf8")
+        # the very bytes EchoRequestMessage(target=..., time=now) would make
+        body = b'{"req": "echo.request", "time": %r, %s' % (now, self._body_tail)
         frames = [b"", b"echo.request", body, b""]
         if self.seal is not None:
             frames = self.seal(CCMessage(frames)).frames
