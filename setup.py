@@ -1,4 +1,5 @@
-"""Install cc: the package, its handlers and daemons, and the console commands."""
+"""Install cc: the package, its handlers and daemons, the console commands, and the tools
+(cctools: cc-bench and cc-demo)."""
 
 import re
 
@@ -15,8 +16,9 @@ setup(
     long_description_content_type="text/markdown",
     license="ISC",
     python_requires=">=3.11",
-    packages=find_packages(include=["cc", "cc.*"]),
-    package_data={"cc": ["benchload.c"]},  # cc-bench's C sender and sink, built on first use
+    packages=find_packages(include=["cc", "cc.*", "cctools", "cctools.*"]),
+    # cc-bench's C sender and sink, built on first use
+    package_data={"cctools.bench": ["benchload.c"]},
     install_requires=[
         "pyzmq>=24",
         "tornado>=6.2",
@@ -30,9 +32,9 @@ setup(
         "console_scripts": [
             "cc-server = cc.server:main",
             "cc-send = cc.client:main",
-            "cc-bench = cc.bench:main",
-            "cc-daemon = cc.daemon:main",
-            "cc-demo = cc.demo:main",
+            "cc-bench = cctools.bench.cli:main",
+            "cc-daemon = cc.daemon.cli:main",
+            "cc-demo = cctools.demo:main",
             "cc-task = cc.taskclient:main",
             "cc-keygen = cc.crypto.keygen:main",
         ],

@@ -28,7 +28,7 @@ from cc.handler import (
 from cc.routing import RouteTable, parse_pattern
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cc.server import CCServer
+    from cc.handler.serverview import ServerView
 
 __all__ = ["RoutePlan", "HandlerSet", "ROLES", "role_allows"]
 
@@ -147,9 +147,9 @@ class RoutePlan:
 
 
 class HandlerSet:
-    """The running handler instances, keyed by section name."""
+    """The running handler instances, keyed by section name; each is made with ``server``."""
 
-    def __init__(self, server: "CCServer") -> None:
+    def __init__(self, server: "ServerView") -> None:
         self.server = server
         self.instances: Dict[str, Tuple[Fingerprint, CCHandler]] = {}
         self._building: Optional[Dict[str, Tuple[Fingerprint, CCHandler]]] = None

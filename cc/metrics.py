@@ -23,8 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from cc.fleet import fleet_rows, render_fleet
-from cc.handler.taskrouter import TaskRouter
-from cc.statsstore import StatsEntry, StatsStore
+from cc.statsstore import StatsEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
@@ -118,20 +117,14 @@ def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -
         lines.append("%s{%s} %s" % (name, label_text, repr(float(value))))
 
 
-def _stores(server: "CCServer") -> List[StatsStore]:
-    """The stores of the server's statswriter handlers."""
-    stores = (getattr(h, "store", None) for h in server.handlers.all())
-    return [store for store in stores if isinstance(store, StatsStore)]
+def _entries(server: "CCServer") -> List[StatsEntry]:
+    """Every report the stores of the server's handlers (statswriters) keep."""
+    return [entry for store in server.view.stats_stores() for entry in store]
 
 
 def _fleet(server: "CCServer") -> List[Dict[str, Any]]:
     """The fleet page's rows: statswriter entries and taskrouter registrations."""
-    registrations: Dict[str, Dict[str, Any]] = {}
-    for handler in server.handlers.all():
-        if isinstance(handler, TaskRouter):
-            registrations.update(handler.registrations())
-    entries = [e for store in _stores(server) for e in store]
-    return fleet_rows(entries, registrations)
+    return fleet_rows(_entries(server), server.view.registered_hosts())
 
 
 class _MetricsPage(tornado.web.RequestHandler):
@@ -141,9 +134,8 @@ class _MetricsPage(tornado.web.RequestHandler):
     def get(self) -> None:
         server = self.cc
         own = (server.settings.hostname, server.job_name, server.stats.totals(), server.started)
-        entries = [e for store in _stores(self.cc) for e in store]
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.write(render_metrics(own, entries))
+        self.write(render_metrics(own, _entries(server)))
 
 
 class _StatusPage(tornado.web.RequestHandler):
@@ -161,13 +153,12 @@ class _StatusPage(tornado.web.RequestHandler):
             "latest": stats.last_period,
             "hosts": {},
         }
-        for store in _stores(self.cc):
-            for entry in store:
-                jobs = status["hosts"].setdefault(entry.host, {})
-                jobs[entry.job] = {
-                    "stats": entry.as_dict("stats") if entry.stats_time else None,
-                    "state": entry.as_dict("state") if entry.state is not None else None,
-                }
+        for entry in _entries(self.cc):
+            jobs = status["hosts"].setdefault(entry.host, {})
+            jobs[entry.job] = {
+                "stats": entry.as_dict("stats") if entry.stats_time else None,
+                "state": entry.as_dict("state") if entry.state is not None else None,
+            }
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(status, indent=1, sort_keys=True, default=str))
 

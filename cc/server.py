@@ -15,21 +15,20 @@ import optparse
 import os
 import platform
 import resource
-import signal
 import sys
 import textwrap
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 import skytools
 import tornado
 import zmq
 from skytools.config import ConfigError
-from tornado.ioloop import IOLoop
 
 import cc
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
+from cc.handler.serverview import ServerView
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
 from cc.message import (
@@ -40,16 +39,16 @@ from cc.message import (
     MessageError,
     set_hostname,
 )
-from cc.msgtypes import StateMessage, StatsMessage, wants_reply
+from cc.msgtypes import wants_reply
 from cc.peerwaits import PeerWaits
+from cc.process import START_ERRORS, CCProcess, Periodic, run_process
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable
 from cc.security import crypto_context, curve_server, replay_cache
 from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
 from cc.sockopts import configure_socket
-from cc.stats import BUCKET_SECONDS, Stats, format_time
+from cc.stats import BUCKET_SECONDS, format_time
 from cc.stream import CCStream
-from cc.tick import Ticker
 
 if TYPE_CHECKING:
     from cc.crypto import CryptoContext, ReplayCache
@@ -134,7 +133,7 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class CCServer(skytools.BaseScript):
+class CCServer(CCProcess):
     """C&C server: routes CC messages from one ROUTER socket to handlers.
 
     Config template::
@@ -179,8 +178,7 @@ class CCServer(skytools.BaseScript):
         #zmq_nthreads = 1
     """
 
-    __version__ = cc.__version__
-    looping = 0
+    sighup_reloads = True
     log = logging.getLogger("cc.server")
     cf_defaults = {
         "logfmt_console": LOG_FORMAT,
@@ -192,18 +190,14 @@ class CCServer(skytools.BaseScript):
     }
 
     def __init__(self, args: Sequence[str]) -> None:
-        self.exit_code = 0
-        self.stats = Stats()
-        self.stats.add_fold(self._fold_tallies)
         self._stats_types: Set[str] = set()
         self.routes: RouteTable[CCHandler] = RouteTable()
-        self.handlers = HandlerSet(self)
+        #: all that handlers see of this server
+        self.view = ServerView(self)
+        self.handlers = HandlerSet(self.view)
         self.endpoint = ""
-        self.io_loop: IOLoop = None  # type: ignore[assignment]  # set in work()
         self.zctx: zmq.Context = None  # type: ignore[assignment]
         self.cclocal: CCStream = None  # type: ignore[assignment]
-        self._timers: List[Ticker] = []
-        self._stopping: Optional[asyncio.Event] = None
         self._stopped: Set[CCHandler] = set()  # on the way out, stop() done: routed nothing
         #: messages routed since the stats were last read: result (or result.msg.type) ->
         #: [count, bytes, seconds]; folded into the counters when they are read
@@ -218,6 +212,7 @@ class CCServer(skytools.BaseScript):
         self.curve: Optional["CurveServer"] = None
         self.metrics: Optional["MetricsServer"] = None
         super().__init__("ccserver", args)
+        self.stats.add_fold(self._fold_tallies)
 
     # -- config --------------------------------------------------------------
 
@@ -264,39 +259,7 @@ class CCServer(skytools.BaseScript):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def startup(self) -> None:
-        """Signals are installed on the loop in :meth:`work`, not here."""
-        self.started = time.time()
-
-    def work(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self.io_loop = IOLoop.current()
-        self._stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # before anything is announced: a signal sent once "listening on" is logged must be ours
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
-        try:
-            self._start()
-        except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
-            self.log.error("cannot start: %s", ex)
-            self.exit_code = 1
-        else:
-            await self._stopping.wait()
-            self.log.info("stopping: %d handlers", len(self.handlers.all()))
-            # signals stay caught: a second TERM must not cut short what handlers finish
-            await self._stop_handlers(self.handlers.all(), final=True)
-            self._write_stats()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        self._close()
-        if not self.exit_code:
-            self.log.info("stopped")
-
-    def _start(self) -> None:
+    def start_process(self) -> None:
         settings = self.settings
         self.log.info("C&C server version %s starting up..", cc.__version__)
         if not settings.role_set:
@@ -329,7 +292,7 @@ class CCServer(skytools.BaseScript):
         self.add_status_source("waiting", waits.summary)
         self.routes, retired = self.handlers.apply(self.plan)
         self.cclocal.on_recv(self._dispatch)
-        self._start_timers()
+        self._start_reports()
         if settings.metrics_http:
             from cc.metrics import MetricsServer  # tornado.web: only where asked for
 
@@ -356,42 +319,20 @@ class CCServer(skytools.BaseScript):
                 self.log.warning("cannot raise the file descriptor limit to %d: %s", want, ex)
         self.log.info("file descriptor limit %d: about %d peers", soft, soft - 64)
 
-    def _start_timers(self) -> None:
-        for timer in self._timers:
-            timer.stop()
-        self._timers = [
-            # on multiples of their periods: they share the wake-up of the 1 s ping
-            Ticker(self.settings.stats_period, self._write_stats, self.io_loop.asyncio_loop),
-            Ticker(self.settings.state_period, self._publish_state, self.io_loop.asyncio_loop),
-        ]
-        self.io_loop.add_callback(self._publish_state)  # new routes and handlers: a new state
+    def _start_reports(self) -> None:
+        others: List[Periodic] = []
         if self.settings.infofile_level >= 3:
-            self._timers.append(
-                Ticker(
-                    BUCKET_SECONDS,
-                    lambda: self.stats.snapshot(time.time()),
-                    self.io_loop.asyncio_loop,
-                )
-            )
-        for timer in self._timers:
-            timer.start()
+            others.append((lambda: self.stats.snapshot(time.time()), BUCKET_SECONDS))
+        self.start_reports(self.settings.stats_period, self.settings.state_period, others)
 
-    def _on_stop_signal(self, sig: int) -> None:
-        assert self._stopping is not None
-        if self._stopping.is_set():
-            self.log.warning("%s again: already stopping", signal.Signals(sig).name)
-            return
-        self.log.info("got %s, stopping", signal.Signals(sig).name)
-        self._stopping.set()
+    async def stop_process(self, running: bool) -> None:
+        """Stop the handlers, also those a start that failed later (metrics-http) had made."""
+        handlers = self.handlers.all()
+        if running or handlers:
+            self.log.info("stopping: %d handlers", len(handlers))
+            await self._stop_handlers(handlers, final=True)
 
-    def _on_reload_signal(self) -> None:
-        assert self._stopping is not None
-        if self._stopping.is_set():
-            self.log.warning("SIGHUP ignored: stopping")
-            return
-        self.io_loop.add_callback(self._reload)
-
-    def _reload(self) -> None:
+    def reload_process(self) -> None:
         """Re-read the INI; swap routes and changed handlers, or keep running as before.
 
         Then every running handler gets :meth:`CCHandler.on_sighup`, so log
@@ -423,12 +364,12 @@ class CCServer(skytools.BaseScript):
                 self.curve.configure(cf)
             self.crypto, self.gate = crypto, gate
             routes, retired = self.handlers.apply(plan)
-        except (ConfigError, zmq.ZMQError, OSError, ValueError) as ex:
+        except START_ERRORS as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
             self.stats.inc("count.reload_failed")
             return
         self.cf, self.settings, self.plan, self.routes = cf, settings, plan, routes
-        self._start_timers()
+        self._start_reports()
         self.io_loop.add_callback(self._stop_handlers, retired)
         self.log.info(
             "reloaded: %d routes, %d handlers (%d retired)",
@@ -443,7 +384,7 @@ class CCServer(skytools.BaseScript):
         The socket is still read meanwhile, so what daemons send while they exit
         reaches the handlers that are still finishing their work.
         """
-        pending = []
+        pending: Dict[str, Awaitable[Any]] = {}
         stopped = self._stopped if final else set()  # retired on reload: no route leads there
         for handler in handlers:
             try:
@@ -456,18 +397,10 @@ class CCServer(skytools.BaseScript):
             else:
                 task = asyncio.ensure_future(result)
                 task.add_done_callback(lambda _t, h=handler: stopped.add(h))
-                pending.append(task)
-        if pending:
-            done, late = await asyncio.wait(pending, timeout=HANDLER_STOP_TIMEOUT)
-            for task in done:
-                if task.exception():
-                    self.log.error("stopping a handler failed: %s", task.exception())
-            if late:
-                self.log.error("%d handlers did not stop in %ds", len(late), HANDLER_STOP_TIMEOUT)
+                pending[handler.hname] = task
+        await self.wait_bounded(pending, HANDLER_STOP_TIMEOUT)
 
-    def _close(self) -> None:
-        for timer in self._timers:
-            timer.stop()
+    async def close_process(self) -> None:
         if self.metrics is not None:
             self.metrics.stop()
         if self.cclocal is not None:
@@ -476,6 +409,8 @@ class CCServer(skytools.BaseScript):
             self.curve.stop()
         if self.zctx is not None:
             self.zctx.destroy(getattr(self, "linger", 0))
+        if not self.exit_code:
+            self.log.info("stopped")
 
     # -- message path ----------------------------------------------------------
 
@@ -629,7 +564,7 @@ class CCServer(skytools.BaseScript):
         if named:
             self._route(msg, msg.size, time.perf_counter())
 
-    # -- services for handlers -------------------------------------------------------
+    # -- services for handlers, through cc.handler.serverview.ServerView --------------
 
     def seal(self, msg: CCMessage) -> CCMessage:
         """``msg``, created by this server, signed (and encrypted) as ``cms-*`` says."""
@@ -643,10 +578,6 @@ class CCServer(skytools.BaseScript):
     def send(self, msg: CCMessage) -> None:
         """Send a message this server created (a reply) out of the ROUTER, sealed."""
         self.cclocal.send_cmsg(self.seal(msg))
-
-    def get_handler(self, name: str) -> CCHandler:
-        """The handler of section ``name`` (for handlers that forward to another)."""
-        return self.handlers.get(name)
 
     def add_status_source(self, name: str, lines: Callable[[], List[str]]) -> None:
         """Add a ``[name]`` section (``lines()``) to the infofile, e.g. jobmgr's job states."""
@@ -666,23 +597,15 @@ class CCServer(skytools.BaseScript):
 
     # -- stats ---------------------------------------------------------------------
 
-    def _write_stats(self) -> None:
+    def write_stats(self) -> None:
+        """The stats line and ``pub.stats`` (``cc-stats`` 1 and more), then the infofile."""
         settings = self.settings
         if settings.stats_level <= 0:
             self.stats.end_period()
             return
         period = self.stats.end_period()
         period.setdefault("count", 0)
-        self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
-        self.publish_local(
-            StatsMessage(
-                job_name=self.job_name,
-                service_type=self.service_name,
-                counters=period,
-                totals=self.stats.total,
-                period=settings.stats_period,
-            ).to_message()
-        )
+        self.report_stats(period)
         if settings.infofile and settings.infofile_level > 0:
             try:
                 write_atomic(settings.infofile, self._infofile_text())
@@ -691,26 +614,20 @@ class CCServer(skytools.BaseScript):
                     "infofile", "cannot write infofile %s: %s", settings.infofile, ex
                 )
 
+    def publish_report(self, msg: CCMessage) -> None:
+        self.publish_local(msg)
+
     def state(self) -> Dict[str, Any]:
         """What ``pub.state`` and ``/status`` say about this server."""
-        state = {
-            "pid": os.getpid(),
-            "started": self.started,
-            "version": cc.__version__,
-            "config_file": os.path.abspath(self.cf.filename),
-            "role": self.settings.role,
-            "socket": self.endpoint,
-            "routes": {p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
-            "handlers": {h.hname: type(h).__name__ for h in self.handlers.all()},
-        }
+        state = super().state()
+        state.update(
+            role=self.settings.role,
+            socket=self.endpoint,
+            routes={p: [h.hname for h in hs] for p, hs in self.routes.patterns()},
+            handlers={h.hname: type(h).__name__ for h in self.handlers.all()},
+        )
         state.update((key, value()) for key, value in list(self._state_sources.items()))
         return state
-
-    def _publish_state(self) -> None:
-        msg = StateMessage(
-            job_name=self.job_name, service_type=self.service_name, state=self.state()
-        )
-        self.publish_local(msg.to_message())
 
     def _infofile_text(self) -> str:
         now = time.time()
@@ -744,13 +661,7 @@ class CCServer(skytools.BaseScript):
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``cc-server``."""
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        server = CCServer(args)
-    except (ConfigError, ValueError) as ex:
-        print("cc-server: %s" % ex, file=sys.stderr)
-        sys.exit(1)
-    server.start()
-    sys.exit(server.exit_code)
+    run_process(lambda: CCServer(args), "cc-server")
 
 
 if __name__ == "__main__":

@@ -11,18 +11,22 @@ from harness import WAIT, CCTestCase, child_env
 class DaemonProcess:
     """``python -m cc.daemon <module> <server ini> <section>``; output in ``<tmp>/<section>.out``.
 
-    ``module`` is a daemon's short name or module path; ``expected_exit`` is
-    the exit code the test expects when it is stopped (checked in tearDown).
+    ``module`` is a daemon's short name or module path (with ``as_main``, a
+    module path run as ``python -m <module>``, as jobmgr runs it);
+    ``expected_exit`` is the exit code the test expects when it is stopped
+    (checked in tearDown).
     """
 
-    def __init__(self, server, module, section):
+    def __init__(self, server, module, section, as_main=False):
         server.pin_endpoint()
         self.module = module
         self.expected_exit = 0
         self.outfile = os.path.join(os.path.dirname(server.ini), section.replace(":", "_") + ".out")
         with open(self.outfile, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cc.daemon", module, server.ini, section],
+                [sys.executable, "-m"]
+                + ([] if as_main else ["cc.daemon"])
+                + [module, server.ini, section],
                 env=child_env(),
                 cwd=os.path.dirname(server.ini),
                 stdin=subprocess.DEVNULL,
@@ -54,8 +58,8 @@ class DaemonTestCase(CCTestCase):
         super().setUp()
         self.daemons = []
 
-    def start_daemon(self, server, module, section):
-        daemon = DaemonProcess(server, module, section)
+    def start_daemon(self, server, module, section, as_main=False):
+        daemon = DaemonProcess(server, module, section, as_main)
         self.daemons.append(daemon)
         return daemon
 

@@ -1,4 +1,4 @@
-"""The tests' PostgreSQL: :class:`cc.db.pgcluster.PgCluster`, or ``CC_TEST_DSN``'s database.
+"""The tests' PostgreSQL: :class:`cctools.pgcluster.PgCluster`, or ``CC_TEST_DSN``'s database.
 
 ``CC_TEST_PGBIN`` names the server binaries' directory.  Without binaries and
 without ``CC_TEST_DSN``, :func:`shared_cluster` raises ``unittest.SkipTest``.
@@ -15,7 +15,7 @@ Start one cluster per test module or class, not per test::
 import os
 import unittest
 
-from cc.db.pgcluster import NoServer, PgCluster, PgError, find_bindir  # noqa: F401 (re-exported)
+from cctools.pgcluster import NoServer, PgCluster, PgError, find_bindir  # noqa: F401 (re-exported)
 
 
 def shared_cluster(dbname: str = "cctest") -> PgCluster:

@@ -80,7 +80,7 @@ class TestAgentAtRest(CCTestCase):
     def test_running_agent_loads_no_crypto_or_database_library(self):
         """All five daemons and the local cc, running: none has their shared objects mapped."""
         result = subprocess.run(
-            [sys.executable, "-m", "cc.bench", "agent", "--seconds", "1", "--settle", "0.5",
+            [sys.executable, "-m", "cctools.bench", "agent", "--seconds", "1", "--settle", "0.5",
              "--json"],
             capture_output=True, text=True, timeout=120, env=child_env(),
         )  # fmt: skip

@@ -9,7 +9,7 @@ from harness import CCTestCase
 class TestBench(CCTestCase):
     def bench(self, *args, load="python"):
         result = self.run_command(
-            [sys.executable, "-m", "cc.bench", *args, "--runs", "1", "--json"], timeout=120
+            [sys.executable, "-m", "cctools.bench", *args, "--runs", "1", "--json"], timeout=120
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         report = json.loads(result.stdout)
@@ -39,7 +39,7 @@ class TestBench(CCTestCase):
     def test_fleet_tiny(self):
         """A few hosts for two seconds, unsigned and signed: every message arrives."""
         result = self.run_command(
-            [sys.executable, "-m", "cc.bench", "fleet", "--hosts", "3,6", "--seconds", "2",
+            [sys.executable, "-m", "cctools.bench", "fleet", "--hosts", "3,6", "--seconds", "2",
              "--idle", "30", "--json"],
             timeout=300,
         )  # fmt: skip

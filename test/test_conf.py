@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 
 from harness import REPO_DIR, CCTestCase, ServerProcess, wait_for
 
-from cc.demo import SERVERS as DEMO_SERVERS
 from cc.message import CCMessage
+from cctools.demo import SERVERS as DEMO_SERVERS
 
 CONF_DIR = os.path.join(REPO_DIR, "conf")
 DEMO_DIR = os.path.join(CONF_DIR, "demo")

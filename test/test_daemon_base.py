@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 
-from harness import CCTestCase, ccserver_section, child_env, wait_for
+from harness import WAIT, CCTestCase, ccserver_section, child_env, wait_for
 
 ROUTES = """
 [routes]
@@ -49,6 +49,18 @@ class TestDaemonBase(CCTestCase):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(10), 0)
         server.wait_log(r"\[srv\.d:test@\S+\] \S+ INFO got SIGTERM, stopping")
+
+    def test_stop_is_bounded_and_a_second_signal_changes_nothing(self):
+        server = self.start_server("srv", ccserver_section("srv") + ROUTES + "stop-delay = 60\n",
+                                   timeout="5")  # fmt: skip
+        proc = self.start_daemon(server)
+        server.wait_log(r"\[srv\.d:test@\S+\] \S+ INFO hello from srv\.d:test")
+        proc.send_signal(signal.SIGTERM)
+        server.wait_log(r"\[srv\.d:test@\S+\] \S+ INFO got SIGTERM, stopping")
+        proc.send_signal(signal.SIGTERM)
+        server.wait_log(r"\[srv\.d:test@\S+\] \S+ WARNING SIGTERM again: already stopping")
+        self.assertEqual(proc.wait(WAIT), 0)  # after FLUSH_TIMEOUT, not the 60 s asked for
+        server.wait_log(r"\[srv\.d:test@\S+\] \S+ ERROR d:test did not stop in 5s")
 
     def test_cc_daemon_command_and_query_error_reply(self):
         ini = ccserver_section("srv") + ROUTES.replace("echo = h:echo\n", "", 1)

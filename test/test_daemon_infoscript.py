@@ -26,6 +26,7 @@ info-script = {script}
 info-period = {period}
 info-name = out/{fname}
 info-timeout = {timeout}
+max-output = {max_output}
 compression = bzip2
 use-blob = {blob}
 stats-period = 0.2
@@ -33,10 +34,13 @@ stats-period = 0.2
 
 
 class TestInfoScript(DaemonTestCase):
-    def run_script(self, script, period="5", timeout="10", blob="1", name="report"):
+    def run_script(
+        self, script, period="5", timeout="10", blob="1", name="report", max_output="32M"
+    ):
         self.server = self.start_server(
-            "recv", RECV, script=script, period=period, timeout=timeout, blob=blob, fname=name
-        )
+            "recv", RECV, script=script, period=period, timeout=timeout, blob=blob, fname=name,
+            max_output=max_output,
+        )  # fmt: skip
         self.dst = os.path.join(self.tmp, "dst", socket.gethostname())
         return self.start_daemon(self.server, "cc.daemon.infoscript", "d:script")
 
@@ -67,6 +71,12 @@ class TestInfoScript(DaemonTestCase):
         pid = int(wait_for(lambda: read_file(pidfile), what="child pid").strip())
         self.server.wait_log(r"did not finish in 0\.5s, killed")
         wait_for(lambda: not pid_alive(pid), what="the command's child to be killed")
+
+    def test_endless_output_killed_at_max_output(self):
+        self.run_script("yes", timeout="600", max_output="1M")
+        self.server.wait_log(r"'yes' wrote more than max-output \(1048576 bytes\), killed")
+        self.server.wait_log(r"INFO \{.*infoscript\.fails: 1")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "dst")))
 
     def test_stop_while_command_runs(self):
         pidfile = os.path.join(self.tmp, "child.pid")

@@ -7,6 +7,7 @@ resending everything after a restart.
 
 import gzip
 import os
+import re
 import signal
 import socket
 import time
@@ -54,6 +55,7 @@ scan-period = {scan}
 ack-timeout = 1
 stats-period = 0.2
 state-file = {tmp}/infosender.state
+{sender_extra}
 
 [d:infoscript]
 info-script = ps axuw
@@ -74,12 +76,14 @@ def write(path, data, mtime=None):
 
 
 class TestInfosender(DaemonTestCase):
-    def topology(self, dstdir="{tmp}/dst-infofile", scan="0.2", writer_extra=""):
+    def topology(self, dstdir="{tmp}/dst-infofile", scan="0.2", writer_extra="", sender_extra=""):
         self.src = os.path.join(self.tmp, "src-infofile")
         os.makedirs(self.src, exist_ok=True)
         dstdir = dstdir.replace("{tmp}", self.tmp)
         self.recv = self.start_server("recv", RECV, dstdir=dstdir, writer_extra=writer_extra)
-        self.send = self.start_server("send", SEND, remote=self.recv.endpoint, scan=scan)
+        self.send = self.start_server(
+            "send", SEND, remote=self.recv.endpoint, scan=scan, sender_extra=sender_extra
+        )
         self.dst = os.path.join(self.tmp, "dst-infofile", HOST)
 
     def scenario(self, dstdir):
@@ -175,6 +179,20 @@ class TestInfosender(DaemonTestCase):
         # scans went on meanwhile (info.small needed two): the refused version was not resent
         self.assertEqual(self.recv.stats_total()["infowriter.too_large"], 1)
         self.assertEqual(read_file(os.path.join(self.dst, "info.small")), b"small")
+        self.assertIsNone(read_file(os.path.join(self.dst, "info.big")))
+        write(big, b"y" * 500, mtime=2000)
+        wait_for(lambda: read_file(os.path.join(self.dst, "info.big")) == b"y" * 500, what="big")
+
+    def test_file_over_max_file_size_is_not_read_until_it_changes(self):
+        self.topology(sender_extra="max-file-size = 1K")
+        big = os.path.join(self.src, "info.big")
+        write(big, b"x" * 2000, mtime=1000)
+        self.start_daemon(self.send, "cc.daemon.infosender", "d:infosender")
+        self.send.wait_log(r"info\.big is larger than max-file-size \(2000 > 1024 bytes\)")
+        write(os.path.join(self.src, "info.small"), b"small", mtime=1000)
+        wait_for(lambda: read_file(os.path.join(self.dst, "info.small")), what="info.small")
+        self.send.wait_log(r"INFO \{.*infosender\.too_large: 1")
+        self.assertEqual(len(re.findall("larger than max-file-size", self.send.log_text())), 1)
         self.assertIsNone(read_file(os.path.join(self.dst, "info.big")))
         write(big, b"y" * 500, mtime=2000)
         wait_for(lambda: read_file(os.path.join(self.dst, "info.big")) == b"y" * 500, what="big")

@@ -335,6 +335,29 @@ class TestLogtail(CCTestCase):
         self.assertEqual(local.stop(signal.SIGINT), 0)
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_a_huge_buffer_bytes_still_delivers(self):
+        """buffer-bytes = 1G would make fragments no writer takes: lowered to 16M, all arrives."""
+        self.src.start("app.log")
+        remote = REMOTE.replace("worker-threads = 2", "worker-threads = 2\nmax-file-size = 20M")
+        self.remote = self.start_server("remote", ccserver_section("remote") + remote)
+        local = LOCAL.replace("buffer-bytes = 4K", "buffer-bytes = 1G")
+        self.local = self.start_server(
+            "local", ccserver_section("local", role="local") + local,
+            remote=self.remote.endpoint, mode=ROTATED,
+        )  # fmt: skip
+        self.local.pin_endpoint()
+        tailer = self.start_logtail()
+        stderr = os.path.join(self.tmp, "logtail.stderr")
+        self.assertIn(b"buffer-bytes lowered to 16M", read_file(stderr))  # read before start
+        tailer.send_signal(signal.SIGSTOP)  # it finds all 40M at once when it wakes
+        data = os.urandom(40 * 1024 * 1024)
+        with open(self.src.path, "ab") as f:
+            f.write(data)
+        self.src.files[-1] += data
+        tailer.send_signal(signal.SIGCONT)
+        self.wait_copies(timeout=60)
+        self.assertNotIn("too-large", self.local.output())
+
     def test_bad_options_are_refused(self):
         self.start_pair("operation-mode = sideways\nlogmask = *.log")
         result = self.run_command(

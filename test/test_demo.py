@@ -10,7 +10,7 @@ import unittest
 
 from harness import REPO_DIR, child_env, wait_for
 
-from cc.db.pgcluster import find_bindir
+from cctools.pgcluster import find_bindir
 
 KINDS = [
     r"delivered log\.info from demo-sender@",
@@ -42,7 +42,7 @@ class TestDemo(unittest.TestCase):
     def start(self):
         """cc-demo in its own process group, as a terminal runs it; its output collected."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cc.demo", os.path.join(REPO_DIR, "conf", "demo")],
+            [sys.executable, "-m", "cctools.demo", os.path.join(REPO_DIR, "conf", "demo")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -563,7 +563,7 @@ BUILD_DIRS = re.compile(r"^(\..*|build|dist|__pycache__|.*\.egg-info)$")
 
 
 class TestReadmeLayout(unittest.TestCase):
-    """README's "Layout" lists the tree's folders: the top level and the package's subpackages."""
+    """README's "Layout" lists the tree's folders: the top level and the packages' subpackages."""
 
     def listed(self) -> Set[str]:
         m = re.search(r"^## Layout\n\n((?:    .*\n)+)", read("README.md"), re.M)
@@ -580,11 +580,12 @@ class TestReadmeLayout(unittest.TestCase):
             for name in os.listdir(REPO_DIR)
             if os.path.isdir(os.path.join(REPO_DIR, name)) and not BUILD_DIRS.match(name)
         }
-        folders.update(
-            "cc/" + name
-            for name in os.listdir(os.path.join(REPO_DIR, "cc"))
-            if os.path.exists(os.path.join(REPO_DIR, "cc", name, "__init__.py"))
-        )
+        for package in ("cc", "cctools"):
+            folders.update(
+                package + "/" + name
+                for name in os.listdir(os.path.join(REPO_DIR, package))
+                if os.path.exists(os.path.join(REPO_DIR, package, name, "__init__.py"))
+            )
         missing = sorted(folders - self.listed())
         self.assertEqual(missing, [], "folders missing from README's Layout")
 

@@ -238,6 +238,14 @@ class TestFanOut(CCTestCase):
         self.assertEqual(reply.get_body()["code"], "duplicate")
         self.assertIn("task id c1-0 is in use", reply.get_body()["msg"])
         router.wait_stat("task.fanout_refused", len(cases) + 2)
+        # and a single-host task with the id of a running fan-out's part
+        fields = {"task_host": "db[12]", "task_handler": "x.y", "task_id": "d1"}
+        reply = self.query(client, "task.send.d1", fields, qid=b"D1")
+        self.assertNotEqual(reply.type, "error", reply.get_body())
+        single = {"task_host": "db2", "task_handler": "x.y", "task_id": "d1-0"}
+        reply = self.query(client, "task.send.d1-0", single, qid=b"D10")
+        self.assertEqual(reply.get_body()["code"], "duplicate")
+        self.assertIn("task id d1-0 is in use", reply.get_body()["msg"])
 
     def test_max_fanout_zero_is_a_config_error(self):
         server = self.write_server("router", ROUTER, max_fanout="0")

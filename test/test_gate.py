@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -41,6 +42,10 @@ PATH_RE = re.compile(r"(?<![\w:/])(?:~|/var|/run|/tmp|/etc)/[^\s,;]*")
 def setUpModule():
     global pki
     pki = PKI()
+    pki.make_leaf("revokee", "ca")
+    pki.make_crl("empty.crl")
+    pki.revoke("revokee")
+    pki.make_crl("revoked.crl")
 
 
 def tearDownModule():
@@ -423,6 +428,32 @@ class TestTaskGate(CCTestCase):
         self.assertEqual([s for i, s in got if i == good].count("finished"), 2, got)
         self.assertEqual([s for i, s in got if i == good].count("starting"), 1, got)
         self.assertNotIn("already known", host.output())
+
+    def test_runner_reads_its_crl_again_when_the_server_reloads(self):
+        """A signer revoked after the runner started: refused once the host cc is reloaded
+        (jobmgr HUPs the runner it keeps running), without restarting it."""
+        crl = os.path.join(self.tmp, "cc.crl")
+        shutil.copy(pki.path("empty.crl"), crl)
+        router, host = self.topology(
+            {},
+            {"cms-keystore": "{pki}", "cms-sign": "server"},
+            {"cms-keystore": "{pki}", "cms-verify-ca": "ca", "cms-crl": crl},
+        )
+        sock = self.dealer(router.endpoint)
+        before = uuid.uuid4().hex
+        sock.send_multipart(signed([b"Q1"], "task.send." + before, "revokee", **self.task(before)))
+        self.assertIn((before, "finished"), self.replies(sock, before, "finished"))
+        shutil.copy(pki.path("revoked.crl"), crl)
+        host.send_signal(signal.SIGHUP)
+        host.wait_log(r"d:taskrunner.*reloaded: keys, CAs and CRLs read again")
+        after = uuid.uuid4().hex
+        sock.send_multipart(signed([b"Q2"], "task.send." + after, "revokee", **self.task(after)))
+        host.wait_log(r"invalid message from \S+ \(revoked\)")
+        probe = uuid.uuid4().hex
+        sock.send_multipart(signed([b"Q3"], "task.send." + probe, "user1", **self.task(probe)))
+        got = self.replies(sock, probe, "finished")
+        self.assertIn([s for i, s in got if i == after], (["forwarded"], ["forwarded", "failed"]))
+        self.assertEqual(host.log_text().count("Job d:taskrunner started"), 1)  # not restarted
 
     def test_encrypted_task_runs_where_decrypting(self):
         router, host = self.topology(

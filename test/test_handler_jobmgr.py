@@ -217,3 +217,13 @@ class TestJobMgr(CCTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("cannot be run in role remote", result.stderr + server.output())
         self.servers.remove(server)
+
+    def test_a_start_that_fails_after_jobmgr_stops_its_daemons(self):
+        """metrics-http is set up after the handlers: its failure must not leave daemons behind."""
+        ini = ccserver_section("local", role="local", metrics_http="127.0.0.1:nope") + JOBS
+        scripts = os.path.join(TEST_DIR, "scripts")
+        out = self.start_failing("local", ini, daemons="d:echo", scripts=scripts)
+        self.assertIn("cannot start: metrics-http = 127.0.0.1:nope", out)
+        pids = {int(p) for p in re.findall(r"Job d:echo started: pid (\d+)", out)}  # log, stderr
+        self.assertEqual(len(pids), 1, out)
+        self.assertFalse(pid_alive(pids.pop()), out)

@@ -48,7 +48,7 @@ class TestStatsWriter(DaemonTestCase):
     def test_cc_and_daemon_stats_arrive_through_proxy(self):
         central = self.start_server("central", CENTRAL)
         local = self.start_server("local", LOCAL, central=central.endpoint)
-        proc = self.start_daemon(local, "plugins.echodaemon", "d:stats")
+        proc = self.start_daemon(local, "plugins.echodaemon", "d:stats", as_main=True)
         # the local cc's own counters and state
         stats = wait_for(lambda: self.read("local", "stats"), what="local.stats")
         self.assertEqual(stats["service_type"], "ccserver")
@@ -65,6 +65,7 @@ class TestStatsWriter(DaemonTestCase):
         dstate = wait_for(lambda: self.read("local.d:stats", "state"), what="daemon state")
         self.assertEqual(dstate["state"]["pid"], proc.proc.pid)
         self.assertEqual(dstate["state"]["section"], "d:stats")
+        self.assertEqual(dstate["service_type"], "echodaemon")  # python -m: not "__main__"
         # the central cc's own, routed through its own route table
         wait_for(lambda: self.read("central", "stats"), what="central.stats")
         self.assertEqual(proc.stop(), 0)

@@ -1,9 +1,12 @@
-"""The package's files agree with each other: versions, man pages, debian/ file lists.
+"""The package's files agree with each other: versions, man pages, debian/ file lists, and
+cc/ stays apart from the tools in cctools/.
 
 Whether the documents agree with the code (options, synopses) is test_docs.
 """
 
+import ast
 import configparser
+import glob
 import os
 import re
 import shutil
@@ -79,3 +82,36 @@ class TestDebianFiles(unittest.TestCase):
         logdir = os.path.dirname(cf.get("ccserver", "logfile"))
         self.assertIn("%s/*.log {" % logdir, read("debian", "cc.logrotate"))
         self.assertEqual(cf.get("ccserver", "log_size"), "0", "logrotate rotates, not the server")
+
+
+class TestToolsApart(unittest.TestCase):
+    """cc/ holds what the product runs; the tools in cctools/ use it, never the other way."""
+
+    def tools_named_in(self, path):
+        """Where ``path`` imports cctools, or names one of its modules (import_module, -m)."""
+        with open(path, encoding="utf8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]
+            else:
+                continue
+            for name in names:
+                if name == "cctools" or name.startswith("cctools."):
+                    yield "%s:%d %s" % (os.path.relpath(path, REPO_DIR), node.lineno, name)
+
+    def test_nothing_in_cc_uses_the_tools(self):
+        paths = glob.glob(os.path.join(REPO_DIR, "cc", "**", "*.py"), recursive=True)
+        self.assertGreater(len(paths), 50)
+        found = [where for path in sorted(paths) for where in self.tools_named_in(path)]
+        self.assertEqual(found, [], "cc/ uses the tools")
+
+    def test_the_check_sees_each_kind_of_use(self):
+        found = list(self.tools_named_in(os.path.join(REPO_DIR, "cctools", "bench", "cli.py")))
+        self.assertTrue(any(w.endswith(" cctools.bench.scenarios") for w in found), found)
+        found = list(self.tools_named_in(os.path.join(REPO_DIR, "test", "test_bench.py")))
+        self.assertTrue(any(w.endswith(" cctools.bench") for w in found), found)

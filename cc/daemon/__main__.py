@@ -1,5 +1,5 @@
 """``python -m cc.daemon MODULE config.ini SECTION``: the same as ``cc-daemon``."""
 
-from cc.daemon import main
+from cc.daemon.cli import main
 
 main()

@@ -15,15 +15,34 @@ from cc.tick import next_multiple
 CC_DAEMON = "InfoScript"
 
 
+class OutputTooLarge(Exception):
+    """The command wrote more than ``max-output`` bytes."""
+
+
+async def read_bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """All of ``stream`` until EOF; :class:`OutputTooLarge` once it passes ``limit`` bytes."""
+    parts = []
+    room = limit
+    while True:
+        part = await stream.read(min(room + 1, 1024 * 1024))
+        if not part:
+            return b"".join(parts)
+        room -= len(part)
+        if room < 0:
+            raise OutputTooLarge()
+        parts.append(part)
+
+
 class InfoScript(CCDaemon):
     """Runs ``info-script`` (a shell command) every ``info-period`` seconds.
 
     Its standard output and error become ``pub.infofile`` named
     ``info-name``, with the time of the run as ``mtime``.  Runs start at
     fixed intervals (start to start); a run still going after
-    ``info-timeout`` seconds is killed, with its whole process group.  A
-    non-zero exit or a timeout is logged with the output and counted
-    (``infoscript.fails``); nothing is sent then.  The command runs as an
+    ``info-timeout`` seconds or writing more than ``max-output`` bytes is
+    killed, with its whole process group.  A non-zero exit, a timeout or too
+    much output is logged and counted (``infoscript.fails``); nothing is
+    sent then.  The command runs as an
     asyncio subprocess: the loop never waits for it.
 
     ::
@@ -34,6 +53,7 @@ class InfoScript(CCDaemon):
         info-period = 60
         info-name = ps.txt
         #info-timeout = 60
+        #max-output = 32M
         #compression = none
         #compression-level =
         #msg-suffix =
@@ -46,6 +66,7 @@ class InfoScript(CCDaemon):
         self.period = self.cf.getfloat("info-period")
         self.name = self.cf.get("info-name")
         self.timeout = self.cf.getfloat("info-timeout", 60)
+        self.max_output = self.cf.getbytes("max-output", "32M")
         self.encoder = InfofileEncoder(self.cf)
 
     def start_work(self) -> None:
@@ -74,13 +95,21 @@ class InfoScript(CCDaemon):
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as a whole
         )
+        assert proc.stdout is not None
         try:
-            output, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except asyncio.TimeoutError:
+            output = await asyncio.wait_for(
+                read_bounded(proc.stdout, self.max_output), self.timeout
+            )
+            await asyncio.wait_for(proc.wait(), self.timeout)
+        except (asyncio.TimeoutError, OutputTooLarge) as ex:
             self._kill(proc)
-            await proc.wait()
+            await proc.communicate()  # the rest of a full pipe, or wait() may never return
             self.stats.inc("infoscript.fails")
-            self.log.error("%r did not finish in %ss, killed", self.command, self.timeout)
+            if isinstance(ex, OutputTooLarge):
+                why = "wrote more than max-output (%d bytes)" % self.max_output
+            else:
+                why = "did not finish in %ss" % self.timeout
+            self.log.error("%r %s, killed", self.command, why)
             return
         except asyncio.CancelledError:
             self._kill(proc)

@@ -79,7 +79,9 @@ class InfofileCollector(CCDaemon):
     error or no answer within ``ack-timeout`` seconds is sent again by a later
     scan, so a version lost with a killed proxy or writer still arrives, unless
     the answer says no resend can help (``too-large``, ``rejected``): that
-    version waits for the file to change.  At
+    version waits for the file to change, as does a file larger than
+    ``max-file-size`` (logged, counted ``infosender.too_large``, never read:
+    it would not fit a message).  At
     most ``window`` files wait for an answer.  ``ack = no`` sends and forgets,
     as the original did (for infowriters that never answer).
 
@@ -100,6 +102,7 @@ class InfofileCollector(CCDaemon):
         #ack = yes
         #ack-timeout = 10
         #window = 100
+        #max-file-size = 32M
     """
 
     def reload(self) -> None:
@@ -115,6 +118,7 @@ class InfofileCollector(CCDaemon):
         self.ack = self.cf.getboolean("ack", True)
         self.ack_timeout = self.cf.getfloat("ack-timeout", 10.0)
         self.window = max(1, self.cf.getint("window", 100))
+        self.max_file_size = self.cf.getbytes("max-file-size", "32M")
         #: versions sent and not answered yet, by path
         self.inflight: Dict[str, Version] = {}
         self.acked = 0
@@ -197,6 +201,13 @@ class InfofileCollector(CCDaemon):
                 scan.seen = version
             if self.sent.get(path) == version:
                 scan.pending = False
+            elif version[0] > self.max_file_size:
+                self.stats.inc("infosender.too_large")
+                self.log.error(
+                    "%s is larger than max-file-size (%d > %d bytes), not sent",
+                    path, version[0], self.max_file_size,
+                )  # fmt: skip
+                self.sent[path] = version  # logged once per version: wait for a change
             elif self.inflight.get(path) == version:
                 pass  # waiting for its answer
             elif stable or scan.pending:

@@ -37,6 +37,9 @@ SAVE_DELAY = 0.2
 STOP_WAIT = 3.0
 #: a read that found a truncated file
 TRUNCATED = "truncated"
+#: largest fragment: one must fit a message (cc-max-message-size, 64M by default, with base64
+#: when use-blob = no) and the writer's max-file-size, or it would be refused and resent forever
+MAX_FRAGMENT = 16 * 1024 * 1024
 
 Fragment = Tuple[int, int, bytes]  # source offset, source length, payload (compressed)
 
@@ -144,6 +147,9 @@ class LogfileTailer(CCDaemon):
         if self.comp and self.buffer_bytes < 64 * 1024:
             self.log.info("buffer-bytes raised to 64K for compression")
             self.buffer_bytes = 64 * 1024
+        if self.buffer_bytes > MAX_FRAGMENT:
+            self.log.warning("buffer-bytes lowered to 16M: a fragment must fit one message")
+            self.buffer_bytes = MAX_FRAGMENT
         pidfile = cf.getfile("pidfile", "")
         default_state = os.path.splitext(pidfile)[0] + ".save" if pidfile else ""
         self.state_file = cf.getfile("state-file", default_state)
@@ -192,9 +198,9 @@ class LogfileTailer(CCDaemon):
             self.exit_code = 1
             self.request_stop()
 
-    def daemon_state(self) -> Dict[str, Any]:
+    def state(self) -> Dict[str, Any]:
         """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged."""
-        state = super().daemon_state()
+        state = super().state()
         src = getattr(self, "src", None)
         if src is not None:
             try:

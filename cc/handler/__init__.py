@@ -17,7 +17,7 @@ from skytools.config import ConfigError
 from cc.message import CCMessage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cc.server import CCServer
+    from cc.handler.serverview import ServerView
 
 __all__ = ["CCHandler", "HANDLERS", "load_handler_class", "HandlerConfigError"]
 
@@ -92,10 +92,13 @@ class CCHandler:
     options listing other sections it reads (jobmgr's ``daemons``), whose
     changes count as changes of its own.
 
-    The server gives each handler ``server`` (the :class:`~cc.server.CCServer`),
-    ``cclocal`` (the ROUTER stream), ``io_loop``, ``zctx``, ``stats`` and a
-    logger ``cc.handler.<section>``.  Messages a handler creates go out
-    through ``server.send(msg)``, which signs them where ``cms-sign`` is set.
+    A handler gets ``server``, a :class:`~cc.handler.serverview.ServerView`:
+    all it may use of the server (send, relay, seal, other handlers, status
+    and state sources, a few facts), never the server itself; ``io_loop``,
+    ``zctx`` and ``stats`` are the view's, at hand; ``log`` is the logger
+    ``cc.handler.<section>``.  Messages a handler creates go out through
+    :meth:`reply` or ``server.send(msg)``, which sign them where ``cms-sign``
+    is set.
 
     ``CC_ROLES`` names the seed's roles: ``local``, ``proxy``,
     ``end-service``; the original's ``remote`` in a handler means an
@@ -106,14 +109,13 @@ class CCHandler:
     REFERENCES: Tuple[str, ...] = ()
     SECTION_LISTS: Tuple[str, ...] = ()
 
-    def __init__(self, hname: str, hcf: skytools.Config, ccscript: "CCServer") -> None:
+    def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         self.hname = hname
         self.cf = hcf
-        self.server = ccscript
-        self.cclocal = ccscript.cclocal
-        self.io_loop = ccscript.io_loop
-        self.zctx = ccscript.zctx
-        self.stats = ccscript.stats
+        self.server = server
+        self.io_loop = server.io_loop
+        self.zctx = server.zctx
+        self.stats = server.stats
         self.log = logging.getLogger("cc.handler.%s" % hname)
 
     def handle_msg(self, msg: CCMessage) -> None:

@@ -61,8 +61,8 @@ class DBHandler(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         try:
             self.policy = CallPolicy(hcf.getlist("allowed-functions", []))
         except ValueError as ex:

@@ -28,9 +28,9 @@ class Delay(CCHandler):
     CC_ROLES = ("local", "proxy", "end-service")
     REFERENCES = ("forward-to",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
-        self.target = ccscript.get_handler(hcf.get("forward-to"))
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
+        self.target = server.get_handler(hcf.get("forward-to"))
         self.delay = hcf.getfloat("delay", 0)
         self.queue_size = hcf.getint("queue-size", 10000)
         self.queue: Deque[Tuple[float, CCMessage]] = collections.deque()

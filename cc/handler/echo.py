@@ -29,8 +29,8 @@ class Echo(CCHandler):
 
     CC_ROLES = ("local", "proxy", "end-service")
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
         period = hcf.getfloat("ping-period", 1.0)
         self.pingers: List[RemotePinger] = []

@@ -27,9 +27,9 @@ class Filter(CCHandler):
     CC_ROLES = ("local", "proxy", "end-service")
     REFERENCES = ("forward-to",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
-        self.target = ccscript.get_handler(hcf.get("forward-to"))
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
+        self.target = server.get_handler(hcf.get("forward-to"))
         self.include = hcf.getlist("include", [])
         self.exclude = hcf.getlist("exclude", [])
 

@@ -107,8 +107,8 @@ class InfoWriter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.dstdir = os.path.abspath(os.path.expanduser(hcf.get("dstdir")))
         self.mask = destination_mask(hcf)
         self.bakext = hcf.get("bakext", "")

@@ -5,7 +5,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 
@@ -16,6 +16,9 @@ from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
 from cc.tick import Ticker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.handler.serverview import ServerView
 
 CC_HANDLER = "JobMgr"
 
@@ -37,7 +40,7 @@ class JobMgr(CCHandler):
     update`` does: a job added to ``daemons`` is started, one taken out is
     stopped, one whose section (or the defaults it takes from here) changed
     is restarted once its old process has gone, and the others run on
-    untouched.
+    untouched but for a SIGHUP: they read their keys, CAs and CRLs again.
 
     ::
 
@@ -67,8 +70,8 @@ class JobMgr(CCHandler):
     CC_ROLES = ("local",)
     SECTION_LISTS = ("daemons",)
 
-    def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
+        super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
         self.config_file = hcf.filename
         self.server_cf = skytools.Config("ccserver", self.config_file)
@@ -135,7 +138,7 @@ class JobMgr(CCHandler):
             argv = [cf.getfile("script")]
         else:
             raise HandlerConfigError("[%s]: needs module = or script =" % section)
-        argv += [self.config_file, section] + self._verbosity()
+        argv += [self.config_file, section] + self.server.verbosity
         keepalive_period = opt("keepalive-period", 10)
         if keepalive_period <= 0:
             raise HandlerConfigError("[%s]: keepalive-period must be positive" % section)
@@ -156,7 +159,7 @@ class JobMgr(CCHandler):
             connectable(self.server.endpoint),
             keepalive_period,
             os.getpid(),
-            self.server.settings.hostname,
+            self.server.hostname,
         )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
@@ -210,6 +213,11 @@ class JobMgr(CCHandler):
             else:  # never two processes of one job: the new one waits for the old to exit
                 exiting.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
 
+    def on_sighup(self) -> None:
+        """The server reloaded: the daemons running on read their keys, CAs and CRLs again."""
+        for job in self.jobs.values():
+            job.reload()
+
     def _retire(self, job: Job) -> None:
         """Stop ``job``; a restart still waiting for its predecessor is simply dropped."""
         if not job.started:
@@ -229,16 +237,9 @@ class JobMgr(CCHandler):
     def _pidfile(self, cf: skytools.Config, section: str) -> str:
         """The job's own pidfile; never the server's (a template without %(job_name)s)."""
         path = cf.getfile("pidfile", "")
-        server_pidfile = self.server.pidfile or ""
-        if path and os.path.abspath(path) == os.path.abspath(server_pidfile):
+        if path and os.path.abspath(path) == os.path.abspath(self.server.pidfile):
             path = os.path.join(os.path.dirname(path), self._job_name(section) + ".pid")
         return path
-
-    def _verbosity(self) -> List[str]:
-        options = self.server.options
-        if getattr(options, "quiet", False):
-            return ["-q"]
-        return ["-v"] * (getattr(options, "verbose", 0) or 0)
 
     # -- messages ---------------------------------------------------------------
 

@@ -65,8 +65,8 @@ class LogWriter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.dstdir = os.path.abspath(os.path.expanduser(hcf.get("dstdir")))
         self.mask = hcf.get("dstmask", "%(hostname)s/%(job_name)s.log")
         self.max_open = max(1, hcf.getint("max-open-files", 100))

@@ -45,8 +45,8 @@ class ProxyHandler(CCHandler):
 
     CC_ROLES = ("local", "proxy", "end-service")
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.remote_url = hcf.get("remote-cc")
         sock = self.zctx.socket(zmq.DEALER)
         try:
@@ -88,7 +88,7 @@ class ProxyHandler(CCHandler):
 
     def _on_remote(self, frames: List[bytes]) -> None:
         if frames[0]:
-            self.cclocal.send_multipart(frames)
+            self.server.relay(frames)
             return
         # an empty route: addressed to this proxy itself (a pong), never relayed
         if self.pinger is not None:

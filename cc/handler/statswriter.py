@@ -35,14 +35,16 @@ class StatsWriter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.dstdir = hcf.getfile("dstdir")
         self.store = StatsStore(hcf.getint("max-entries", 10000))
         self._dirty: Dict[Tuple[str, str, str], bytes] = {}
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
+        self._closed = False  # the executor shut down
         self._ratelog = RateLimitedLog(self.log)
+        server.add_stats_store(self.store)
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
@@ -72,6 +74,10 @@ class StatsWriter(CCHandler):
 
     def _kick(self) -> None:
         if self._writing is None and self._dirty:
+            if self._closed:  # a report the server routed here just as stop() ended
+                self.stats.inc("statswriter.dropped_stopped", len(self._dirty))
+                self._dirty = {}
+                return
             batch, self._dirty = self._dirty, {}
             loop = asyncio.get_running_loop()
             self._writing = loop.run_in_executor(self._executor, self._write, batch)
@@ -101,6 +107,8 @@ class StatsWriter(CCHandler):
 
     async def stop(self) -> None:
         """Finish what was received (the server bounds how long this may take)."""
+        self.server.remove_stats_store(self.store)
         while self._writing is not None:
             await asyncio.sleep(0.01)
+        self._closed = True
         self._executor.shutdown(wait=True)

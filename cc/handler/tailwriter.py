@@ -82,8 +82,8 @@ class TailWriter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         wc = hcf.get("write-compressed", "").strip().lower()
         if wc not in ("", "no", "keep", "yes"):
             raise ConfigError("[%s]: write-compressed = %s: use no, keep or yes" % (hname, wc))

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 from tornado.ioloop import PeriodicCallback
@@ -12,6 +12,9 @@ from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
 from cc.ratelog import RateLimitedLog
 from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cc.handler.serverview import ServerView
 
 CC_HANDLER = "TaskRouter"
 
@@ -116,14 +119,15 @@ class TaskRouter(CCHandler):
 
     CC_ROLES = ("end-service",)
 
-    def __init__(self, hname: str, hcf: skytools.Config, ccscript: Any) -> None:
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
+        super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
         self.hosts: Dict[str, HostRoute] = {}
         self.tasks: Dict[str, Task] = {}
         self._maint: Optional[PeriodicCallback] = None
         self._init_fleet(hcf)
         self._apply(_timeouts(hname, hcf))
+        server.add_registrations(self.registrations)
 
     def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
         """New timeouts are taken in place: the hosts and the tasks in flight stay."""
@@ -191,6 +195,10 @@ class TaskRouter(CCHandler):
             self.reply_error(msg, "malformed task: %s" % problem, "bad-task")
             return
         uid = parts[2]
+        if uid in self.fanout_subs:  # its replies would go to the fan-out
+            self.stats.inc("task.invalid")
+            self.reply_error(msg, "task id %s is in use; choose another" % uid, "duplicate")
+            return
         known = self.tasks.get(uid)
         if known is not None:
             self._resent(known, msg)
@@ -207,7 +215,7 @@ class TaskRouter(CCHandler):
         task = Task(uid, body, host)
         task.add_requester(msg.route)
         self.tasks[uid] = task
-        self.cclocal.send_cmsg(msg.with_route(host.route))
+        self.server.relay(msg.with_route(host.route).frames)
         self.stats.inc("task.send")
         self._tell(task, [msg.route], "forwarded")
         task.ack_timer = self.io_loop.call_later(self.ack_timeout, self._ack_overdue, task)
@@ -217,7 +225,7 @@ class TaskRouter(CCHandler):
         self.stats.inc("task.duplicate")
         task.add_requester(msg.route)
         if task.final is not None:
-            self.cclocal.send_cmsg(task.final.with_route(msg.route))
+            self.server.relay(task.final.with_route(msg.route).frames)
         else:
             self._tell(task, [msg.route], "forwarded", duplicate=True)
 
@@ -240,7 +248,7 @@ class TaskRouter(CCHandler):
         if body.get("status") in TASK_FINAL:
             task.final = msg
         for route in task.requesters:
-            self.cclocal.send_cmsg(msg.with_route(route))
+            self.server.relay(msg.with_route(route).frames)
         self.stats.inc("task.reply")
 
     # -- tasks that would never end ------------------------------------------------
@@ -282,7 +290,7 @@ class TaskRouter(CCHandler):
         ).to_message()
         sealed = self.server.seal(msg)
         for route in routes:
-            self.cclocal.send_cmsg(sealed.with_route(route))
+            self.server.relay(sealed.with_route(route).frames)
         return sealed
 
     def _expire(self) -> None:
@@ -306,6 +314,7 @@ class TaskRouter(CCHandler):
 
     def stop(self) -> None:
         """The tasks still open get their final answer: nobody is left to give it."""
+        self.server.remove_registrations(self.registrations)
         if self._maint is not None:
             self._maint.stop()
         for task in list(self.tasks.values()):

@@ -115,6 +115,15 @@ class Job:
         assert self._task is not None
         return asyncio.shield(self._task)
 
+    def reload(self) -> None:
+        """HUP a running daemon (itself, not its group: a task it runs must not get it), so it
+        reads its keys, CAs and CRLs again.  One still starting reads them as it starts."""
+        if self.state == JobState.RUNNING and self.proc is not None:
+            try:
+                os.kill(self.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     def keepalive(self, pid: Optional[int]) -> bool:
         """A keepalive arrived; False if it came from another process than the current one."""
         if pid is not None and pid != self.pid:

@@ -1,5 +1,7 @@
 """A daemon for testing the daemon base: says hello, asks its cc for an echo, logs the answer."""
 
+import asyncio
+
 from cc.daemon import CCDaemon, run_daemon
 from cc.msgtypes import EchoRequestMessage
 
@@ -10,6 +12,10 @@ class EchoDaemon(CCDaemon):
     def start_work(self):
         self.log.info("hello from %s", self.job_name)
         self.io_loop.add_callback(self.ask)
+
+    def stop_work(self):
+        delay = self.cf.getfloat("stop-delay", 0)  # a daemon slow to stop
+        return asyncio.sleep(delay) if delay else None
 
     async def ask(self):
         timeout = self.cf.getfloat("echo-timeout", 5)

@@ -11,8 +11,8 @@ CC_HANDLER = "Tagger"
 
 
 class Tagger(CCHandler):
-    def __init__(self, hname, hcf, ccscript):
-        super().__init__(hname, hcf, ccscript)
+    def __init__(self, hname, hcf, server):
+        super().__init__(hname, hcf, server)
         self.tag = hcf.get("tag", "")
         self.stop_delay = hcf.getfloat("stop-delay", 0)
 

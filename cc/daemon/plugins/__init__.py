@@ -14,7 +14,7 @@ import skytools
 from skytools.config import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cc.daemon import CCDaemon
+    from cc.daemon.base import CCDaemon
 
 __all__ = ["CCDaemonPlugin", "load_plugins"]
 

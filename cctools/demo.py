@@ -28,8 +28,8 @@ import time
 from typing import Dict, List, Optional
 
 from cc.client import CCClient, QueryTimeout
-from cc.db.pgcluster import NoServer, PgCluster, PgError
 from cc.msgtypes import LogMessage
+from cctools.pgcluster import NoServer, PgCluster, PgError
 
 #: what central's locallogger writes for a record
 RECORD_RE = re.compile(r"\[(?P<who>[^\]]+)\] \S+ (?P<level>\w+) (?P<msg>.*)$")

@@ -28,8 +28,8 @@ import time
 import zmq
 
 from cc.message import CCMessage
+from cctools.bench.scenarios import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 INI = """[ccserver]
 job_name = bench

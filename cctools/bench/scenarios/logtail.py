@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cctools.bench.scenarios import REPO
 
 
 def write_log(path: str, mbytes: int) -> int:

@@ -9,7 +9,7 @@ second 5 ``log.info`` of 300 bytes (logwriter), one 4 KB ``pub.logtail``
 fragment (tailwriter, acknowledged), one ``pub.stats`` (statswriter), one
 10 KB ``pub.infofile`` a minute (infowriter, acknowledged), and a
 ``task.register`` at start (taskrouter).  The load is the C program
-(``cc/benchload.c``, ``fleet``): it sends every message at its time from a
+(``cctools/bench/benchload.c``, ``fleet``): it sends every message at its time from a
 schedule made beforehand, each host's sends spread over the second.
 
 Reported per host count and mode: sent and delivered (counted by the
@@ -46,7 +46,7 @@ import time
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from cc.benchmarks import wait_logged
+from cctools.bench.scenarios import wait_logged
 
 #: kinds of message, in the C load's numbering: type, service, acknowledged
 KINDS = (
@@ -219,7 +219,7 @@ def render(hosts: int, seconds: int, keystore: Optional[str]) -> List[Message]:
 
 
 def write_schedule(path: str, hosts: int, msgs: Sequence[Message]) -> None:
-    """The file the C load reads (format in cc/benchload.c, do_fleet)."""
+    """The file the C load reads (format in cctools/bench/benchload.c, do_fleet)."""
     blobs: Dict[bytes, int] = {}
     with open(path, "wb") as f:
         records = []
@@ -435,7 +435,7 @@ def sustains(server: str, row: Dict) -> bool:
 
 
 def bench(args: argparse.Namespace) -> Dict:
-    from cc.bench import build_c_load
+    from cctools.bench.cload import build_c_load
 
     results: Dict[str, Any] = {"modes": {}}
     with tempfile.TemporaryDirectory(prefix="cc-bench-fleet-") as tmp:
@@ -444,7 +444,7 @@ def bench(args: argparse.Namespace) -> Dict:
             raise SystemExit("cc-bench fleet: needs the C load (a C compiler and libzmq)")
         keystore = None
         if "signed" in args.modes:
-            from cc.benchmarks import source_tree_module
+            from cctools.bench.scenarios import source_tree_module
 
             keystore = source_tree_module("pki").PKI(os.path.join(tmp, "keys")).dir
         for mode in args.modes:

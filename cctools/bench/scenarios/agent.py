@@ -33,7 +33,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from cc.benchmarks import wait_logged
+from cctools.bench.scenarios import wait_logged
 
 #: the daemon sections of the local cc, as the original's cclocal.ini names its jobs
 DAEMONS = ("infosender", "infoscript", "taskrunner", "logtail", "pg_logforward")

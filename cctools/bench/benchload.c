@@ -146,7 +146,7 @@ static int do_sink(long expected, long idle_ms)
 }
 
 /*
- * The fleet: FILE (written by cc/benchmarks/fleet.py) holds, little-endian,
+ * The fleet: FILE (written by cctools/bench/scenarios/fleet.py) holds, little-endian,
  *   "CCFL" u32 hosts, u32 blobs, u32 messages,
  *   per blob: u32 length, bytes,
  *   per message, in send order: u32 host, u32 at_us, u8 kind, u8 acked, u16 type length,

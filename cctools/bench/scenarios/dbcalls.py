@@ -8,7 +8,7 @@ function that does real work) N times: directly, from T threads with one
 psycopg2 connection each; and through a cc-server whose dbhandler has
 ``worker-threads`` = T, from one DEALER client keeping 2*T calls in flight.
 Every reply is checked.  Without ``--dsn`` a throwaway cluster is started
-with cc.db.pgcluster.  The two ways alternate run by run; the median
+with cctools.pgcluster.  The two ways alternate run by run; the median
 calls/s of the runs is reported.
 """
 
@@ -26,9 +26,9 @@ import time
 import psycopg2
 import zmq
 
-from cc.db import pgcluster
+from cctools import pgcluster
+from cctools.bench.scenarios import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SETUP_SQL = """
 create or replace function public.bench_add(a int, b int) returns int

@@ -1,10 +1,8 @@
-"""cc-bench: throughput and latency of cc-server against its baselines, side by side.
+"""cc-bench forward, twohop, echo: throughput and latency of cc-server against its baselines.
 
-    cc-bench forward [--targets cc,zmqproxy,stock,direct] [--messages N] [--size B] ...
-    cc-bench twohop  [--targets cc,zmqproxy]
-    cc-bench echo    [--targets cc,zmqproxy] [--messages N]
-    cc-bench signed | dbcalls | logtail | infowriter [options]   (:mod:`cc.benchmarks`)
-    cc-bench all     every scenario above with its defaults: the README's figures
+    cc-bench [forward] [--targets cc,zmqproxy,stock,direct] [--messages N] [--size B] ...
+    cc-bench twohop    [--targets cc,zmqproxy]
+    cc-bench echo      [--targets cc,zmqproxy] [--messages N]
 
 ``forward`` pushes N messages of a type and body size from S sender
 processes through one hop into a sink process and reports what the sink
@@ -16,23 +14,20 @@ received per second; ``twohop`` does the same through two chained hops;
 * ``stock``: a pyzmq ``ZMQStream`` forwarder, one message per callback,
 * ``direct``: senders straight into the sink, no hop.
 
-Every target runs in its own processes, targets alternate run by run, and
-the median of the runs is reported with ratios against ``zmqproxy`` and
-``stock``.  For cc-server it also reports drops, CPU per message and RSS.
+Every target runs in its own processes (:mod:`cctools.bench.roles`), targets
+alternate run by run, and the median of the runs is reported with ratios
+against ``zmqproxy`` and ``stock``.  For cc-server it also reports drops, CPU
+per message and RSS.
 
-The forwarding sender and sink are a small C program (``cc/benchload.c``),
-compiled on first use against pyzmq's libzmq when a C compiler is there
-(``--load python`` uses Python ones): a Python sender is slower than
-``zmq.proxy`` and would make the bar look lower than it is.
+The forwarding sender and sink are a small C program (``benchload.c``,
+:mod:`cctools.bench.cload`) when a C compiler is there (``--load python``
+uses Python ones): a Python sender is slower than ``zmq.proxy`` and would
+make the bar look lower than it is.
 """
 
 import argparse
-import ctypes.util
-import glob
-import importlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,162 +35,20 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-import zmq
-
-from cc.benchmarks import SCENARIOS as MODULE_SCENARIOS
-from cc.benchmarks import wait_logged
+from cctools.bench.cload import build_c_load
+from cctools.bench.roles.load import make_body
+from cctools.bench.scenarios import SCENARIOS as MODULE_SCENARIOS
+from cctools.bench.scenarios import wait_logged
 
 __all__ = ["main"]
 
 SCENARIOS = ("forward", "twohop", "echo")
 TARGETS = ("cc", "zmqproxy", "stock", "direct")
-SENDER_HWM = 1000
 #: the cc proxy's zmq_hwm (and a queue-bytes to match): above the largest burst a run sends,
 #: so that nothing is dropped
 #: while a hop waits for the next (the promise is no loss below the HWM)
 CC_HWM = 250000
 START_TIMEOUT = 15.0
-
-
-def make_body(msgtype: str, size: int) -> bytes:
-    """A JSON body of exactly ``size`` bytes (at least the fixed fields) for ``msgtype``."""
-    fields = {"req": msgtype, "time": 1700000000.0, "hostname": "bench", "log_msg": ""}
-    pad = size - len(json.dumps(fields))
-    fields["log_msg"] = "x" * max(0, pad)
-    return json.dumps(fields).encode()
-
-
-# -- the processes -----------------------------------------------------------------
-
-
-def build_c_load(tmpdir: str) -> Optional[str]:
-    """Compile ``benchload.c`` into ``tmpdir``; its path, or None (no compiler or libzmq)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    zmq_dir = os.path.dirname(os.path.abspath(zmq.__file__))
-    bundled = glob.glob(os.path.join(os.path.dirname(zmq_dir), "pyzmq.libs", "libzmq*.so*"))
-    if bundled:  # a wheel: link the very library pyzmq loads (RPATH: its libsodium is there too)
-        link = [bundled[0], "-Wl,--disable-new-dtags,-rpath," + os.path.dirname(bundled[0])]
-    else:
-        name = ctypes.util.find_library("zmq")  # the system's, which a distro's pyzmq uses
-        link = ["-l:" + name] if name else []
-    if not compiler or not link:
-        return None
-    binary = os.path.join(tmpdir, "benchload")
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchload.c")
-    built = subprocess.run(
-        [compiler, "-O2", "-o", binary, source, *link], capture_output=True, text=True
-    )
-    if built.returncode == 0:
-        built = subprocess.run([binary], capture_output=True, text=True)  # usage: exit 2
-        if built.returncode == 2 and "usage" in built.stderr:
-            return binary
-    print("cc-bench: cannot build the C load (%s)" % built.stderr.strip(), file=sys.stderr)
-    return None
-
-
-def role_sink(expected: int, idle: float) -> None:
-    """Count messages; print the rate between the first and the last."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.RCVHWM, 100000)
-    print(sock.bind_to_random_port("tcp://127.0.0.1"), flush=True)
-    recv, get, more = sock.recv, sock.get, zmq.RCVMORE
-    received = nbytes = 0
-    first = last = 0.0
-    while received < expected and sock.poll(int(idle * 1000)):
-        while received < expected:
-            try:
-                frame = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            nbytes += len(frame)
-            while get(more):
-                nbytes += len(recv(zmq.NOBLOCK))
-            received += 1
-            last = time.perf_counter()
-            if received == 1:
-                first = last
-    span = last - first
-    rate = (received - 1) / span if received > 1 and span > 0 else 0.0
-    print(
-        json.dumps({"received": received, "rate": rate, "mbps": nbytes / span / 1e6 if span else 0})
-    )
-
-
-def role_send(url: str, count: int, msgtype: str, size: int) -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.SNDHWM, SENDER_HWM)
-    sock.connect(url)
-    time.sleep(0.3)  # connected before the sink's clock starts
-    frames = [b"", msgtype.encode(), make_body(msgtype, size), b""]
-    send = zmq.backend.Socket.send
-    last = len(frames) - 1
-    flags = [zmq.SNDMORE] * last + [0]
-    for _ in range(count):
-        for i in range(last + 1):
-            send(sock, frames[i], flags[i])
-    sock.close(linger=-1)
-    ctx.term()
-
-
-def role_echo_client(url: str, count: int, size: int) -> None:
-    """Round trips one at a time; print latency percentiles in microseconds."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.connect(url)
-    body = make_body("echo.request", size)
-    times: List[float] = []
-    for n in range(count + 100):
-        qid = b"Q%d" % n
-        started = time.perf_counter()
-        sock.send_multipart([qid, b"", b"echo.request", body, b""])
-        if not sock.poll(5000):
-            break
-        sock.recv_multipart()
-        if n >= 100:  # warm-up excluded
-            times.append((time.perf_counter() - started) * 1e6)
-    times.sort()
-    result = {"count": len(times)}
-    for name, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999)):
-        result[name] = times[min(len(times) - 1, int(q * len(times)))] if times else 0.0
-    print(json.dumps(result), flush=True)
-
-
-def role_echo_responder() -> None:
-    """The far end of the zmq.proxy echo baseline: reflect every message."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    print(sock.bind_to_random_port("tcp://127.0.0.1"), flush=True)
-    while True:
-        sock.send_multipart(sock.recv_multipart())
-
-
-def role_zmqproxy(upstream: str) -> None:
-    ctx = zmq.Context()
-    front = ctx.socket(zmq.ROUTER)
-    back = ctx.socket(zmq.DEALER)
-    back.connect(upstream)
-    print(front.bind_to_random_port("tcp://127.0.0.1"), flush=True)
-    zmq.proxy(front, back)
-
-
-def role_stock(upstream: str) -> None:
-    """What a plain pyzmq/tornado forwarder looks like."""
-    from tornado.ioloop import IOLoop
-    from zmq.eventloop.zmqstream import ZMQStream
-
-    ctx = zmq.Context()
-    front = ctx.socket(zmq.ROUTER)
-    back = ctx.socket(zmq.DEALER)
-    back.connect(upstream)
-    back_stream = ZMQStream(back)
-    ZMQStream(front).on_recv(back_stream.send_multipart)
-    print(front.bind_to_random_port("tcp://127.0.0.1"), flush=True)
-    IOLoop.current().start()
-
-
-# -- orchestration -------------------------------------------------------------------
 
 
 class Procs:
@@ -206,7 +59,7 @@ class Procs:
         self.children: List[subprocess.Popen] = []
 
     def role(self, *args: str) -> subprocess.Popen:
-        return self.run(sys.executable, "-m", "cc.bench", "--role", *args)
+        return self.run(sys.executable, "-m", "cctools.bench.roles", *args)
 
     def run(self, *argv: str, stdin: Optional[bytes] = None) -> subprocess.Popen:
         """Start ``argv`` with its stdout piped (and ``stdin``, if given, written and closed)."""
@@ -403,11 +256,6 @@ def summarize(scenario: str, results: Dict[str, List[Dict]]) -> Dict[str, Dict]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in MODULE_SCENARIOS:
-        return importlib.import_module("cc.benchmarks." + argv[0]).main(argv[1:])
-    if argv and argv[0] == "all":
-        return run_all(argv[1:])
     p = argparse.ArgumentParser(
         prog="cc-bench",
         description=__doc__.split("\n\n")[0],
@@ -427,12 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="sender and sink for forwarding: C if it builds (auto), or Python",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON only")
-    p.add_argument("--role", help=argparse.SUPPRESS)
-    p.add_argument("--url", help=argparse.SUPPRESS)
-    p.add_argument("--upstream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.role:
-        return _run_role(args)
     default_targets = "cc,zmqproxy" if args.scenario != "forward" else "cc,zmqproxy,stock,direct"
     args.targets = (args.targets or default_targets).split(",")
     unknown = set(args.targets) - set(TARGETS) - {"direct"}
@@ -451,36 +294,3 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     for target, values in summary.items():
         print("  %-8s %s" % (target, _short(values)))
-
-
-def run_all(argv: Sequence[str]) -> None:
-    """Every scenario with its defaults, one after the other; one that cannot run says why."""
-    if argv:
-        raise SystemExit("cc-bench all takes no options; run a scenario alone to change them")
-    for scenario in (*SCENARIOS, *MODULE_SCENARIOS):
-        print("== cc-bench %s" % scenario, flush=True)
-        try:
-            main([scenario])
-        except SystemExit as ex:
-            if ex.code:
-                print("cc-bench %s did not finish: %s" % (scenario, ex.code), flush=True)
-        print(flush=True)
-
-
-def _run_role(args: argparse.Namespace) -> None:
-    if args.role == "sink":
-        role_sink(args.messages, idle=3.0)
-    elif args.role == "send":
-        role_send(args.url, args.messages, args.type, args.size)
-    elif args.role == "echo-client":
-        role_echo_client(args.url, args.messages, args.size)
-    elif args.role == "echo-responder":
-        role_echo_responder()
-    elif args.role == "zmqproxy":
-        role_zmqproxy(args.upstream)
-    elif args.role == "stock":
-        role_stock(args.upstream)
-
-
-if __name__ == "__main__":
-    main()

@@ -32,7 +32,7 @@ import zmq
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from cc.benchmarks import source_tree_module
+from cctools.bench.scenarios import source_tree_module
 from cc.crypto import CryptoContext
 from cc.crypto.certs import load_private_key
 from cc.message import CCMessage

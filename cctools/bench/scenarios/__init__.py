@@ -1,9 +1,9 @@
-"""The scenarios of ``cc-bench`` beyond one-hop forwarding, one module each.
+"""The scenarios of ``cc-bench``, one module each, and what they share.
 
 Each module has ``main(argv)`` and a docstring saying what it measures and
-against which reference; ``cc-bench NAME --help`` shows its options.  The
-forwarding scenarios (``forward``, ``twohop``, ``echo``) and the C load live
-in :mod:`cc.bench`.
+against which reference; ``cc-bench NAME --help`` shows its options.
+:mod:`~cctools.bench.scenarios.forward` holds the three forwarding scenarios
+(``forward``, ``twohop``, ``echo``), the default; :data:`SCENARIOS` lists the others.
 """
 
 import importlib.util
@@ -12,6 +12,9 @@ import subprocess
 import time
 from types import ModuleType
 from typing import Dict, Sequence
+
+#: the directory holding the cc and cctools packages: the source tree, or site-packages
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 #: scenario name -> what it measures, in the order ``cc-bench all`` runs them
 SCENARIOS = {
@@ -52,8 +55,7 @@ def source_tree_module(name: str) -> ModuleType:
     Those helpers are not installed with the package: a scenario that needs
     one runs from a source checkout (``make bench``) and says so otherwise.
     """
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(repo, "test", name + ".py")
+    path = os.path.join(REPO, "test", name + ".py")
     if not os.path.exists(path):
         raise SystemExit("cc-bench: this scenario needs the source tree (%s)" % path)
     spec = importlib.util.spec_from_file_location("cc_bench_" + name, path)
