@@ -18,12 +18,13 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 import skytools
 import zmq
 from skytools.config import ConfigError
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import IOLoop
 
 import cc
 from cc.message import CCMessage
 from cc.msgtypes import StateMessage, StatsMessage
 from cc.stats import Stats
+from cc.tick import Ticker
 
 __all__ = ["CCProcess", "Periodic", "START_ERRORS", "run_process"]
 
@@ -62,7 +63,7 @@ class CCProcess(skytools.BaseScript):
         self.stats = Stats()
         self.io_loop: IOLoop = None  # type: ignore[assignment]  # set in work()
         self._stopping: Optional[asyncio.Event] = None
-        self._report_timers: List[PeriodicCallback] = []
+        self._report_timers: List[Ticker] = []
         self._report_period = 0.0
         super().__init__(service_name, args)
 
@@ -180,11 +181,14 @@ class CCProcess(skytools.BaseScript):
         """(Re)start the stats and state timers and ``others``; ``pub.state`` goes out now."""
         self._stop_reports()
         self._report_period = stats_period
+        # on multiples of their periods: they come in the wake-ups that the 1 s ping
+        # and the daemons' 10 s keepalives make anyway
+        loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
         self._report_timers = [
-            PeriodicCallback(self.write_stats, stats_period * 1000),
-            PeriodicCallback(self.publish_state, state_period * 1000),
+            Ticker(stats_period, self.write_stats, loop),
+            Ticker(state_period, self.publish_state, loop),
         ]
-        self._report_timers.extend(PeriodicCallback(cb, seconds * 1000) for cb, seconds in others)
+        self._report_timers.extend(Ticker(seconds, cb, loop) for cb, seconds in others)
         self.io_loop.add_callback(self.publish_state)  # a new process or config: a new state
         for timer in self._report_timers:
             timer.start()

@@ -36,6 +36,7 @@ check of a handling.
 The request/reply client on top of it is :class:`cc.reqstream.CCReqStream`.
 """
 
+import asyncio
 import collections
 import errno
 import logging
@@ -69,12 +70,13 @@ try:
 except AttributeError:  # pragma: no cover - a backend without the Cython class
     _backend_send = zmq.Socket.send
 
-_NOBLOCK = zmq.NOBLOCK
-_MORE = zmq.NOBLOCK | zmq.SNDMORE
-_RCVMORE = zmq.RCVMORE
-_EVENTS = zmq.EVENTS
-_POLLIN = zmq.POLLIN
-_POLLOUT = zmq.POLLOUT
+# plain ints: with pyzmq's enums every ``events & POLLIN`` builds a flag object
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 
 class CCStream:
@@ -114,14 +116,17 @@ class CCStream:
         self._queue: Deque[Frames] = collections.deque()
         self._queue_bytes = 0
         self.waits = waits if waits is not None else PeerWaits()
-        self._retry: object = None
+        self._retry: Optional[asyncio.TimerHandle] = None
         self._retry_backoff = Backoff(RETRY_FIRST, RETRY_MAX, jitter=0)
         self._recv_callback: Optional[Callable[[Any], None]] = None
         self._recv_batched = False
         self._scheduled = False
         self._ratelog = RateLimitedLog(log)
         self._fd = sock.getsockopt(zmq.FD)
-        io_loop.add_handler(self._fd, self._handle_events, IOLoop.READ)
+        # straight on the asyncio loop, as every scheduling of a handling: an idle
+        # process's wake-ups are mostly this path, and tornado's wrappers double it
+        self._asyncio_loop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        self._asyncio_loop.add_reader(self._fd, self._handle_events)
 
     # -- public API ---------------------------------------------------------
 
@@ -189,8 +194,8 @@ class CCStream:
         for frames in self.waits.clear():
             self._drop(frames, "closed")
         if self._retry is not None:
-            self.io_loop.remove_timeout(self._retry)
-        self.io_loop.remove_handler(self._fd)
+            self._retry.cancel()
+        self._asyncio_loop.remove_reader(self._fd)
         self.socket.close(linger)
         self.socket = None  # type: ignore[assignment]
 
@@ -248,7 +253,7 @@ class CCStream:
         """Fallback for room that no event will announce (see the module docstring)."""
         if self._retry is None:
             delay = self._retry_backoff.next_delay()
-            self._retry = self.io_loop.call_later(delay, self._retry_waiting)
+            self._retry = self._asyncio_loop.call_later(delay, self._retry_waiting)
 
     def _retry_waiting(self) -> None:
         self._retry = None
@@ -265,9 +270,9 @@ class CCStream:
     def _schedule(self) -> None:
         if not self._scheduled and self.socket is not None:
             self._scheduled = True
-            self.io_loop.add_callback(self._handle_events)
+            self._asyncio_loop.call_soon(self._handle_events)
 
-    def _handle_events(self, fd: object = None, events: object = None) -> None:
+    def _handle_events(self) -> None:
         self._scheduled = False
         sock = self.socket
         if sock is None:

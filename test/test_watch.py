@@ -4,10 +4,11 @@ import asyncio
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
-from cc.files.watch import DirWatch
+from cc.files.watch import LOCAL_FILE_SYSTEMS, RECHECK, RECHECK_LOCAL, DirWatch
 
 log = logging.getLogger("test_watch")
 
@@ -70,3 +71,20 @@ class TestDirWatch(unittest.TestCase):
         with self.assertLogs("test_watch", "INFO") as logs:
             self.assertEqual(self.run_loop(scenario()), (False, False))
         self.assertIn("looked at on a timer", logs.output[0])
+
+    def test_recheck_rarely_only_where_inotify_sees_every_change(self):
+        """Local file systems: every 60 s; any other type (network, or unknown): every 10 s."""
+
+        def fs_type(path):
+            return int(subprocess.check_output(["stat", "-f", "-c", "%t", path]), 16)
+
+        async def scenario(path):
+            watch = DirWatch(path, log)
+            recheck = watch.recheck
+            watch.close()
+            return recheck
+
+        local = fs_type(self.dir) in LOCAL_FILE_SYSTEMS
+        self.assertEqual(self.run_loop(scenario(self.dir)), RECHECK_LOCAL if local else RECHECK)
+        self.assertNotIn(fs_type("/proc"), LOCAL_FILE_SYSTEMS)
+        self.assertEqual(self.run_loop(scenario("/proc")), RECHECK)

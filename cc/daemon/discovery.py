@@ -10,11 +10,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 from skytools.config import ConfigError
-from tornado.ioloop import PeriodicCallback
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.daemon.discovery_probes import PROBES, Probe, stable
 from cc.msgtypes import DiscoveryMessage
+from cc.tick import Ticker
 
 __all__ = ["Discovery"]
 
@@ -47,7 +47,9 @@ class Discovery(CCDaemon):
         self._seen: Dict[str, str] = {}
         self._published = 0.0
         self._checking: Optional[asyncio.Task] = None
-        self._timer = PeriodicCallback(self._check, self.cf.getfloat("check-period", 10) * 1000)
+        # on multiples of the period: with the keepalive's wake-up
+        check_period = self.cf.getfloat("check-period", 10)
+        self._timer = Ticker(check_period, self._check, self.io_loop.asyncio_loop)
         self._timer.start()
         self._check()
 

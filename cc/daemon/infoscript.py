@@ -10,6 +10,7 @@ import time
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.infomsg import InfofileEncoder
+from cc.tick import next_multiple
 
 CC_DAEMON = "InfoScript"
 
@@ -73,18 +74,17 @@ class InfoScript(CCDaemon):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        due = loop.time()
         while True:
+            # the next run on a multiple of the period, with the keepalive's wake-up
+            due = next_multiple(loop.time(), self.period)
             try:
                 await self.run_script()
             except OSError as ex:
                 self.stats.inc("infoscript.fails")
                 self.log.error("cannot run %r: %s", self.command, ex)
-            due += self.period
             now = loop.time()
-            if due < now:  # the run took longer than the period: start again now
-                due = now
-            await asyncio.sleep(due - now)
+            if due > now:  # else the run took longer: start again now
+                await asyncio.sleep(due - now)
 
     async def run_script(self) -> None:
         started = time.time()

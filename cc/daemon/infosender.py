@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.atomic import write_atomic
 from cc.files.infomsg import InfofileEncoder
-from cc.files.watch import RECHECK, DirWatch
+from cc.files.watch import DirWatch
 from cc.message import CCMessage
 
 CC_DAEMON = "InfofileCollector"
@@ -173,7 +173,9 @@ class InfofileCollector(CCDaemon):
             except OSError as ex:
                 self.log.error("scanning %s failed: %s", self.pattern, ex)
             if self.watch is not None and self.watch.watching and self._settled():
-                await self.watch.wait(RECHECK)  # nothing to do until infodir changes
+                # nothing to do until infodir changes; a recheck with no change scans at once
+                if not await self.watch.wait(self.watch.recheck):
+                    continue
             await asyncio.sleep(self.scan_period)
 
     def _settled(self) -> bool:

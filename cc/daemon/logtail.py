@@ -19,7 +19,7 @@ from cc.files.tailsource import (
     read_state,
     write_state,
 )
-from cc.files.watch import RECHECK, DirWatch
+from cc.files.watch import DirWatch
 from cc.message import CCMessage, is_valid_type
 from cc.msgtypes import LogtailMessage
 from cc.ratelog import RateLimitedLog
@@ -246,11 +246,11 @@ class LogfileTailer(CCDaemon):
 
         The first pause is poll-period, so that a log being written is read
         in pieces of that period; after that, until ``logdir`` changes (at most
-        RECHECK seconds), or where it cannot be watched, poll-period doubling
+        :attr:`DirWatch.recheck` seconds), or where it cannot be watched, poll-period doubling
         up to IDLE_POLL.
         """
         if quiet and self.watch.watching:
-            await self.watch.wait(RECHECK)
+            await self.watch.wait(self.watch.recheck)
         else:
             idle_poll = max(IDLE_POLL, self.poll_period)
             await asyncio.sleep(min(idle_poll, self.poll_period * 2 ** min(quiet, 16)))

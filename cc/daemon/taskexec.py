@@ -24,6 +24,7 @@ from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskRegisterMessage, TaskReplyMessage
+from cc.tick import Ticker
 
 CC_DAEMON = "TaskExec"
 
@@ -97,9 +98,11 @@ class TaskExec(CCDaemon):
         self._running: List["asyncio.Future[None]"] = []
         assert self.cc is not None
         self.cc.on_message(self.handle_msg)
+        loop = self.io_loop.asyncio_loop
+        # on multiples of their periods: they share the wake-up of the keepalive
         self._timers = [
-            PeriodicCallback(self._register, self.reg_period * 1000),
-            PeriodicCallback(self._maintain, self.maint_period * 1000),
+            Ticker(self.reg_period, self._register, loop),
+            Ticker(self.maint_period, self._maintain, loop),
         ]
         for timer in self._timers:
             timer.start()

@@ -4,9 +4,12 @@ logtail and infosender wait for files to grow or change.  Looking at them
 on a timer costs a wake-up (and a trip to a worker thread) every period,
 also on a host where nothing happens for hours.  :class:`DirWatch` lets
 such a wait end when the kernel reports a change in the directory (a file
-created, written, renamed, removed), and otherwise after ``timeout``: the
-timeout stays, because inotify does not see changes made by other machines
-on a network file system, and a full event queue drops events.
+created, written, renamed, removed; an overflowed event queue ends it too),
+and otherwise after ``timeout``: the timeout stays, because inotify does not
+see changes made by other machines on a network file system.  On a local
+file system it sees every change but writes through ``mmap``, so there the
+callers look anyway only every :attr:`DirWatch.recheck` = ``RECHECK_LOCAL``
+seconds, a safety net that costs no wake-up on a host where nothing happens.
 
 Where inotify cannot be had (not Linux, the per-user limit of instances
 reached), :meth:`DirWatch.wait` sleeps the whole timeout, as polling did.
@@ -19,10 +22,21 @@ import logging
 import os
 from typing import Optional
 
-__all__ = ["DirWatch", "RECHECK"]
+from cc.tick import next_multiple
 
-#: seconds after which a watched directory is looked at anyway (network file systems)
+__all__ = ["DirWatch", "RECHECK", "RECHECK_LOCAL"]
+
+#: seconds after which a watched directory is looked at anyway: on a network file
+#: system, whose changes made elsewhere raise no event, or one of a type not known
 RECHECK = 10.0
+#: the same on a local file system (:data:`LOCAL_FILE_SYSTEMS`)
+RECHECK_LOCAL = 60.0
+
+#: statfs() f_type of file systems whose every change inotify reports (linux/magic.h):
+#: ext2-4, xfs, btrfs, tmpfs, overlay, zfs, f2fs
+LOCAL_FILE_SYSTEMS = frozenset(
+    (0xEF53, 0x58465342, 0x9123683E, 0x01021994, 0x794C7630, 0x2FC12FC1, 0xF2F52010)
+)
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
@@ -51,6 +65,15 @@ def _inotify() -> Optional[ctypes.CDLL]:
     return _libc
 
 
+def _file_system_type(lib: ctypes.CDLL, path: str) -> Optional[int]:
+    """statfs()'s f_type of ``path``, or None when it cannot be told."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs: 120 bytes on 64-bit Linux
+    if lib.statfs(os.fsencode(path), buf) != 0:
+        return None
+    # f_type comes first, a long on most platforms: elsewhere no local type matches
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
 class DirWatch:
     """Changes in one directory, as an event that :meth:`wait` waits for (on the loop).
 
@@ -62,6 +85,8 @@ class DirWatch:
         self.path = path
         self._fd = -1
         self._changed = asyncio.Event()
+        #: seconds after which the callers look at the directory even without an event
+        self.recheck = RECHECK
         self._loop = asyncio.get_running_loop()
         lib = _inotify()
         if lib is None:
@@ -76,6 +101,8 @@ class DirWatch:
             return
         self._fd = fd
         self._loop.add_reader(fd, self._on_events)
+        if _file_system_type(lib, path) in LOCAL_FILE_SYSTEMS:
+            self.recheck = RECHECK_LOCAL
 
     @property
     def watching(self) -> bool:
@@ -91,12 +118,19 @@ class DirWatch:
         self._changed.set()
 
     async def wait(self, timeout: float) -> bool:
-        """Until a change or ``timeout`` seconds; whether there was a change."""
+        """Until a change or ``timeout`` seconds at most; whether there was a change.
+
+        Without a change the wait ends at the next multiple of ``timeout``
+        on the loop's clock, where the agent's other timers of that period
+        (keepalives, stats: :class:`~cc.tick.Ticker`) wake it anyway.
+        """
+        now = self._loop.time()
+        delay = next_multiple(now, timeout) - now
         if self._fd < 0:
-            await asyncio.sleep(timeout)
+            await asyncio.sleep(delay)
             return False
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(self._changed.wait(), delay)
         except asyncio.TimeoutError:
             return False
         self._changed.clear()

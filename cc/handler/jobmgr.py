@@ -1,13 +1,13 @@
 """jobmgr: run the local daemons as supervised children of cc-server."""
 
 import asyncio
+import math
 import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
-from tornado.ioloop import PeriodicCallback
 
 from cc.backoff import Backoff
 from cc.handler import CCHandler, HandlerConfigError
@@ -15,6 +15,7 @@ from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
+from cc.tick import Ticker
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.handler.serverview import ServerView
@@ -80,7 +81,7 @@ class JobMgr(CCHandler):
         #: job name -> done when the process it last had has exited (after a reload stopped it)
         self._exiting: Dict[str, "asyncio.Future[Any]"] = {}
         self._stopping = False
-        self._checker: Optional[PeriodicCallback] = None
+        self._checker: Optional[Ticker] = None
         self._use(self._make_jobs(hcf))
         self.server.add_status_source(self.hname, self.status_lines)
         self.server.add_state_source("jobs", self.job_states)
@@ -107,11 +108,13 @@ class JobMgr(CCHandler):
         if self._checker is not None:
             self._checker.stop()
             self._checker = None
-        # a hung job is noticed within a quarter of its keepalive-timeout; none: no checks
+        # a hung job is noticed within a quarter of its keepalive-timeout; none: no checks.
+        # Whole seconds where it can: the check then shares the wake-up of the 1 s ping.
         timeouts = [job.settings.keepalive_timeout for job in self.jobs.values()]
         if any(t > 0 for t in timeouts):
             period = min(t for t in timeouts if t > 0) / 4
-            self._checker = PeriodicCallback(self._check_jobs, max(0.1, period) * 1000)
+            period = math.floor(period) if period >= 1 else max(0.1, period)
+            self._checker = Ticker(period, self._check_jobs, self.io_loop.asyncio_loop)
             self._checker.start()
 
     def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:

@@ -9,12 +9,11 @@ import logging
 import os
 from typing import Any, Callable, Dict, Optional
 
-from tornado.ioloop import PeriodicCallback
-
 from cc.jobs.env import JobEnv
 from cc.message import CCMessage
 from cc.msgtypes import JobConfigRequestMessage, JobKeepaliveMessage
 from cc.reqstream import CCReqStream
+from cc.tick import Ticker
 
 __all__ = ["JobLink"]
 
@@ -40,7 +39,9 @@ class JobLink:
         self.on_orphaned = on_orphaned
         self.config: Optional[Dict[str, Any]] = None
         self.pid = os.getpid()
-        self._timer = PeriodicCallback(self._tick, env.keepalive_period * 1000)
+        # on multiples of the period: the keepalives of all daemons of a cc, and
+        # their other timers of that period, come in one wake-up
+        self._timer = Ticker(env.keepalive_period, self._tick, stream.io_loop.asyncio_loop)
 
     def start(self) -> None:
         self._tick()
