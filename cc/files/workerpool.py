@@ -5,7 +5,10 @@ the same key always go to the same thread, in order, so two versions of one
 destination file never race.  Each thread has a bounded queue: a full queue
 refuses the job (the caller counts the drop) instead of blocking the loop.
 A job's result or exception is handed back on the loop thread, where stats
-and rate-limited logs are safe to touch.
+and rate-limited logs are safe to touch: a thread runs what its queue holds
+(up to :data:`BATCH` jobs) and hands the results back in one call, so a busy
+writer wakes the loop once per batch, not once per job; ``after_batch``
+(e.g. a flush) runs on the thread at the end of each batch.
 """
 
 import asyncio
@@ -20,16 +23,27 @@ __all__ = ["WorkerPool"]
 
 Done = Callable[[Any, Optional[BaseException]], None]
 
+#: jobs a thread runs before handing their results back to the loop
+BATCH = 256
+
 _STOP = object()
 
 
 class WorkerPool:
     """``nthreads`` threads named ``<name>-<i>``, each with a queue of ``qsize`` jobs."""
 
-    def __init__(self, name: str, nthreads: int, qsize: int, io_loop: IOLoop) -> None:
+    def __init__(
+        self,
+        name: str,
+        nthreads: int,
+        qsize: int,
+        io_loop: IOLoop,
+        after_batch: Optional[Callable[[], None]] = None,
+    ) -> None:
         if nthreads < 1 or qsize < 1:
             raise ValueError("%s: need at least one worker thread and a queue size of 1" % name)
         self.io_loop = io_loop
+        self.after_batch = after_batch
         self.queues: List["queue.Queue[Any]"] = [queue.Queue(qsize) for _ in range(nthreads)]
         self.threads = [
             threading.Thread(target=self._run, args=(q,), name="%s-%d" % (name, i), daemon=True)
@@ -77,15 +91,34 @@ class WorkerPool:
             await asyncio.wait_for(loop.run_in_executor(None, thread.join), timeout)
 
     def _run(self, q: "queue.Queue[Any]") -> None:
-        while True:
-            item = q.get()
-            if item is _STOP:
-                return
-            done, func, args = item
-            result: Any = None
-            error: Optional[BaseException] = None
-            try:
-                result = func(*args)
-            except Exception as ex:
-                error = ex
-            self.io_loop.add_callback(done, result, error)
+        item = q.get()
+        while item is not _STOP:
+            results = []
+            while True:
+                done, func, args = item
+                try:
+                    results.append((done, func(*args), None))
+                except Exception as ex:
+                    results.append((done, None, ex))
+                if len(results) >= BATCH:
+                    break
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    break
+            if self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception as ex:  # reported with the batch's last job
+                    results[-1] = (results[-1][0], None, ex)
+            self.io_loop.add_callback(_hand_back, results)
+            if item is not _STOP:
+                item = q.get()
+
+
+def _hand_back(results: List[Any]) -> None:
+    """On the loop: each job's ``done(result, error)``, in the order they ran."""
+    for done, result, error in results:
+        done(result, error)

@@ -51,6 +51,7 @@ class LogWriter(CCHandler):
     ``worker-threads`` threads (one file always on the same thread), each
     keeping at most ``max-open-files`` open; at most ``queue-size`` records
     wait per thread, more are dropped and counted (``logwriter.dropped``).
+    A thread writes what waits for it, then flushes each file it wrote once.
 
     ::
 
@@ -59,8 +60,8 @@ class LogWriter(CCHandler):
         dstdir = /var/log/cc/hosts
         #dstmask = %%(hostname)s/%%(job_name)s.log
         #worker-threads = 2
-        #queue-size = 1000
-        #max-open-files = 100
+        #queue-size = 10000
+        #max-open-files = 1000
     """
 
     CC_ROLES = ("end-service",)
@@ -69,11 +70,15 @@ class LogWriter(CCHandler):
         super().__init__(hname, hcf, server)
         self.dstdir = os.path.abspath(os.path.expanduser(hcf.get("dstdir")))
         self.mask = hcf.get("dstmask", "%(hostname)s/%(job_name)s.log")
-        self.max_open = max(1, hcf.getint("max-open-files", 100))
+        self.max_open = max(1, hcf.getint("max-open-files", 1000))
         self.ratelog = RateLimitedLog(self.log)
         self.local = threading.local()
         self.pool = WorkerPool(
-            hname, hcf.getint("worker-threads", 2), hcf.getint("queue-size", 1000), self.io_loop
+            hname,
+            hcf.getint("worker-threads", 2),
+            hcf.getint("queue-size", 10000),
+            self.io_loop,
+            after_batch=self.flush_files,
         )
 
     def handle_msg(self, msg: CCMessage) -> None:
@@ -112,6 +117,7 @@ class LogWriter(CCHandler):
         files = getattr(self.local, "files", None)
         if files is None:
             files = self.local.files = collections.OrderedDict()
+            self.local.dirty = set()  # written since the last flush
         return files
 
     def write_line(self, relpath: str, line: str) -> int:
@@ -126,8 +132,16 @@ class LogWriter(CCHandler):
         else:
             files.move_to_end(relpath)
         f.write(line)
-        f.flush()
+        self.local.dirty.add(f)
         return len(line)
+
+    def flush_files(self) -> None:
+        """End of a batch: what the thread wrote goes to the kernel, one write per file."""
+        dirty = getattr(self.local, "dirty", None)  # none before the first record
+        while dirty:
+            f = dirty.pop()
+            if not f.closed:
+                f.flush()
 
     def close_files(self) -> int:
         files = self._files()
