@@ -82,6 +82,34 @@ class TestTailWriter(CCTestCase):
         self.assertEqual(reply.type, "reply.pub.logtail.pg")
         server.wait_stat("appended_bytes", len(source) + 1)
 
+    def test_queue_bytes_answers_busy_and_resends_complete_the_file(self):
+        """queue-bytes = 1: one fragment queued at a time; a burst gets busy answers, and
+        sending those again (as logtail does) completes the file."""
+        server = self.start_writer(extra="queue-bytes = 1\nfsync = yes")
+        sock = self.dealer(server.endpoint)
+        source = os.urandom(20 * 65536)
+        waiting = {n * 65536 for n in range(20)}
+        busy = 0
+        for round_ in range(100):
+            for fpos in sorted(waiting):
+                body, blob = fragment(source[fpos : fpos + 65536], fpos)
+                sock.send_multipart(CCMessage.build("pub.logtail", body, route=[b"%d" % fpos],
+                                                    blob=blob).frames)  # fmt: skip
+            for _ in range(len(waiting)):
+                reply = CCMessage(self.recv(sock))
+                if reply.type == "error":
+                    self.assertEqual(reply.get_body()["code"], "busy")
+                    self.assertIn("queue-bytes", reply.get_body()["msg"])
+                    busy += 1
+                else:
+                    waiting.discard(int(reply.route[0]))
+            if not waiting:
+                break
+        self.assertFalse(waiting)
+        self.assertGreater(busy, 0)  # twenty at once never all fit one queued fragment
+        self.assertEqual(self.read("db1--pg.log"), source)
+        server.wait_stat("tailwriter.failed.busy", busy)
+
     def test_compression_in_transit_gives_a_plain_copy(self):
         server = self.start_writer(extra="host-subdirs = yes")
         sock = self.dealer(server.endpoint)

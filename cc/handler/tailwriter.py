@@ -36,6 +36,10 @@ class Fragment(NamedTuple):
     rotated: bool
     data: Any  # the base64 text of ``data``, or None when the blob carries the bytes
 
+    def size(self) -> int:
+        """What the fragment holds while queued (its bytes as received)."""
+        return len(self.msg.blob) if self.data is None else len(self.data)
+
 
 class TailWriter(CCHandler):
     """Writes each ``pub.logtail`` fragment at its source offset in a file under ``dstdir``.
@@ -75,8 +79,10 @@ class TailWriter(CCHandler):
         # the most one fragment may be once decompressed (K, M, G); larger ones are refused
         #max-file-size = 256M
         #worker-threads = 10
-        # fragments queued per worker thread at the most
-        #zmq_hwm = 100
+        # fragments queued per worker thread at the most (the original's inproc queues)
+        #zmq_hwm = 1000
+        # bytes of fragments (as received) queued for all threads at the most
+        #queue-bytes = 64M
         #fsync = no
     """
 
@@ -101,6 +107,9 @@ class TailWriter(CCHandler):
         if self.max_file_size < 1:
             raise ConfigError("[%s]: max-file-size must be positive" % hname)
         self._ratelog = RateLimitedLog(self.log)
+        self.queue_bytes = hcf.getbytes("queue-bytes", "64M")
+        #: bytes of the fragments handed to workers and not reported back yet (loop thread)
+        self.queued_bytes = 0
         self.workers = [
             TailWorker(
                 "%s-%d" % (hname, i),
@@ -110,7 +119,7 @@ class TailWriter(CCHandler):
                 method,
                 int(level_text) if level_text else None,
                 hcf.getboolean("fsync", False),
-                hcf.getint("zmq_hwm", 100),
+                hcf.getint("zmq_hwm", 1000),
             )
             for i in range(max(1, hcf.getint("worker-threads", 10)))
         ]
@@ -127,10 +136,21 @@ class TailWriter(CCHandler):
             self.failed(msg, body, "bad-field", "invalid logtail message: %s" % ex)
             return
         worker = self.workers[hash(frag.ident) % len(self.workers)]
+        size = frag.size()
+        if self.queued_bytes and self.queued_bytes + size > self.queue_bytes:
+            self.failed(msg, body, "busy", "writer queue full (queue-bytes)")
+            return
         try:
             worker.queue.put_nowait(frag)
         except queue.Full:
             self.failed(msg, body, "busy", "writer queue full")
+            return
+        self.queued_bytes += size
+
+    def finished(self, frag: Fragment, report: Tuple[Any, ...]) -> None:
+        """A worker is done with ``frag``: its bytes leave the queue; ``report`` says how."""
+        self.queued_bytes -= frag.size()
+        report[0](*report[1:])
 
     def _fragment(self, msg: CCMessage, body: Dict[str, Any]) -> Fragment:
         ident = TailIdentity(
@@ -221,7 +241,7 @@ class TailWorker(threading.Thread):
                     self._drop(frag.ident)
                     body = frag.msg.get_body()
                     result = (self.handler.failed, frag.msg, body, "write-failed", str(ex))
-                self.io_loop.add_callback(*result)
+                self.io_loop.add_callback(self.handler.finished, frag, result)
             if time.monotonic() > next_maint:
                 self._close_idle(time.monotonic() - CLOSE_IDLE)
                 next_maint = time.monotonic() + 1
