@@ -42,7 +42,6 @@ class StatsWriter(CCHandler):
         self._dirty: Dict[Tuple[str, str, str], bytes] = {}
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
-        self._closed = False  # the executor shut down
         self._ratelog = RateLimitedLog(self.log)
         server.add_stats_store(self.store)
 
@@ -74,10 +73,6 @@ class StatsWriter(CCHandler):
 
     def _kick(self) -> None:
         if self._writing is None and self._dirty:
-            if self._closed:  # a report the server routed here just as stop() ended
-                self.stats.inc("statswriter.dropped_stopped", len(self._dirty))
-                self._dirty = {}
-                return
             batch, self._dirty = self._dirty, {}
             loop = asyncio.get_running_loop()
             self._writing = loop.run_in_executor(self._executor, self._write, batch)
@@ -110,5 +105,4 @@ class StatsWriter(CCHandler):
         self.server.remove_stats_store(self.store)
         while self._writing is not None:
             await asyncio.sleep(0.01)
-        self._closed = True
         self._executor.shutdown(wait=True)
