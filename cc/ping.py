@@ -7,19 +7,17 @@ is reported down once, and up again once a pong arrives.
 
 A ping is the one thing an idle agent does every second, so a ping cycle is
 kept to little Python work: pings tick on a :class:`~cc.tick.Ticker` (the
-other timers of the same period share its wake-up), the request body is
-the same every time but for its ``time`` and is spliced from a template.
+other timers of the same period share its wake-up).
 A pong passes the owner's gate (verified where the process verifies) before
 it is believed.
 """
 
-import json
 import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from cc import message
 from cc.message import BodyGate, CCMessage, MessageError
+from cc.msgtypes import EchoRequestMessage
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 from cc.stream import CCStream
@@ -60,8 +58,6 @@ class RemotePinger:
         self.link_up = True
         self._timer = Ticker(period, self.ping, stream.io_loop.asyncio_loop)
         self._ratelog = RateLimitedLog(log)
-        self._hostname = ""
-        self._body_tail = b""
 
     def start(self) -> None:
         self._timer.start()
@@ -75,16 +71,8 @@ class RemotePinger:
         self.check(now)
         self.time_ping = now
         self.count_ping += 1
-        if self._hostname != message.HOSTNAME:  # the first ping, or renamed on a reload
-            self._hostname = message.HOSTNAME
-            fields = {"hostname": self._hostname, "target": self.target}
-            self._body_tail = json.dumps(fields)[1:].encode("utf8")
-        # the very bytes EchoRequestMessage(target=..., time=now) would make
-        body = b'{"req": "echo.request", "time": %r, %s' % (now, self._body_tail)
-        frames = [b"", b"echo.request", body, b""]
-        if self.seal is not None:
-            frames = self.seal(CCMessage(frames)).frames
-        self.stream.send_multipart(frames)
+        msg = EchoRequestMessage(target=self.target, time=now).to_message()
+        self.stream.send_cmsg(msg if self.seal is None else self.seal(msg))
         self.stats.inc("ping.sent")
 
     def check(self, now: float) -> None:

@@ -27,6 +27,7 @@ from typing import (
     Optional,
     Sequence,
     Set,
+    Tuple,
     Union,
 )
 
@@ -436,25 +437,27 @@ class CCServer(CCProcess):
         for frames in batch:
             started = time.perf_counter()
             try:
-                msg = self._receive(frames)
+                msg, size, handlers = self._receive(frames)
             except Exception:
                 self.log.exception("cannot take in a message from %r", frames[:1])
                 continue
-            received.append((frames, msg, time.perf_counter() - started))
-        for frames, msg, spent in received:
+            received.append((frames, msg, size, handlers, time.perf_counter() - started))
+        for frames, msg, size, handlers, spent in received:
             started = time.perf_counter() - spent  # its share of the first pass counts too
             try:
                 if isinstance(msg, MessageError):
-                    self._reject_frames(frames, msg, sum(map(len, frames)))
+                    self._reject_frames(frames, msg, size)
                 else:
-                    self._route(msg, msg.size, started)
+                    self._route(msg, handlers, size, started)
             except Exception:
                 self.log.exception("cannot route a message from %r", frames[:1])
 
-    def _receive(self, frames: List[bytes]) -> Union[CCMessage, MessageError]:
+    def _receive(
+        self, frames: List[bytes]
+    ) -> Tuple[Union[CCMessage, MessageError], int, Sequence[CCHandler]]:
         """``frames`` as a message judged by the gate if a handler on its route reads the
         body (a refusal stays on the message, acted on when it is routed), or why they
-        are not a message."""
+        are not a message; with their size and the route's handlers."""
         size = sum(map(len, frames))
         try:
             if size > self.settings.max_message_size:
@@ -464,13 +467,15 @@ class CCServer(CCProcess):
                 )
             msg = CCMessage(frames)
         except MessageError as ex:
-            return ex
-        if self._reads_body(msg, self.routes.lookup(msg.type)):
-            self.gate.judge(msg)
-        return msg
-
-    def _route(self, msg: CCMessage, size: int, started: float) -> None:
+            return ex, size, ()
         handlers = self.routes.lookup(msg.type)
+        if self._reads_body(msg, handlers):
+            self.gate.judge(msg)
+        return msg, size, handlers
+
+    def _route(
+        self, msg: CCMessage, handlers: Sequence[CCHandler], size: int, started: float
+    ) -> None:
         if handlers:
             handlers = self._open(msg, handlers)
             if not handlers:  # refused, and nobody passes it on unread
@@ -509,7 +514,7 @@ class CCServer(CCProcess):
                 self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
         self._count(result, msg.type, size, time.perf_counter() - started)
 
-    def _open(self, msg: CCMessage, handlers: List[CCHandler]) -> List[CCHandler]:
+    def _open(self, msg: CCMessage, handlers: Sequence[CCHandler]) -> Sequence[CCHandler]:
         """The gate: open the body once for every handler that reads it, before any sees it.
 
         A refused message is rejected here (counted, logged, answered) and
@@ -605,7 +610,7 @@ class CCServer(CCProcess):
             for p, _ in self.routes.patterns()
         )
         if named:
-            self._route(msg, msg.size, time.perf_counter())
+            self._route(msg, self.routes.lookup(msg.type), msg.size, time.perf_counter())
 
     # -- services for handlers, through cc.handler.serverview.ServerView --------------
 

@@ -1,4 +1,4 @@
-"""cc.ping: a ping is the message EchoRequestMessage makes, byte for byte, though spliced."""
+"""cc.ping: what goes on the wire is the message EchoRequestMessage makes, byte for byte."""
 
 import asyncio
 import json

@@ -39,7 +39,7 @@ class Filter(CCHandler):
         return not self.include or any(fnmatchcase(msgtype, pat) for pat in self.include)
 
     def reads_body(self, msgtype: str) -> bool:
-        return self.target.reads_body(msgtype)
+        return self.admits(msgtype) and self.target.reads_body(msgtype)
 
     def handle_msg(self, msg: CCMessage) -> None:
         size = msg.size
