@@ -13,7 +13,7 @@ import html
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
-from cc.statsstore import StatsEntry
+from cc.statsstore import StatsEntry, is_number
 
 __all__ = ["fleet_rows", "render_fleet"]
 
@@ -60,12 +60,15 @@ def _host_row(
         version = registration.get("version")
     jobs = []
     for state in server_states:
-        for name, info in sorted((state.get("jobs") or {}).items()):
+        jobs_state = state.get("jobs")
+        for name, info in sorted(jobs_state.items() if isinstance(jobs_state, dict) else ()):
             if isinstance(info, dict):
                 jobs.append(
                     {"name": name, "state": info.get("state"), "restarts": info.get("restarts")}
                 )
-    lags = [e.state["lag_bytes"] for e in entries if e.state and "lag_bytes" in e.state]
+    lags = [
+        e.state["lag_bytes"] for e in entries if e.state and is_number(e.state.get("lag_bytes"))
+    ]
     counters = [e.counters for e in entries if e.stats_received]
     return {
         "host": host,

@@ -23,7 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from cc.fleet import fleet_rows, render_fleet
-from cc.statsstore import StatsEntry
+from cc.statsstore import StatsEntry, is_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
@@ -91,19 +91,15 @@ def render_metrics(
 def _state_gauges(gauges: Dict[str, Dict[Labels, float]], labels: Labels, state: Dict) -> None:
     """The gauges a ``pub.state`` gives: start time, jobmgr's restarts, logtail's lag."""
     started_at = state.get("started")
-    if _is_number(started_at):
+    if is_number(started_at):
         gauges["cc_start_time_seconds"][labels] = started_at
-    if _is_number(state.get("lag_bytes")):
+    if is_number(state.get("lag_bytes")):
         gauges["cc_logtail_lag_bytes"][labels] = state["lag_bytes"]
     jobs = state.get("jobs")
     for daemon, info in (jobs.items() if isinstance(jobs, dict) else ()):
         restarts = info.get("restarts") if isinstance(info, dict) else None
-        if _is_number(restarts):
+        if is_number(restarts):
             gauges["cc_job_restarts"][labels + (("daemon", str(daemon)),)] = restarts
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -> None:

@@ -10,7 +10,7 @@ import numbers
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-__all__ = ["StatsEntry", "StatsStore", "BadStats"]
+__all__ = ["StatsEntry", "StatsStore", "BadStats", "is_number"]
 
 Key = Tuple[str, str]
 
@@ -116,7 +116,10 @@ def _counters(value: Any, what: str) -> Optional[Dict[str, float]]:
     return result
 
 
+def is_number(value: Any) -> bool:
+    """A number in a report from the network (not a bool, which JSON also gives)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _number(value: Any, default: float) -> float:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return default
+    return float(value) if is_number(value) else default

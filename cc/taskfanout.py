@@ -12,10 +12,11 @@ import fnmatch
 import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["TargetError", "is_fanout", "select_hosts", "check_fanout", "FanOut", "FINAL"]
 
-#: statuses after which a host sends nothing more for a task
-FINAL = ("finished", "failed", "stopped")
+from cc.msgtypes import TASK_FINAL
+
+__all__ = ["TargetError", "is_fanout", "select_hosts", "check_fanout", "FanOut"]
+
 #: what a host that never answered, or went silent, is counted as
 TIMEOUT = "timeout"
 #: what a listed name that is not registered is counted as
@@ -161,7 +162,7 @@ class FanOut:
         if run.status is not None:
             return False
         run.last = now
-        if status in FINAL:
+        if status in TASK_FINAL:
             run.status = status
         return True
 

@@ -486,7 +486,7 @@ class TestOriginalTopology(CCTestCase):
             self.addCleanup(_kill, int(local.wait_log(r"Job %s started: pid (\d+)" % job).group(1)))
 
         # logtail -> cclocal -> ccproxy -> ccserver-log's tailwriter, byte for byte
-        content = b"".join(b"2013-02-01 00:00:%02d LOG:  line %d \\xc3\\xa4\\n" % (i % 60, i)
+        content = b"".join(b"2013-02-01 00:00:%02d LOG:  line %d \xc3\xa4\n" % (i % 60, i)
                            for i in range(3000))  # fmt: skip
         with open(pglog, "ab") as f:
             for i in range(0, len(content), 7000):
@@ -497,9 +497,9 @@ class TestOriginalTopology(CCTestCase):
 
         # infosender -> ccserver-info's infowriter (gzip on the way)
         with open(os.path.join(self.tmp, "infodir", "info.test"), "wb") as f:
-            f.write(b"status ok\\n")
+            f.write(b"status ok\n")
         info = os.path.join(self.tmp, "infofiles", HOSTNAME, "info.test")
-        wait_for(lambda: read_file(info) == b"status ok\\n", 20, info)
+        wait_for(lambda: read_file(info) == b"status ok\n", 20, info)
 
         # testmsg.py task: task.send.<uuid1>, task_id 55, sent twice; one final answer.
         # cclocal.ini allows no task module ([t:sample] is stale): that is the answer
@@ -531,7 +531,7 @@ class TestOriginalTopology(CCTestCase):
         self.assertNotRegex(local.output(), r"Job d:\S+ exited")
 
         # zstop.sh: SIGINT to each server; no process, no pidfile left
-        job_pids = [int(p) for p in re.findall(r"Job d:\\S+ started: pid (\\d+)", local.output())]
+        job_pids = [int(p) for p in re.findall(r"Job d:\S+ started: pid (\d+)", local.output())]
         for pid in self.pids.values():
             os.kill(pid, signal.SIGINT)
         for pid in list(self.pids.values()) + job_pids:

@@ -77,6 +77,22 @@ class TestMetrics(DaemonTestCase):
         self.assertGreater(samples[("cc_report_time_seconds", HOSTNAME, "local.d:stats")], 0)
         self.assertEqual(proc.stop(), 0)
 
+    def test_odd_states_leave_the_fleet_page_working(self):
+        """A pub.state whose jobs or lag are not what cc sends: shown without them, not a 500."""
+        central = self.start_server("central", CENTRAL)
+        sock = self.dealer(central.endpoint)
+        odd = [("h-list", {"jobs": ["a"], "role": "local"}), ("h-text", {"lag_bytes": "12"})]
+        for host, state in odd:
+            fields = {"job_name": "j", "service_type": "x", "hostname": host, "state": state}
+            sock.send_multipart(CCMessage.build("pub.state", fields).frames)
+        central.wait_stat("statswriter.state", 2)
+        rows = {
+            row["host"]: row for row in json.loads(self.fetch(central, "fleet.json")[1])["hosts"]
+        }
+        self.assertEqual(rows["h-list"]["jobs"], [])
+        self.assertIsNone(rows["h-text"]["logtail_lag"])
+        self.assertIn("h-text", self.fetch(central, "fleet")[1])
+
     def test_status_page(self):
         central = self.start_server("central", CENTRAL)
         local = self.start_server("local", LOCAL, central=central.endpoint)

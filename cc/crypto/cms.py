@@ -281,6 +281,8 @@ def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
         raise CMSError("bad-signature", "not a CMS signed-data")
     (signed_data,) = der.children(data, der.expect(explicit, der.CONTEXT_0, "content"))
     fields = der.children(data, der.expect(signed_data, der.SEQUENCE, "SignedData"))
+    der.expect(fields[0], der.INTEGER, "version")  # strict, as openssl: a flipped tag is refused
+    der.expect(fields[1], der.SET, "digestAlgorithms")
     encap = der.children(data, der.expect(fields[2], der.SEQUENCE, "encapContentInfo"))
     if der.content(data, der.expect(encap[0], der.OID_TAG, "eContentType")) != _OID_DATA:
         raise CMSError("bad-signature", "signed content is not data")
@@ -300,6 +302,7 @@ def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
     if len(signers) != 1:
         raise CMSError("bad-signature", "%d signers, expected one" % len(signers))
     info = der.children(data, der.expect(signers[0], der.SEQUENCE, "SignerInfo"))
+    der.expect(info[0], der.INTEGER, "SignerInfo version")
     cert = _find_signer(data, info[1], certs)
     digest_alg = der.children(data, der.expect(info[2], der.SEQUENCE, "digestAlgorithm"))
     hash_name = _DIGESTS.get(der.content(data, digest_alg[0]))

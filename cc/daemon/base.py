@@ -21,7 +21,7 @@ from cc.daemon.logforward import LogForwarder
 from cc.hostname import configured_hostname
 from cc.jobs.env import from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
+from cc.message import BodyGate, CCMessage, set_hostname
 from cc.process import CCProcess
 from cc.reqstream import CCReqStream
 from cc.security import crypto_context, replay_cache
@@ -119,7 +119,6 @@ class CCDaemon(CCProcess):
         self.state_period = self.cf.getfloat("state-period", 300)
         self.zmq_hwm = self.cf.getint("zmq_hwm", 100)
         self.zmq_linger = self.cf.getint("zmq_linger", 500)
-        self.body_limits = BodyLimits.from_config(self.cf)
         if self.jobenv is not None:
             self.pidfile = ""  # jobmgr writes it: the daemon would find its own pid "running"
 
@@ -189,7 +188,7 @@ class CCDaemon(CCProcess):
             self.zmq_hwm,
             self.zmq_linger,
             seal=crypto.seal if crypto is not None else None,
-            gate=BodyGate(crypto, self.body_limits),
+            gate=BodyGate.from_config(self.cf, crypto),
         )
         self._log_forwarder = LogForwarder(self)
         logging.getLogger().addHandler(self._log_forwarder)
@@ -226,7 +225,7 @@ class CCDaemon(CCProcess):
         try:
             cf = self._read_config()[1]
             crypto = crypto_context(cf, self.replay)
-            gate = BodyGate(crypto, BodyLimits.from_config(cf))
+            gate = BodyGate.from_config(cf, crypto)
         except (ConfigError, OSError, ValueError) as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
             self.stats.inc("count.reload_failed")

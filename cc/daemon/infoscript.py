@@ -95,12 +95,8 @@ class InfoScript(CCDaemon):
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as a whole
         )
-        assert proc.stdout is not None
         try:
-            output = await asyncio.wait_for(
-                read_bounded(proc.stdout, self.max_output), self.timeout
-            )
-            await asyncio.wait_for(proc.wait(), self.timeout)
+            output = await asyncio.wait_for(self._output(proc), self.timeout)
         except (asyncio.TimeoutError, OutputTooLarge) as ex:
             self._kill(proc)
             await proc.communicate()  # the rest of a full pipe, or wait() may never return
@@ -128,6 +124,13 @@ class InfoScript(CCDaemon):
         self.publish(self.encoder.message(self.name, started, packed))
         self.stats.inc("infoscript.count")
         self.stats.inc("infoscript.bytes.sent", len(packed))
+
+    async def _output(self, proc: asyncio.subprocess.Process) -> bytes:
+        """What the command wrote, once it has exited (one deadline covers both)."""
+        assert proc.stdout is not None
+        output = await read_bounded(proc.stdout, self.max_output)
+        await proc.wait()
+        return output
 
     @staticmethod
     def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -50,11 +50,12 @@ def stat_files(pattern: str) -> Dict[str, Version]:
     return found
 
 
-def read_file(path: str) -> Optional[Tuple[Version, float, bytes]]:
-    """Contents with the version read; None if the file changed while being read."""
+def read_file(path: str, limit: int) -> Optional[Tuple[Version, float, bytes]]:
+    """Contents with the version read; None if the file changed while being read (or grew
+    past ``limit`` bytes since it was seen: never more is read)."""
     with open(path, "rb") as f:
         before = os.fstat(f.fileno())
-        data = f.read()
+        data = f.read(limit + 1)
         after = os.fstat(f.fileno())
     version = (before.st_size, before.st_mtime_ns)
     if version != (after.st_size, after.st_mtime_ns) or len(data) != before.st_size:
@@ -229,7 +230,7 @@ class InfofileCollector(CCDaemon):
             self.stats.inc("infosender.deferred")
             return 0  # the cc is not taking messages: retry later rather than drop
         try:
-            read = await self.run_blocking(read_file, path)
+            read = await self.run_blocking(read_file, path, self.max_file_size)
         except OSError as ex:
             self.log.info("cannot read %s: %s", path, ex)
             return 0

@@ -264,6 +264,7 @@ class LogfileTailer(CCDaemon):
         """
         src = self.src
         assert src is not None
+        self.next_path = None  # only what this read found at the end counts
         if src.size() < src.pos:
             return TRUNCATED
         data = src.read(self.buffer_bytes, self.buffer_lines, self.text)
