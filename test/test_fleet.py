@@ -1,6 +1,7 @@
 """Fleet operations: host names, the list of hosts, tasks fanned out to many hosts."""
 
 import os
+import signal
 import re
 import socket
 import subprocess
@@ -246,6 +247,18 @@ class TestFanOut(CCTestCase):
         reply = self.query(client, "task.send.d1-0", single, qid=b"D10")
         self.assertEqual(reply.get_body()["code"], "duplicate")
         self.assertIn("task id d1-0 is in use", reply.get_body()["msg"])
+
+    def test_stopping_router_sends_open_fan_outs_their_summary(self):
+        router = self.start_router()
+        SimulatedHosts(self, router.endpoint, ["db1", "db2"])  # never answer
+        router.wait_stat("task.register", 2)
+        client = self.dealer(router.endpoint)
+        fields = {"task_host": "db*", "task_handler": "cc.task.sample", "task_id": "s1"}
+        self.assertNotEqual(self.query(client, "task.send.s1", fields).type, "error")
+        self.assertEqual(router.stop(signal.SIGTERM), 0)
+        body = CCMessage(self.recv(client)).get_body()
+        self.assertEqual(body["status"], "summary")
+        self.assertEqual(body["counts"], {"timeout": 2})
 
     def test_max_fanout_zero_is_a_config_error(self):
         server = self.write_server("router", ROUTER, max_fanout="0")

@@ -443,9 +443,16 @@ class TaskRouter(CCHandler):
         self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
 
     def _stop_fanouts(self) -> None:
-        for _, _, timer in self.fanouts.values():
+        """The router stops: each open fan-out's sender gets its summary now (hosts not done
+        count as ``timeout``), as each single-host task gets its ``failed``."""
+        for uid, (fan, route, timer) in self.fanouts.items():
             if timer is not None:
                 self.io_loop.remove_timeout(timer)
+            summary = fan.summary()
+            self.log.info("task %s: router stopping, %s", uid, summary["counts"])
+            self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
+        self.fanouts.clear()
+        self.fanout_subs.clear()
 
 
 def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
