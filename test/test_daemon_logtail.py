@@ -305,10 +305,11 @@ class TestLogtail(CCTestCase):
         self.start_logtail()
         self.local.wait_log(r"lag too big \(3000 bytes\), skipping to the end")
         self.src.append(700)
-        want = bytes(self.src.files[0])
-        want = want[:500] + b"\0" * 3000 + want[3500:]  # the skipped part is a hole
-        self.src.files[0] = bytearray(want)
+        # the skipped part is in neither copy: the second one begins after it, with no padding
+        whole = bytes(self.src.files[0])
+        self.src.files[0:1] = [bytearray(whole[:500]), bytearray(whole[3500:])]
         self.wait_copies()
+        self.remote.wait_log(r"new copy \S+ of '\S+/app.log' on '\S+', beginning at source offset 3500")
 
     def test_under_jobmgr_the_state_file_follows_the_pidfile_template(self):
         """The original's cclocal.ini: no state-file, [ccserver] pidfile = .../%(job_name)s.pid."""
