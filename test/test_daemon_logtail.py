@@ -113,7 +113,9 @@ class Source:
         self.start(os.path.basename(self.path))
 
 
-class TestLogtail(CCTestCase):
+class LogtailCase(CCTestCase):
+    """logtail, its local cc and an end-service with a tailwriter, and the log they copy."""
+
     def setUp(self):
         super().setUp()
         self.src = Source(os.path.join(self.tmp, "src"), random.Random(42))
@@ -145,7 +147,8 @@ class TestLogtail(CCTestCase):
         )
         self.local.pin_endpoint()
 
-    def start_logtail(self):
+    def start_logtail(self, wait=True):
+        """Start a logtail; ``wait``: until it started on a file."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "cc.daemon.logtail", self.local.ini, "d:logtail"],
             env=child_env(),
@@ -156,6 +159,13 @@ class TestLogtail(CCTestCase):
         self.procs.append(proc)
         self.addCleanup(_kill, proc)
         started = len(self.procs)
+        wait_for(
+            lambda: len(re.findall(r"INFO d:logtail started, connected", self.local.output()))
+            >= started,
+            what="logtail %d to connect" % started,
+        )
+        if not wait:
+            return proc
         wait_for(
             lambda: len(re.findall(r"INFO started \S+ at file position", self.local.output()))
             >= started,
@@ -204,10 +214,7 @@ class TestLogtail(CCTestCase):
 
         def equal():
             got.clear()
-            for name in os.listdir(self.dst) if os.path.isdir(self.dst) else ():
-                data = read_file(os.path.join(self.dst, name))
-                if not name.startswith(".") and data is not None:
-                    got[name] = data
+            got.update(self.copies())
             return sorted(got.values()) == want
 
         try:
@@ -221,6 +228,17 @@ class TestLogtail(CCTestCase):
                 % (ex, [len(c) for c in want], sizes, tail_log)
             ) from None
 
+    def copies(self):
+        """The destination files: name -> content."""
+        found = {}
+        for name in os.listdir(self.dst) if os.path.isdir(self.dst) else ():
+            data = read_file(os.path.join(self.dst, name))
+            if not name.startswith(".") and data is not None:
+                found[name] = data
+        return found
+
+
+class TestLogtail(LogtailCase):
     def test_rotated_mode_with_kills_of_tailer_and_writer(self):
         self.src.start("app.log")
         self.start_pair(ROTATED)

@@ -58,9 +58,7 @@ class Source:
         self.seen = 0
 
     def size(self) -> int:
-        size = os.fstat(self.fd).st_size
-        self.seen = max(self.seen, size)
-        return size
+        return os.fstat(self.fd).st_size
 
     def start_at(self, pos: int) -> None:
         """Begin this generation's copy at ``pos``; the head is read as it is now."""
@@ -75,9 +73,11 @@ class Source:
 
     def replaced(self) -> bool:
         """Whether the content read so far is gone: the file shrank, or its head changed."""
-        if self.size() < self.pos:
+        size = self.size()
+        if size < self.pos or self.head and os.pread(self.fd, len(self.head), 0) != self.head:
             return True
-        return bool(self.head) and os.pread(self.fd, len(self.head), 0) != self.head
+        self.seen = max(self.seen, size)  # looked at before the head: the content read so far
+        return False
 
     def take(self, data: bytes) -> None:
         """``data`` was read at :attr:`pos`: move past it, and keep the head it extends."""
