@@ -204,11 +204,29 @@ class TestTailWriter(CCTestCase):
     def test_bad_fields_get_an_error(self):
         server = self.start_writer()
         sock = self.dealer(server.endpoint)
-        for n, fields in enumerate([{"fpos": -1}, {"fpos": "7"}, {"st_ino": None}]):
+        bad = [
+            {"fpos": -1},
+            {"fpos": "7"},
+            {"st_ino": None},
+            {"fpos": 2**63, "origin": 2**63},  # was a traceback per message
+            {"fpos": 2**63 - 10, "origin": 2**63 - 10},  # fpos + a fragment passes off_t
+            {"st_ino": 2**64},
+            {"generation": -1},
+            {"origin": 5},  # after fpos 0
+            {"hostname": "db1\n2026-12-04 ERROR forged line"},
+            {"filename": "/var/log/pg\r.log"},
+            {"filename": "/" + "x" * 2000},
+        ]
+        for n, fields in enumerate(bad):
             body, blob = fragment(b"x", 0)
             body.update(fields)
             reply = self.send(sock, (body, blob), qid=b"Q%d" % n)
-            self.assertEqual(reply.get_body()["code"], "bad-field")
+            self.assertEqual(reply.get_body()["code"], "bad-field", fields)
+        server.wait_stat("tailwriter.failed.bad_field", len(bad))
+        log = server.log_text()
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("\n2026-12-04 ERROR forged", log)
+        self.assertEqual(os.listdir(self.dst), [])  # no copy made, no file named
         body, _ = fragment(b"", 0, comp="gzip", blob=False)
         body["data"] = base64.b64encode(b"not gzip").decode()
         self.assertEqual(self.send(sock, (body, None)).get_body()["code"], "bad-data")
@@ -217,6 +235,29 @@ class TestTailWriter(CCTestCase):
         sock.send_multipart(CCMessage.build("pub.logtail", body, route=[b"Q9"], blob=blob).frames)
         wait_for(lambda: os.path.exists(os.path.join(self.dst, "db1--pg.log")))
         self.assert_silent(sock)
+
+    def test_a_copy_begins_at_its_origin_and_never_gets_a_hole(self):
+        """A copy of a log whose first 1 MB logtail skipped: no megabyte of NUL bytes, and a
+        fragment far past the end (2**40: a 1 TiB sparse file once) is refused, not padded."""
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        origin = 1 << 20
+        reply = self.send(sock, fragment(b"second\n", origin + 6, origin=origin), qid=b"Q0")
+        self.assertEqual(reply.get_body()["code"], "gap")  # the first one has not come yet
+        self.send(sock, fragment(b"first\n", origin, origin=origin), qid=b"Q1")
+        self.send(sock, fragment(b"second\n", origin + 6, origin=origin), qid=b"Q2")
+        reply = self.send(sock, fragment(b"far\n", 1 << 40, origin=origin), qid=b"Q3")
+        self.assertEqual(reply.get_body()["code"], "gap")
+        self.assertIn("would leave a gap", reply.get_body()["msg"])
+        reply = self.send(sock, fragment(b"before\n", 0, origin=0), qid=b"Q4")
+        self.assertEqual(reply.get_body()["code"], "gap")  # ends before the copy's origin
+        self.assertEqual(self.read("db1--pg.log"), b"first\nsecond\n")
+        server.wait_log(r"new copy \S+db1--pg.log of '/var/log/pg.log' on 'db1', beginning at "
+                        r"source offset %d" % origin)  # fmt: skip
+        with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
+            (entry,) = json.load(f)["files"].values()
+        self.assertEqual(entry, {"path": "db1--pg.log", "origin": origin})
+        server.wait_stat("tailwriter.failed.gap", 3)
 
     def test_refuses_local_role(self):
         ini = ccserver_section("w", role="local") + WRITER
