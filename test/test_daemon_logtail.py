@@ -123,8 +123,9 @@ class LogtailCase(CCTestCase):
         self.dst = os.path.join(self.tmp, "dst")
         self.procs = []
 
-    def start_pair(self, mode):
-        self.remote = self.start_server("remote", ccserver_section("remote") + REMOTE)
+    def start_pair(self, mode, **remote_options):
+        remote = ccserver_section("remote", **remote_options) + REMOTE
+        self.remote = self.start_server("remote", remote)
         self.local = self.start_server(
             "local",
             ccserver_section("local", role="local", cc_stats="2") + LOCAL,
@@ -187,6 +188,10 @@ class LogtailCase(CCTestCase):
             self.src.append(append_meanwhile)
             self.local.wait_stat(key, before + 2)  # fragments went on to the frozen one
         server.stop(signal.SIGKILL)
+        self.start_again(server)
+
+    def start_again(self, server):
+        """Start a stopped server on the endpoint it had."""
         with open(server.ini, encoding="utf8") as f:
             text = f.read()
         server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
@@ -327,7 +332,8 @@ class TestLogtail(LogtailCase):
         whole = bytes(self.src.files[0])
         self.src.files[0:1] = [bytearray(whole[:500]), bytearray(whole[3500:])]
         self.wait_copies()
-        self.remote.wait_log(r"new copy \S+ of '\S+/app.log' on '\S+', beginning at source offset 3500")
+        self.remote.wait_log(r"new copy \S+ of '\S+/app.log' on '\S+', beginning at source "
+                             r"offset 3500")  # fmt: skip
 
     def test_under_jobmgr_the_state_file_follows_the_pidfile_template(self):
         """The original's cclocal.ini: no state-file, [ccserver] pidfile = .../%(job_name)s.pid."""

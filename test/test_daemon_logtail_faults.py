@@ -13,8 +13,8 @@ import subprocess
 import threading
 import urllib.request
 
-from harness import ccserver_section, read_file, wait_for
-from test_daemon_logtail import LOCAL, REMOTE, ROTATED, LogtailCase
+from harness import wait_for
+from test_daemon_logtail import ROTATED, LogtailCase
 
 CLASSIC_TEXT = "logmask = app-*.log"
 
@@ -147,15 +147,7 @@ class TestFullDisk(LogtailCase):
             return json.load(r)
 
     def test_a_new_file_on_a_full_disk_then_a_restart_keeps_one_copy(self):
-        remote = ccserver_section("remote", metrics_http="127.0.0.1:0") + REMOTE
-        self.remote = self.start_server("remote", remote)
-        self.local = self.start_server(
-            "local",
-            ccserver_section("local", role="local", cc_stats="2") + LOCAL,
-            remote=self.remote.endpoint,
-            mode=CLASSIC_TEXT,
-        )
-        self.local.pin_endpoint()
+        self.start_pair(CLASSIC_TEXT, metrics_http="127.0.0.1:0")
         first = TextLog(self.src.srcdir, "app-0001.log")
         open(first.path, "wb").close()
         self.start_logtail()
@@ -180,10 +172,7 @@ class TestFullDisk(LogtailCase):
         wait_for(lambda: failing() is None, what="write_error cleared")
         # a clean restart of the end-service: the copy goes on in the same file
         self.remote.stop()
-        with open(self.remote.ini, encoding="utf8") as f:
-            text = f.read()
-        self.remote.write_ini(text.replace("tcp://127.0.0.1:*", self.remote.endpoint, 1))
-        self.remote.start()
+        self.start_again(self.remote)
         second.append(50000)
         want = sorted([bytes(first.generations[0]), bytes(second.generations[0])])
         wait_for(lambda: sorted(self.copies().values()) == want, 30, "both copies whole")

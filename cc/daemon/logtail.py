@@ -278,6 +278,9 @@ class LogfileTailer(CCDaemon):
         truncation is seen before new content can grow past the position.
         """
         while True:
+            if not self.slots.locked():
+                await self.slots.acquire()
+                return True
             try:
                 await asyncio.wait_for(self.slots.acquire(), WINDOW_FULL_LOOK)
                 return True
