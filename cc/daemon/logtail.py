@@ -190,6 +190,8 @@ class LogfileTailer(CCDaemon):
         self.slots = asyncio.Semaphore(self.window)
         self.idle = asyncio.Event()
         self.idle.set()
+        #: notified whenever the oldest fragment in flight is acknowledged
+        self.progress = asyncio.Condition()
         self._save_lock = asyncio.Lock()
         self._save_handle: Optional[object] = None
         self._ratelog = RateLimitedLog(self.log)
@@ -482,19 +484,39 @@ class LogfileTailer(CCDaemon):
             self.stats.inc("logtail.errors")
             body = reply.get_body()
             code, text = str(body.get("code")), str(body.get("msg"))
-            self._ratelog.error("error", "writer refused a fragment (%s): %s", code, text)
-            self._writer_failing({"code": code, "msg": text})
+            if code == "gap":  # ahead of its turn: again once the ones before it are in
+                self._ratelog.warning(code, "writer refused a fragment (%s): %s", code, text)
+                await self._turn(pending)
+                continue
+            if code == "busy":
+                self._ratelog.warning(code, "writer refused a fragment (%s): %s", code, text)
+            else:
+                self._ratelog.error("error", "writer refused a fragment (%s): %s", code, text)
+                self._writer_failing({"code": code, "msg": text})
             await asyncio.sleep(backoff.next_delay())
         self._writer_failing(None)
         self.stats.inc("logtail.acked")
         pending.acked = True
         self.slots.release()
-        while self.pending and self.pending[0].acked:
-            self.acked_pos = self.pending.popleft().end
+        if self.pending[0].acked:
+            while self.pending and self.pending[0].acked:
+                self.acked_pos = self.pending.popleft().end
+            async with self.progress:
+                self.progress.notify_all()
         if not self.pending:
             self.idle.set()
         if self._save_handle is None:
             self._save_handle = self.io_loop.call_later(SAVE_DELAY, self._save_later)
+
+    async def _turn(self, pending: Pending) -> None:
+        """Until every fragment sent before ``pending`` is acknowledged (ack-timeout at most)."""
+        try:
+            async with self.progress:
+                await asyncio.wait_for(
+                    self.progress.wait_for(lambda: self.pending[0] is pending), self.ack_timeout
+                )
+        except asyncio.TimeoutError:
+            pass
 
     def _writer_failing(self, error: Optional[Dict[str, Any]]) -> None:
         """Keep the writer's refusal (None: it writes again); ``pub.state`` goes out on change."""
