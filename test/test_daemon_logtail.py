@@ -123,8 +123,10 @@ class LogtailCase(CCTestCase):
         self.dst = os.path.join(self.tmp, "dst")
         self.procs = []
 
-    def start_pair(self, mode, **remote_options):
-        remote = ccserver_section("remote", **remote_options) + REMOTE
+    def start_pair(self, mode, writer="", **remote_options):
+        """``writer``: more options of the tailwriter; ``remote_options``: of its server."""
+        tail = REMOTE.replace("worker-threads = 2", "worker-threads = 2\n" + writer)
+        remote = ccserver_section("remote", **remote_options) + tail
         self.remote = self.start_server("remote", remote)
         self.local = self.start_server(
             "local",

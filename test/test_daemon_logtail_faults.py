@@ -111,6 +111,21 @@ class TestFirstDeployment(LogtailCase):
             self.assertNotIn(b"\0", data)
 
 
+class TestBusyWriter(LogtailCase):
+    def test_fragments_refused_busy_or_out_of_turn_still_make_a_whole_copy(self):
+        """queue-bytes = 1: the writer takes one fragment at a time; of a window of four
+        the rest are refused busy, and those behind a refused one as gaps."""
+        self.start_pair(ROTATED, writer="queue-bytes = 1")
+        log = TextLog(self.src.srcdir, "app.log")
+        open(log.path, "wb").close()
+        self.start_logtail()
+        log.append(40000)
+        want = [bytes(log.generations[0])]
+        wait_for(lambda: list(self.copies().values()) == want, 30, "the copy whole")
+        self.remote.wait_stat("tailwriter.failed.gap")
+        self.remote.wait_stat("tailwriter.failed.busy")
+
+
 class TestFullDisk(LogtailCase):
     """The end-service's dstdir on a small tmpfs of its own, filled to ENOSPC."""
 
