@@ -202,7 +202,7 @@ class TestCopytruncate(LogtailCase):
         self.start_pair(ROTATED)
         self.log = TextLog(self.src.srcdir, "app.log")
         open(self.log.path, "wb").close()  # empty: the copy begins at 0 (start-at = end)
-        self.start_logtail()
+        return self.start_logtail()
 
     def check_generations(self, exact_last=True):
         """Each copy is the beginning of one generation, the last one whole; what is
@@ -236,6 +236,19 @@ class TestCopytruncate(LogtailCase):
         reported = re.findall(r"(\d+) bytes seen and not read are lost", self.local.log_text())
         self.assertLessEqual(sum(map(int, reported)), lost)
         self.assertGreater(lost, 0)  # the window was full: the end of the old one is lost
+
+    def test_copytruncate_while_logtail_is_down(self):
+        """The new content grew past the saved position: told by the saved head's digest."""
+        tailer = self.start()
+        self.log.append(20000)
+        wait_for(lambda: bytes(self.log.generations[0]) in self.copies().values(), what="copy")
+        tailer.send_signal(signal.SIGTERM)
+        self.assertEqual(tailer.wait(10), 0)
+        self.log.copytruncate()
+        self.log.append(50000)
+        self.start_logtail()
+        self.assertEqual(self.check_generations(), 0)
+        self.local.wait_log(r"app.log was truncated or replaced in place: reading it anew")
 
     def test_copytruncate_under_load(self):
         self.start()

@@ -133,7 +133,8 @@ class Source:
             return False
         self.pos = saved.offset
         self.origin = min(saved.origin, saved.offset)
-        self.head = head
+        # a state of an older logtail has no head: take it as the file is now
+        self.head = os.pread(self.fd, min(saved.offset, HEAD_BYTES), 0)
         return True
 
 
