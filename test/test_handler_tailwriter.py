@@ -259,6 +259,19 @@ class TestTailWriter(CCTestCase):
         self.assertEqual(entry, {"path": "db1--pg.log", "origin": origin})
         server.wait_stat("tailwriter.failed.gap", 3)
 
+    def test_a_file_map_of_an_older_version_is_read(self):
+        """Entries were a bare path before origins were kept: such a copy begins at 0."""
+        os.makedirs(os.path.join(self.tmp, "tail"))
+        key = json.dumps(["db1", 1, 11, "/var/log/pg.log", 0])
+        with open(os.path.join(self.tmp, "tail", ".cc-tail-state"), "w", encoding="utf8") as f:
+            json.dump({"files": {key: "old-name.log"}}, f)
+        with open(os.path.join(self.tmp, "tail", "old-name.log"), "wb") as f:
+            f.write(b"first\n")
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"second\n", 6, origin=6))  # the map's origin wins
+        self.assertEqual(self.read("old-name.log"), b"first\nsecond\n")
+
     def test_refuses_local_role(self):
         ini = ccserver_section("w", role="local") + WRITER
         out = self.start_failing("w", ini, dstdir="t", extra="")
