@@ -173,7 +173,8 @@ class TestFleetRows(unittest.TestCase):
             self.entry("db1", "db1.d:logtail", now - 1, state={"writer_error": error}),
         ]
         central, db1 = fleet_rows(entries, {}, now=now)
-        self.assertEqual(central["write_errors"], ["h:tail cannot write: No space left <on> device"])
+        cannot = "h:tail cannot write: No space left <on> device"
+        self.assertEqual(central["write_errors"], [cannot])
         self.assertEqual(db1["write_errors"], ["its writer refuses: No space left <on> device"])
         page = render_fleet([central, db1], "central", now=now)
         self.assertIn("h:tail cannot write: No space left &lt;on&gt; device", page)
