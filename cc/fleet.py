@@ -37,6 +37,19 @@ def _age(now: float, then: float) -> Optional[float]:
     return round(now - then, 1) if then else None
 
 
+def _write_errors(state: Dict[str, Any]) -> List[str]:
+    """What a ``pub.state`` says cannot be written: a writer handler's ``write_error``,
+    a logtail's ``writer_error`` (the writer refuses its fragments)."""
+    found = []
+    error = state.get("writer_error")
+    if isinstance(error, dict):
+        found.append("its writer refuses: %s" % error.get("msg"))
+    for key, value in sorted(state.items()):
+        if isinstance(value, dict) and isinstance(value.get("write_error"), dict):
+            found.append("%s cannot write: %s" % (key, value["write_error"].get("msg")))
+    return found
+
+
 def _host_row(
     host: str,
     entries: List[StatsEntry],
@@ -85,6 +98,7 @@ def _host_row(
         "drops": sum(n for c in counters for k, n in c.items() if _is_kind(k, "dropped")),
         "invalid": sum(n for c in counters for k, n in c.items() if _is_kind(k, "invalid")),
         "reporting_jobs": sorted(e.job for e in entries),
+        "write_errors": [text for state in states for text in _write_errors(state)],
     }
 
 
@@ -153,7 +167,10 @@ def _job_cell(job: Dict[str, Any]) -> str:
 def _row_html(row: Dict[str, Any]) -> str:
     cells = [
         html.escape(row["host"]),
-        "STALE" if row["stale"] else "ok",
+        "<br>".join(
+            ["STALE" if row["stale"] else "ok"]
+            + ['<span class="restarts">%s</span>' % html.escape(e) for e in row["write_errors"]]
+        ),
         _seconds(row["last_report_age"]),
         _seconds(row["state_age"]),
         _seconds(row["stats_age"]),

@@ -145,7 +145,8 @@ class LogtailMessage(BaseMessage):
     """A fragment of a log file at source offset ``fpos``.
 
     Beyond the original's fields: ``generation`` (truncations seen of the
-    inode, default 0) is part of the file identity, and ``ack`` asks the
+    inode, default 0) is part of the file identity, ``origin`` is the source
+    offset where the identity's copy begins, and ``ack`` asks the
     tailwriter for a ``reply.<type>`` once the fragment is written.
     """
 

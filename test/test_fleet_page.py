@@ -163,3 +163,18 @@ class TestFleetRows(unittest.TestCase):
         self.assertIn("central &lt;x&gt;", page)
         self.assertIn('<tr class="stale" id="host-fast">', page)
         self.assertIn('<span class="restarts">4 restarts</span>', page)
+
+    def test_a_writer_that_cannot_write_is_shown(self):
+        now = 1000.0
+        error = {"code": "write-failed", "msg": "No space left <on> device", "since": 990.0}
+        server_state = {"role": "remote", "h:tail": {"handler": "tailwriter", "write_error": error}}
+        entries = [
+            self.entry("central", "log", now - 1, state=server_state),
+            self.entry("db1", "db1.d:logtail", now - 1, state={"writer_error": error}),
+        ]
+        central, db1 = fleet_rows(entries, {}, now=now)
+        cannot = "h:tail cannot write: No space left <on> device"
+        self.assertEqual(central["write_errors"], [cannot])
+        self.assertEqual(db1["write_errors"], ["its writer refuses: No space left <on> device"])
+        page = render_fleet([central, db1], "central", now=now)
+        self.assertIn("h:tail cannot write: No space left &lt;on&gt; device", page)

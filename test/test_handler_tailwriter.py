@@ -27,6 +27,7 @@ def fragment(data, fpos, filename="/var/log/pg.log", ino=11, comp="", blob=True,
         "filename": filename,
         "comp": comp,
         "fpos": fpos,
+        "origin": 0,
         "st_dev": 1,
         "st_ino": ino,
         "op_mode": "classic",
@@ -69,14 +70,22 @@ class TestTailWriter(CCTestCase):
         source = b"".join(b"line %d\n" % i for i in range(300))
         cuts = [0, 100, 700, 1500, len(source)]
         pieces = [(cuts[i], source[cuts[i] : cuts[i + 1]]) for i in range(len(cuts) - 1)]
-        # out of order, resent, and once as base64 instead of a blob
+        # resent, once as base64 instead of a blob, and out of order: a fragment past the
+        # end of the copy is refused (it would leave a hole) until the ones before it came
         order = [pieces[1], pieces[0], pieces[3], pieces[1], pieces[2], pieces[3]]
+        refused = {0, 2}
         for n, (fpos, data) in enumerate(order):
             reply = self.send(sock, fragment(data, fpos, blob=n != 2), qid=b"Q%d" % n)
+            if n in refused:
+                self.assertEqual(reply.type, "error")
+                self.assertEqual(reply.get_body()["code"], "gap")
+                self.assertIn("would leave a gap", reply.get_body()["msg"])
+                continue
             self.assertEqual(reply.type, "reply.pub.logtail")
             self.assertEqual(reply.get_body()["fpos"], fpos)
             self.assertEqual(reply.get_body()["end"], fpos + len(data))
         self.assertEqual(self.read("db1--pg.log"), source)
+        server.wait_stat("tailwriter.failed.gap", 2)
         # a suffixed type is acked with the suffix
         reply = self.send(sock, fragment(b"x", len(source)), msgtype="pub.logtail.pg")
         self.assertEqual(reply.type, "reply.pub.logtail.pg")
@@ -89,7 +98,7 @@ class TestTailWriter(CCTestCase):
         sock = self.dealer(server.endpoint)
         source = os.urandom(20 * 65536)
         waiting = {n * 65536 for n in range(20)}
-        busy = 0
+        busy = 0  # a fragment after a busy one is a gap, sent again after it too
         for round_ in range(100):
             for fpos in sorted(waiting):
                 body, blob = fragment(source[fpos : fpos + 65536], fpos)
@@ -98,9 +107,8 @@ class TestTailWriter(CCTestCase):
             for _ in range(len(waiting)):
                 reply = CCMessage(self.recv(sock))
                 if reply.type == "error":
-                    self.assertEqual(reply.get_body()["code"], "busy")
-                    self.assertIn("queue-bytes", reply.get_body()["msg"])
-                    busy += 1
+                    self.assertIn(reply.get_body()["code"], ("busy", "gap"))
+                    busy += reply.get_body()["code"] == "busy"
                 else:
                     waiting.discard(int(reply.route[0]))
             if not waiting:
@@ -196,11 +204,29 @@ class TestTailWriter(CCTestCase):
     def test_bad_fields_get_an_error(self):
         server = self.start_writer()
         sock = self.dealer(server.endpoint)
-        for n, fields in enumerate([{"fpos": -1}, {"fpos": "7"}, {"st_ino": None}]):
+        bad = [
+            {"fpos": -1},
+            {"fpos": "7"},
+            {"st_ino": None},
+            {"fpos": 2**63, "origin": 2**63},  # was a traceback per message
+            {"fpos": 2**63 - 10, "origin": 2**63 - 10},  # fpos + a fragment passes off_t
+            {"st_ino": 2**64},
+            {"generation": -1},
+            {"origin": 5},  # after fpos 0
+            {"hostname": "db1\n2026-12-04 ERROR forged line"},
+            {"filename": "/var/log/pg\r.log"},
+            {"filename": "/" + "x" * 2000},
+        ]
+        for n, fields in enumerate(bad):
             body, blob = fragment(b"x", 0)
             body.update(fields)
             reply = self.send(sock, (body, blob), qid=b"Q%d" % n)
-            self.assertEqual(reply.get_body()["code"], "bad-field")
+            self.assertEqual(reply.get_body()["code"], "bad-field", fields)
+        server.wait_stat("tailwriter.failed.bad_field", len(bad))
+        log = server.log_text()
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("\n2026-12-04 ERROR forged", log)
+        self.assertEqual(os.listdir(self.dst), [])  # no copy made, no file named
         body, _ = fragment(b"", 0, comp="gzip", blob=False)
         body["data"] = base64.b64encode(b"not gzip").decode()
         self.assertEqual(self.send(sock, (body, None)).get_body()["code"], "bad-data")
@@ -209,6 +235,42 @@ class TestTailWriter(CCTestCase):
         sock.send_multipart(CCMessage.build("pub.logtail", body, route=[b"Q9"], blob=blob).frames)
         wait_for(lambda: os.path.exists(os.path.join(self.dst, "db1--pg.log")))
         self.assert_silent(sock)
+
+    def test_a_copy_begins_at_its_origin_and_never_gets_a_hole(self):
+        """A copy of a log whose first 1 MB logtail skipped: no megabyte of NUL bytes, and a
+        fragment far past the end (2**40: a 1 TiB sparse file once) is refused, not padded."""
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        origin = 1 << 20
+        reply = self.send(sock, fragment(b"second\n", origin + 6, origin=origin), qid=b"Q0")
+        self.assertEqual(reply.get_body()["code"], "gap")  # the first one has not come yet
+        self.send(sock, fragment(b"first\n", origin, origin=origin), qid=b"Q1")
+        self.send(sock, fragment(b"second\n", origin + 6, origin=origin), qid=b"Q2")
+        reply = self.send(sock, fragment(b"far\n", 1 << 40, origin=origin), qid=b"Q3")
+        self.assertEqual(reply.get_body()["code"], "gap")
+        self.assertIn("would leave a gap", reply.get_body()["msg"])
+        reply = self.send(sock, fragment(b"before\n", 0, origin=0), qid=b"Q4")
+        self.assertEqual(reply.get_body()["code"], "gap")  # ends before the copy's origin
+        self.assertEqual(self.read("db1--pg.log"), b"first\nsecond\n")
+        server.wait_log(r"new copy \S+db1--pg.log of '/var/log/pg.log' on 'db1', beginning at "
+                        r"source offset %d" % origin)  # fmt: skip
+        with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
+            (entry,) = json.load(f)["files"].values()
+        self.assertEqual(entry, {"path": "db1--pg.log", "origin": origin})
+        server.wait_stat("tailwriter.failed.gap", 3)
+
+    def test_a_file_map_of_an_older_version_is_read(self):
+        """Entries were a bare path before origins were kept: such a copy begins at 0."""
+        os.makedirs(os.path.join(self.tmp, "tail"))
+        key = json.dumps(["db1", 1, 11, "/var/log/pg.log", 0])
+        with open(os.path.join(self.tmp, "tail", ".cc-tail-state"), "w", encoding="utf8") as f:
+            json.dump({"files": {key: "old-name.log"}}, f)
+        with open(os.path.join(self.tmp, "tail", "old-name.log"), "wb") as f:
+            f.write(b"first\n")
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        self.send(sock, fragment(b"second\n", 6, origin=6))  # the map's origin wins
+        self.assertEqual(self.read("old-name.log"), b"first\nsecond\n")
 
     def test_refuses_local_role(self):
         ini = ccserver_section("w", role="local") + WRITER

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import collections
 import os
+import time
 from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from skytools.config import ConfigError
@@ -35,6 +36,8 @@ IDLE_POLL = 1.0
 SAVE_DELAY = 0.2
 #: seconds a stopping logtail waits for acknowledgements (the daemon base allows 5 in all)
 STOP_WAIT = 3.0
+#: seconds between looks for a truncation while the window is full (the writer is away)
+WINDOW_FULL_LOOK = 1.0
 #: a read that found a truncated file
 TRUNCATED = "truncated"
 #: largest fragment: one must fit a message (cc-max-message-size, 64M by default, with base64
@@ -72,10 +75,19 @@ class LogfileTailer(CCDaemon):
 
     Start: the saved file is found by inode (also after rotation renamed it)
     and read on from the saved offset, unless more than ``lag-max-bytes``
-    are behind (then, as without a state, from the end of the newest file).
-    A saved file that is gone means the newest file is read from its start.
-    A file that shrank is a new generation, read from 0 into a new
-    destination.
+    are behind (then the backlog is skipped: the newest file is read from
+    its end, as a new copy).  Without a saved position the newest file is
+    read from ``start-at`` (``end``, as the original, or ``beginning``), if
+    it was there at logtail's first look; a file that appears later, and
+    the newest one when the saved file is gone, are read from byte 0.  Each
+    fragment carries ``origin``, the source offset where its copy begins,
+    so the writer starts the copy there instead of padding it.
+
+    A file truncated or replaced in place (``copytruncate``: it shrank, or
+    its first bytes changed, looked at after every read and every second
+    while the window is full) is a new generation, read from 0 into a new
+    destination; what was written to it after logtail's last read is lost,
+    and logged (``logtail.truncated_lost_bytes`` counts the part seen).
 
     ::
 
@@ -95,6 +107,9 @@ class LogfileTailer(CCDaemon):
         #use-blob = yes
         # bytes behind at start beyond which the backlog is skipped (0: resume only without lag)
         #lag-max-bytes = 1G
+        # where a file found at the first look, without a saved position, is read from:
+        # end (the original's) or beginning; files that appear later are read from 0
+        #start-at = end
         # fragment size (default 1M; at least 64K with compression), lines per fragment
         #buffer-bytes = 0
         #buffer-lines = -1
@@ -142,6 +157,10 @@ class LogfileTailer(CCDaemon):
             self.log.error("msg-suffix %r is not a valid message type part, ignored", suffix)
         self.use_blob = cf.getboolean("use-blob", True)
         self.lag_max = cf.getbytes("lag-max-bytes", "1G")
+        start_at = cf.get("start-at", "end").strip().lower() or "end"
+        if start_at not in ("end", "beginning"):
+            raise ConfigError("start-at = %s: use end or beginning" % start_at)
+        self.start_at_end = start_at == "end"
         self.buffer_lines = cf.getint("buffer-lines", -1)
         self.buffer_bytes = cf.getbytes("buffer-bytes", "0") or 1024 * 1024
         if self.comp and self.buffer_bytes < 64 * 1024:
@@ -171,10 +190,14 @@ class LogfileTailer(CCDaemon):
         self.slots = asyncio.Semaphore(self.window)
         self.idle = asyncio.Event()
         self.idle.set()
+        #: notified whenever the oldest fragment in flight is acknowledged
+        self.progress = asyncio.Condition()
         self._save_lock = asyncio.Lock()
         self._save_handle: Optional[object] = None
         self._ratelog = RateLimitedLog(self.log)
         self._deliveries: "set[asyncio.Task]" = set()
+        #: the writer's last refusal while it lasts: code, msg, since (``pub.state``)
+        self.writer_error: Optional[Dict[str, Any]] = None
         self.watch = DirWatch(self.logdir, self.log)
         self._task = asyncio.ensure_future(self._tail())
         self._task.add_done_callback(self._tail_ended)
@@ -199,8 +222,11 @@ class LogfileTailer(CCDaemon):
             self.request_stop()
 
     def state(self) -> Dict[str, Any]:
-        """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged."""
+        """``pub.state`` with ``lag_bytes``: bytes of the tailed file not yet acknowledged,
+        and ``writer_error`` while the writer refuses fragments (a writer that cannot write)."""
         state = super().state()
+        if getattr(self, "writer_error", None):
+            state["writer_error"] = self.writer_error
         src = getattr(self, "src", None)
         if src is not None:
             try:
@@ -214,17 +240,22 @@ class LogfileTailer(CCDaemon):
     async def _tail(self) -> None:
         quiet = 0  # looks in a row that found nothing
         while self.src is None:
-            self.src = await self.run_blocking(self._open_start)
+            self.src = await self.run_blocking(self._open_start, quiet == 0)
             if self.src is None:
                 await self._pause(quiet)
                 quiet += 1
         self.acked_pos = self.src.pos
         self.stats.inc("tailed_files")
         await self._save()  # from here on a restart resumes here, not at the end
-        self.log.info("started %s at file position %d", self.src.path, self.src.pos)
+        self.log.info(
+            "started %s at file position %d (its copy begins at %d)",
+            self.src.path, self.src.pos, self.src.origin,
+        )  # fmt: skip
         quiet = 0
         while True:
-            await self.slots.acquire()
+            if not await self._acquire_slot():
+                await self._switch(None)
+                continue
             try:
                 frag = await self.run_blocking(self._read)
             except OSError as ex:
@@ -240,6 +271,29 @@ class LogfileTailer(CCDaemon):
             elif not await self._at_eof():
                 await self._pause(quiet)
                 quiet += 1
+
+    async def _acquire_slot(self) -> bool:
+        """A window slot; False if the file was truncated while none was free.
+
+        With the window full (the writer away or slow) nothing is read, so
+        the file is looked at every :data:`WINDOW_FULL_LOOK` seconds: a
+        truncation is seen before new content can grow past the position.
+        """
+        while True:
+            if not self.slots.locked():
+                await self.slots.acquire()
+                return True
+            try:
+                await asyncio.wait_for(self.slots.acquire(), WINDOW_FULL_LOOK)
+                return True
+            except asyncio.TimeoutError:
+                src = self.src
+                assert src is not None
+                try:
+                    if await self.run_blocking(src.replaced):
+                        return False
+                except OSError as ex:
+                    self._ratelog.error("read", "looking at %s failed: %s", src.path, ex)
 
     async def _pause(self, quiet: int) -> None:
         """Wait before looking again at a log that did not grow (``quiet`` looks in a row).
@@ -265,14 +319,14 @@ class LogfileTailer(CCDaemon):
         src = self.src
         assert src is not None
         self.next_path = None  # only what this read found at the end counts
-        if src.size() < src.pos:
-            return TRUNCATED
         data = src.read(self.buffer_bytes, self.buffer_lines, self.text)
+        if src.replaced():  # after the read: what was read belongs to the content looked at
+            return TRUNCATED
         if not data:
             self.next_path = self._next_file()
             return None
         fpos = src.pos
-        src.pos += len(data)
+        src.take(data)
         return fpos, len(data), compression.compress(data, self.comp, self.comp_level)
 
     async def _at_eof(self) -> bool:
@@ -295,14 +349,21 @@ class LogfileTailer(CCDaemon):
         ``path`` None: the current file was truncated; read it again from 0
         as a new generation.
         """
-        await self.idle.wait()
         src = self.src
         assert src is not None
         if path is None:
-            self.log.warning("%s shrank below %d: truncated, reading it anew", src.path, src.pos)
+            lost = max(src.seen - src.pos, 0)
+            self.log.warning(
+                "%s was truncated in place after %d bytes were read: %d bytes seen and not "
+                "read are lost, and whatever was written after logtail's last look; "
+                "truncated, reading it anew",
+                src.path, src.pos, lost,
+            )  # fmt: skip
             self.stats.inc("logtail.truncated")
-            src.generation += 1
-            src.pos = 0
+            self.stats.inc("logtail.truncated_lost_bytes", lost)
+        await self.idle.wait()  # the old generation's fragments are all acknowledged
+        if path is None:
+            src.new_generation()
         else:
             self.log.info("%s done at %d, next: %s", src.path, src.pos, path)
             # a rotated generation keeps the name it was written under, wherever it is now
@@ -339,19 +400,23 @@ class LogfileTailer(CCDaemon):
         files = find_logs(self.logdir, self.logmask)
         return files[-1] if files else None
 
-    def _open_start(self) -> Optional[Source]:
-        """The file and offset to start with (on a worker thread)."""
+    def _open_start(self, first_look: bool) -> Optional[Source]:
+        """The file and offset to start with (on a worker thread).
+
+        ``first_look``: no look found a file yet; a file found later appeared
+        after logtail started, and is read from 0.
+        """
         saved = read_state(self.state_file)
+        skipped = False  # the backlog was skipped: only what comes from now on
         if saved is not None:
             path = find_by_inode(self.logdir, saved)
             if path is not None:
                 src = Source(path, saved.name, saved.generation)
+                if not src.resume(saved):
+                    self.log.warning("%s was truncated or replaced in place: reading it anew", path)
+                    self.stats.inc("logtail.truncated")
+                    src.new_generation()
                 size = src.size()
-                if size >= saved.offset:
-                    src.pos = saved.offset
-                else:
-                    self.log.warning("%s shrank below the saved position: truncated", path)
-                    src.generation += 1
                 latest = self._latest()
                 lag = size - src.pos
                 if latest and not src.same_file(latest):
@@ -360,17 +425,19 @@ class LogfileTailer(CCDaemon):
                     return src
                 self.log.warning("lag too big (%d bytes), skipping to the end", lag)
                 if latest is None or src.same_file(latest):
-                    src.pos = size  # same identity: the destination keeps its offsets
+                    src.new_generation()  # a new copy, beginning where reading goes on
+                    src.start_at(size)
                     return src
                 src.close()
+                skipped = True
             else:
                 self.log.warning("saved file %s is gone, reading the newest from 0", saved.path)
         latest = self._latest()
         if latest is None:
             return None
         src = Source(latest)
-        if saved is None or path is not None:
-            src.pos = src.size()
+        if skipped or saved is None and first_look and self.start_at_end:
+            src.start_at(src.size())
         return src
 
     # -- delivery ------------------------------------------------------------------------
@@ -390,6 +457,7 @@ class LogfileTailer(CCDaemon):
             st_dev=src.st_dev,
             st_ino=src.st_ino,
             generation=src.generation,
+            origin=src.origin,
             mode="b",
             ack=True,
         ).to_message(blob=blob)
@@ -415,19 +483,50 @@ class LogfileTailer(CCDaemon):
                 break
             self.stats.inc("logtail.errors")
             body = reply.get_body()
-            self._ratelog.error(
-                "error", "writer refused a fragment (%s): %s", body.get("code"), body.get("msg")
-            )
+            code, text = str(body.get("code")), str(body.get("msg"))
+            if code == "gap":  # ahead of its turn: again once the ones before it are in
+                self._ratelog.warning(code, "writer refused a fragment (%s): %s", code, text)
+                await self._turn(pending)
+                continue
+            if code == "busy":
+                self._ratelog.warning(code, "writer refused a fragment (%s): %s", code, text)
+            else:
+                self._ratelog.error("error", "writer refused a fragment (%s): %s", code, text)
+                self._writer_failing({"code": code, "msg": text})
             await asyncio.sleep(backoff.next_delay())
+        self._writer_failing(None)
         self.stats.inc("logtail.acked")
         pending.acked = True
         self.slots.release()
-        while self.pending and self.pending[0].acked:
-            self.acked_pos = self.pending.popleft().end
+        if self.pending[0].acked:
+            while self.pending and self.pending[0].acked:
+                self.acked_pos = self.pending.popleft().end
+            async with self.progress:
+                self.progress.notify_all()
         if not self.pending:
             self.idle.set()
         if self._save_handle is None:
             self._save_handle = self.io_loop.call_later(SAVE_DELAY, self._save_later)
+
+    async def _turn(self, pending: Pending) -> None:
+        """Until every fragment sent before ``pending`` is acknowledged (ack-timeout at most)."""
+        try:
+            async with self.progress:
+                await asyncio.wait_for(
+                    self.progress.wait_for(lambda: self.pending[0] is pending), self.ack_timeout
+                )
+        except asyncio.TimeoutError:
+            pass
+
+    def _writer_failing(self, error: Optional[Dict[str, Any]]) -> None:
+        """Keep the writer's refusal (None: it writes again); ``pub.state`` goes out on change."""
+        was = self.writer_error
+        if error is None and was is None or error and was and error["code"] == was["code"]:
+            return
+        if error is not None:
+            error["since"] = time.time()
+        self.writer_error = error
+        self.publish_state()
 
     def _save_later(self) -> None:
         self._save_handle = None

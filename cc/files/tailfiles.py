@@ -4,11 +4,21 @@ A source file is identified by ``(hostname, st_dev, st_ino, filename,
 generation)`` as logtail reports it (``generation`` counts truncations of
 the same inode).  :class:`DestinationMap` gives each identity its own
 destination path under ``dstdir`` and remembers the mapping in a sidecar
-file (``.cc-tail-state``, replaced atomically), so that after a restart of
-the writer a resent fragment goes to the same file as before.
-:class:`TailFile` writes fragments at their source offset (``pwrite``), so a
+file (``.cc-tail-state``, replaced atomically and durably), so that after a
+restart of the writer a resent fragment goes to the same file as before.
+An entry is on disk before any byte of its file is written (a save that
+failed is tried again at the next lookup, and the lookup fails until then).
+
+A copy need not begin at the source's byte 0 (logtail started at the end of
+an existing log, or skipped a backlog): each entry keeps the *origin*, the
+source offset of the copy's first byte, and :class:`TailFile` writes source
+offset ``fpos`` at ``fpos - origin``.  It never writes past the end of the
+copy: a fragment that would leave a gap is refused (:class:`Gap`) and sent
+again by logtail after the fragments before it, so a copy never holds bytes
+its source did not have (no NUL padding).
+:class:`TailFile` writes fragments at their offset (``pwrite``), so a
 fragment written twice leaves the same bytes: delivery may repeat, the
-destination stays a byte-for-byte copy of the source.
+destination stays a byte-for-byte copy of the source from its origin.
 
 Compressed destinations (``write-compressed = keep/yes``) cannot be written
 at an offset: fragments are appended as compressed members instead, and
@@ -28,7 +38,15 @@ from cc.files import compression
 from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 
-__all__ = ["TailIdentity", "DestinationMap", "TailFile", "STATE_NAME", "default_mask"]
+__all__ = [
+    "TailIdentity",
+    "Destination",
+    "DestinationMap",
+    "TailFile",
+    "Gap",
+    "STATE_NAME",
+    "default_mask",
+]
 
 #: the sidecar in dstdir that maps identities to destination files
 STATE_NAME = ".cc-tail-state"
@@ -38,6 +56,17 @@ ROTATED_SUFFIX = ".%Y-%m-%d_%H-%M-%S"
 FORGET_SECONDS = 7 * 86400
 #: identities remembered at most (a flood of invented identities cannot grow the state forever)
 MAX_ENTRIES = 10000
+
+
+class Gap(ValueError):
+    """A fragment that does not join the copy: it would leave a gap, or lies before its origin."""
+
+
+class Destination(NamedTuple):
+    """Where an identity's copy is (relative to ``dstdir``) and the source offset it begins at."""
+
+    path: str
+    origin: int
 
 
 class TailIdentity(NamedTuple):
@@ -69,15 +98,24 @@ class DestinationMap:
         os.makedirs(dstdir, exist_ok=True)
         self.state_path = os.path.join(dstdir, STATE_NAME)
         self._lock = threading.Lock()
-        self._entries: Dict[str, str] = self._load()
+        self._entries: Dict[str, Destination] = self._load()
+        #: an entry was added that is not on disk yet
+        self._unsaved = False
 
-    def _load(self) -> Dict[str, str]:
+    def _load(self) -> Dict[str, Destination]:
+        """The saved entries; one saved before origins were kept begins at 0."""
         try:
             with open(self.state_path, encoding="utf8") as f:
                 data = json.load(f)
         except FileNotFoundError:
             return {}
-        return {str(k): str(v) for k, v in data.get("files", {}).items()}
+        entries = {}
+        for key, value in data.get("files", {}).items():
+            if isinstance(value, str):
+                entries[str(key)] = Destination(value, 0)
+            else:
+                entries[str(key)] = Destination(str(value["path"]), int(value["origin"]))
+        return entries
 
     def relpath(self, ident: TailIdentity, ext: str) -> str:
         """The mask applied to an untrusted identity; :class:`UnsafePath` if it is not usable."""
@@ -93,24 +131,31 @@ class DestinationMap:
         safe_join(self.dstdir, rel)
         return rel + ext
 
-    def lookup(self, ident: TailIdentity, rotated: bool, ext: str) -> str:
-        """The absolute destination of ``ident``; a new one is recorded before it is used."""
+    def lookup(self, ident: TailIdentity, rotated: bool, ext: str, origin: int) -> Destination:
+        """Where ``ident``'s copy is (absolute path), beginning at source offset ``origin`` if
+        it is new.  A new entry is on disk before this returns: OSError if it cannot be saved
+        (it is saved again at the next lookup)."""
         key = ident.key()
         with self._lock:
-            rel = self._entries.get(key)
-            if rel is None:
+            dest = self._entries.get(key)
+            if dest is None:
                 # another handler on this dstdir (one being replaced by a reload) may have saved
                 self._entries = {**self._load(), **self._entries}
-                rel = self._entries.get(key) or self._new_path(ident, rotated, ext)
-                self._entries[key] = rel
+                dest = self._entries.get(key)
+                if dest is None:
+                    dest = Destination(self._new_path(ident, rotated, ext), origin)
+                    self._entries[key] = dest
+                    self._unsaved = True
+            if self._unsaved:
                 self._save()
-            return safe_join(self.dstdir, rel)
+                self._unsaved = False
+            return Destination(safe_join(self.dstdir, dest.path), dest.origin)
 
     def _new_path(self, ident: TailIdentity, rotated: bool, ext: str) -> str:
         base = self.relpath(ident, "")
         if rotated:
             base += time.strftime(ROTATED_SUFFIX)
-        used = set(self._entries.values())
+        used = {dest.path for dest in self._entries.values()}
         rel, n = base + ext, 0
         # a name taken by another identity, or a file we did not create, is never reused
         while rel in used or os.path.lexists(safe_join(self.dstdir, rel)):
@@ -120,16 +165,17 @@ class DestinationMap:
 
     def _save(self) -> None:
         self._prune()
-        text = json.dumps({"files": self._entries}, indent=0, sort_keys=True)
+        files = {key: dest._asdict() for key, dest in self._entries.items()}
+        text = json.dumps({"files": files}, indent=0, sort_keys=True)
         write_atomic(self.state_path, text, durable=True)
 
     def _prune(self) -> None:
         if len(self._entries) < 100:
             return
         cutoff = time.time() - FORGET_SECONDS
-        for key, rel in list(self._entries.items()):
+        for key, dest in list(self._entries.items()):
             try:
-                stale = os.stat(os.path.join(self.dstdir, rel)).st_mtime < cutoff
+                stale = os.stat(os.path.join(self.dstdir, dest.path)).st_mtime < cutoff
             except FileNotFoundError:
                 stale = True
             if stale:
@@ -141,19 +187,22 @@ class DestinationMap:
 class TailFile:
     """One open destination file.
 
-    :param path: absolute path (from :meth:`DestinationMap.lookup`)
+    :param dest: absolute path and origin (from :meth:`DestinationMap.lookup`)
     :param store: compression of the file itself: ``''`` (positioned
         writes), or ``gzip``/``bzip2`` (appended members)
     :param level: compression level for members compressed here
     """
 
-    def __init__(self, path: str, store: str = "", level: Optional[int] = None) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    def __init__(self, dest: Destination, store: str = "", level: Optional[int] = None) -> None:
+        os.makedirs(os.path.dirname(dest.path), exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
         if store:
             flags |= os.O_APPEND
-        self.fd = os.open(path, flags, 0o644)
-        self.path = path
+        #: whether this opened a file that was not there (a new copy)
+        self.created = not os.path.lexists(dest.path)
+        self.fd = os.open(dest.path, flags, 0o644)
+        self.path = dest.path
+        self.origin = dest.origin
         self.store = store
         self.level = level
         #: source offset this process has written up to (appended files only)
@@ -164,15 +213,30 @@ class TailFile:
     def write(self, fpos: int, data: bytes, comp: str, raw: bytes) -> int:
         """Write source bytes ``data`` (``raw`` as received, in ``comp``) found at ``fpos``.
 
-        Returns the number of bytes written to the file.
+        Returns the number of bytes written to the file; :class:`Gap` if the
+        fragment does not join the copy (nothing is written then).
         """
+        if fpos < self.origin:
+            if fpos + len(data) <= self.origin:
+                raise Gap("fragment at %d ends before the copy's origin %d" % (fpos, self.origin))
+            data, raw = data[self.origin - fpos :], b""  # the part from the origin on
+            fpos = self.origin
         self.last_write = time.monotonic()
-        self.dirty = True
         if not self.store:
-            return _pwrite_all(self.fd, data, fpos)
+            end = self.origin + os.fstat(self.fd).st_size
+            if fpos > end:
+                raise Gap(
+                    "fragment at %d would leave a gap: the copy holds source bytes %d to %d"
+                    % (fpos, self.origin, end)
+                )
+            self.dirty = True
+            return _pwrite_all(self.fd, data, fpos - self.origin)
         end = fpos + len(data)
         if self.end is not None and end <= self.end:
             return 0  # a resent fragment already in the file
+        if self.end is not None and fpos > self.end:
+            raise Gap("fragment at %d would leave a gap after %d" % (fpos, self.end))
+        self.dirty = True
         if self.end is not None and fpos < self.end:
             data, raw = data[self.end - fpos :], b""
         self.end = end

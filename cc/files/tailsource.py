@@ -5,9 +5,16 @@ a worker thread.  A :class:`Source` keeps its file open, so a file renamed
 away by rotation is still read to its end; ``name`` stays the path under
 which it was first opened, because the writer's identity of the file
 includes it.
+
+A file truncated in place (``copytruncate``) keeps its inode; it is told
+apart by its size (below the position read) or by its first bytes (up to
+:data:`HEAD_BYTES`, the *head*), which appends never change: once they
+differ, the file holds new content, even if it has grown past the
+position already.
 """
 
 import glob
+import hashlib
 import json
 import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -26,6 +33,8 @@ __all__ = [
 
 #: rotated files with these endings are compressed copies, never tailed
 COMPRESSED_ENDINGS = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
+#: the first bytes of a file that identify its content beyond the inode
+HEAD_BYTES = 4096
 
 
 class Source:
@@ -41,9 +50,40 @@ class Source:
         self.generation = generation
         #: offset of the next byte to read
         self.pos = 0
+        #: source offset where this generation's copy begins (where reading started)
+        self.origin = 0
+        #: the first bytes of the file as read (at most HEAD_BYTES, never past pos)
+        self.head = b""
+        #: the largest size seen of this generation: what a truncation may have cost
+        self.seen = 0
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
+
+    def start_at(self, pos: int) -> None:
+        """Begin this generation's copy at ``pos``; the head is read as it is now."""
+        self.pos = self.origin = pos
+        self.head = os.pread(self.fd, min(pos, HEAD_BYTES), 0)
+
+    def new_generation(self) -> None:
+        """The file was truncated or replaced in place: read it anew from 0."""
+        self.generation += 1
+        self.pos = self.origin = self.seen = 0
+        self.head = b""
+
+    def replaced(self) -> bool:
+        """Whether the content read so far is gone: the file shrank, or its head changed."""
+        size = self.size()
+        if size < self.pos or self.head and os.pread(self.fd, len(self.head), 0) != self.head:
+            return True
+        self.seen = max(self.seen, size)  # looked at before the head: the content read so far
+        return False
+
+    def take(self, data: bytes) -> None:
+        """``data`` was read at :attr:`pos`: move past it, and keep the head it extends."""
+        if self.pos == len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - self.pos]
+        self.pos += len(data)
 
     def read(self, limit: int, lines: int, text: bool) -> bytes:
         """Up to ``limit`` bytes from :attr:`pos` (at most ``lines`` lines if >= 0).
@@ -80,14 +120,43 @@ class Source:
             self.fd = -1
 
     def position(self, offset: int) -> "TailPosition":
-        return TailPosition(self.name, self.path, self.st_dev, self.st_ino, self.generation, offset)
+        head = self.head[:offset]
+        return TailPosition(
+            self.name, self.path, self.st_dev, self.st_ino, self.generation, offset,
+            self.origin, len(head), _digest(head),
+        )  # fmt: skip
+
+    def resume(self, saved: "TailPosition") -> bool:
+        """Continue at ``saved``; False when the file no longer holds what was read."""
+        head = os.pread(self.fd, saved.head_len, 0)
+        if self.size() < saved.offset or _digest(head) != saved.head_hash:
+            return False
+        self.pos = saved.offset
+        self.origin = min(saved.origin, saved.offset)
+        # a state of an older logtail has no head: take it as the file is now
+        self.head = os.pread(self.fd, min(saved.offset, HEAD_BYTES), 0)
+        return True
+
+
+def _digest(head: bytes) -> str:
+    return hashlib.sha256(head).hexdigest()
 
 
 class TailPosition:
-    """What the state file holds: a file identity and the offset acknowledged up to."""
+    """What the state file holds: a file identity, the offset acknowledged up to, where the
+    copy began (``origin``) and a digest of the first ``head_len`` bytes."""
 
     def __init__(
-        self, name: str, path: str, st_dev: int, st_ino: int, generation: int, offset: int
+        self,
+        name: str,
+        path: str,
+        st_dev: int,
+        st_ino: int,
+        generation: int,
+        offset: int,
+        origin: int = 0,
+        head_len: int = 0,
+        head_hash: str = _digest(b""),
     ) -> None:
         self.name = name
         self.path = path
@@ -95,6 +164,9 @@ class TailPosition:
         self.st_ino = st_ino
         self.generation = generation
         self.offset = offset
+        self.origin = origin
+        self.head_len = head_len
+        self.head_hash = head_hash
 
     def to_dict(self) -> Dict[str, Any]:
         return dict(vars(self))
@@ -148,7 +220,10 @@ def next_generation(
 
 
 def read_state(path: str) -> Optional[TailPosition]:
-    """The saved position, or None if there is none or it cannot be read."""
+    """The saved position, or None if there is none or it cannot be read.
+
+    A state written before origins and heads were kept reads as origin 0, no head.
+    """
     try:
         with open(path, encoding="utf8") as f:
             data = json.load(f)
@@ -159,8 +234,11 @@ def read_state(path: str) -> Optional[TailPosition]:
             int(data["st_ino"]),
             int(data["generation"]),
             int(data["offset"]),
+            int(data.get("origin", 0)),
+            min(int(data.get("head_len", 0)), HEAD_BYTES),
+            str(data.get("head_hash", _digest(b""))),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

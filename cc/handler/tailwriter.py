@@ -3,7 +3,9 @@
 import asyncio
 import base64
 import binascii
+import logging
 import queue
+import re
 import threading
 import time
 import zlib
@@ -13,7 +15,7 @@ from skytools.config import ConfigError
 
 from cc.files import compression
 from cc.files.paths import UnsafePath
-from cc.files.tailfiles import DestinationMap, TailFile, TailIdentity, default_mask
+from cc.files.tailfiles import DestinationMap, Gap, TailFile, TailIdentity, default_mask
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.ratelog import RateLimitedLog
@@ -24,6 +26,12 @@ CC_HANDLER = "TailWriter"
 CLOSE_IDLE = 30.0
 #: open destination files per worker at the most (least recently written closed first)
 MAX_OPEN = 256
+#: integers of the identity and offsets: what a file offset can be (``off_t``)
+MAX_INT = 2**63 - 1
+#: characters refused in a host or file name: they would forge log lines or make odd names
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+#: longest host or file name taken
+MAX_NAME = 1024
 
 
 class Fragment(NamedTuple):
@@ -32,6 +40,7 @@ class Fragment(NamedTuple):
     msg: CCMessage
     ident: TailIdentity
     fpos: int
+    origin: int
     comp: str
     rotated: bool
     data: Any  # the base64 text of ``data``, or None when the blob carries the bytes
@@ -51,13 +60,16 @@ class TailWriter(CCHandler):
     when a fragment is in the file the sender gets ``reply.<type>`` (if its
     message asked with ``ack``), or an ``error`` reply (``code``:
     ``unsafe-path``, ``bad-field``, ``bad-data``, ``too-large``, ``busy``,
-    ``write-failed``).  A fragment whose data would decompress to more than
+    ``gap``, ``write-failed``).  A fragment whose data would decompress to more than
     ``max-file-size`` is refused as soon as the output passes it, so a
     worker never holds more than that.
 
-    The destination keeps source offsets: a range the sender skipped
-    (``lag-max-bytes``) or has not delivered yet is a hole (reads as NUL
-    bytes) until it arrives.  Acknowledged means handed to the kernel (survives a kill of
+    A copy begins at its *origin*, the source offset of its first byte (the
+    fragment's ``origin``, where logtail began reading; kept in the file map),
+    and holds the source from there on without holes: a fragment that would
+    leave a gap is refused (``gap``) and comes again after the ones before it.
+    The file map is on disk before a byte of a new copy is acknowledged.
+    Acknowledged means handed to the kernel (survives a kill of
     cc-server); with ``fsync = yes`` also on disk (survives power loss).  With
     ``write-compressed = keep/yes`` fragments are appended as compressed
     members, not written at their offset: duplicates are skipped while the
@@ -110,6 +122,9 @@ class TailWriter(CCHandler):
         self.queue_bytes = hcf.getbytes("queue-bytes", "64M")
         #: bytes of the fragments handed to workers and not reported back yet (loop thread)
         self.queued_bytes = 0
+        #: the last write that failed, while writes fail: code, msg, since (``pub.state``)
+        self.write_error: Optional[Dict[str, Any]] = None
+        self.server.add_state_source(hname, self.state)
         self.workers = [
             TailWorker(
                 "%s-%d" % (hname, i),
@@ -126,6 +141,10 @@ class TailWriter(CCHandler):
         for worker in self.workers:
             worker.start()
         self.log.info("writing under %s", dests.dstdir)
+
+    def state(self) -> Dict[str, Any]:
+        """This writer in ``pub.state``: ``write_error`` while it cannot write."""
+        return {"handler": "tailwriter", "write_error": self.write_error}
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
@@ -154,22 +173,23 @@ class TailWriter(CCHandler):
 
     def _fragment(self, msg: CCMessage, body: Dict[str, Any]) -> Fragment:
         ident = TailIdentity(
-            _typed(body, "hostname", str),
-            _typed(body, "st_dev", int),
-            _typed(body, "st_ino", int),
-            _typed(body, "filename", str),
-            _typed(body, "generation", int, 0),
+            _name(body, "hostname"),
+            _offset(body, "st_dev", MAX_INT),
+            _offset(body, "st_ino", MAX_INT),
+            _name(body, "filename"),
+            _offset(body, "generation", MAX_INT, 0),
         )
-        fpos = _typed(body, "fpos", int)
-        if fpos < 0:
-            raise ValueError("negative fpos")
+        # fpos plus what a fragment may hold must stay a file offset
+        fpos = _offset(body, "fpos", MAX_INT - self.max_file_size)
+        origin = _offset(body, "origin", fpos, fpos)  # an old logtail: where it is seen first
         comp = compression.normalize(body.get("comp"))
         data = None if msg.blob else _typed(body, "data", str, "")
-        return Fragment(msg, ident, fpos, comp, body.get("op_mode") == "rotated", data)
+        return Fragment(msg, ident, fpos, origin, comp, body.get("op_mode") == "rotated", data)
 
     # -- results, on the loop -----------------------------------------------------------
 
     def written(self, frag: Fragment, length: int, nbytes: int) -> None:
+        self.write_error = None
         self.stats.inc("appended_bytes", nbytes)
         self.stats.inc("tailwriter.fragments")
         body = frag.msg.get_body()
@@ -186,12 +206,26 @@ class TailWriter(CCHandler):
             )
 
     def failed(self, msg: CCMessage, body: Dict[str, Any], code: str, text: str) -> None:
+        """Count, log (rate-limited, the sender's names quoted) and answer a refusal."""
         self.stats.inc("tailwriter.failed." + code.replace("-", "_"))
-        self._ratelog.error("fail:" + code, "%s (from %s)", text, body.get("hostname"))
+        if code == "write-failed":
+            if self.write_error is None:
+                self.write_error = {"code": code, "msg": text, "since": time.time()}
+            self.write_error["msg"] = text
+        self._ratelog.error("fail:" + code, "%s (from %r)", text, body.get("hostname"))
         if body.get("ack"):
             self.reply_error(msg, text, code)
 
+    def crashed(self, frag: Fragment, ex: Exception) -> None:
+        """A worker failed on ``frag`` in a way nothing foresaw: logged with its traceback,
+        rate-limited, and answered ``write-failed``."""
+        self._ratelog.log_limited(
+            logging.ERROR, "crash", "worker crashed on a fragment", exc_info=ex  # type: ignore
+        )
+        self.failed(frag.msg, frag.msg.get_body(), "write-failed", "write failed: %r" % ex)
+
     async def stop(self):
+        self.server.remove_state_source(self.hname, self.state)
         for worker in self.workers:
             worker.stopping.set()
         loop = asyncio.get_running_loop()
@@ -237,10 +271,8 @@ class TailWorker(threading.Thread):
                 try:
                     result = self._write(frag)
                 except Exception as ex:  # a worker never dies on a fragment
-                    self.handler.log.exception("worker crashed on a fragment")
                     self._drop(frag.ident)
-                    body = frag.msg.get_body()
-                    result = (self.handler.failed, frag.msg, body, "write-failed", str(ex))
+                    result = (self.handler.crashed, frag, ex)
                 self.io_loop.add_callback(self.handler.finished, frag, result)
             if time.monotonic() > next_maint:
                 self._close_idle(time.monotonic() - CLOSE_IDLE)
@@ -267,6 +299,9 @@ class TailWorker(threading.Thread):
         except UnsafePath as ex:
             text = "suspicious file path, skipping: %s" % ex
             return h.failed, frag.msg, body, "unsafe-path", text
+        except Gap as ex:
+            text = "refusing fragment of %r: %s" % (frag.ident.filename, ex)
+            return h.failed, frag.msg, body, "gap", text
         except OSError as ex:
             self._drop(frag.ident)
             return h.failed, frag.msg, body, "write-failed", "write failed: %s" % ex
@@ -279,12 +314,19 @@ class TailWorker(threading.Thread):
         store = self.method if self.write_compressed == "yes" else ""
         if self.write_compressed == "keep":
             store = frag.comp
-        path = self.dests.lookup(frag.ident, frag.rotated, compression.extension(store))
+        ext = compression.extension(store)
+        dest = self.dests.lookup(frag.ident, frag.rotated, ext, frag.origin)
         if len(self.files) >= MAX_OPEN:
             oldest = min(self.files.values(), key=lambda f: f.last_write)
             self._close_idle(oldest.last_write)
-        tfile = self.files[frag.ident] = TailFile(path, store, self.level)
-        self.handler.log.info("opened %s", path)
+        tfile = self.files[frag.ident] = TailFile(dest, store, self.level)
+        if tfile.created:
+            self.handler.log.info(
+                "new copy %s of %r on %r, beginning at source offset %d",
+                dest.path, frag.ident.filename, frag.ident.hostname, dest.origin,
+            )  # fmt: skip
+        else:
+            self.handler.log.debug("opened %s", dest.path)
         return tfile
 
     def _drop(self, ident: TailIdentity) -> None:
@@ -296,6 +338,24 @@ class TailWorker(threading.Thread):
         idle: List[TailIdentity] = [i for i, f in self.files.items() if f.last_write <= before]
         for ident in idle:
             self._drop(ident)
+
+
+def _name(body: Dict[str, Any], name: str) -> str:
+    """A host or file name of ``body``: no control characters, at most MAX_NAME long."""
+    value: str = _typed(body, name, str)
+    if CONTROL_CHARS.search(value):
+        raise ValueError("control character in %s" % name)
+    if len(value) > MAX_NAME:
+        raise ValueError("%s longer than %d" % (name, MAX_NAME))
+    return value
+
+
+def _offset(body: Dict[str, Any], name: str, most: int, default: Any = None) -> int:
+    """An integer field of ``body`` from 0 to ``most``."""
+    value: int = _typed(body, name, int, default)
+    if not 0 <= value <= most:
+        raise ValueError("%s out of range (0 to %d)" % (name, most))
+    return value
 
 
 def _typed(body: Dict[str, Any], name: str, typ: type, default: Any = None) -> Any:
