@@ -28,6 +28,7 @@ __all__ = [
     "ZERO_FILLED",
     "UNDECLARED",
     "lookup",
+    "counted_kind",
     "families",
 ]
 
@@ -405,6 +406,16 @@ def lookup(name: str) -> Optional[Match]:
     if len(_CACHE) < CACHE_SIZE:
         _CACHE[name] = found
     return found
+
+
+def counted_kind(name: str) -> Optional[Kind]:
+    """The kind of counter ``name`` if it counts things (not bytes or seconds, not a sum)."""
+    found = lookup(name)
+    if found is None or found[0].family is None:
+        return None
+    if found[0].family.endswith(("_bytes_total", "_seconds_total")):
+        return None
+    return found[0].kind
 
 
 def families() -> Dict[str, Tuple[str, List[Counter]]]:

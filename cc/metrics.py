@@ -117,10 +117,10 @@ def _state_gauges(gauges: Samples, labels: Labels, state: Dict) -> None:
         daemon_labels = labels + (("daemon", str(daemon)),)
         if is_number(info.get("restarts")):
             gauges["cc_job_restarts"][daemon_labels] = info["restarts"]
-        if info.get("state") in JOB_STATES:
+        current = "STOPPED" if state.get("stopped") is True else info.get("state")
+        if current in JOB_STATES:
             for name in JOB_STATES:
-                key = daemon_labels + (("state", name),)
-                gauges["cc_job_state"][key] = 1 if info["state"] == name else 0
+                gauges["cc_job_state"][daemon_labels + (("state", name),)] = int(current == name)
 
 
 #: the states ``cc_job_state`` has a series for
