@@ -29,6 +29,7 @@ __all__ = [
     "UNDECLARED",
     "lookup",
     "counted_kind",
+    "sum_by_kind",
     "families",
 ]
 
@@ -416,6 +417,16 @@ def counted_kind(name: str) -> Optional[Kind]:
     if found[0].family.endswith(("_bytes_total", "_seconds_total")):
         return None
     return found[0].kind
+
+
+def sum_by_kind(values: Dict[str, float]) -> Dict[str, float]:
+    """Counters that count things (see :func:`counted_kind`) added up by kind, every kind there."""
+    sums = {kind.value: 0.0 for kind in Kind}
+    for name, n in values.items():
+        kind = counted_kind(name)
+        if kind is not None:
+            sums[kind.value] += n
+    return sums
 
 
 def families() -> Dict[str, Tuple[str, List[Counter]]]:

@@ -18,7 +18,7 @@ import html
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from cc.counters import Kind, counted_kind
+from cc.counters import Kind, sum_by_kind
 from cc.statsstore import StatsEntry, is_number
 
 __all__ = ["fleet_rows", "render_fleet"]
@@ -34,7 +34,7 @@ STATUS_ORDER = ("stale", "degraded", "stopped", "ok")
 
 
 def _sum_kind(counters: List[Dict[str, float]], kind: Kind) -> float:
-    return sum(n for c in counters for k, n in c.items() if counted_kind(k) == kind)
+    return sum(sum_by_kind(c)[kind.value] for c in counters)
 
 
 def _age(now: float, then: float) -> Optional[float]:

@@ -171,6 +171,8 @@ class _StatusPage(tornado.web.RequestHandler):
             "state": self.cc.state(),
             "totals": stats.totals(),
             "latest": stats.last_period,
+            # the catalog's kinds: drops, refusals, errors, ... since start
+            "by_kind": counters.sum_by_kind(stats.totals()),
             "hosts": {},
         }
         for entry in _entries(self.cc):

@@ -136,6 +136,8 @@ class TestMetrics(DaemonTestCase):
         self.allowed_log.append(r"dropping msg, no route")
         self.dealer(central.endpoint).send_multipart(CCMessage.build("nowhere", {}).frames)
         wait_for(lambda: self.value(central, "count.dropped", "central") == 1, what="a drop")
+        status = json.loads(self.fetch(central, "status")[1])
+        self.assertEqual(status["by_kind"]["drop"], 1)
         self.assertEqual(self.value(central, "count.dropped.queue_full", "central"), 0)
 
     def test_odd_states_leave_the_fleet_page_working(self):
@@ -168,6 +170,7 @@ class TestMetrics(DaemonTestCase):
         self.assertEqual(status["state"]["routes"]["x"], ["h:dispose"])
         self.assertEqual(status["hosts"][HOSTNAME]["local"]["state"]["state"]["role"], "local")
         self.assertIn("count", status["totals"])
+        self.assertEqual(set(status["by_kind"]), {kind.value for kind in counters.Kind})
         local.stop()
 
     def test_bad_address_is_a_config_error(self):
