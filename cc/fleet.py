@@ -138,7 +138,7 @@ def fleet_rows(
         if host not in by_host:
             groups[(host, None)] = []
     rows = []
-    for (host, cc), group in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+    for (host, cc), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         first = not rows or rows[-1]["host"] != host
         registration = registrations.get(host) if first else None
         rows.append(_cc_row(host, cc, group, registration, now))

@@ -85,8 +85,9 @@ class TestFleetPage(FleetCase):
         self.allowed_log.append(r"d:crasher|d:fatal")  # their exits are logged, as they should be
         self.wait_fleet(
             lambda f: f.get("db-gone", {}).get("stats_age") is not None
-            and self.restarts(f.get("db-alive", {"jobs": []}), "d:crasher") >= 2,
-            "both hosts sending stats, the crasher restarted",
+            and self.restarts(f.get("db-alive", {"jobs": []}), "d:crasher") >= 2
+            and {"name": "d:fatal", "state": "FATAL", "restarts": 1} in f["db-alive"]["jobs"],
+            "both hosts sending stats, the crasher restarted, d:fatal FATAL",
         )
         self.gone.stop(signal.SIGKILL)  # gone without a word (a clean stop says "stopped")
         self.servers.remove(self.gone)
