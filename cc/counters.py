@@ -27,6 +27,7 @@ __all__ = [
     "KNOWN_VALUES",
     "ZERO_FILLED",
     "UNDECLARED",
+    "ZERO_SERIES",
     "lookup",
     "counted_kind",
     "sum_by_kind",
@@ -439,8 +440,7 @@ def families() -> Dict[str, Tuple[str, List[Counter]]]:
     return result
 
 
-def zero_series() -> List[Tuple[str, Tuple[Tuple[str, str], ...]]]:
-    """(family, labels) of every series of :data:`ZERO_FILLED` known in advance."""
+def _zero_series() -> Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]:
     series = []
     for row in COUNTERS:
         if row.family not in ZERO_FILLED:
@@ -451,4 +451,8 @@ def zero_series() -> List[Tuple[str, Tuple[Tuple[str, str], ...]]]:
         elif len(variable) == 1 and variable[0] in KNOWN_VALUES:
             for value in KNOWN_VALUES[variable[0]]:
                 series.append((row.family, tuple(sorted(row.labels + ((variable[0], value),)))))
-    return series
+    return tuple(series)
+
+
+#: (family, labels) of every series of :data:`ZERO_FILLED` known in advance
+ZERO_SERIES = _zero_series()

@@ -31,7 +31,7 @@ from cc.statsstore import StatsEntry, is_number
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
 
-__all__ = ["MetricsServer", "add_counters", "render_metrics"]
+__all__ = ["MetricsServer", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -47,19 +47,26 @@ REPORT_GAUGES = (
 )
 
 Labels = Tuple[Tuple[str, str], ...]
-Samples = Dict[str, Dict[Labels, float]]
+#: family -> (the job's labels as text, further labels) -> value
+Samples = Dict[str, Dict[Tuple[str, Labels], float]]
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def add_counters(families: Samples, labels: Labels, totals: Dict[str, float]) -> None:
+def job_labels(host: str, job: str) -> str:
+    """The ``host`` and ``job`` labels as exposition text, made once per job."""
+    return 'host="%s",job="%s"' % (_escape(host), _escape(job))
+
+
+def add_counters(families: Samples, base: str, totals: Dict[str, float]) -> None:
     """Add one job's counters as catalog families, with the zero-filled series first."""
-    for family, series in counters.zero_series():
-        families.setdefault(family, {}).setdefault(labels + series, 0)
+    for family, series in counters.ZERO_SERIES:
+        families.setdefault(family, {}).setdefault((base, series), 0)
+    lookup = counters.lookup
     for name, value in totals.items():
-        found = counters.lookup(name)
+        found = lookup(name)
         if found is None:
             family, series = counters.UNDECLARED, (("counter", name),)
         elif found[0].family is None:  # a sum of other rows: exported once, as those
@@ -67,7 +74,7 @@ def add_counters(families: Samples, labels: Labels, totals: Dict[str, float]) ->
         else:
             family, series = found[0].family, found[1]  # type: ignore[assignment]
         samples = families.setdefault(family, {})
-        key = labels + series
+        key = (base, series)
         samples[key] = samples.get(key, 0) + value
 
 
@@ -78,17 +85,18 @@ def render_metrics(
     families: Samples = {}
     gauges: Samples = {name: {} for name, _, _ in REPORT_GAUGES}
     host, job, totals, started = own
-    add_counters(families, (("host", host), ("job", job)), totals)
-    gauges["cc_start_time_seconds"][(("host", host), ("job", job))] = started
+    own_base = job_labels(host, job)
+    add_counters(families, own_base, totals)
+    gauges["cc_start_time_seconds"][(own_base, ())] = started
     for entry in entries:
-        labels = (("host", entry.host), ("job", entry.job))
-        if (entry.host, entry.job) != (host, job):  # its own: the live counters above are newer
-            add_counters(families, labels, entry.totals)
-        gauges["cc_report_received_seconds"][labels] = entry.received
+        base = job_labels(entry.host, entry.job)
+        if base != own_base:  # its own: the live counters above are newer
+            add_counters(families, base, entry.totals)
+        gauges["cc_report_received_seconds"][(base, ())] = entry.received
         if entry.stats_time:
-            gauges["cc_report_time_seconds"][labels] = entry.stats_time
-            gauges["cc_stats_period_seconds"][labels] = entry.period
-        _state_gauges(gauges, labels, entry.state or {})
+            gauges["cc_report_time_seconds"][(base, ())] = entry.stats_time
+            gauges["cc_stats_period_seconds"][(base, ())] = entry.period
+        _state_gauges(gauges, base, entry.state or {})
 
     lines: List[str] = []
     for name, mtype, text in REPORT_GAUGES:
@@ -103,24 +111,25 @@ def render_metrics(
 UNDECLARED_HELP = "Counters cc's catalog does not declare (a plug-in's, another version's)"
 
 
-def _state_gauges(gauges: Samples, labels: Labels, state: Dict) -> None:
+def _state_gauges(gauges: Samples, base: str, state: Dict) -> None:
     """The gauges a ``pub.state`` gives: start time, jobmgr's jobs, logtail's lag."""
     started_at = state.get("started")
     if is_number(started_at):
-        gauges["cc_start_time_seconds"][labels] = started_at
+        gauges["cc_start_time_seconds"][(base, ())] = started_at
     if is_number(state.get("lag_bytes")):
-        gauges["cc_logtail_lag_bytes"][labels] = state["lag_bytes"]
+        gauges["cc_logtail_lag_bytes"][(base, ())] = state["lag_bytes"]
     jobs = state.get("jobs")
     for daemon, info in (jobs.items() if isinstance(jobs, dict) else ()):
         if not isinstance(info, dict):
             continue
-        daemon_labels = labels + (("daemon", str(daemon)),)
+        daemon_label = (("daemon", str(daemon)),)
         if is_number(info.get("restarts")):
-            gauges["cc_job_restarts"][daemon_labels] = info["restarts"]
+            gauges["cc_job_restarts"][(base, daemon_label)] = info["restarts"]
         current = "STOPPED" if state.get("stopped") is True else info.get("state")
         if current in JOB_STATES:
             for name in JOB_STATES:
-                gauges["cc_job_state"][daemon_labels + (("state", name),)] = int(current == name)
+                key = (base, daemon_label + (("state", name),))
+                gauges["cc_job_state"][key] = int(current == name)
 
 
 #: the states ``cc_job_state`` has a series for
@@ -132,9 +141,12 @@ def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -
         return
     lines.append("# HELP %s %s" % (name, text.replace("\\", "\\\\").replace("\n", "\\n")))
     lines.append("# TYPE %s %s" % (name, mtype))
-    for labels, value in sorted(samples.items()):
-        label_text = ",".join('%s="%s"' % (k, _escape(v)) for k, v in labels)
-        lines.append("%s{%s} %s" % (name, label_text, repr(float(value))))
+    texts: Dict[Labels, str] = {}  # the same few labels come with every job
+    for (base, labels), value in sorted(samples.items()):
+        extra = texts.get(labels)
+        if extra is None:
+            extra = texts[labels] = "".join(',%s="%s"' % (k, _escape(v)) for k, v in labels)
+        lines.append("%s{%s%s} %s" % (name, base, extra, repr(float(value))))
 
 
 def _entries(server: "CCServer") -> List[StatsEntry]:

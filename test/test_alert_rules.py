@@ -87,9 +87,9 @@ class TestRuleUnitTests(unittest.TestCase):
     def test_every_drop_reason_and_invalid_code_alerts(self):
         """One series per known reason and code, at 0 then 1: each its own pending alert."""
         series = {
-            "CcMessagesDropped": [s for s in counters.zero_series()
+            "CcMessagesDropped": [s for s in counters.ZERO_SERIES
                                   if s[0] == "cc_messages_dropped_total"],
-            "CcInvalidMessages": [s for s in counters.zero_series()
+            "CcInvalidMessages": [s for s in counters.ZERO_SERIES
                                   if s[0] == "cc_messages_invalid_total"],
         }
         tests = []
@@ -207,6 +207,7 @@ class TestPrometheusSeesTheAlerts(FleetCase):
             return json.load(response)["data"]
 
     def test_each_alert_becomes_pending(self):
+        self.assertEqual({name for name, _ in EXPECTED}, alert_names(), "a rule not driven here")
         self.start_fleet()
         self.allowed_log.extend([r"d:crasher|d:fatal", r"dropping msg, no route",
                                  r"message dropped \(queue_full\)"])
