@@ -443,14 +443,15 @@ def families() -> Dict[str, Tuple[str, List[Counter]]]:
 def _zero_series() -> Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]:
     series = []
     for row in COUNTERS:
-        if row.family not in ZERO_FILLED:
+        family = row.family
+        if family is None or family not in ZERO_FILLED:
             continue
         variable = re.findall(r"<([a-z]+)\*?>", row.name)
         if not variable:
-            series.append((row.family, row.labels))
+            series.append((family, row.labels))
         elif len(variable) == 1 and variable[0] in KNOWN_VALUES:
             for value in KNOWN_VALUES[variable[0]]:
-                series.append((row.family, tuple(sorted(row.labels + ((variable[0], value),)))))
+                series.append((family, tuple(sorted(row.labels + ((variable[0], value),)))))
     return tuple(series)
 
 
