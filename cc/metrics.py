@@ -7,14 +7,15 @@ A tornado HTTP server on the server's own IOLoop serves
 * ``/status``: the server's state and counters and the statswriters' entries, as JSON;
 * ``/fleet`` and ``/fleet.json``: one row per host it hears from (see :mod:`cc.fleet`).
 
-A counter ``count.ok`` becomes ``cc_count_ok_total{host="...",job="..."}``
-(type counter: every cc counter only grows); the time of the latest report,
-its arrival, the stats period, a process's start time, a job's restarts and a
-logtail's lag are gauges.
+Counters are exported as the families :mod:`cc.counters` declares
+(``count.dropped.peer_full`` is ``cc_messages_dropped_total{reason="peer_full"}``),
+each sample labelled with the ``host`` and ``job`` it came from; the known
+series of :data:`cc.counters.ZERO_FILLED` are there at 0 from a job's first
+report.  The time of the latest report, its arrival, the stats period, a
+process's start time, a job's restarts and state and a logtail's lag are gauges.
 """
 
 import json
-import re
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Tuple
 
 import tornado.web
@@ -22,13 +23,15 @@ from skytools.config import ConfigError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from cc import counters
 from cc.fleet import fleet_rows, render_fleet
+from cc.jobs.states import JobState
 from cc.statsstore import StatsEntry, is_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
 
-__all__ = ["MetricsServer", "metric_name", "render_metrics"]
+__all__ = ["MetricsServer", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -39,78 +42,111 @@ REPORT_GAUGES = (
     ("cc_stats_period_seconds", "gauge", "How often a job sends pub.stats"),
     ("cc_start_time_seconds", "gauge", "When a job's process started (from pub.state)"),
     ("cc_job_restarts", "gauge", "Restarts of a daemon by jobmgr (from pub.state)"),
+    ("cc_job_state", "gauge", "1 for the state a daemon of jobmgr is in (from pub.state)"),
     ("cc_logtail_lag_bytes", "gauge", "Bytes a logtail has not had acknowledged (pub.state)"),
 )
 
 Labels = Tuple[Tuple[str, str], ...]
-
-
-def metric_name(counter: str) -> str:
-    """A valid Prometheus counter name for a cc counter."""
-    return "cc_%s_total" % re.sub(r"[^a-zA-Z0-9_]", "_", counter)
+#: family -> (the job's labels as text, further labels) -> value
+Samples = Dict[str, Dict[Tuple[str, Labels], float]]
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def job_labels(host: str, job: str) -> str:
+    """The ``host`` and ``job`` labels as exposition text, made once per job."""
+    return 'host="%s",job="%s"' % (_escape(host), _escape(job))
+
+
+def add_counters(families: Samples, base: str, totals: Dict[str, float]) -> None:
+    """Add one job's counters as catalog families, with the zero-filled series first."""
+    for family, series in counters.ZERO_SERIES:
+        families.setdefault(family, {}).setdefault((base, series), 0)
+    lookup = counters.lookup
+    for name, value in totals.items():
+        found = lookup(name)
+        if found is None:
+            family, series = counters.UNDECLARED, (("counter", name),)
+        elif found[0].family is None:  # a sum of other rows: exported once, as those
+            continue
+        else:
+            family, series = found[0].family, found[1]  # type: ignore[assignment]
+        samples = families.setdefault(family, {})
+        key = (base, series)
+        samples[key] = samples.get(key, 0) + value
+
+
 def render_metrics(
     own: Tuple[str, str, Dict[str, float], float], entries: Iterable[StatsEntry]
 ) -> str:
     """The exposition text: ``own`` is (host, job, totals, started) of this server."""
-    families: Dict[str, Dict[Labels, float]] = {}
-    gauges: Dict[str, Dict[Labels, float]] = {name: {} for name, _, _ in REPORT_GAUGES}
-
-    def add(host: str, job: str, totals: Dict[str, float]) -> None:
-        labels = (("host", host), ("job", job))
-        for counter, value in totals.items():
-            samples = families.setdefault(metric_name(counter), {})
-            samples[labels] = samples.get(labels, 0) + value  # names that map alike are summed
-
+    families: Samples = {}
+    gauges: Samples = {name: {} for name, _, _ in REPORT_GAUGES}
     host, job, totals, started = own
-    add(host, job, totals)
-    gauges["cc_start_time_seconds"][(("host", host), ("job", job))] = started
+    own_base = job_labels(host, job)
+    add_counters(families, own_base, totals)
+    gauges["cc_start_time_seconds"][(own_base, ())] = started
     for entry in entries:
-        labels = (("host", entry.host), ("job", entry.job))
-        if (entry.host, entry.job) != (host, job):  # its own: the live counters above are newer
-            add(entry.host, entry.job, entry.totals)
-        gauges["cc_report_received_seconds"][labels] = entry.received
+        base = job_labels(entry.host, entry.job)
+        if base != own_base:  # its own: the live counters above are newer
+            add_counters(families, base, entry.totals)
+        gauges["cc_report_received_seconds"][(base, ())] = entry.received
         if entry.stats_time:
-            gauges["cc_report_time_seconds"][labels] = entry.stats_time
-            gauges["cc_stats_period_seconds"][labels] = entry.period
-        _state_gauges(gauges, labels, entry.state or {})
+            gauges["cc_report_time_seconds"][(base, ())] = entry.stats_time
+            gauges["cc_stats_period_seconds"][(base, ())] = entry.period
+        _state_gauges(gauges, base, entry.state or {})
 
     lines: List[str] = []
     for name, mtype, text in REPORT_GAUGES:
         _family(lines, name, mtype, text, gauges[name])
+    declared = counters.families()
     for name in sorted(families):
-        _family(lines, name, "counter", "", families[name])
+        text = declared[name][0] if name in declared else UNDECLARED_HELP
+        _family(lines, name, "counter", text, families[name])
     return "\n".join(lines) + "\n"
 
 
-def _state_gauges(gauges: Dict[str, Dict[Labels, float]], labels: Labels, state: Dict) -> None:
-    """The gauges a ``pub.state`` gives: start time, jobmgr's restarts, logtail's lag."""
+UNDECLARED_HELP = "Counters cc's catalog does not declare (a plug-in's, another version's)"
+
+
+def _state_gauges(gauges: Samples, base: str, state: Dict) -> None:
+    """The gauges a ``pub.state`` gives: start time, jobmgr's jobs, logtail's lag."""
     started_at = state.get("started")
     if is_number(started_at):
-        gauges["cc_start_time_seconds"][labels] = started_at
+        gauges["cc_start_time_seconds"][(base, ())] = started_at
     if is_number(state.get("lag_bytes")):
-        gauges["cc_logtail_lag_bytes"][labels] = state["lag_bytes"]
+        gauges["cc_logtail_lag_bytes"][(base, ())] = state["lag_bytes"]
     jobs = state.get("jobs")
     for daemon, info in (jobs.items() if isinstance(jobs, dict) else ()):
-        restarts = info.get("restarts") if isinstance(info, dict) else None
-        if is_number(restarts):
-            gauges["cc_job_restarts"][labels + (("daemon", str(daemon)),)] = restarts
+        if not isinstance(info, dict):
+            continue
+        daemon_label = (("daemon", str(daemon)),)
+        if is_number(info.get("restarts")):
+            gauges["cc_job_restarts"][(base, daemon_label)] = info["restarts"]
+        current = "STOPPED" if state.get("stopped") is True else info.get("state")
+        if current in JOB_STATES:
+            for name in JOB_STATES:
+                key = (base, daemon_label + (("state", name),))
+                gauges["cc_job_state"][key] = int(current == name)
+
+
+#: the states ``cc_job_state`` has a series for
+JOB_STATES = tuple(state.name for state in JobState)
 
 
 def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -> None:
     if not samples:
         return
-    if text:
-        lines.append("# HELP %s %s" % (name, text))
+    lines.append("# HELP %s %s" % (name, text.replace("\\", "\\\\").replace("\n", "\\n")))
     lines.append("# TYPE %s %s" % (name, mtype))
-    for labels, value in sorted(samples.items()):
-        label_text = ",".join('%s="%s"' % (k, _escape(v)) for k, v in labels)
-        lines.append("%s{%s} %s" % (name, label_text, repr(float(value))))
+    texts: Dict[Labels, str] = {}  # the same few labels come with every job
+    for (base, labels), value in sorted(samples.items()):
+        extra = texts.get(labels)
+        if extra is None:
+            extra = texts[labels] = "".join(',%s="%s"' % (k, _escape(v)) for k, v in labels)
+        lines.append("%s{%s%s} %s" % (name, base, extra, repr(float(value))))
 
 
 def _entries(server: "CCServer") -> List[StatsEntry]:
@@ -147,6 +183,8 @@ class _StatusPage(tornado.web.RequestHandler):
             "state": self.cc.state(),
             "totals": stats.totals(),
             "latest": stats.last_period,
+            # the catalog's kinds: drops, refusals, errors, ... since start
+            "by_kind": counters.sum_by_kind(stats.totals()),
             "hosts": {},
         }
         for entry in _entries(self.cc):

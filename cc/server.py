@@ -50,7 +50,7 @@ from cc.message import (
     MessageError,
     set_hostname,
 )
-from cc.msgtypes import wants_reply
+from cc.msgtypes import StateMessage, wants_reply
 from cc.peerwaits import PeerWaits
 from cc.process import START_ERRORS, CCProcess, Periodic, run_process
 from cc.ratelog import RateLimitedLog
@@ -339,9 +339,18 @@ class CCServer(CCProcess):
     async def stop_process(self, running: bool) -> None:
         """Stop the handlers, also those a start that failed later (metrics-http) had made."""
         handlers = self.handlers.all()
+        if running:
+            self._announce_stop()
         if running or handlers:
             self.log.info("stopping: %d handlers", len(handlers))
             await self._stop_handlers(handlers, final=True)
+
+    def _announce_stop(self) -> None:
+        """A last ``pub.state`` with ``stopped: true``, routed before the handlers (proxies too)
+        stop: the fleet page shows a host that stopped cleanly, and its jobs, as stopped."""
+        state = dict(self.state(), stopped=True)
+        msg = StateMessage(job_name=self.job_name, service_type=self.service_name, state=state)
+        self.publish_local(msg.to_message(), final=True)
 
     def reload_process(self) -> None:
         """Re-read the INI; swap routes and changed handlers, or keep running as before.
@@ -596,14 +605,14 @@ class CCServer(CCProcess):
             "invalid:" + ex.code, "Invalid CC message (%s) from %r: %s", ex.code, route[:1], ex.msg
         )
 
-    def publish_local(self, msg: CCMessage) -> None:
+    def publish_local(self, msg: CCMessage, final: bool = False) -> None:
         """Route a message made here as if received, when a route names its type.
 
         The catch-all ``*`` does not count: configs that send all traffic to a
         filter or disposer must not start getting the server's own reports.
-        Nothing is sent once handlers are being stopped.
+        Nothing is sent once handlers are being stopped, but for the ``final`` state.
         """
-        if self._stopping and self._stopping.is_set():
+        if self._stopping and self._stopping.is_set() and not final:
             return
         named = any(
             p != "*" and (msg.type == p or msg.type.startswith(p + "."))

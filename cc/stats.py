@@ -1,7 +1,8 @@
 """Counters: cheap increments on the hot path, a line per period, the infofile sections.
 
 Counter names are the original's (``count``, ``bytes``, ``count.ok``,
-``count.dropped``, ``count.crashed``, ``count.invalid``, ...).  Each period the
+``count.dropped``, ``count.crashed``, ``count.invalid``, ...); each is declared,
+with its kind and its ``/metrics`` family, in :mod:`cc.counters`.  Each period the
 current counters are logged as one line, added to the totals and reset.  For
 ``[avg:N]`` sections a snapshot of the totals is kept every
 :data:`BUCKET_SECONDS`; an average is the difference between two snapshots,

@@ -1,14 +1,14 @@
 """A small fleet for the fleet page and the alerting rules: a central cc and two hosts.
 
 The central cc runs statswriter, taskrouter and metrics-http; ``db-alive`` runs
-a daemon that keeps exiting, a logtail that lags and a task runner; ``db-gone``
-reports and is then stopped by the test.
+a daemon that keeps exiting, one that cannot start (FATAL), a logtail that lags
+and a task runner; ``db-gone`` reports and is then stopped by the test.
 """
 
 import json
 import os
 
-from harness import LOCAL_HTTP, CCTestCase, ccserver_section, wait_for
+from harness import LOCAL_HTTP, TEST_DIR, CCTestCase, ccserver_section, wait_for
 
 CENTRAL = ccserver_section("central", metrics_http="127.0.0.1:0", hostname="cc-central") + """
 [routes]
@@ -24,7 +24,7 @@ dstdir = {tmp}/stats
 handler = taskrouter
 """
 
-#: a host whose jobmgr runs a daemon that keeps exiting, a logtail whose
+#: a host whose jobmgr runs a daemon that keeps exiting, one that goes FATAL, a logtail whose
 #: fragments nobody acknowledges (it lags, the central cc drops them) and a task runner
 ALIVE = ccserver_section("alive", role="local", hostname="db-alive", state_period="0.3") + """
 [routes]
@@ -38,13 +38,19 @@ remote-cc = {central}
 
 [h:jobmgr]
 handler = jobmgr
-daemons = d:crasher, d:logtail, d:taskrunner
+daemons = d:crasher, d:fatal, d:logtail, d:taskrunner
 keepalive-period = 0.5
 
 [d:crasher]
-script = /bin/false
+script = {scripts}/crasher.sh
+start-seconds = 0.1
 restart-delay = 0.1
 restart-delay-max = 0.3
+
+[d:fatal]
+script = /bin/false
+start-retries = 2
+restart-delay = 0.1
 
 [d:logtail]
 module = cc.daemon.logtail
@@ -86,7 +92,10 @@ class FleetCase(CCTestCase):
         self.central = self.start_server("central", CENTRAL)
         port = self.central.wait_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1)
         self.base = "http://127.0.0.1:%s" % port
-        self.alive = self.start_server("alive", ALIVE, central=self.central.endpoint)
+        scripts = os.path.join(TEST_DIR, "scripts")
+        self.alive = self.start_server(
+            "alive", ALIVE, central=self.central.endpoint, scripts=scripts
+        )
         self.gone = self.start_server("gone", GONE, central=self.central.endpoint)
 
     def get(self, path):
@@ -94,6 +103,7 @@ class FleetCase(CCTestCase):
             return response.read().decode("utf8")
 
     def fleet(self):
+        """The fleet's rows by host (each host here runs one cc)."""
         return {row["host"]: row for row in json.loads(self.get("/fleet.json"))["hosts"]}
 
     def wait_fleet(self, check, what):

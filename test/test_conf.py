@@ -25,6 +25,7 @@ DEMO_DIR = os.path.join(CONF_DIR, "demo")
 #: files in conf/ that are not server configs, and the test that checks each
 TESTED_ELSEWHERE = {
     "conf/prometheus/cc-alerts.yml": os.path.join(REPO_DIR, "test", "test_alert_rules.py"),
+    "conf/prometheus/prometheus.yml": os.path.join(REPO_DIR, "test", "test_alert_rules.py"),
 }
 #: the role examples, and the package's /etc/cc/cc.ini
 EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.ini"))) + [

@@ -168,7 +168,8 @@ class TestDebianPackage(unittest.TestCase):
         self.assertIn(CC_INI, conffiles)
         self.assertIn("/etc/logrotate.d/cc", conffiles)
         self.assertEqual(os.path.realpath("/usr/bin/ccserver"), "/usr/bin/cc-server")
-        self.assertTrue(os.path.exists("/usr/share/cc/prometheus/cc-alerts.yml"))
+        for name in ("cc-alerts.yml", "prometheus.yml"):
+            self.assertTrue(os.path.exists("/usr/share/cc/prometheus/" + name), name)
         for page in ("man1/cc-server.1.gz", "man1/cc-send.1.gz", "man5/cc.ini.5.gz"):
             self.assertTrue(os.path.exists("/usr/share/man/" + page), page)
         # the runtime dependencies are Debian's packages, not something pip put there

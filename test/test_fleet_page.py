@@ -7,6 +7,7 @@ import html.parser
 import json
 import os
 import shutil
+import signal
 import subprocess
 import unittest
 from urllib.parse import urlsplit
@@ -32,7 +33,7 @@ CHROMIUM_FLAGS = [
 
 
 class RowParser(html.parser.HTMLParser):
-    """The ``<tr id=host-...>`` rows of the page: (id, class, text), in order."""
+    """The ``<tr id=host-HOST:CC>`` rows of the page: (host, class, text, cc), in order."""
 
     def __init__(self):
         super().__init__()
@@ -41,7 +42,8 @@ class RowParser(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "tr" and (attrs.get("id") or "").startswith("host-"):
-            self.rows.append([attrs["id"][5:], attrs.get("class"), ""])
+            host, _, cc = attrs["id"][5:].partition(":")
+            self.rows.append([host, attrs.get("class"), "", cc])
 
     def handle_data(self, data):
         if self.rows:
@@ -80,15 +82,16 @@ class TestFleetPage(FleetCase):
 
     def test_stale_host_first_restarts_shown_no_foreign_request(self):
         self.start_fleet()
-        self.allowed_log.append(r"d:crasher")  # its exits are logged, as they should be
+        self.allowed_log.append(r"d:crasher|d:fatal")  # their exits are logged, as they should be
         self.wait_fleet(
             lambda f: f.get("db-gone", {}).get("stats_age") is not None
-            and self.restarts(f.get("db-alive", {"jobs": []}), "d:crasher") >= 2,
-            "both hosts sending stats, the crasher restarted",
+            and self.restarts(f.get("db-alive", {"jobs": []}), "d:crasher") >= 2
+            and {"name": "d:fatal", "state": "FATAL", "restarts": 1} in f["db-alive"]["jobs"],
+            "both hosts sending stats, the crasher restarted, d:fatal FATAL",
         )
-        self.gone.stop()
+        self.gone.stop(signal.SIGKILL)  # gone without a word (a clean stop says "stopped")
         self.servers.remove(self.gone)
-        self.wait_fleet(lambda f: f["db-gone"]["stale"], "db-gone stale")
+        self.wait_fleet(lambda f: f["db-gone"]["status"] == "stale", "db-gone stale")
         self.assertFalse(self.fleet()["db-alive"]["stale"])
         self.make_lag()
         self.wait_fleet(lambda f: (f["db-alive"]["logtail_lag"] or 0) >= 1000, "logtail lag")
@@ -104,7 +107,10 @@ class TestFleetPage(FleetCase):
         self.assertEqual(gone[1], "stale")
         self.assertIn("STALE", gone[2])
         alive = parser.rows[hosts.index("db-alive")]
-        self.assertEqual(alive[1], "ok")
+        self.assertEqual(alive[1], "degraded")  # d:fatal is FATAL, d:crasher restarting
+        self.assertEqual(alive[3], "alive")
+        self.assertIn("DEGRADED", alive[2])
+        self.assertIn("d:fatal: FATAL", alive[2])
         shown = int(alive[2].split("d:crasher: ")[1].split(" restarts")[0].split(", ")[-1])
         self.assertGreaterEqual(shown, 2, alive[2])
         self.assertIn("d:taskrunner: RUNNING, 0 restarts", alive[2])
@@ -122,6 +128,29 @@ class TestFleetPage(FleetCase):
         keep = os.environ.get("CC_FLEET_SCREENSHOT")
         if keep:  # how doc/fleet.png is made
             shutil.copy(shot, keep)
+
+
+class TestFleetTruth(FleetCase):
+    """/fleet.json of a real fleet: status from the jobs, a clean stop shows as stopped."""
+
+    def test_degraded_by_its_jobs_and_stopped_when_stopped(self):
+        self.start_fleet()
+        self.allowed_log.append(r"d:crasher|d:fatal")
+        fleet = self.wait_fleet(
+            lambda f: f.get("db-gone", {}).get("state_age") is not None
+            and any(j["state"] == "FATAL" for j in f.get("db-alive", {"jobs": []})["jobs"])
+            and f,
+            "db-gone reporting, d:fatal FATAL on db-alive",
+        )
+        self.assertEqual(fleet["db-alive"]["status"], "degraded")
+        self.assertEqual(fleet["db-alive"]["cc"], "alive")
+        self.assertEqual(fleet["db-gone"]["status"], "ok")
+        self.alive.stop()  # cleanly: its jobs are stopped with it
+        self.servers.remove(self.alive)
+        row = self.wait_fleet(lambda f: f["db-alive"]["status"] == "stopped" and f["db-alive"],
+                              "db-alive stopped")
+        self.assertEqual({j["state"] for j in row["jobs"]}, {"STOPPED"})
+        self.assertEqual(self.fleet()["db-gone"]["status"], "ok")
 
 
 class TestFleetRows(unittest.TestCase):
@@ -149,19 +178,21 @@ class TestFleetRows(unittest.TestCase):
         ]
         registrations = {"runner-only": {"age": 10.0, "period": 300.0, "version": "0.9"}}
         rows = fleet_rows(entries, registrations, now=now)
-        self.assertEqual([r["host"] for r in rows], ["fast", "runner-only", "slow"])
-        fast, runner, slow = rows
+        # stale first, then degraded (slow's d:x backs off), then ok
+        self.assertEqual([r["host"] for r in rows], ["fast", "slow", "runner-only"])
+        fast, slow, runner = rows
         self.assertTrue(fast["stale"])
         self.assertFalse(runner["stale"])
         self.assertEqual(runner["version"], "0.9")
         self.assertFalse(slow["stale"])
+        self.assertEqual(slow["status"], "degraded")  # d:x is backing off
         self.assertEqual((slow["role"], slow["version"]), ("local", "1.0"))
         self.assertEqual(slow["jobs"], [{"name": "d:x", "state": "BACKOFF", "restarts": 4}])
         self.assertEqual((slow["logtail_lag"], slow["drops"], slow["invalid"]), (7, 3, 4))
         self.assertEqual(slow["last_report_age"], 1.0)
         page = render_fleet(rows, "central <x>", now=now)
         self.assertIn("central &lt;x&gt;", page)
-        self.assertIn('<tr class="stale" id="host-fast">', page)
+        self.assertIn('<tr class="stale" id="host-fast:fast">', page)
         self.assertIn('<span class="restarts">4 restarts</span>', page)
 
     def test_a_writer_that_cannot_write_is_shown(self):
@@ -178,3 +209,35 @@ class TestFleetRows(unittest.TestCase):
         self.assertEqual(db1["write_errors"], ["its writer refuses: No space left <on> device"])
         page = render_fleet([central, db1], "central", now=now)
         self.assertIn("h:tail cannot write: No space left &lt;on&gt; device", page)
+        self.assertEqual([central["status"], db1["status"]], ["degraded", "degraded"])
+
+    def test_two_ccs_on_one_machine_are_two_rows(self):
+        now = 1000.0
+        running = {"role": "local", "jobs": {"d:lt": {"state": "RUNNING", "restarts": 0}}}
+        entries = [
+            self.entry("db1", "cc1", now - 1, state=running),
+            self.entry("db1", "cc1.d:lt", now - 1, counters={"count.dropped.queue_full": 2}),
+            self.entry("db1", "cc2", now - 1, state={"role": "local"}),
+            self.entry("db1", "cc2.d:lt", now - 1, counters={"dropped_tasks": 5}),
+        ]
+        rows = fleet_rows(entries, {"db1": {"age": 1.0}}, now=now)
+        self.assertEqual([(r["host"], r["cc"], r["status"]) for r in rows],
+                         [("db1", "cc1", "ok"), ("db1", "cc2", "ok")])
+        self.assertEqual([r["reporting_jobs"] for r in rows],
+                         [["cc1", "cc1.d:lt"], ["cc2", "cc2.d:lt"]])
+        # queue_full is a drop; the taskrouter forgetting finished tasks is not
+        self.assertEqual([r["drops"] for r in rows], [2, 0])
+        self.assertEqual([r["registration_age"] for r in rows], [1.0, None])
+        page = render_fleet(rows, "central", now=now)
+        self.assertIn('id="host-db1:cc1"', page)
+        self.assertIn('id="host-db1:cc2"', page)
+
+    def test_a_host_that_stopped_cleanly_shows_its_jobs_stopped(self):
+        now = 1000.0
+        jobs = {"d:lt": {"state": "RUNNING", "restarts": 0}}
+        entries = [self.entry("db1", "cc1", now - 900, state={"role": "local", "jobs": jobs,
+                                                              "stopped": True})]
+        (row,) = fleet_rows(entries, {}, now=now)
+        self.assertEqual(row["status"], "stopped")
+        self.assertEqual(row["jobs"], [{"name": "d:lt", "state": "STOPPED", "restarts": 0}])
+        self.assertIn('<tr class="stopped" id="host-db1:cc1">', render_fleet([row], "c"))

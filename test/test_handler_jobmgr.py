@@ -135,7 +135,7 @@ class TestJobMgr(CCTestCase):
 
     def test_crashing_job_backs_off(self):
         ini = ccserver_section("local", role="local") + JOBS.replace(
-            "script = {scripts}/stubborn.sh", "script = /bin/false"
+            "script = {scripts}/stubborn.sh", "script = /bin/false\nstart-retries = 0"
         )
         server = self.start_server("local", ini, daemons="d:stubborn")
         wait_for(lambda: len(self.job_pids(server, "d:stubborn")) >= 4, what="restarts")
@@ -144,6 +144,30 @@ class TestJobMgr(CCTestCase):
         self.assertLess(delays[0], 0.25)
         self.assertGreaterEqual(delays[2], 0.6)  # 0.8 - 20 %, logged as %.1f
         self.assertLessEqual(delays[2], 1.0)
+
+    def test_a_job_that_cannot_start_goes_fatal_until_reload(self):
+        """As supervisor: start-retries exits before start-seconds, then no restarts."""
+        ini = ccserver_section("local", role="local") + JOBS.replace(
+            "script = {scripts}/stubborn.sh", "script = /bin/false\nstart-retries = 2"
+        )
+        self.allowed_log.append(r"d:stubborn FATAL")
+        server = self.start_server("local", ini, daemons="d:stubborn")
+        wait_for(lambda: self.job_status(server, "d:stubborn").get("state") == "FATAL",
+                 what="FATAL in the infofile")
+        self.assertEqual(self.job_status(server, "d:stubborn")["starts"], "2")
+        self.assertIn("2 times in a row; not restarted until reload", server.log_text())
+        fatal_count = server.wait_stat("jobs.d:stubborn.fatal")
+        # longer than its next restart delay would be (0.8 s): the infofile is rewritten
+        # (every 0.2 s) five times over, and it is still FATAL with two starts
+        for _ in range(5):
+            seen = os.stat(server.infofile).st_mtime_ns
+            wait_for(lambda: os.stat(server.infofile).st_mtime_ns > seen, what="a rewrite")
+        self.assertEqual(self.job_status(server, "d:stubborn")["state"], "FATAL")
+        self.assertEqual(len(self.job_pids(server, "d:stubborn")), 2)
+        server.send_signal(signal.SIGHUP)  # FATAL -> STARTING, two more tries
+        server.wait_stat("jobs.d:stubborn.fatal", fatal_count + 1)
+        self.assertEqual(len(self.job_pids(server, "d:stubborn")), 4)
+        self.assertEqual(self.job_status(server, "d:stubborn")["state"], "FATAL")
 
     def test_reload_touches_only_the_jobs_that_changed(self):
         """SIGHUP as supervisorctl update: start added, stop removed, restart changed."""

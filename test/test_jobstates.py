@@ -3,7 +3,7 @@
 import unittest
 
 from cc.backoff import Backoff
-from cc.jobs.states import JobState, StateError, check_transition, keepalive_overdue
+from cc.jobs.states import JobState, StateError, check_transition, gives_up, keepalive_overdue
 
 
 class TestTransitions(unittest.TestCase):
@@ -20,6 +20,19 @@ class TestTransitions(unittest.TestCase):
         ]
         for old, new in zip(path, path[1:]):
             check_transition(old, new)
+
+    def test_fatal_waits_for_reload_or_stop(self):
+        check_transition(JobState.STARTING, JobState.FATAL)
+        check_transition(JobState.FATAL, JobState.STARTING)
+        check_transition(JobState.FATAL, JobState.STOPPED)
+        for old in (JobState.RUNNING, JobState.BACKOFF, JobState.STOPPING):
+            with self.assertRaises(StateError):
+                check_transition(old, JobState.FATAL)  # only a start that failed gives up
+
+    def test_gives_up_after_start_retries_failed_starts(self):
+        self.assertFalse(gives_up(2, 3))
+        self.assertTrue(gives_up(3, 3))
+        self.assertFalse(gives_up(1000, 0))  # 0: never
 
     def test_illegal_moves_raise(self):
         for old, new in [

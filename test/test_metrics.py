@@ -1,13 +1,14 @@
 """metrics-http: /metrics parses as Prometheus text, moves with traffic; /status is JSON."""
 
 import json
+import subprocess
 
 from daemonproc import DaemonTestCase
 from harness import LOCAL_HTTP, ccserver_section, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from cc.message import HOSTNAME, CCMessage
-from cc.metrics import metric_name
+from cc import counters
 
 CENTRAL = ccserver_section("central", metrics_http="127.0.0.1:0") + """
 [routes]
@@ -38,6 +39,18 @@ echo-timeout = 1
 """
 
 
+PROXY = ccserver_section("proxy", role="proxy", metrics_http="127.0.0.1:0") + """
+[routes]
+pub = h:proxy
+
+[h:proxy]
+handler = proxy
+remote-cc = {central}
+"""
+
+LOCAL_METRICS = LOCAL.replace("role = local", "role = local\nmetrics-http = 127.0.0.1:0")
+
+
 class TestMetrics(DaemonTestCase):
     def fetch(self, server, page):
         url = "http://%s/%s" % (server.wait_log(r"metrics on http://(\S+)/metrics").group(1), page)
@@ -50,11 +63,27 @@ class TestMetrics(DaemonTestCase):
         result = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                result[(sample.name, sample.labels["host"], sample.labels["job"])] = sample.value
+                labels = dict(sample.labels)
+                host, job = labels.pop("host"), labels.pop("job")
+                result[(sample.name, host, job) + tuple(sorted(labels.items()))] = sample.value
         return result
 
     def value(self, server, counter, job):
-        return self.samples(server).get((metric_name(counter), HOSTNAME, job), 0)
+        """The exported value of dotted ``counter`` of ``job``, as the catalog maps it."""
+        found = counters.lookup(counter)
+        family, labels = (
+            (counters.UNDECLARED, (("counter", counter),)) if found is None  # a plug-in's
+            else (found[0].family, found[1])
+        )
+        return self.samples(server).get((family, HOSTNAME, job) + labels, 0)
+
+    def promtool_check(self, server):
+        """``promtool check metrics`` on the server's /metrics: its complaints, if any."""
+        text = self.fetch(server, "metrics")[1]
+        done = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        return done.returncode, done.stdout + done.stderr
 
     def test_metrics_parse_and_move_with_traffic(self):
         central = self.start_server("central", CENTRAL)
@@ -75,7 +104,41 @@ class TestMetrics(DaemonTestCase):
         samples = self.samples(central)
         self.assertGreater(samples[("cc_start_time_seconds", HOSTNAME, "local")], 0)
         self.assertGreater(samples[("cc_report_time_seconds", HOSTNAME, "local.d:stats")], 0)
+        # cc's own counters are all in the catalog: only the test plug-in's are undeclared
+        undeclared = {key for key in samples if key[0] == counters.UNDECLARED}
+        self.assertEqual({dict([key[3]])["counter"] for key in undeclared}, {"echo.asked"})
         self.assertEqual(proc.stop(), 0)
+
+    def test_promtool_finds_nothing_to_lint_on_any_role(self):
+        central = self.start_server("central", CENTRAL)
+        proxy = self.start_server("proxy", PROXY, central=central.endpoint)
+        local = self.start_server("local", LOCAL_METRICS, central=proxy.endpoint)
+        self.allowed_log.append(r"dropping msg, no route")
+        for server in (central, proxy, local):
+            sock = self.dealer(server.endpoint)
+            sock.send_multipart(CCMessage.build("nowhere", {}).frames)
+            sock.send_multipart([b"", b"not a type!", b"{}"])
+            server.wait_stat("count.invalid")
+        wait_for(lambda: self.value(central, "count", "local"), what="local's report")
+        for server in (central, proxy, local):
+            self.assertEqual(self.promtool_check(server), (0, ""), server.name)
+
+    def test_drops_and_invalid_messages_start_at_zero(self):
+        """Every known reason and code is there at 0 before the first: increase() sees it."""
+        central = self.start_server("central", CENTRAL)
+        samples = self.samples(central)
+        for reason in counters.KNOWN_VALUES["reason"] + ("no_route",):
+            key = ("cc_messages_dropped_total", HOSTNAME, "central", ("reason", reason))
+            self.assertEqual(samples[key], 0, reason)
+        for code in counters.KNOWN_VALUES["code"]:
+            key = ("cc_messages_invalid_total", HOSTNAME, "central", ("code", code))
+            self.assertEqual(samples[key], 0, code)
+        self.allowed_log.append(r"dropping msg, no route")
+        self.dealer(central.endpoint).send_multipart(CCMessage.build("nowhere", {}).frames)
+        wait_for(lambda: self.value(central, "count.dropped", "central") == 1, what="a drop")
+        status = json.loads(self.fetch(central, "status")[1])
+        self.assertEqual(status["by_kind"]["drop"], 1)
+        self.assertEqual(self.value(central, "count.dropped.queue_full", "central"), 0)
 
     def test_odd_states_leave_the_fleet_page_working(self):
         """A pub.state whose jobs or lag are not what cc sends: shown without them, not a 500."""
@@ -107,6 +170,7 @@ class TestMetrics(DaemonTestCase):
         self.assertEqual(status["state"]["routes"]["x"], ["h:dispose"])
         self.assertEqual(status["hosts"][HOSTNAME]["local"]["state"]["state"]["role"], "local")
         self.assertIn("count", status["totals"])
+        self.assertEqual(set(status["by_kind"]), {kind.value for kind in counters.Kind})
         local.stop()
 
     def test_bad_address_is_a_config_error(self):

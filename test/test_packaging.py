@@ -66,9 +66,10 @@ class TestDebianFiles(unittest.TestCase):
 
     def test_units_run_the_installed_config_as_cc(self):
         self.assertIn("debian/cc.ini etc/cc/", read("debian", "cc.install"))
-        self.assertIn(
-            "conf/prometheus/cc-alerts.yml usr/share/cc/prometheus/", read("debian", "cc.install")
-        )
+        for name in ("cc-alerts.yml", "prometheus.yml"):
+            self.assertIn(
+                "conf/prometheus/%s usr/share/cc/prometheus/" % name, read("debian", "cc.install")
+            )
         for unit, ini in (("cc.service", "/etc/cc/cc.ini"), ("cc@.service", "/etc/cc/%i.ini")):
             text = read("debian", unit)
             self.assertIn("\nExecStart=/usr/bin/cc-server %s\n" % ini, text)

@@ -34,7 +34,10 @@ class JobMgr(CCHandler):
     run of ``watchdog-reset`` seconds); a job whose ``job.keepalive`` messages
     stop for ``keepalive-timeout`` seconds is killed and restarted.  On
     shutdown every job gets TERM, then KILL after ``stop-timeout``, and the
-    server waits for them.  Route ``job`` here so that keepalives arrive.
+    server waits for them.  A job that exits within ``start-seconds`` of its
+    start ``start-retries`` times in a row goes FATAL: it is not restarted
+    until the server reloads or restarts.  Route ``job`` here so that
+    keepalives arrive.
 
     On reload (SIGHUP) the jobs are compared one by one, as ``supervisorctl
     update`` does: a job added to ``daemons`` is started, one taken out is
@@ -59,6 +62,7 @@ class JobMgr(CCHandler):
         #restart-delay-max = 300    (the original's watchdog-formula-cap works too)
         #watchdog-reset = 3600
         #start-seconds = 1
+        #start-retries = 3          (exits within start-seconds in a row before FATAL; 0: never)
         #keepalive-period = 10
         #keepalive-timeout = 30     (default 3 x keepalive-period)
         #kill-grace = 5
@@ -147,6 +151,7 @@ class JobMgr(CCHandler):
             stop_timeout=opt("stop-timeout", 10),
             keepalive_timeout=opt("keepalive-timeout", 3 * keepalive_period),
             kill_grace=opt("kill-grace", 5),
+            start_retries=int(opt("start-retries", 3)),
         )
         cap = opt("restart-delay-max", 0, "watchdog-formula-cap") or 300
         backoff = Backoff(

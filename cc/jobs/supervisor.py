@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from cc.backoff import Backoff
 from cc.files.atomic import write_atomic
 from cc.jobs.pipes import read_lines
-from cc.jobs.states import JobState, check_transition, keepalive_overdue
+from cc.jobs.states import JobState, check_transition, gives_up, keepalive_overdue
 from cc.stats import Stats
 
 __all__ = ["Job", "JobSettings"]
@@ -33,8 +33,10 @@ class JobSettings:
         stop_timeout: float = 10.0,
         keepalive_timeout: float = 30.0,
         kill_grace: float = 5.0,
+        start_retries: int = 3,
     ) -> None:
         self.start_seconds = start_seconds
+        self.start_retries = start_retries
         self.stop_timeout = stop_timeout
         self.keepalive_timeout = keepalive_timeout
         self.kill_grace = kill_grace
@@ -66,12 +68,16 @@ class Job:
         self.proc: Optional[asyncio.subprocess.Process] = None
         self.pid = 0
         self.starts = 0
+        #: runs in a row that ended before RUNNING
+        self.failed_starts = 0
         self.last_exit: Optional[int] = None
         self.last_keepalive: Optional[float] = None
         self.started_at = 0.0
         self._kill_handle: Optional[asyncio.TimerHandle] = None
         self._running_handle: Optional[asyncio.TimerHandle] = None
         self._shutdown = asyncio.Event()
+        #: set by stop() and reload(): a FATAL job waits for it
+        self._wake = asyncio.Event()
         self._task: Optional["asyncio.Task[None]"] = None
         self._warned_no_keepalive = False
 
@@ -109,6 +115,7 @@ class Job:
     def stop(self) -> "asyncio.Future[Any]":
         """TERM the group, KILL after ``stop-timeout``; the future is done when it is gone."""
         self._shutdown.set()
+        self._wake.set()
         if self.state in (JobState.STARTING, JobState.RUNNING):
             self.log.info("Job %s: stopping (pid %d)", self.name, self.pid)
             self._terminate(self.settings.stop_timeout)
@@ -117,8 +124,11 @@ class Job:
 
     def reload(self) -> None:
         """HUP a running daemon (itself, not its group: a task it runs must not get it), so it
-        reads its keys, CAs and CRLs again.  One still starting reads them as it starts."""
-        if self.state == JobState.RUNNING and self.proc is not None:
+        reads its keys, CAs and CRLs again.  One still starting reads them as it starts; a
+        FATAL one is started again."""
+        if self.state == JobState.FATAL:
+            self._wake.set()
+        elif self.state == JobState.RUNNING and self.proc is not None:
             try:
                 os.kill(self.pid, signal.SIGHUP)
             except ProcessLookupError:
@@ -176,6 +186,11 @@ class Job:
                 self.change_state(JobState.STOPPED)  # STOPPING -> STOPPED
                 self.log.info("Job %s stopped (status %s)", self.name, status)
                 return
+            self.failed_starts = self.failed_starts + 1 if self.state == JobState.STARTING else 0
+            if gives_up(self.failed_starts, self.settings.start_retries):
+                if await self._fatal(status):
+                    continue  # FATAL -> STARTING
+                return
             delay = self.backoff.next_delay(ran_for)
             self.change_state(JobState.BACKOFF)  # STARTING/RUNNING/STOPPING -> BACKOFF
             self.stats.inc("jobs.%s.exits" % self.name)
@@ -193,6 +208,28 @@ class Job:
                 continue  # BACKOFF -> STARTING
             self.change_state(JobState.STOPPED)  # BACKOFF -> STOPPED
             return
+
+    async def _fatal(self, status: Optional[int]) -> bool:
+        """Give up until reload (True: start again) or stop (False: stopped)."""
+        self.change_state(JobState.FATAL)  # STARTING -> FATAL
+        self.stats.inc("jobs.%s.fatal" % self.name)
+        self.log.error(
+            "Job %s FATAL: exited (status %s) within %g s of its start %d times in a row;"
+            " not restarted until reload or restart",
+            self.name,
+            status,
+            self.settings.start_seconds,
+            self.failed_starts,
+        )
+        self._wake.clear()
+        await self._wake.wait()
+        if self._shutdown.is_set():
+            self.change_state(JobState.STOPPED)  # FATAL -> STOPPED
+            return False
+        self.log.info("Job %s: reload, starting it again", self.name)
+        self.failed_starts = 0
+        self.backoff.reset()
+        return True
 
     async def _run_once(self, loop: asyncio.AbstractEventLoop) -> Optional[int]:
         """Spawn the child and wait for it (and its group) to be gone; its exit status."""
