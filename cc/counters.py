@@ -119,6 +119,9 @@ FAMILY_HELP: Dict[str, str] = {
     "cc_taskrouter_expired_total": "Routes and finished tasks a taskrouter forgot (routine)",
     "cc_logtail_fragments_total": "Log fragments a logtail handled, by result",
     "cc_logtail_files_total": "Files a logtail started tailing or found truncated",
+    "cc_logtail_truncated_lost_bytes_total": (
+        "Bytes written to a log and truncated away before a logtail read them (copytruncate)"
+    ),
     "cc_infosender_files_total": "Infofiles an infosender handled, by result",
     "cc_infosender_bytes_total": "Bytes of infofiles an infosender read and sent",
     "cc_infoscript_runs_total": "Runs of an infoscript's command, by result",
@@ -250,6 +253,8 @@ COUNTERS: List[Counter] = [
     C("tailed_files", OUTCOME, "cc_logtail_files_total", "Files tailed", result="tailed"),
     C("logtail.truncated", OUTCOME, "cc_logtail_files_total", "Files found truncated",
       result="truncated"),
+    C("logtail.truncated_lost_bytes", ERROR, "cc_logtail_truncated_lost_bytes_total",
+      "Bytes lost to a truncation in place"),
     C("tailed_bytes", OUTCOME, "cc_logtail_bytes_total", "Bytes a logtail sent"),
     C("logtail.acked", OUTCOME, "cc_logtail_fragments_total", "Acknowledged", result="acked"),
     C("logtail.resent", ERROR, "cc_logtail_fragments_total", "Sent again", result="resent"),
