@@ -19,7 +19,7 @@ import zmq.auth
 from skytools.config import ConfigError
 from zmq.auth.thread import ThreadAuthenticator
 
-__all__ = ["CurveServer", "configure_client", "TEMPLATE_SERVER", "TEMPLATE_CLIENT"]
+__all__ = ["CurveServer", "configure_client", "load_server_key", "TEMPLATE_SERVER", "TEMPLATE_CLIENT"]
 
 log = logging.getLogger("cc.crypto.curve")
 
@@ -47,11 +47,16 @@ def _load(path: str, secret: bool, option: str) -> "tuple[bytes, Optional[bytes]
     return public, secret_key
 
 
+def load_server_key(cf: skytools.Config) -> "tuple[bytes, Optional[bytes]]":
+    """The server's key pair from ``curve-server-key`` (ConfigError when it does not load)."""
+    return _load(cf.getfile("curve-server-key"), True, "curve-server-key")
+
+
 class CurveServer:
     """CURVE and the ZAP allow-list for one server socket."""
 
     def __init__(self, zctx: zmq.Context, cf: skytools.Config) -> None:
-        self.public, self.secret = _load(cf.getfile("curve-server-key"), True, "curve-server-key")
+        self.public, self.secret = load_server_key(cf)
         self.clients_dir = ""
         self.auth = ThreadAuthenticator(zctx, log=log)
         self.auth.start()

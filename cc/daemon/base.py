@@ -11,7 +11,7 @@ import concurrent.futures
 import logging
 import sys
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import skytools
 import zmq
@@ -19,12 +19,13 @@ from skytools.config import ConfigError
 
 from cc.daemon.logforward import LogForwarder
 from cc.hostname import configured_hostname
-from cc.jobs.env import from_environ, job_defaults
+from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import BodyGate, CCMessage, set_hostname
-from cc.process import CCProcess
+from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
+from cc.options import Option
+from cc.process import SCRIPT_OPTIONS, CCProcess
 from cc.reqstream import CCReqStream
-from cc.security import crypto_context, replay_cache
+from cc.security import CMS_DECLARED, crypto_context, replay_cache
 
 __all__ = ["CCDaemon", "FLUSH_TIMEOUT"]
 
@@ -76,6 +77,30 @@ class CCDaemon(CCProcess):
     """
 
     sighup_reloads = True
+
+    #: what every daemon section takes (a daemon declares its own in ``OPTIONS``)
+    COMMON_OPTIONS = (
+        Option("cc-socket", "url", None, "the cc to connect to (default: [ccserver]'s)"),
+        Option("stats-period", "seconds", 30, "seconds between stats lines and pub.stats"),
+        Option("publish-stats", "bool", True, "send pub.stats and pub.state"),
+        Option("state-period", "seconds", 300, "seconds between pub.state reports"),
+        Option("zmq_hwm", "int", 100, "messages queued to the cc, at the most"),
+        Option("zmq_linger", "int", 500, "ms queued messages may take to leave at the stop"),
+    )  # fmt: skip
+    #: a daemon's own options
+    OPTIONS: Tuple[Option, ...] = ()
+
+    @classmethod
+    def declared(cls) -> Tuple[Option, ...]:
+        """Every option a section of this daemon may have, its jobmgr options included."""
+        return (
+            SCRIPT_OPTIONS
+            + cls.COMMON_OPTIONS
+            + CMS_DECLARED
+            + BodyLimits.OPTIONS
+            + JOB_OPTIONS
+            + cls.OPTIONS
+        )
 
     def __init__(self, service_name: str, args: Sequence[str]) -> None:
         self.zctx: zmq.Context = None  # type: ignore[assignment]

@@ -6,6 +6,7 @@ import zmq
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
 from cc.stream import CCStream
@@ -28,6 +29,10 @@ class Echo(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("ping-remotes", "list", None, "ccs pinged every ping-period"),
+        Option("ping-period", "seconds", 1.0, "seconds between pings"),
+    )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

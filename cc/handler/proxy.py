@@ -6,9 +6,11 @@ import zmq
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
-from cc.security import curve_client
+from cc import sockopts
+from cc.security import CURVE_CLIENT_DECLARED, curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream
 
@@ -44,6 +46,14 @@ class ProxyHandler(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("remote-cc", "url", REQUIRED, "the cc messages are forwarded to",
+               example="tcp://10.0.0.1:22632"),
+        Option("ping", "bool", False, "ping the remote every ping-period"),
+        Option("ping-period", "seconds", 1.0, "seconds between pings"),
+        Option("queue-bytes", "bytes", "32M", "bytes kept while the remote is slow, at the"
+               " most; more are dropped and counted"),
+    ) + sockopts.OPTIONS + CURVE_CLIENT_DECLARED  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
