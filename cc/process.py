@@ -323,9 +323,10 @@ def make_parent_dir(option: str, path: str) -> None:
     try:
         os.makedirs(directory, 0o750, exist_ok=True)
     except OSError as ex:
-        raise ConfigError(
-            "%s = %s: cannot create its directory: %s" % (option, path, ex.strerror)
-        ) from None
+        reason = ex.strerror
+        if isinstance(ex, FileExistsError):  # a file where a directory of the path should be
+            reason = "%s is a file" % ex.filename
+        raise ConfigError("%s = %s: cannot create its directory: %s" % (option, path, reason))
 
 
 def read_pid(pidfile: str) -> int:

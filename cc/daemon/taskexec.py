@@ -83,6 +83,8 @@ class TaskExec(CCDaemon):
         #sudo = postgres
     """
 
+    #: what a task module's own section (named like the module) may have
+    TASK_OPTIONS = (Option("sudo", "str", None, "run the task as this user (sudo -n -u)"),)
     OPTIONS = (
         Option("local-id", "str", None, "the host name tasks are addressed to (default:"
                " hostname)"),

@@ -6,6 +6,7 @@ import zmq
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.msgtypes import wants_reply
 from cc.options import Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
@@ -63,6 +64,10 @@ class Echo(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         if msg.type != "echo.request":
             self._ratelog.warning("unknown:" + msg.type, "unknown msg: %s", msg.type)
+            if wants_reply(msg.type, msg.route):
+                self.reply_error(
+                    msg, "echo takes echo.request, not %s" % msg.type, "unsupported"
+                )
             return
         body = msg.get_body()
         self.reply(
