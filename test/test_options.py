@@ -272,6 +272,10 @@ class TestJobMistakes(CCTestCase):
     JOBS = """
 [routes]
 job = h:jobmgr
+log = h:locallog
+
+[h:locallog]
+handler = locallogger
 
 [h:jobmgr]
 handler = jobmgr
@@ -315,6 +319,11 @@ script = {script}
         wait_for(lambda: server.job_status("d:info").get("state") == "RUNNING",
                  what="infosender running")  # fmt: skip
         pid = server.job_status("d:info")["pid"]
+        # its log records reach the host's log once: as log.* through locallogger, not
+        # also as console output relayed by jobmgr
+        server.wait_log(r"d:info started, connected to")
+        started = [line for line in server.log_text().splitlines() if "d:info started, connected" in line]
+        self.assertEqual(len(started), 1, started)
         server.write_ini(open(server.ini).read().replace("module = infosender",
                                                          "module = infosendr"))  # fmt: skip
         server.send_signal(signal.SIGHUP)
@@ -322,6 +331,23 @@ script = {script}
                         r" infosendr: no such module \(did you mean infosender\?\)")  # fmt: skip
         server.wait_log(r"reload refused: daemons not sent SIGHUP")
         self.assertEqual(server.job_status("d:info")["pid"], pid)
+
+    def test_output_lines_are_relayed_at_their_level_and_labelled(self):
+        script = os.path.join(self.tmp, "talker.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\n"
+                    "echo '2026-12-04 20:30:59,521 123 ERROR x: boom-out'\n"
+                    "echo 'plain-err' >&2\n"
+                    "echo '20:30:59,521 DEBUG x: chatter' >&2\n"
+                    "echo 'plain-out'\n"
+                    "exec sleep 100\n")  # fmt: skip
+        os.chmod(script, 0o755)
+        args = self.jobs_ini("d:script", script=script)
+        server = self.write_server("jobs", args.pop("ini"), **args).start("-v")
+        server.wait_log(r"\d ERROR \S+: Job d:script stdout: 2026\S+ \S+ 123 ERROR x: boom-out")
+        server.wait_log(r"\d WARNING \S+: Job d:script stderr: plain-err")
+        server.wait_log(r"DEBUG \S+: Job d:script stderr: 20:30:59,521 DEBUG x: chatter")
+        server.wait_log(r"\d INFO \S+: Job d:script stdout: plain-out")
 
     def test_unknown_option_in_a_job_section_is_named(self):
         args = self.jobs_ini("d:info", module="infosender")

@@ -17,7 +17,7 @@ import skytools
 import zmq
 from skytools.config import ConfigError
 
-from cc.daemon.logforward import LogForwarder
+from cc.daemon.logforward import LogForwarder, not_forwarded
 from cc.hostname import configured_hostname
 from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
@@ -216,7 +216,11 @@ class CCDaemon(CCProcess):
             gate=BodyGate.from_config(self.cf, crypto),
         )
         self._log_forwarder = LogForwarder(self)
-        logging.getLogger().addHandler(self._log_forwarder)
+        root = logging.getLogger()
+        root.handlers.insert(0, self._log_forwarder)  # first: it marks what it sends
+        if self.jobenv is not None:  # jobmgr relays the console: what went as log.* stays out
+            for handler in root.handlers[1:]:
+                handler.addFilter(not_forwarded)
         if self.jobenv is not None:
             self.joblink = JobLink(self.jobenv, self.job_name, self.cc, self.log, self.request_stop)
             self.joblink.start()
