@@ -297,7 +297,9 @@ class CCProcess(skytools.BaseScript):
     def report_stats(self, period: Dict[str, float]) -> None:
         """One line ``{key: value, ...}`` in the log (unless empty) and ``pub.stats``."""
         if period:
-            self.log.info("{%s}", ", ".join("%s: %s" % kv for kv in sorted(period.items())))
+            self.log.info(
+                "{%s}", ", ".join("%s: %s" % (k, _short(v)) for k, v in sorted(period.items()))
+            )
         msg = StatsMessage(
             job_name=self.job_name,
             service_type=self.service_name,
@@ -312,6 +314,11 @@ class CCProcess(skytools.BaseScript):
         state = self.state()
         msg = StateMessage(job_name=self.job_name, service_type=self.service_name, state=state)
         self.publish_report(msg.to_message())
+
+
+def _short(value: float) -> str:
+    """A counter for the stats line: 6 significant digits, not a float's 17."""
+    return "%.6g" % value if isinstance(value, float) else str(value)
 
 
 def make_parent_dir(option: str, path: str) -> None:

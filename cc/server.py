@@ -344,7 +344,9 @@ class CCServer(CCProcess):
             from cc.metrics import MetricsServer  # tornado.web: only where asked for
 
             self.metrics = MetricsServer(self, settings.metrics_http)
-            self.log.info("metrics on http://%s/metrics", self.metrics.address)
+            address = self.metrics.address
+            self.log.info("metrics on http://%s/metrics, fleet page on http://%s/fleet",
+                          address, address)  # fmt: skip
         self.log.info(
             "listening on %s (role %s, %d routes%s%s)",
             self.endpoint,

@@ -357,5 +357,48 @@ script = {script}
                         r" mean scan-period\?\)")  # fmt: skip
 
 
+class TestClientMistakes(CCTestCase):
+    """cc-send and cc-task: a mistake is one line and an exit status, never a traceback."""
+
+    def command(self, name: str, *args: str):
+        return self.run_command([sys.executable, "-m", name, *args])
+
+    def test_endpoint_without_scheme(self):
+        result = self.command("cc.client", "127.0.0.1:22632", "echo.request")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("cc-send: error: 127.0.0.1:22632: expected a URL such as"
+                      " tcp://127.0.0.1:22632", result.stderr)  # fmt: skip
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_missing_blob_file(self):
+        result = self.command("cc.client", "tcp://127.0.0.1:1", "log.info", "--blob", "nofile")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--blob nofile: No such file or directory", result.stderr)
+
+    def test_type_the_server_routes_but_no_handler_takes_is_answered(self):
+        server = self.start_server("echo", ccserver_section("echo", role="local") + ECHO)
+        result = self.command("cc.client", "-t", "5", server.endpoint, "echo")
+        self.assertEqual(result.returncode, 3, result.stderr)  # an error reply, at once
+        self.assertIn('"code": "unsupported"', result.stdout)
+        self.assertIn("echo takes echo.request, not echo", result.stdout)
+
+    def test_cc_task_without_action_names_them_all(self):
+        result = self.command("cc.taskclient", "client.ini")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.strip(), "cc-task: need --send, --hosts, --list or --show")
+
+    def test_cc_task_config_mistakes(self):
+        path = os.path.join(self.tmp, "client.ini")
+        with open(path, "w") as f:
+            f.write("[taskclient]\ncc = 127.0.0.1:22632\n")
+        result = self.command("cc.taskclient", path, "--hosts")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr.strip(),
+            "cc-task: %s [taskclient]: cc = 127.0.0.1:22632: expected a URL such as"
+            " tcp://127.0.0.1:22632 (tcp, ipc or inproc)" % path,
+        )
+
+
 if __name__ == "__main__":
     unittest.main()
