@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from cc.crypto import CryptoContext, ReplayCache
     from cc.crypto.curve import CurveServer
 
-__all__ = ["CMS_DECLARED", "CURVE_SERVER_DECLARED", "CURVE_CLIENT_DECLARED", "CMS_OPTIONS", "crypto_context", "replay_cache", "curve_server", "curve_client"]
+__all__ = [
+    "CMS_DECLARED",
+    "CURVE_SERVER_DECLARED",
+    "CURVE_CLIENT_DECLARED",
+    "CMS_OPTIONS",
+    "crypto_context",
+    "replay_cache",
+    "curve_server",
+    "curve_client",
+]
 
 #: options that turn a CMS context on (``cms-keystore`` alone does not)
 CMS_OPTIONS = (

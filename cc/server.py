@@ -36,6 +36,7 @@ import zmq
 from skytools.config import ConfigError
 
 import cc
+from cc import sockopts
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
 from cc.handler.serverview import ServerView
@@ -52,7 +53,14 @@ from cc.message import (
 from cc.msgtypes import wants_reply
 from cc.options import REQUIRED, Option, check_section, template
 from cc.peerwaits import PeerWaits
-from cc.process import SCRIPT_IGNORED, SCRIPT_OPTIONS, START_ERRORS, CCProcess, Periodic, run_process
+from cc.process import (
+    SCRIPT_IGNORED,
+    SCRIPT_OPTIONS,
+    START_ERRORS,
+    CCProcess,
+    Periodic,
+    run_process,
+)
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable
 from cc.security import (
@@ -62,7 +70,6 @@ from cc.security import (
     curve_server,
     replay_cache,
 )
-from cc import sockopts
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, format_time
 from cc.stream import CCStream

@@ -259,7 +259,9 @@ def format_hosts(hosts: List[Dict[str, Any]]) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="cc-task", description=(__doc__ or "cc-task").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="cc-task", description=(__doc__ or "cc-task").split("\n")[0]
+    )
     parser.add_argument("config", metavar="config.ini", help="INI file with a [taskclient] section")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--list", action="store_true", help="list the task modules")

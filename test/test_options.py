@@ -200,7 +200,8 @@ class TestConfigMistakes(CCTestCase):
 
     def test_reload_command_checks_first(self):
         server = self.start_server("rc", self.server_ini("rc"))
-        server.write_ini(open(server.ini).read().replace("stats-period = 0.2", "stats-period = abc"))
+        with open(server.ini) as f:
+            server.write_ini(f.read().replace("stats-period = 0.2", "stats-period = abc"))
         result = self.run_command(server.command("-r"))
         self.assertEqual(result.returncode, 1)
         self.assertIn("stats-period = abc", result.stderr)
@@ -322,7 +323,9 @@ script = {script}
         # its log records reach the host's log once: as log.* through locallogger, not
         # also as console output relayed by jobmgr
         server.wait_log(r"d:info started, connected to")
-        started = [line for line in server.log_text().splitlines() if "d:info started, connected" in line]
+        started = [
+            line for line in server.log_text().splitlines() if "d:info started, connected" in line
+        ]
         self.assertEqual(len(started), 1, started)
         server.write_ini(open(server.ini).read().replace("module = infosender",
                                                          "module = infosendr"))  # fmt: skip

@@ -19,7 +19,13 @@ import zmq.auth
 from skytools.config import ConfigError
 from zmq.auth.thread import ThreadAuthenticator
 
-__all__ = ["CurveServer", "configure_client", "load_server_key", "TEMPLATE_SERVER", "TEMPLATE_CLIENT"]
+__all__ = [
+    "CurveServer",
+    "configure_client",
+    "load_server_key",
+    "TEMPLATE_SERVER",
+    "TEMPLATE_CLIENT",
+]
 
 log = logging.getLogger("cc.crypto.curve")
 

@@ -113,14 +113,9 @@ class InfoWriter(CCHandler):
         Option("dstmask", "str", None, "file name under dstdir, from the message's fields"),
         Option("host-subdirs", "bool", False, "one subdirectory per host"),
         Option("bakext", "str", None, "keep the previous version as <name><bakext>"),
-        Option("write-compressed", "str", None, "'' or no: uncompressed; keep: as sent; yes:"
-               " with compression"),
-        Option("compression", "str", "gzip", "with write-compressed = yes: gzip or bzip2"),
-        Option("compression-level", "str", None, "empty or 0: the library's default"),
-        Option("max-file-size", "bytes", "256M", "files larger than this are refused"),
         Option("worker-threads", "int", 10, "threads writing files"),
         Option("queue-size", "int", 100, "writes waiting per thread, at the most"),
-    )  # fmt: skip
+    ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

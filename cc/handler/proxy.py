@@ -4,12 +4,12 @@ from typing import List
 
 import zmq
 
+from cc import sockopts
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
-from cc import sockopts
 from cc.security import CURVE_CLIENT_DECLARED, curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream

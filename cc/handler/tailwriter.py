@@ -92,17 +92,12 @@ class TailWriter(CCHandler):
         Option("dstdir", "path", REQUIRED, "directory the logs go to", example="~/logs"),
         Option("dstmask", "str", None, "file name under dstdir"),
         Option("host-subdirs", "bool", False, "one subdirectory per host"),
-        Option("write-compressed", "str", None, "'' or no: uncompressed; keep: as sent; yes:"
-               " with compression"),
-        Option("compression", "str", "gzip", "with write-compressed = yes: gzip or bzip2"),
-        Option("compression-level", "str", None, "empty or 0: the library's default"),
         Option("buffer-bytes", "bytes", None, "the original's; replaced by queue-bytes"),
-        Option("max-file-size", "bytes", "256M", "files larger than this are refused"),
         Option("queue-bytes", "bytes", "64M", "bytes waiting to be written, at the most"),
         Option("fsync", "bool", False, "fsync after each write"),
         Option("zmq_hwm", "int", 1000, "writes waiting per thread, at the most"),
         Option("worker-threads", "int", 10, "threads writing files"),
-    )  # fmt: skip
+    ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
