@@ -109,10 +109,12 @@ def parse_value(opt: Option, raw: str) -> Any:
             raise ValueError("expected a size such as 512K, 64M or 1G") from None
     if kind == "list":
         return [item.strip() for item in text.split(",") if item.strip()]
-    if kind == "enum":
-        if text not in opt.choices:
+    if kind == "enum":  # case-insensitive, as the original's; empty means the default
+        if not text:
+            return opt.default
+        if text.lower() not in opt.choices:
             raise ValueError("expected one of " + ", ".join(opt.choices))
-        return text
+        return text.lower()
     if kind == "url":
         scheme, sep, rest = text.partition("://")
         if not sep or scheme not in URL_SCHEMES or not rest:
@@ -181,7 +183,13 @@ def check_section(
 class _SectionView(skytools.Config):
     """A section of a file already read: shares that parser, reads nothing again."""
 
-    def __init__(self, base: skytools.Config, section: str, user_defs: Dict[str, str]) -> None:
+    def __init__(
+        self,
+        base: skytools.Config,
+        section: str,
+        user_defs: Dict[str, str],
+        override: Optional[Dict[str, str]] = None,
+    ) -> None:
         # what skytools.Config.__init__ sets, without its read of the file
         filename = base.filename or ""
         self.defs = {
@@ -194,7 +202,7 @@ class _SectionView(skytools.Config):
         self.defs.update(user_defs)
         self.main_section = section
         self.filename = base.filename
-        self.override = {}
+        self.override = dict(override or {})
         self.cf = base.cf
         self.reload()
 
@@ -205,18 +213,24 @@ class _SectionView(skytools.Config):
         for key, value in self.defs.items():
             if not self.cf.has_option(self.main_section, key):
                 self.cf.set(self.main_section, key, value)
+        for key, value in self.override.items():
+            self.cf.set(self.main_section, key, value)
 
     def clone(self, main_section: str) -> skytools.Config:
         return _SectionView(self, main_section, {})
 
 
 def section_config(
-    base: skytools.Config, section: str, user_defs: Optional[Dict[str, str]] = None
+    base: skytools.Config,
+    section: str,
+    user_defs: Optional[Dict[str, str]] = None,
+    override: Optional[Dict[str, str]] = None,
 ) -> skytools.Config:
     """``section`` of the file ``base`` was read from, as a :class:`skytools.Config`, without
-    reading the file again (the config is read once per load or reload).  Raises
-    :class:`configparser.NoSectionError` if there is no such section."""
-    return _SectionView(base, section, dict(user_defs or {}))
+    reading the file again (the config is read once per load or reload); ``override``
+    as skytools' (``--set``).  Raises :class:`configparser.NoSectionError` if there is no
+    such section."""
+    return _SectionView(base, section, dict(user_defs or {}), override)
 
 
 def _own_keys(cf: skytools.Config) -> List[str]:

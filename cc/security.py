@@ -27,6 +27,7 @@ __all__ = [
     "replay_cache",
     "curve_server",
     "curve_client",
+    "check_curve_client",
 ]
 
 #: options that turn a CMS context on (``cms-keystore`` alone does not)
@@ -105,6 +106,14 @@ def curve_server(zctx: zmq.Context, cf: skytools.Config) -> "Optional[CurveServe
     from cc.crypto.curve import CurveServer
 
     return CurveServer.from_config(zctx, cf)
+
+
+def check_curve_client(cf: skytools.Config) -> None:
+    """Load the CURVE client keys ``cf`` names (a config check: ConfigError if they do not)."""
+    if _any_set(cf, ("curve-client-key", "curve-remote-key")):
+        from cc.crypto.curve import load_client_keys
+
+        load_client_keys(cf)
 
 
 def curve_client(sock: zmq.Socket, cf: skytools.Config) -> bool:

@@ -22,6 +22,7 @@ from zmq.auth.thread import ThreadAuthenticator
 __all__ = [
     "CurveServer",
     "configure_client",
+    "load_client_keys",
     "load_server_key",
     "TEMPLATE_SERVER",
     "TEMPLATE_CLIENT",
@@ -99,16 +100,26 @@ class CurveServer:
         self.auth.stop()
 
 
-def configure_client(sock: zmq.Socket, cf: skytools.Config) -> bool:
-    """Make ``sock`` (before it connects) a CURVE client if the section says so."""
+def load_client_keys(cf: skytools.Config) -> "Optional[tuple[bytes, Optional[bytes], bytes]]":
+    """(public, secret, the server's public) key of a CURVE client section, or None
+    without ``curve-*`` options; ConfigError when they do not load."""
     key_file = cf.get("curve-client-key", "")
     remote_file = cf.get("curve-remote-key", "")
     if not key_file and not remote_file:
-        return False
+        return None
     if not (key_file and remote_file):
         raise ConfigError("CURVE needs both curve-client-key and curve-remote-key")
     public, secret = _load(os.path.expanduser(key_file), True, "curve-client-key")
     server_public, _ = _load(os.path.expanduser(remote_file), False, "curve-remote-key")
+    return public, secret, server_public
+
+
+def configure_client(sock: zmq.Socket, cf: skytools.Config) -> bool:
+    """Make ``sock`` (before it connects) a CURVE client if the section says so."""
+    keys = load_client_keys(cf)
+    if keys is None:
+        return False
+    public, secret, server_public = keys
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_serverkey = server_public

@@ -11,6 +11,7 @@ import concurrent.futures
 import logging
 import sys
 import time
+from configparser import NoSectionError
 from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import skytools
@@ -22,8 +23,8 @@ from cc.hostname import configured_hostname
 from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
 from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
-from cc.options import Option
-from cc.process import SCRIPT_OPTIONS, CCProcess
+from cc.options import Option, check_section, section_config
+from cc.process import SCRIPT_IGNORED, SCRIPT_OPTIONS, CCProcess
 from cc.reqstream import CCReqStream
 from cc.security import CMS_DECLARED, crypto_context, replay_cache
 
@@ -132,12 +133,18 @@ class CCDaemon(CCProcess):
         conf_file = self.args[0]
         section = self.args[1] if len(self.args) > 1 else self.service_name
         server_cf = skytools.Config("ccserver", conf_file)
-        defaults = job_defaults(server_cf, section)
-        cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
+        try:
+            cf = section_config(server_cf, section, job_defaults(server_cf, section),
+                                self.cf_override)  # fmt: skip
+        except NoSectionError:
+            raise ConfigError("%s: no section [%s]" % (conf_file, section)) from None
         return server_cf, cf
 
     def reload(self) -> None:
         super().reload()
+        warnings = check_section(self.cf, self.declared(), SCRIPT_IGNORED)
+        #: logged at start; run by jobmgr, the server has named them already
+        self.config_warnings = warnings if self.jobenv is None else []
         self.section = self.cf.main_section
         self.stats_period = self.cf.getfloat("stats-period", 30)
         self.publish_stats = self.cf.getboolean("publish-stats", True)
@@ -224,6 +231,8 @@ class CCDaemon(CCProcess):
         if self.jobenv is not None:
             self.joblink = JobLink(self.jobenv, self.job_name, self.cc, self.log, self.request_stop)
             self.joblink.start()
+        for text in self.config_warnings:
+            self.log.warning("%s", text)
         self._work_started = True
         self.start_work()
         self.start_reports(self.stats_period, self.state_period)

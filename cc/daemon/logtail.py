@@ -111,10 +111,10 @@ class LogfileTailer(CCDaemon):
     OPTIONS = (
         Option("logdir", "path", REQUIRED, "directory of the logs", example="/var/log/postgresql"),
         Option("operation-mode", "enum", "classic", "classic (logmask) or rotated (logname)",
-               choices=("classic", "rotated", "")),
+               choices=("classic", "rotated")),
         Option("logmask", "str", None, "glob of the files tailed (classic)"),
         Option("logname", "str", None, "the file tailed (rotated)"),
-        Option("file-mode", "enum", "text", "text or binary", choices=("text", "binary", "")),
+        Option("file-mode", "enum", "text", "text or binary", choices=("text", "binary")),
         Option("lag-max-bytes", "bytes", "1G", "lag beyond which old data is skipped"),
         Option("buffer-lines", "int", -1, "lines per message, at the most; -1: no limit"),
         Option("buffer-bytes", "bytes", "0", "bytes per message, at the most; 0: 1M"),

@@ -21,6 +21,7 @@ from cc.message import CCMessage
 from cc.options import REQUIRED, Option, check_section, section_config
 from cc.process import SCRIPT_IGNORED
 from cc.ratelog import RateLimitedLog
+from cc.security import crypto_context
 from cc.tick import Ticker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -360,6 +361,8 @@ def read_job(
             daemon, command = _module_command(section, cf.get("module"))
             declared = daemon.declared() if daemon is not None else JOB_OPTIONS
             warnings = check_section(cf, declared, SCRIPT_IGNORED, unknown=daemon is not None)
+            if daemon is not None:
+                crypto_context(cf)  # its keys, CAs and CRLs load (only where cms-* is set)
         elif cf.has_option("script"):
             warnings = check_section(cf, JOB_OPTIONS, unknown=False)
             command = [_script(section, cf.getfile("script"))]
@@ -367,8 +370,8 @@ def read_job(
             raise HandlerConfigError("[%s]: needs module = or script =" % section)
     except HandlerConfigError:
         raise
-    except ConfigError as ex:
-        raise HandlerConfigError(str(ex)) from None
+    except (ConfigError, OSError, ValueError) as ex:
+        raise HandlerConfigError("[%s]: %s" % (section, ex)) from None
     return cf, command, warnings
 
 

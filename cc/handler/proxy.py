@@ -10,7 +10,7 @@ from cc.message import CCMessage
 from cc.options import REQUIRED, Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
-from cc.security import CURVE_CLIENT_DECLARED, curve_client
+from cc.security import CURVE_CLIENT_DECLARED, check_curve_client, curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream
 
@@ -54,6 +54,12 @@ class ProxyHandler(CCHandler):
         Option("queue-bytes", "bytes", "32M", "bytes kept while the remote is slow, at the"
                " most; more are dropped and counted"),
     ) + sockopts.OPTIONS + CURVE_CLIENT_DECLARED  # fmt: skip
+
+    @classmethod
+    def check_config(cls, hcf, server_cf):
+        """Its CURVE keys load (``--check`` and a reload find a broken key before use)."""
+        check_curve_client(hcf)
+        return []
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
