@@ -6,15 +6,26 @@ The declared-vs-documented-vs-read check prints exactly what is missing, one lin
 the old way (a ``cf.get("x")`` without a declaration) is named at merge.
 """
 
+import ast
 import os
 import re
 import signal
+import subprocess
 import sys
 import unittest
 from typing import Dict, List, Tuple
 
-from harness import TEST_DIR, CCTestCase, ccserver_section, wait_for
-from test_docs import CC_INI_5, HELPERS, SERVER_CF, man_sections, option_reads, scope
+from harness import REPO_DIR, TEST_DIR, CCTestCase, ccserver_section, wait_for
+from test_docs import (
+    CC_INI_5,
+    CONFIG_GETTERS,
+    HELPERS,
+    SERVER_CF,
+    is_config,
+    man_sections,
+    option_reads,
+    scope,
+)
 
 from cc.daemon import DAEMONS, load_daemon_class
 from cc.daemon.base import CCDaemon
@@ -76,6 +87,26 @@ def components() -> List[Tuple[str, Tuple[Option, ...], List[str], Tuple[str, ..
     return found
 
 
+def literal_defaults(path: str) -> List[Tuple[str, int, str]]:
+    """(option, line, default as text) of each config read with a literal default."""
+    with open(os.path.join(REPO_DIR, path), encoding="utf8") as f:
+        tree = ast.parse(f.read(), path)
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr not in CONFIG_GETTERS or len(node.args) < 2:
+            continue
+        name, default = node.args[:2]
+        if not (isinstance(name, ast.Constant) and is_config(node.func.value)):
+            continue
+        if isinstance(default, ast.Constant) and not isinstance(default.value, bool):
+            found.append((name.value, node.lineno, str(default.value)))
+        elif isinstance(default, ast.Constant):
+            found.append((name.value, node.lineno, "yes" if default.value else "no"))
+    return found
+
+
 class TestDeclarations(unittest.TestCase):
     """Each component's declared options are documented, and the code reads no other."""
 
@@ -100,6 +131,25 @@ class TestDeclarations(unittest.TestCase):
     def test_declared_documented_and_read_agree(self):
         missing = self.missing()
         self.assertEqual(missing, [], "\n  " + "\n  ".join(missing))
+
+    def test_defaults_at_the_reads_are_the_declared_ones(self):
+        """Where the code still gives a default at the read, it is the declared one."""
+        differ = []
+        for title, declared, modules, _ in components():
+            by_name = {name: opt for opt in declared for name in opt.names}
+            for path in modules:
+                for name, line, default in literal_defaults(path):
+                    opt = by_name.get(name)
+                    if opt is None or opt.default in (None, REQUIRED):
+                        continue
+                    try:
+                        same = parse_value(opt, default) == parse_value(opt, format_default(opt))
+                    except ValueError:
+                        same = False
+                    if not same:
+                        differ.append("%s:%d %s: read with %r, declared %r"
+                                      % (path, line, name, default, opt.default))  # fmt: skip
+        self.assertEqual(differ, [], "\n  " + "\n  ".join(differ))
 
     def test_every_default_parses_as_its_kind(self):
         everything = SERVER_OPTIONS + JOB_OPTIONS + TASKCLIENT_OPTIONS
@@ -251,8 +301,6 @@ class TestConfigMistakes(CCTestCase):
         path = os.path.join(self.tmp, "t.ini")
         with open(path, "w") as f:
             f.write(text)
-        import subprocess
-
         proc = subprocess.Popen([sys.executable, "-m", "cc.server", path], env=dict(
             env, PYTHONPATH=os.pathsep.join(sys.path)), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)  # fmt: skip

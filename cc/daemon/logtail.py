@@ -148,7 +148,7 @@ class LogfileTailer(CCDaemon):
         if file_mode not in ("text", "binary"):
             raise ConfigError("file-mode = %s: use text or binary" % file_mode)
         self.text = file_mode == "text"
-        self.comp = compression.normalize(cf.get("compression", ""))
+        self.comp = compression.normalize(cf.get("compression", "none"))
         level = cf.get("compression-level", "").strip()
         self.comp_level = int(level) if level else None
         self.msgtype = LogtailMessage.REQ
