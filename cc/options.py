@@ -20,6 +20,7 @@ before, at load and reload, so a getter never meets a value it cannot parse.
 
 import difflib
 import os
+from configparser import Error as ConfigParserError
 from configparser import NoSectionError
 import textwrap
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
@@ -155,7 +156,10 @@ def check_section(
             if opt.default is REQUIRED:
                 raise OptionError("%s: missing option %s" % (where(cf), opt.name))
             continue
-        raw = cf.cf.get(cf.main_section, given[0], raw=False)
+        try:
+            raw = cf.cf.get(cf.main_section, given[0], raw=False)
+        except ConfigParserError as ex:  # an interpolation that does not resolve
+            raise OptionError("%s: %s: %s" % (where(cf), given[0], ex.message)) from None
         try:
             parse_value(opt, raw)
         except ValueError as ex:
