@@ -287,6 +287,15 @@ class TestConfigMistakes(CCTestCase):
                               r" is a file")
         self.assertNotIn("Traceback", out)
 
+    def test_daemon_ini_template_from_the_declarations(self):
+        args = ["-m", "cc.daemon", "logtail", "--ini"]
+        template = self.run_command([sys.executable, *args]).stdout
+        self.assertEqual(template, self.run_command([sys.executable, "-OO", *args]).stdout)
+        self.assertIn("[d:logtail]\nmodule = cc.daemon.logtail\n", template)
+        self.assertIn("\nlogdir = /var/log/postgresql\n", template)
+        self.assertIn("\n#restart-delay = 1\n", template)
+        self.assertNotIn("loop_delay", template)
+
     def test_ini_template_runs_as_printed_in_a_fresh_home(self):
         home = os.path.join(self.tmp, "home")
         os.mkdir(home)

@@ -23,7 +23,7 @@ from cc.hostname import configured_hostname
 from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
 from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
-from cc.options import Option, check_section, section_config
+from cc.options import Option, check_section, section_config, template
 from cc.process import SCRIPT_IGNORED, SCRIPT_OPTIONS, CCProcess
 from cc.reqstream import CCReqStream
 from cc.security import CMS_DECLARED, crypto_context, replay_cache
@@ -102,6 +102,17 @@ class CCDaemon(CCProcess):
             + JOB_OPTIONS
             + cls.OPTIONS
         )
+
+    def print_ini(self) -> None:
+        """``--ini``: a job section for this daemon from the declarations (a docstring
+        would vanish under ``python -OO``); run by a local cc's jobmgr."""
+        module = type(self).__module__
+        print("[d:%s]\nmodule = %s\n" % (module.rsplit(".", 1)[-1], module))
+        print(template(self.OPTIONS))
+        print("# every daemon's options\n")
+        print(template(self.COMMON_OPTIONS + CMS_DECLARED + BodyLimits.OPTIONS))
+        print("# how jobmgr runs it\n")
+        print(template(option for option in JOB_OPTIONS if option.name not in ("module", "script")))
 
     def __init__(self, service_name: str, args: Sequence[str]) -> None:
         self.zctx: zmq.Context = None  # type: ignore[assignment]
