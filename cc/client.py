@@ -25,6 +25,7 @@ from skytools.config import ConfigError
 from cc.crypto import ENC_MARK, CryptoContext
 from cc.message import BodyGate, CCMessage, MessageError
 from cc.msgtypes import wants_reply
+from cc.options import REQUIRED, Option, parse_value
 
 __all__ = ["CCClient", "QueryTimeout", "main"]
 
@@ -157,6 +158,9 @@ def parse_fields(items: Sequence[str]) -> Dict[str, Any]:
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
 
+#: cc-send's first argument
+URL = Option("url", "url", REQUIRED, "cc-server socket", example="tcp://127.0.0.1:22632")
+
 
 def main(argv: Optional[List[str]] = None) -> None:
     """``cc-send``: send one message of any type, print the replies."""
@@ -182,6 +186,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     crypto = None
     try:
+        parse_value(URL, args.url)
+    except ValueError as ex:
+        parser.error("%s: %s" % (args.url, ex))
+    try:
         fields = parse_fields(args.fields)
         CCMessage.build(args.type, fields)  # validates the type
         if args.config:
@@ -190,8 +198,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(str(ex))
     blob = None
     if args.blob:
-        with open(args.blob, "rb") as f:
-            blob = f.read()
+        try:
+            with open(args.blob, "rb") as f:
+                blob = f.read()
+        except OSError as ex:
+            parser.error("--blob %s: %s" % (args.blob, ex.strerror))
     expect_reply = args.wait or (not args.no_wait and wants_reply(args.type, [b"x"]))
     with CCClient(args.url, crypto=crypto) as client:
         try:

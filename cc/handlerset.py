@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional
 import skytools
 
 from cc.handler import (
+    HANDLER_KEYS,
     HANDLERS,
     CCHandler,
     HandlerConfigError,
     handler_type_name,
     load_handler_class,
 )
+from cc.options import check_section, section_config
 from cc.routing import RouteTable, parse_pattern
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,12 +89,21 @@ class SectionPlan:
 
 
 class RoutePlan:
-    """The routes and handler sections of one config file, validated."""
+    """The routes and handler sections of one config file, validated.
 
-    def __init__(self, filename: str, role: str, defaults: Dict[str, str]) -> None:
+    ``cf`` is the file as the server read it; each handler section is a view
+    of it (:func:`cc.options.section_config`), checked against its handler's
+    declared options before anything is made.
+    """
+
+    def __init__(self, cf: skytools.Config, role: str, defaults: Dict[str, str]) -> None:
+        filename = cf.filename or ""
         self.filename = filename
+        self.server_cf = cf
         self.role = role
         self.routes: List[Tuple[str, List[str]]] = []
+        #: unknown options of the handler sections (and of what they refer to)
+        self.warnings: List[str] = []
         self.sections: Dict[str, SectionPlan] = {}
         raw = configparser.RawConfigParser()
         raw.optionxform = str  # type: ignore[assignment,method-assign]  # keep pattern case
@@ -116,7 +127,7 @@ class RoutePlan:
         if name in self.sections:
             return
         try:
-            cf = skytools.Config(name, self.filename, user_defs=defaults)
+            cf = section_config(self.server_cf, name, defaults)
             typename = handler_type_name(cf)
         except configparser.NoSectionError:
             raise HandlerConfigError("no section [%s] for handler %s" % (name, name)) from None
@@ -135,6 +146,8 @@ class RoutePlan:
                     ", ".join(handlers_in_role(self.role)),
                 )
             )
+        self.warnings += check_section(cf, HANDLER_KEYS + cls.OPTIONS)
+        self.warnings += cls.check_config(cf, self.server_cf)
         plan = SectionPlan(name, cls, cf)
         self.sections[name] = plan
         for ref in plan.references:

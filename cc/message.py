@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import skytools
 
+from cc.options import Option
+
 if TYPE_CHECKING:  # pragma: no cover
     from cc.crypto import CryptoContext
 
@@ -125,6 +127,13 @@ class BodyLimits:
     """
 
     __slots__ = ("max_size", "max_depth")
+
+    OPTIONS = (
+        Option("cc-max-body-size", "bytes", str(DEFAULT_MAX_BODY_SIZE),
+               "JSON bodies larger than this are refused: body-too-large", protects=True),
+        Option("cc-max-body-depth", "int", DEFAULT_MAX_BODY_DEPTH,
+               "JSON bodies nested deeper than this are refused: body-too-deep", protects=True),
+    )  # fmt: skip
 
     def __init__(
         self, max_size: int = DEFAULT_MAX_BODY_SIZE, max_depth: int = DEFAULT_MAX_BODY_DEPTH

@@ -225,6 +225,7 @@ class MetricsServer:
         pages = {"server": server}
         app = tornado.web.Application(
             [
+                (r"/", tornado.web.RedirectHandler, {"url": "/fleet"}),
                 (r"/metrics", _MetricsPage, pages),
                 (r"/status", _StatusPage, pages),
                 (r"/fleet", _FleetPage, dict(pages, as_json=False)),

@@ -15,7 +15,6 @@ import os
 import platform
 import resource
 import sys
-import textwrap
 import time
 from typing import (
     TYPE_CHECKING,
@@ -37,6 +36,7 @@ import zmq
 from skytools.config import ConfigError
 
 import cc
+from cc import sockopts
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
 from cc.handler.serverview import ServerView
@@ -51,12 +51,25 @@ from cc.message import (
     set_hostname,
 )
 from cc.msgtypes import StateMessage, wants_reply
+from cc.options import REQUIRED, Option, check_section, template
 from cc.peerwaits import PeerWaits
-from cc.process import START_ERRORS, CCProcess, Periodic, run_process
+from cc.process import (
+    SCRIPT_IGNORED,
+    SCRIPT_OPTIONS,
+    START_ERRORS,
+    CCProcess,
+    Periodic,
+    run_process,
+)
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable
-from cc.security import crypto_context, curve_server, replay_cache
-from cc.sockopts import TEMPLATE as SOCKOPTS_TEMPLATE
+from cc.security import (
+    CMS_DECLARED,
+    CURVE_SERVER_DECLARED,
+    crypto_context,
+    curve_server,
+    replay_cache,
+)
 from cc.sockopts import configure_socket
 from cc.stats import BUCKET_SECONDS, format_time
 from cc.stream import CCStream
@@ -90,6 +103,33 @@ QUIET_NO_ROUTE = ("pub.stats", "pub.state")
 
 class Settings:
     """The ``[ccserver]`` options, read and checked once."""
+
+    OPTIONS = (
+        Option("cc-socket", "url", REQUIRED, "bind URL of the ROUTER socket (tcp://127.0.0.1:*"
+               " picks a free port)", example="tcp://127.0.0.1:22632"),
+        Option("cc-role", "enum", "insecure", "local (loopback only), proxy, end-service or"
+               " remote (= proxy + end-service); without it every handler may run (insecure,"
+               " warned)", choices=ROLES, example="local", protects=True),
+        Option("cc-allow-public", "bool", False, "let a local server listen on a public address"),
+        Option("cc-stats", "int", 1, "stats: 0 = none, 1 = totals, 2 = also per message type"),
+        Option("stats-period", "seconds", 30, "seconds between stats lines, pub.stats and"
+               " infofile rewrites"),
+        Option("state-period", "seconds", 300, "seconds between pub.state reports (also sent at"
+               " start and on change) when a [routes] pattern other than * names them"),
+        Option("hostname", "str", None, "the host's name in every message of this cc and of"
+               " jobmgr's daemons (default: the machine's name)"),
+        Option("metrics-http", "str", None, "[address:]port of the HTTP server with /metrics,"
+               " /status and /fleet", example="127.0.0.1:9632"),
+        Option("infofile", "path", None, "server status file, rewritten every stats-period",
+               example="~/log/%(job_name)s.info"),
+        Option("infofile-level", "int", 2, "what the infofile holds, 0-3"),
+        Option("cc-max-message-size", "bytes", "64M", "a larger frame costs its sender the"
+               " connection; a larger message is rejected", protects=True),
+        Option("peer-wait-bytes", "bytes", "32M", "replies waiting for one client whose pipe is"
+               " full, at the most; more are dropped"),
+        Option("peer-wait-total", "bytes", "256M", "replies waiting for all clients, at the most"),
+        Option("zmq_nthreads", "int", 1, "libzmq I/O threads"),
+    )  # fmt: skip
 
     def __init__(self, cf: skytools.Config) -> None:
         self.socket_url = cf.get("cc-socket")
@@ -128,6 +168,21 @@ class Settings:
             raise ConfigError("peer-wait-bytes must be positive and at most peer-wait-total")
 
 
+#: every option of [ccserver], in --ini's order
+SERVER_OPTIONS = (
+    Settings.OPTIONS
+    + SCRIPT_OPTIONS
+    + BodyLimits.OPTIONS
+    + sockopts.OPTIONS
+    + CMS_DECLARED
+    + CURVE_SERVER_DECLARED
+)
+
+
+#: the options --ini prints set, not commented out
+INI_ACTIVE = ("cc-role", "logfile", "pidfile")
+
+
 def is_loopback(url: str) -> bool:
     """Whether a bind URL is reachable only from this host (loopback TCP, ipc, inproc)."""
     scheme, _, rest = url.partition("://")
@@ -145,48 +200,11 @@ def is_loopback(url: str) -> bool:
 
 
 class CCServer(CCProcess):
-    """C&C server: routes CC messages from one ROUTER socket to handlers.
+    """cc-server: routes CC messages from one ROUTER socket to handlers.
 
-    Config template::
-
-        # bind URL of the ROUTER socket (tcp://127.0.0.1:* picks a free port)
-        cc-socket = tcp://127.0.0.1:22632
-
-        # local (loopback only) | proxy | end-service | remote (= proxy + end-service);
-        # without it every handler may run (insecure, warned)
-        cc-role = local
-        # let a local server listen on a public address
-        #cc-allow-public = no
-
-        # stats: 0 = none, 1 = totals, 2 = also per message type
-        #cc-stats = 1
-        #stats-period = 30
-
-        # pub.stats goes out each stats-period and pub.state on change and each
-        # state-period, when a [routes] pattern other than * names them (pub, pub.stats)
-        #state-period = 300
-
-        # the host's name in every message of this cc and of jobmgr's daemons
-        #hostname = <the machine's name>
-
-        # HTTP server with /metrics (Prometheus text format) and /status (JSON)
-        #metrics-http = 127.0.0.1:9632
-
-        # server status file, rewritten every stats-period (level 0-3)
-        #infofile = ~/log/%(job_name)s.info
-        #infofile-level = 2
-
-        # a frame larger than this costs its sender the connection (libzmq reads no
-        # further); a message larger than this (all frames) is rejected
-        #cc-max-message-size = 64M
-
-        # replies for a client whose pipe is full wait for it, at most this many
-        # bytes for one client and for all of them together; more are dropped
-        #peer-wait-bytes = 32M
-        #peer-wait-total = 256M
-
-        # libzmq I/O threads
-        #zmq_nthreads = 1
+    Its ``[ccserver]`` options are declared in :data:`SERVER_OPTIONS`, from
+    which ``--ini`` prints the template (a docstring would vanish under
+    ``python -OO``).
     """
 
     sighup_reloads = True
@@ -233,31 +251,54 @@ class CCServer(CCProcess):
         """skytools' options, with the usage that cc-server(1) shows."""
         p = super().init_optparse(parser)
         p.set_usage("%prog [options] config.ini")
+        p.add_option(
+            "--check",
+            action="store_true",
+            help="check the config (every section, keys and CAs), start nothing; exit 0 or 1",
+        )
         return p
 
-    def print_ini(self) -> None:
-        from cc.crypto import CryptoContext
-        from cc.crypto.curve import TEMPLATE_SERVER as CURVE_TEMPLATE
+    def print_version(self) -> None:
+        print("cc-server version %s, Skytools version %s" % (cc.__version__, skytools.__version__))
 
-        super().print_ini()
-        print(SOCKOPTS_TEMPLATE)
-        print(textwrap.dedent(BodyLimits.__doc__.split("::", 1)[1]).strip() + "\n")
-        print(textwrap.dedent(CryptoContext.__doc__.split("::", 1)[1]).strip() + "\n")
-        print(CURVE_TEMPLATE)
+    def print_ini(self) -> None:
+        """A config that runs as printed: a local cc answering echo and logging locally."""
+        print("[ccserver]")
+        print(template(SERVER_OPTIONS, active=INI_ACTIVE))
         print("[routes]\necho = h:echo\nlog = h:locallog\n")
         print("[h:echo]\nhandler = echo\n")
         print("[h:locallog]\nhandler = locallogger")
 
     def reload(self) -> None:
-        """Read and check the config (at start, before forking); SIGHUP uses :meth:`_reload`."""
+        """Read and check the config (at start, before forking; ``-r`` and ``--check`` too);
+        SIGHUP uses :meth:`_apply_reload`, with the same checks."""
         super().reload()
         if self.options.cmd in ("stop", "kill"):
             return  # a broken config must not keep an operator from stopping the server
-        self.settings = Settings(self.cf)
+        try:
+            loaded = self._load(self.cf)
+        except START_ERRORS as ex:
+            if self.options.cmd == "reload":
+                raise ConfigError("%s\nreload not sent: the running server keeps its config" % ex)
+            raise
+        self.settings, self.crypto, self.gate, self.plan, self.config_warnings = loaded
         set_hostname(self.settings.hostname)
-        self.crypto = self._crypto_context(self.cf)
-        self.gate = BodyGate.from_config(self.cf, self.crypto)
-        self.plan = self._load_plan(self.cf, self.settings)
+
+    def _load(
+        self, cf: skytools.Config
+    ) -> Tuple[Settings, Optional["CryptoContext"], BodyGate, RoutePlan, List[str]]:
+        """Everything ``cf`` says, checked, nothing started: the settings, the CMS context,
+        the gate, the route plan (handler and job sections) and the warnings."""
+        warnings = check_section(cf, SERVER_OPTIONS, SCRIPT_IGNORED)
+        settings = Settings(cf)
+        if cf.get("curve-server-key", ""):
+            from cc.crypto.curve import load_server_key  # crypto: only where configured
+
+            load_server_key(cf)
+        crypto = self._crypto_context(cf)
+        gate = BodyGate.from_config(cf, crypto)
+        plan = self._load_plan(cf, settings)
+        return settings, crypto, gate, plan, warnings + plan.warnings
 
     def _crypto_context(self, cf: skytools.Config) -> Optional["CryptoContext"]:
         """``cf``'s CMS context, or None; the crypto code is loaded only when configured."""
@@ -266,13 +307,15 @@ class CCServer(CCProcess):
         return crypto_context(cf, self.replay)
 
     def _load_plan(self, cf: skytools.Config, settings: Settings) -> RoutePlan:
-        return RoutePlan(cf.filename, settings.role, {"job_name": self.job_name})
+        return RoutePlan(cf, settings.role, {"job_name": self.job_name})
 
     # -- lifecycle -------------------------------------------------------------
 
     def start_process(self) -> None:
         settings = self.settings
-        self.log.info("C&C server version %s starting up..", cc.__version__)
+        self.log.info("cc-server version %s starting", cc.__version__)
+        for text in self.config_warnings:
+            self.log.warning("%s", text)
         if not settings.role_set:
             self.log.warning(
                 'CC is running in insecure mode, please add "cc-role = local" or '
@@ -308,7 +351,9 @@ class CCServer(CCProcess):
             from cc.metrics import MetricsServer  # tornado.web: only where asked for
 
             self.metrics = MetricsServer(self, settings.metrics_http)
-            self.log.info("metrics on http://%s/metrics", self.metrics.address)
+            address = self.metrics.address
+            self.log.info("metrics on http://%s/metrics, fleet page on http://%s/fleet",
+                          address, address)  # fmt: skip
         self.log.info(
             "listening on %s (role %s, %d routes%s%s)",
             self.endpoint,
@@ -371,23 +416,24 @@ class CCServer(CCProcess):
     def _apply_reload(self) -> None:
         try:
             cf = self.load_config()
-            settings = Settings(cf)
-            crypto = self._crypto_context(cf)
-            gate = BodyGate.from_config(cf, crypto)
-            plan = self._load_plan(cf, settings)
+            settings, crypto, gate, plan, warnings = self._load(cf)
+            for text in warnings:
+                self.log.warning("%s", text)
             if settings.socket_url != self.settings.socket_url:
                 self.log.warning("cc-socket changed: takes effect only after a restart")
             if settings.hostname != self.settings.hostname:
                 self.log.warning("hostname changed: takes effect only after a restart")
                 settings.hostname = self.settings.hostname
+            routes, retired = self.handlers.apply(plan)
             if self.curve is not None:
                 self.curve.configure(cf)
-            self.crypto, self.gate = crypto, gate
-            routes, retired = self.handlers.apply(plan)
         except START_ERRORS as ex:
             self.log.error("reload failed, keeping the running config: %s", ex)
             self.stats.inc("count.reload_failed")
+            self.view.reload_ok = False
             return
+        self.view.reload_ok = True
+        self.crypto, self.gate = crypto, gate
         self.cf, self.settings, self.plan, self.routes = cf, settings, plan, routes
         self._start_reports()
         self.io_loop.add_callback(self._stop_handlers, retired)

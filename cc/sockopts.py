@@ -12,7 +12,9 @@ import skytools
 import zmq
 from skytools.config import ConfigError
 
-__all__ = ["configure_socket", "TEMPLATE"]
+from cc.options import Option
+
+__all__ = ["configure_socket", "OPTIONS", "TEMPLATE"]
 
 log = logging.getLogger("cc.sockopts")
 
@@ -46,6 +48,19 @@ _INT_OPTIONS = (
     ("zmq_heartbeat_ttl", 0, "HEARTBEAT_TTL"),
     ("zmq_reconnect_ivl", 100, "RECONNECT_IVL"),
     ("zmq_reconnect_ivl_max", 0, "RECONNECT_IVL_MAX"),
+)
+
+
+#: the declarations (the default of zmq_hwm is the server's and the daemons'; handlers with
+#: a queue of their own give theirs to :func:`configure_socket`)
+OPTIONS = (
+    Option("zmq_hwm", "int", 100, "high-water mark in both directions"),
+    Option("zmq_rcvbuf", "bytes", "0", "kernel receive buffer; 0: the system's"),
+    Option("zmq_sndbuf", "bytes", "0", "kernel send buffer; 0: the system's"),
+    Option("zmq_tcp_keepalive", "int", 1, "TCP keepalive: 1 on, 0 off"),
+) + tuple(
+    Option(name, "int", default, "ZMQ_%s (ms, or seconds for TCP keepalive)" % const)
+    for name, default, const in _INT_OPTIONS
 )
 
 

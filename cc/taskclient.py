@@ -34,10 +34,33 @@ import skytools
 
 import cc.task
 from cc.client import CCClient
-from cc.message import CCMessage
+from cc.message import BodyLimits, CCMessage
 from cc.msgtypes import TASK_FINAL
+from cc.options import REQUIRED, Option, check_section
+from cc.security import CMS_DECLARED
 
-__all__ = ["main", "send_task", "list_tasks", "show_task"]
+__all__ = ["main", "send_task", "list_tasks", "show_task", "OPTIONS"]
+
+#: the [taskclient] section of client.ini
+OPTIONS = (
+    Option("cc", "url", REQUIRED, "the cc whose taskrouter takes the tasks",
+           example="tcp://127.0.0.1:22632"),
+    Option("timeout", "seconds", 15, "seconds to wait for the first reply"),
+    Option("retries", "int", 3, "sends before giving up"),
+    Option("reply-timeout", "seconds", 120, "seconds of silence after the first reply"),
+)  # fmt: skip
+
+
+#: cc-send -c reads its cms-* options from [taskclient] too
+CRYPTO_OPTIONS = CMS_DECLARED + BodyLimits.OPTIONS
+
+
+def read_config(path: str) -> skytools.Config:
+    """``[taskclient]`` of ``path``, checked; unknown options warned on stderr."""
+    cf = skytools.Config("taskclient", path)
+    for text in check_section(cf, OPTIONS + CRYPTO_OPTIONS):
+        print("cc-task: warning: %s" % text, file=sys.stderr)
+    return cf
 
 
 def list_tasks() -> List[Tuple[str, str]]:
@@ -236,7 +259,9 @@ def format_hosts(hosts: List[Dict[str, Any]]) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="cc-task", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="cc-task", description=(__doc__ or "cc-task").split("\n")[0]
+    )
     parser.add_argument("config", metavar="config.ini", help="INI file with a [taskclient] section")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--list", action="store_true", help="list the task modules")
@@ -255,11 +280,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(show_task(name) or "%s - not found" % name)
         return
     if not args.send:
-        print("Need --list, --show or --send", file=sys.stderr)
-        sys.exit(1)
+        print("cc-task: need --send, --hosts, --list or --show", file=sys.stderr)
+        sys.exit(2)
     try:
         params = fanout_fields(parse_params(args.send))
-        cf = skytools.Config("taskclient", args.config)
+        cf = read_config(args.config)
         url = cf.get("cc")
     except Exception as ex:
         print("cc-task: %s" % ex, file=sys.stderr)
@@ -278,7 +303,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 def print_hosts(config: str) -> int:
     """``--hosts``: print the table; the exit status."""
     try:
-        cf = skytools.Config("taskclient", config)
+        cf = read_config(config)
         with CCClient(cf.get("cc")) as client:
             hosts = list_hosts(client, cf.getfloat("timeout", 15))
     except Exception as ex:

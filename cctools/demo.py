@@ -41,8 +41,35 @@ DB_FUNCTION = """create function public.demo_hello(name text) returns text langu
 $$ select 'hello ' || name || ' from PostgreSQL ' || current_setting('server_version') $$"""
 
 
+#: seconds between two lines of one kind of routine delivery (the rest are counted)
+QUIET_PERIOD = 5.0
+
+
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+class Throttle:
+    """At most one line per kind of routine delivery every :data:`QUIET_PERIOD` seconds,
+    the ones held back counted in the next: the task's lines stay on the screen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: Dict[str, float] = {}
+        self._held: Dict[str, int] = {}
+
+    def say(self, kind: str, line: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -QUIET_PERIOD) < QUIET_PERIOD:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        say(line + (" (and %d more since the last line)" % held if held else ""))
+
+
+ROUTINE = Throttle()
 
 
 class Child:
@@ -85,7 +112,8 @@ class Child:
 def show_server_line(name: str, line: str) -> None:
     m = RECORD_RE.search(line)
     if name == "central.ini" and m and "locallog" in line:
-        say("delivered log.%s from %s: %s" % (m["level"].lower(), m["who"], m["msg"]))
+        text = "delivered log.%s from %s: %s" % (m["level"].lower(), m["who"], m["msg"])
+        ROUTINE.say("log:" + m["who"], text)
     elif " WARNING " in line or " ERROR " in line or "listening on" in line or "Error" in line:
         say("[%s] %s" % (name, line))
 
@@ -111,9 +139,10 @@ class Watcher:
                     self.seen[path] = (st.st_size, st.st_mtime_ns)
                     rel = os.path.relpath(path, top)
                     if kind == "infofile" and self.seen[path] != old:
-                        say("delivered infofile %s (%d bytes)" % (rel, st.st_size))
+                        ROUTINE.say("info", "delivered infofile %s (%d bytes)" % (rel, st.st_size))
                     elif kind == "logtail" and st.st_size > old[0]:
-                        say("delivered logtail %s: %d bytes written" % (rel, st.st_size - old[0]))
+                        grown = st.st_size - old[0]
+                        ROUTINE.say("tail", "delivered logtail %s: %d bytes written" % (rel, grown))
 
 
 def render(confdir: str, name: str, work: str, **values: str) -> str:

@@ -26,11 +26,13 @@ DEMO_DIR = os.path.join(CONF_DIR, "demo")
 TESTED_ELSEWHERE = {
     "conf/prometheus/cc-alerts.yml": os.path.join(REPO_DIR, "test", "test_alert_rules.py"),
     "conf/prometheus/prometheus.yml": os.path.join(REPO_DIR, "test", "test_alert_rules.py"),
+    "conf/client.ini": os.path.join(REPO_DIR, "test", "test_walkthrough.py"),
 }
 #: the role examples, and the package's /etc/cc/cc.ini
-EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.ini"))) + [
-    os.path.join(REPO_DIR, "debian", "cc.ini")
-]
+EXAMPLES = sorted(
+    p for p in glob.glob(os.path.join(CONF_DIR, "*.ini")) if "conf/" + os.path.basename(p)
+    not in TESTED_ELSEWHERE
+) + [os.path.join(REPO_DIR, "debian", "cc.ini")]
 #: where a URL goes that names no example: nothing listens there
 NOWHERE = "tcp://127.0.0.1:1"
 URL_RE = re.compile(r"tcp://[\w.*-]+:(\d+|\*)")
@@ -75,6 +77,8 @@ def rewrite(text: str, tmp: str, endpoints: Dict[str, str]) -> str:
     for line in text.splitlines():
         if re.match(r"\s*cc-socket\s*=", line):
             line = "cc-socket = tcp://127.0.0.1:*"
+        elif re.match(r"\s*metrics-http\s*=", line):
+            line = "metrics-http = 127.0.0.1:0"
         elif re.match(r"\s*stats-period\s*=", line):
             continue
         elif not line.lstrip().startswith((";", "#")):

@@ -391,7 +391,10 @@ class TestLogtail(LogtailCase):
             [sys.executable, "-m", "cc.daemon.logtail", self.local.ini, "d:logtail"]
         )
         self.assertEqual(result.returncode, 1)
-        self.assertIn("operation-mode = sideways: use classic or rotated", result.stderr)
+        self.assertIn(
+            "[d:logtail]: operation-mode = sideways: expected one of classic, rotated",
+            result.stderr,
+        )
 
 
 def _kill(proc):

@@ -57,7 +57,7 @@ class TestCommandLine(CCTestCase):
 
     def test_version(self):
         out = self.cc_server("-V").stdout
-        self.assertRegex(out, r"ccserver version \d+\.\d+")
+        self.assertRegex(out, r"^cc-server version \d+\.\d+")
 
     def test_missing_config_file(self):
         result = self.cc_server(os.path.join(self.tmp, "nope.ini"))
@@ -98,7 +98,10 @@ class TestLifecycle(CCTestCase):
         reply = self.query(self.dealer(endpoint), "echo.request", {"target": "d"})
         self.assertEqual(reply.type, "echo.response")
         again = self.run_command(server.command("-d"))
-        self.assertIn("another process running", again.stdout + again.stderr)
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn(
+            "pidfile %s: process %d is running" % (server.pidfile, pid), again.stdout + again.stderr
+        )
         self.assertEqual(self.run_command(server.command("-s")).returncode, 0)
         wait_for(lambda: not os.path.exists(server.pidfile), what="pidfile removed")
         wait_for(lambda: not pid_alive(pid), what="daemon exit")
@@ -108,7 +111,7 @@ class TestLifecycle(CCTestCase):
         server = self.write_server("np", ini)
         result = self.run_command(server.command("-d"))
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("Daemon needs pidfile", server.output() + result.stderr + result.stdout)
+        self.assertIn("-d needs a pidfile: set pidfile in [ccserver]", result.stderr)
 
     def test_bind_failure_is_reported(self):
         first = self.start_server("first", ccserver_section("first") + ECHO)

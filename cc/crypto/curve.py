@@ -19,7 +19,14 @@ import zmq.auth
 from skytools.config import ConfigError
 from zmq.auth.thread import ThreadAuthenticator
 
-__all__ = ["CurveServer", "configure_client", "TEMPLATE_SERVER", "TEMPLATE_CLIENT"]
+__all__ = [
+    "CurveServer",
+    "configure_client",
+    "load_client_keys",
+    "load_server_key",
+    "TEMPLATE_SERVER",
+    "TEMPLATE_CLIENT",
+]
 
 log = logging.getLogger("cc.crypto.curve")
 
@@ -47,11 +54,16 @@ def _load(path: str, secret: bool, option: str) -> "tuple[bytes, Optional[bytes]
     return public, secret_key
 
 
+def load_server_key(cf: skytools.Config) -> "tuple[bytes, Optional[bytes]]":
+    """The server's key pair from ``curve-server-key`` (ConfigError when it does not load)."""
+    return _load(cf.getfile("curve-server-key"), True, "curve-server-key")
+
+
 class CurveServer:
     """CURVE and the ZAP allow-list for one server socket."""
 
     def __init__(self, zctx: zmq.Context, cf: skytools.Config) -> None:
-        self.public, self.secret = _load(cf.getfile("curve-server-key"), True, "curve-server-key")
+        self.public, self.secret = load_server_key(cf)
         self.clients_dir = ""
         self.auth = ThreadAuthenticator(zctx, log=log)
         self.auth.start()
@@ -88,16 +100,26 @@ class CurveServer:
         self.auth.stop()
 
 
-def configure_client(sock: zmq.Socket, cf: skytools.Config) -> bool:
-    """Make ``sock`` (before it connects) a CURVE client if the section says so."""
+def load_client_keys(cf: skytools.Config) -> "Optional[tuple[bytes, Optional[bytes], bytes]]":
+    """(public, secret, the server's public) key of a CURVE client section, or None
+    without ``curve-*`` options; ConfigError when they do not load."""
     key_file = cf.get("curve-client-key", "")
     remote_file = cf.get("curve-remote-key", "")
     if not key_file and not remote_file:
-        return False
+        return None
     if not (key_file and remote_file):
         raise ConfigError("CURVE needs both curve-client-key and curve-remote-key")
     public, secret = _load(os.path.expanduser(key_file), True, "curve-client-key")
     server_public, _ = _load(os.path.expanduser(remote_file), False, "curve-remote-key")
+    return public, secret, server_public
+
+
+def configure_client(sock: zmq.Socket, cf: skytools.Config) -> bool:
+    """Make ``sock`` (before it connects) a CURVE client if the section says so."""
+    keys = load_client_keys(cf)
+    if keys is None:
+        return False
+    public, secret, server_public = keys
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_serverkey = server_public

@@ -1,10 +1,4 @@
-"""``cc-keygen``: CURVE key pairs for cc links.
-
-``cc-keygen DIR NAME...`` writes ``DIR/NAME.key`` (public, give it to the
-other side) and ``DIR/NAME.key_secret`` (keep it; readable by the owner only)
-for each NAME, in pyzmq's certificate format.  A server's
-``curve-clients-dir`` holds the ``.key`` files of the clients it lets in.
-"""
+"""``cc-keygen``: CURVE key pairs for cc links; :data:`DESCRIPTION` says what it writes."""
 
 import argparse
 import os
@@ -16,9 +10,17 @@ import zmq.auth
 
 __all__ = ["main"]
 
+#: what --help says (plain text: it is read on a terminal, and survives python -OO)
+DESCRIPTION = (
+    "cc-keygen DIR NAME... writes DIR/NAME.key (public, give it to the other side) and"
+    " DIR/NAME.key_secret (keep it; readable by the owner only) for each NAME, in pyzmq's"
+    " certificate format. A server's curve-clients-dir holds the .key files of the clients"
+    " it lets in."
+)
+
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="cc-keygen", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="cc-keygen", description=DESCRIPTION)
     parser.add_argument("directory", help="where to write the key files (created)")
     parser.add_argument(
         "names", nargs="+", metavar="name", help="key pair names, e.g. server host1"

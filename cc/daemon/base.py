@@ -11,20 +11,22 @@ import concurrent.futures
 import logging
 import sys
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, TypeVar
+from configparser import NoSectionError
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import skytools
 import zmq
 from skytools.config import ConfigError
 
-from cc.daemon.logforward import LogForwarder
+from cc.daemon.logforward import LogForwarder, not_forwarded
 from cc.hostname import configured_hostname
-from cc.jobs.env import from_environ, job_defaults
+from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import BodyGate, CCMessage, set_hostname
-from cc.process import CCProcess
+from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
+from cc.options import Option, check_section, section_config, template
+from cc.process import SCRIPT_IGNORED, SCRIPT_OPTIONS, CCProcess
 from cc.reqstream import CCReqStream
-from cc.security import crypto_context, replay_cache
+from cc.security import CMS_DECLARED, crypto_context, replay_cache
 
 __all__ = ["CCDaemon", "FLUSH_TIMEOUT"]
 
@@ -77,6 +79,41 @@ class CCDaemon(CCProcess):
 
     sighup_reloads = True
 
+    #: what every daemon section takes (a daemon declares its own in ``OPTIONS``)
+    COMMON_OPTIONS = (
+        Option("cc-socket", "url", None, "the cc to connect to (default: [ccserver]'s)"),
+        Option("stats-period", "seconds", 30, "seconds between stats lines and pub.stats"),
+        Option("publish-stats", "bool", True, "send pub.stats and pub.state"),
+        Option("state-period", "seconds", 300, "seconds between pub.state reports"),
+        Option("zmq_hwm", "int", 100, "messages queued to the cc, at the most"),
+        Option("zmq_linger", "int", 500, "ms queued messages may take to leave at the stop"),
+    )  # fmt: skip
+    #: a daemon's own options
+    OPTIONS: Tuple[Option, ...] = ()
+
+    @classmethod
+    def declared(cls) -> Tuple[Option, ...]:
+        """Every option a section of this daemon may have, its jobmgr options included."""
+        return (
+            SCRIPT_OPTIONS
+            + cls.COMMON_OPTIONS
+            + CMS_DECLARED
+            + BodyLimits.OPTIONS
+            + JOB_OPTIONS
+            + cls.OPTIONS
+        )
+
+    def print_ini(self) -> None:
+        """``--ini``: a job section for this daemon from the declarations (a docstring
+        would vanish under ``python -OO``); run by a local cc's jobmgr."""
+        module = type(self).__module__
+        print("[d:%s]\nmodule = %s\n" % (module.rsplit(".", 1)[-1], module))
+        print(template(self.OPTIONS))
+        print("# every daemon's options\n")
+        print(template(self.COMMON_OPTIONS + CMS_DECLARED + BodyLimits.OPTIONS))
+        print("# how jobmgr runs it\n")
+        print(template(option for option in JOB_OPTIONS if option.name not in ("module", "script")))
+
     def __init__(self, service_name: str, args: Sequence[str]) -> None:
         self.zctx: zmq.Context = None  # type: ignore[assignment]
         self._work_started = False
@@ -107,12 +144,18 @@ class CCDaemon(CCProcess):
         conf_file = self.args[0]
         section = self.args[1] if len(self.args) > 1 else self.service_name
         server_cf = skytools.Config("ccserver", conf_file)
-        defaults = job_defaults(server_cf, section)
-        cf = skytools.Config(section, conf_file, user_defs=defaults, override=self.cf_override)
+        try:
+            cf = section_config(server_cf, section, job_defaults(server_cf, section),
+                                self.cf_override)  # fmt: skip
+        except NoSectionError:
+            raise ConfigError("%s: no section [%s]" % (conf_file, section)) from None
         return server_cf, cf
 
     def reload(self) -> None:
         super().reload()
+        warnings = check_section(self.cf, self.declared(), SCRIPT_IGNORED)
+        #: logged at start; run by jobmgr, the server has named them already
+        self.config_warnings = warnings if self.jobenv is None else []
         self.section = self.cf.main_section
         self.stats_period = self.cf.getfloat("stats-period", 30)
         self.publish_stats = self.cf.getboolean("publish-stats", True)
@@ -191,10 +234,16 @@ class CCDaemon(CCProcess):
             gate=BodyGate.from_config(self.cf, crypto),
         )
         self._log_forwarder = LogForwarder(self)
-        logging.getLogger().addHandler(self._log_forwarder)
+        root = logging.getLogger()
+        root.handlers.insert(0, self._log_forwarder)  # first: it marks what it sends
+        if self.jobenv is not None:  # jobmgr relays the console: what went as log.* stays out
+            for handler in root.handlers[1:]:
+                handler.addFilter(not_forwarded)
         if self.jobenv is not None:
             self.joblink = JobLink(self.jobenv, self.job_name, self.cc, self.log, self.request_stop)
             self.joblink.start()
+        for text in self.config_warnings:
+            self.log.warning("%s", text)
         self._work_started = True
         self.start_work()
         self.start_reports(self.stats_period, self.state_period)

@@ -14,6 +14,7 @@ from skytools.config import ConfigError
 from cc.daemon import CCDaemon, run_daemon
 from cc.daemon.discovery_probes import PROBES, Probe, stable
 from cc.msgtypes import DiscoveryMessage
+from cc.options import Option
 from cc.tick import Ticker
 
 __all__ = ["Discovery"]
@@ -34,6 +35,13 @@ class Discovery(CCDaemon):
         # filled in); without it databases and their sizes are not listed
         #discovery-connect = user=postgres dbname=postgres
     """
+
+    OPTIONS = (
+        Option("probes", "list", "postgresql, host", "what is discovered"),
+        Option("discovery-period", "seconds", 300, "seconds between full reports"),
+        Option("check-period", "seconds", 10, "seconds between checks for changes"),
+        Option("discovery-connect", "str", None, "libpq connect string of the postgresql probe"),
+    )  # fmt: skip
 
     probes: Dict[str, Probe] = {}
 

@@ -9,7 +9,9 @@ import signal
 import time
 
 from cc.daemon import CCDaemon, run_daemon
+from cc.files import infomsg
 from cc.files.infomsg import InfofileEncoder
+from cc.options import REQUIRED, Option
 from cc.tick import next_multiple
 
 CC_DAEMON = "InfoScript"
@@ -59,6 +61,16 @@ class InfoScript(CCDaemon):
         #msg-suffix =
         #use-blob = yes
     """
+
+    OPTIONS = (
+        Option("info-script", "str", REQUIRED, "the command whose output is sent",
+               example="/usr/local/bin/host-info"),
+        Option("info-period", "seconds", REQUIRED, "seconds between runs", example="300"),
+        Option("info-name", "str", REQUIRED, "the file name the output is sent as",
+               example="host-info.txt"),
+        Option("info-timeout", "seconds", 60, "seconds a run may take"),
+        Option("max-output", "bytes", "32M", "output larger than this is not sent"),
+    ) + infomsg.OPTIONS  # fmt: skip
 
     def reload(self) -> None:
         super().reload()

@@ -12,9 +12,11 @@ from typing import Dict, List, Optional, Tuple
 
 from cc.daemon import CCDaemon, run_daemon
 from cc.files.atomic import write_atomic
+from cc.files import infomsg
 from cc.files.infomsg import InfofileEncoder
 from cc.files.watch import DirWatch
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 
 CC_DAEMON = "InfofileCollector"
 
@@ -105,6 +107,17 @@ class InfofileCollector(CCDaemon):
         #window = 100
         #max-file-size = 32M
     """
+
+    OPTIONS = (
+        Option("infodir", "path", REQUIRED, "directory of the files", example="~/info"),
+        Option("infomask", "str", REQUIRED, "glob of the files sent", example="*.info"),
+        Option("scan-period", "seconds", 1.0, "seconds between scans"),
+        Option("state-file", "path", None, "what was sent (default: beside the pidfile)"),
+        Option("ack", "bool", True, "wait for the end-service's acknowledgement"),
+        Option("ack-timeout", "seconds", 10.0, "seconds to wait for it"),
+        Option("window", "int", 100, "files sent and not acknowledged, at the most"),
+        Option("max-file-size", "bytes", "32M", "files larger than this are not sent"),
+    ) + infomsg.OPTIONS  # fmt: skip
 
     def reload(self) -> None:
         super().reload()

@@ -16,7 +16,10 @@ from cc.msgtypes import LogMessage
 if TYPE_CHECKING:  # pragma: no cover
     from cc.daemon.base import CCDaemon
 
-__all__ = ["LogForwarder"]
+__all__ = ["LogForwarder", "not_forwarded"]
+
+#: the attribute LogForwarder sets on a record it sends
+FORWARDED = "cc_forwarded"
 
 
 class LogForwarder(logging.Handler):
@@ -32,13 +35,15 @@ class LogForwarder(logging.Handler):
         if self._busy:  # a record logged while sending one (a drop warning) is not sent again
             return
         io_loop = self.daemon.io_loop
-        if io_loop is None:
+        cc = self.daemon.cc
+        if io_loop is None or cc is None or cc.stream.closed:
             return
         try:
             msg = self.format_message(record)
         except Exception:
             self.handleError(record)
             return
+        setattr(record, FORWARDED, True)
         if _on_thread_of(io_loop):
             self._send(msg)
         else:
@@ -68,6 +73,12 @@ class LogForwarder(logging.Handler):
             self.daemon.publish(msg)
         finally:
             self._busy = False
+
+
+def not_forwarded(record: logging.LogRecord) -> bool:
+    """A log filter: only the records :class:`LogForwarder` did not send (for the console of
+    a daemon run by jobmgr, whose output jobmgr relays: each line once in the host's log)."""
+    return not getattr(record, FORWARDED, False)
 
 
 def _on_thread_of(io_loop: IOLoop) -> bool:

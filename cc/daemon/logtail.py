@@ -11,7 +11,7 @@ from skytools.config import ConfigError
 
 from cc.backoff import Backoff
 from cc.daemon import CCDaemon, run_daemon
-from cc.files import compression
+from cc.files import compression, infomsg
 from cc.files.tailsource import (
     Source,
     find_by_inode,
@@ -23,6 +23,7 @@ from cc.files.tailsource import (
 from cc.files.watch import DirWatch
 from cc.message import CCMessage, is_valid_type
 from cc.msgtypes import LogtailMessage
+from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
 
 CC_DAEMON = "LogfileTailer"
@@ -122,6 +123,22 @@ class LogfileTailer(CCDaemon):
         #poll-period = 0.2
     """
 
+    OPTIONS = (
+        Option("logdir", "path", REQUIRED, "directory of the logs", example="/var/log/postgresql"),
+        Option("operation-mode", "enum", "classic", "classic (logmask) or rotated (logname)",
+               choices=("classic", "rotated")),
+        Option("logmask", "str", None, "glob of the files tailed (classic)"),
+        Option("logname", "str", None, "the file tailed (rotated)"),
+        Option("file-mode", "enum", "text", "text or binary", choices=("text", "binary")),
+        Option("lag-max-bytes", "bytes", "1G", "lag beyond which old data is skipped"),
+        Option("buffer-lines", "int", -1, "lines per message, at the most; -1: no limit"),
+        Option("buffer-bytes", "bytes", "0", "bytes per message, at the most; 0: 1M"),
+        Option("state-file", "path", None, "the position (default: beside the pidfile)"),
+        Option("window", "int", 8, "messages sent and not acknowledged, at the most"),
+        Option("ack-timeout", "seconds", 10, "seconds to wait for an acknowledgement"),
+        Option("poll-period", "seconds", 0.2, "seconds between looks at the file"),
+    ) + infomsg.OPTIONS  # fmt: skip
+
     def reload(self) -> None:
         super().reload()
         try:
@@ -146,7 +163,7 @@ class LogfileTailer(CCDaemon):
         if file_mode not in ("text", "binary"):
             raise ConfigError("file-mode = %s: use text or binary" % file_mode)
         self.text = file_mode == "text"
-        self.comp = compression.normalize(cf.get("compression", ""))
+        self.comp = compression.normalize(cf.get("compression", "none"))
         level = cf.get("compression-level", "").strip()
         self.comp_level = int(level) if level else None
         self.msgtype = LogtailMessage.REQ

@@ -23,6 +23,7 @@ from tornado.ioloop import IOLoop
 from cc.daemon import CCDaemon, run_daemon
 from cc.daemon.plugins import load_plugins
 from cc.daemon.plugins.pg_logforward import PgLogForwardPlugin
+from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
 
 __all__ = ["PgLogForward", "parse_netstr", "FIELDS"]
@@ -110,6 +111,14 @@ class PgLogForward(CCDaemon):
         [p:forward]
         module = cc.daemon.plugins.pg_logforward.forward
     """
+
+    OPTIONS = (
+        Option("log-format", "enum", REQUIRED, "netstr", choices=("netstr",), example="netstr"),
+        Option("log-parsing-errors", "bool", False, "log records that do not parse"),
+        Option("listen-host", "str", REQUIRED, "UDP address to listen on", example="127.0.0.1"),
+        Option("listen-port", "int", REQUIRED, "UDP port to listen on", example="23456"),
+        Option("plugins", "list", REQUIRED, "the plug-in sections", example="p:forward"),
+    )  # fmt: skip
 
     sock: Optional[socket.socket] = None
     plugins: List[PgLogForwardPlugin] = []

@@ -24,6 +24,7 @@ from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskRegisterMessage, TaskReplyMessage
+from cc.options import Option
 from cc.tick import Ticker
 
 CC_DAEMON = "TaskExec"
@@ -81,6 +82,18 @@ class TaskExec(CCDaemon):
         [cc.task.sample]
         #sudo = postgres
     """
+
+    #: what a task module's own section (named like the module) may have
+    TASK_OPTIONS = (Option("sudo", "str", None, "run the task as this user (sudo -n -u)"),)
+    OPTIONS = (
+        Option("local-id", "str", None, "the host name tasks are addressed to (default:"
+               " hostname)"),
+        Option("reg-period", "seconds", 300, "seconds between registrations"),
+        Option("maint-period", "seconds", 60, "seconds between clean-ups"),
+        Option("task-grace-period", "seconds", 900, "seconds a finished task is remembered"),
+        Option("task-heartbeat", "str", "10", "seconds between task heartbeats; 0 or no: none"),
+        Option("max-tasks", "int", 32, "tasks at once, at the most"),
+    )  # fmt: skip
 
     def reload(self) -> None:
         super().reload()

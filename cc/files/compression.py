@@ -11,7 +11,10 @@ import bz2
 import zlib
 from typing import Dict, Iterable, Iterator, List, Optional, Union
 
+from cc.options import Option
+
 __all__ = [
+    "WRITER_OPTIONS",
     "compress",
     "compress_pieces",
     "decompress",
@@ -26,6 +29,15 @@ __all__ = [
 
 #: default of the writers' ``max-file-size``: the most one message's data may decompress to
 MAX_FILE_SIZE = "256M"
+
+#: how a writer (infowriter, tailwriter) stores what it receives, declared once for both
+WRITER_OPTIONS = (
+    Option("write-compressed", "str", None, "'' or no: uncompressed; keep: as sent; yes: with"
+           " compression"),
+    Option("compression", "str", "gzip", "with write-compressed = yes: gzip or bzip2"),
+    Option("compression-level", "str", None, "empty or 0: the library's default"),
+    Option("max-file-size", "bytes", MAX_FILE_SIZE, "files larger than this are refused"),
+)  # fmt: skip
 
 #: output bytes asked of a decompressor at a time
 PIECE = 1024 * 1024

@@ -12,8 +12,17 @@ from skytools.config import ConfigError
 from cc.files import compression
 from cc.message import CCMessage, is_valid_type
 from cc.msgtypes import InfofileMessage
+from cc.options import Option
 
-__all__ = ["InfofileEncoder"]
+__all__ = ["InfofileEncoder", "OPTIONS"]
+
+#: the sender options, declared once for every daemon that sends files or log fragments
+OPTIONS = (
+    Option("compression", "str", "none", "gzip, bzip2 or none"),
+    Option("compression-level", "str", None, "empty: the library's default"),
+    Option("msg-suffix", "str", None, "appended to the message type (pub.infofile.<suffix>)"),
+    Option("use-blob", "bool", True, "send the contents as a binary frame, not in the body"),
+)
 
 
 class InfofileEncoder:

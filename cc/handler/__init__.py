@@ -9,12 +9,13 @@ line in :data:`HANDLERS`.
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple, Type
 
 import skytools
 from skytools.config import ConfigError
 
 from cc.message import CCMessage
+from cc.options import Option
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.handler.serverview import ServerView
@@ -37,6 +38,13 @@ HANDLERS: Dict[str, str] = {
     "tailwriter": "cc.handler.tailwriter",
     "taskrouter": "cc.handler.taskrouter",
 }
+
+
+#: what every handler section has: which handler it is
+HANDLER_KEYS = (
+    Option("handler", "str", None, "the handler: a short name (proxy) or a module path"),
+    Option("plugin", "str", None, "the original's name for handler"),
+)
 
 
 class HandlerConfigError(ConfigError):
@@ -84,9 +92,12 @@ class CCHandler:
       (logrotate moved them).  Called for every running handler, kept
       across the reload or not, even when the new config is refused;
     * :meth:`reconfigure` (optional): take a changed section in place on
-      reload instead of being replaced by a new instance.
+      reload instead of being replaced by a new instance;
+    * :meth:`check_config` (optional, a classmethod): check the sections the
+      handler's section refers to, before anything is made.
 
     Class attributes: ``CC_ROLES``, the server roles it may run in;
+    ``OPTIONS``, the options of its section, declared once (:mod:`cc.options`);
     ``REFERENCES``, options naming other handler sections (``forward-to``),
     so that a reload knows what a handler depends on; ``SECTION_LISTS``,
     options listing other sections it reads (jobmgr's ``daemons``), whose
@@ -106,6 +117,8 @@ class CCHandler:
     """
 
     CC_ROLES: Tuple[str, ...] = ("local", "proxy", "end-service")
+    #: the options of the handler's section (:mod:`cc.options`), checked before it is made
+    OPTIONS: Tuple[Option, ...] = ()
     REFERENCES: Tuple[str, ...] = ()
     SECTION_LISTS: Tuple[str, ...] = ()
 
@@ -117,6 +130,13 @@ class CCHandler:
         self.zctx = server.zctx
         self.stats = server.stats
         self.log = logging.getLogger("cc.handler.%s" % hname)
+
+    @classmethod
+    def check_config(cls, hcf: skytools.Config, server_cf: skytools.Config) -> List[str]:
+        """Check what the section refers to beyond its own options (jobmgr: its job
+        sections) before anything is made: at start, on reload and by ``--check``.
+        Raise :class:`HandlerConfigError`; return warnings.  The default has nothing more."""
+        return []
 
     def handle_msg(self, msg: CCMessage) -> None:
         raise NotImplementedError

@@ -9,6 +9,7 @@ from cc.db.call import CallError, CallPolicy, DBCall
 from cc.db.session import DBSession
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.msgtypes import wants_reply
 from cc.ratelog import RateLimitedLog
 
@@ -60,6 +61,15 @@ class DBHandler(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("db", "str", REQUIRED, "libpq connect string", example="dbname=confdb"),
+        Option("allowed-functions", "list", None, "schema.function names that may be called,"
+               " or *; empty allows nothing", protects=True),
+        Option("worker-threads", "int", 10, "calls at once, one connection each"),
+        Option("zmq_hwm", "int", 1000, "calls waiting for a connection, at the most"),
+        Option("statement-timeout", "seconds", 0, "0 leaves the server's statement_timeout"),
+        Option("connect-timeout", "seconds", 10, "seconds to connect"),
+    )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

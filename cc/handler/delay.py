@@ -6,6 +6,7 @@ from typing import Deque, Optional, Tuple
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 
 CC_HANDLER = "Delay"
 
@@ -26,6 +27,12 @@ class Delay(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("forward-to", "str", REQUIRED, "the handler section messages go to after the"
+               " delay", example="h:proxy"),
+        Option("delay", "seconds", 0, "seconds each message waits"),
+        Option("queue-size", "int", 10000, "messages waiting, at the most"),
+    )  # fmt: skip
     REFERENCES = ("forward-to",)
 
     def __init__(self, hname, hcf, server):

@@ -6,6 +6,8 @@ import zmq
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.msgtypes import wants_reply
+from cc.options import Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
 from cc.stream import CCStream
@@ -28,6 +30,10 @@ class Echo(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("ping-remotes", "list", None, "ccs pinged every ping-period"),
+        Option("ping-period", "seconds", 1.0, "seconds between pings"),
+    )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
@@ -58,6 +64,10 @@ class Echo(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         if msg.type != "echo.request":
             self._ratelog.warning("unknown:" + msg.type, "unknown msg: %s", msg.type)
+            if wants_reply(msg.type, msg.route):
+                self.reply_error(
+                    msg, "echo takes echo.request, not %s" % msg.type, "unsupported"
+                )
             return
         body = msg.get_body()
         self.reply(

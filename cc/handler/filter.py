@@ -4,6 +4,7 @@ from fnmatch import fnmatchcase
 
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 
 CC_HANDLER = "Filter"
 
@@ -25,6 +26,12 @@ class Filter(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("forward-to", "str", REQUIRED, "the handler section passed messages go to",
+               example="h:proxy"),
+        Option("include", "list", None, "type patterns let through (empty: all)"),
+        Option("exclude", "list", None, "type patterns dropped"),
+    )  # fmt: skip
     REFERENCES = ("forward-to",)
 
     def __init__(self, hname, hcf, server):

@@ -16,6 +16,7 @@ from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "InfoWriter"
@@ -107,6 +108,14 @@ class InfoWriter(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("dstdir", "path", REQUIRED, "directory the files go to", example="~/infofiles"),
+        Option("dstmask", "str", None, "file name under dstdir, from the message's fields"),
+        Option("host-subdirs", "bool", False, "one subdirectory per host"),
+        Option("bakext", "str", None, "keep the previous version as <name><bakext>"),
+        Option("worker-threads", "int", 10, "threads writing files"),
+        Option("queue-size", "int", 100, "writes waiting per thread, at the most"),
+    ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

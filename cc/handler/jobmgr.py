@@ -1,23 +1,31 @@
 """jobmgr: run the local daemons as supervised children of cc-server."""
 
 import asyncio
+import configparser
+import difflib
+import importlib.util
 import math
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
 
 import skytools
+from skytools.config import ConfigError
 
 from cc.backoff import Backoff
 from cc.handler import CCHandler, HandlerConfigError
-from cc.jobs.env import KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
+from cc.jobs.env import JOB_OPTIONS, KEEPALIVE_PERIOD, JobEnv, connectable, job_defaults
 from cc.jobs.supervisor import Job, JobSettings
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option, check_section, section_config
+from cc.process import SCRIPT_IGNORED
 from cc.ratelog import RateLimitedLog
+from cc.security import crypto_context
 from cc.tick import Ticker
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cc.daemon.base import CCDaemon
     from cc.handler.serverview import ServerView
 
 CC_HANDLER = "JobMgr"
@@ -72,13 +80,17 @@ class JobMgr(CCHandler):
     """
 
     CC_ROLES = ("local",)
+    OPTIONS = (
+        Option("daemons", "list", REQUIRED, "the job sections to run",
+               example="d:infosender, d:taskrunner"),
+    ) + JOB_OPTIONS  # fmt: skip
     SECTION_LISTS = ("daemons",)
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
         self.config_file = hcf.filename
-        self.server_cf = skytools.Config("ccserver", self.config_file)
+        self.server_cf = section_config(hcf, "ccserver")
         self.server_job_name = self.server_cf.get("job_name")
         self.jobs: Dict[str, Job] = {}
         self.configs: Dict[str, Dict[str, str]] = {}
@@ -97,12 +109,14 @@ class JobMgr(CCHandler):
     def _job_name(self, section: str) -> str:
         return "%s.%s" % (self.server_job_name, section)
 
+    @classmethod
+    def check_config(cls, hcf: skytools.Config, server_cf: skytools.Config) -> List[str]:
+        """Every job section: its options, and a module that imports or a script that runs."""
+        return [w for section in _job_sections(hcf) for w in read_job(hcf, server_cf, section)[2]]
+
     def _make_jobs(self, hcf: skytools.Config) -> Dict[str, Tuple[Job, Dict[str, str]]]:
         """The jobs ``hcf`` lists, with their sections' options; checked, none started."""
-        names = hcf.getlist("daemons")
-        if not names:
-            raise HandlerConfigError("[%s]: daemons lists no job section" % self.hname)
-        return {name: self._make_job(name, hcf) for name in names}
+        return {name: self._make_job(name, hcf) for name in _job_sections(hcf)}
 
     def _use(self, jobs: Dict[str, Tuple[Job, Dict[str, str]]]) -> None:
         """Make ``jobs`` the supervised set (they are started by the caller)."""
@@ -122,12 +136,8 @@ class JobMgr(CCHandler):
             self._checker.start()
 
     def _make_job(self, section: str, hcf: skytools.Config) -> Tuple[Job, Dict[str, str]]:
-        try:
-            defaults = job_defaults(self.server_cf, section)
-            cf = skytools.Config(section, self.config_file, user_defs=defaults)
-            config = dict(cf.cf.items(section))
-        except Exception as ex:
-            raise HandlerConfigError("[%s]: job %s: %s" % (self.hname, section, ex)) from None
+        cf, command, _ = read_job(hcf, self.server_cf, section)
+        config = dict(cf.cf.items(section))
 
         def opt(name: str, default: float, *aliases: str) -> float:
             for key in (name,) + aliases:
@@ -136,13 +146,7 @@ class JobMgr(CCHandler):
                         return source.getfloat(key)
             return default
 
-        if cf.has_option("module"):
-            argv = [sys.executable, "-m", cf.get("module")]
-        elif cf.has_option("script"):
-            argv = [cf.getfile("script")]
-        else:
-            raise HandlerConfigError("[%s]: needs module = or script =" % section)
-        argv += [self.config_file, section] + self.server.verbosity
+        argv = command + [self.config_file, section] + self.server.verbosity
         keepalive_period = opt("keepalive-period", 10)
         if keepalive_period <= 0:
             raise HandlerConfigError("[%s]: keepalive-period must be positive" % section)
@@ -219,7 +223,12 @@ class JobMgr(CCHandler):
                 exiting.add_done_callback(lambda _f, job=job: self._start_unless_stopping(job))
 
     def on_sighup(self) -> None:
-        """The server reloaded: the daemons running on read their keys, CAs and CRLs again."""
+        """The server reloaded: the daemons running on read their keys, CAs and CRLs again;
+        not when the server refused the new config (server and daemons would then
+        disagree on CRLs)."""
+        if not self.server.reload_ok:
+            self.log.warning("reload refused: daemons not sent SIGHUP, they keep their config")
+            return
         for job in self.jobs.values():
             job.reload()
 
@@ -330,6 +339,81 @@ class JobMgr(CCHandler):
         self.server.remove_state_source("jobs", self.job_states)
         running = [job.stop() for job in self.jobs.values() if job.started]
         return asyncio.gather(*running, *self._exiting.values())
+
+
+def _job_sections(hcf: skytools.Config) -> List[str]:
+    names = hcf.getlist("daemons")
+    if not names:
+        raise HandlerConfigError("[%s]: daemons lists no job section" % hcf.main_section)
+    return names
+
+
+def read_job(
+    hcf: skytools.Config, server_cf: skytools.Config, section: str
+) -> Tuple[skytools.Config, List[str], List[str]]:
+    """A job's section, checked against what its daemon declares, the command that runs
+    it (a module that imports: a short name as ``cc-daemon`` takes it, or a module path;
+    or a script that is executable) and the warnings.  Raises :class:`HandlerConfigError`."""
+    try:
+        cf = section_config(hcf, section, job_defaults(server_cf, section))
+    except configparser.NoSectionError:
+        raise HandlerConfigError(
+            "[%s]: daemons names %s, but there is no section [%s]"
+            % (hcf.main_section, section, section)
+        ) from None
+    try:
+        if cf.has_option("module"):
+            daemon, command = _module_command(section, cf.get("module"))
+            declared = daemon.declared() if daemon is not None else JOB_OPTIONS
+            warnings = check_section(cf, declared, SCRIPT_IGNORED, unknown=daemon is not None)
+            if daemon is not None:
+                crypto_context(cf)  # its keys, CAs and CRLs load (only where cms-* is set)
+        elif cf.has_option("script"):
+            warnings = check_section(cf, JOB_OPTIONS, unknown=False)
+            command = [_script(section, cf.getfile("script"))]
+        else:
+            raise HandlerConfigError("[%s]: needs module = or script =" % section)
+    except HandlerConfigError:
+        raise
+    except (ConfigError, OSError, ValueError) as ex:
+        raise HandlerConfigError("[%s]: %s" % (section, ex)) from None
+    return cf, command, warnings
+
+
+def _module_command(section: str, name: str) -> Tuple[Optional[Type["CCDaemon"]], List[str]]:
+    """The daemon class of ``module = name`` (None for a module that is no CCDaemon of
+    cc's) and its command line; a module that cannot be found is refused."""
+    from cc.daemon.registry import DAEMONS, load_daemon_class  # daemons: only where run
+
+    modname = DAEMONS.get(name, name)
+    try:
+        found = importlib.util.find_spec(modname) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        known = sorted(DAEMONS) + sorted(set(DAEMONS.values()))
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        raise HandlerConfigError(
+            "[%s]: module = %s: no such module%s; known daemons: %s"
+            % (section, name, " (did you mean %s?)" % close[0] if close else "",
+               ", ".join(sorted(DAEMONS)))
+        )  # fmt: skip
+    daemon = None
+    if modname in DAEMONS.values() or modname.startswith("cc.daemon."):
+        try:
+            daemon = load_daemon_class(modname)
+        except ConfigError as ex:
+            raise HandlerConfigError("[%s]: module = %s: %s" % (section, name, ex)) from None
+    return daemon, [sys.executable, "-m", modname]
+
+
+def _script(section: str, path: str) -> str:
+    """``script = path``, if it is an executable file."""
+    if not os.path.isfile(path):
+        raise HandlerConfigError("[%s]: script = %s: no such file" % (section, path))
+    if not os.access(path, os.X_OK):
+        raise HandlerConfigError("[%s]: script = %s: not executable" % (section, path))
+    return path
 
 
 def _spec(job: Job, config: Dict[str, str]) -> Tuple[Any, ...]:

@@ -10,6 +10,7 @@ from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.msgtypes import record_time
 from cc.ratelog import RateLimitedLog
 
@@ -65,6 +66,13 @@ class LogWriter(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("dstdir", "path", REQUIRED, "directory the logs go to", example="~/logs"),
+        Option("dstmask", "str", "%(hostname)s/%(job_name)s.log", "file name under dstdir"),
+        Option("max-open-files", "int", 1000, "files kept open, at the most"),
+        Option("worker-threads", "int", 2, "threads writing files"),
+        Option("queue-size", "int", 10000, "lines waiting, at the most"),
+    )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

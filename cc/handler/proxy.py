@@ -4,11 +4,13 @@ from typing import List
 
 import zmq
 
+from cc import sockopts
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.ping import RemotePinger
 from cc.ratelog import RateLimitedLog
-from cc.security import curve_client
+from cc.security import CURVE_CLIENT_DECLARED, check_curve_client, curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream
 
@@ -44,6 +46,20 @@ class ProxyHandler(CCHandler):
     """
 
     CC_ROLES = ("local", "proxy", "end-service")
+    OPTIONS = (
+        Option("remote-cc", "url", REQUIRED, "the cc messages are forwarded to",
+               example="tcp://10.0.0.1:22632"),
+        Option("ping", "bool", False, "ping the remote every ping-period"),
+        Option("ping-period", "seconds", 1.0, "seconds between pings"),
+        Option("queue-bytes", "bytes", "32M", "bytes kept while the remote is slow, at the"
+               " most; more are dropped and counted"),
+    ) + sockopts.OPTIONS + CURVE_CLIENT_DECLARED  # fmt: skip
+
+    @classmethod
+    def check_config(cls, hcf, server_cf):
+        """Its CURVE keys load (``--check`` and a reload find a broken key before use)."""
+        check_curve_client(hcf)
+        return []
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

@@ -52,7 +52,7 @@ class ServerView:
     :meth:`registered_hosts`.
     """
 
-    __slots__ = ("_server", "_stores", "_registrations")
+    __slots__ = ("_server", "_stores", "_registrations", "reload_ok")
 
     def __init__(self, server: "CCServer") -> None:
         self._server = server
@@ -61,6 +61,8 @@ class ServerView:
         # of a reload that failed remove only their own
         self._stores: List[StatsStore] = []
         self._registrations: List[Callable[[], Registrations]] = []
+        #: whether the latest reload took the new config (jobmgr HUPs its daemons only then)
+        self.reload_ok = True
 
     # -- sending ---------------------------------------------------------------
 

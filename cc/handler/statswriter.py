@@ -10,6 +10,7 @@ from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
 from cc.statsstore import BadStats, StatsStore
 
@@ -34,6 +35,10 @@ class StatsWriter(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("dstdir", "path", REQUIRED, "directory of the stats files", example="~/stats"),
+        Option("max-entries", "int", 10000, "jobs remembered, at the most"),
+    )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

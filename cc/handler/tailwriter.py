@@ -18,6 +18,7 @@ from cc.files.paths import UnsafePath
 from cc.files.tailfiles import DestinationMap, Gap, TailFile, TailIdentity, default_mask
 from cc.handler import CCHandler
 from cc.message import CCMessage
+from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "TailWriter"
@@ -99,6 +100,16 @@ class TailWriter(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("dstdir", "path", REQUIRED, "directory the logs go to", example="~/logs"),
+        Option("dstmask", "str", None, "file name under dstdir"),
+        Option("host-subdirs", "bool", False, "one subdirectory per host"),
+        Option("buffer-bytes", "bytes", None, "the original's; replaced by queue-bytes"),
+        Option("queue-bytes", "bytes", "64M", "bytes waiting to be written, at the most"),
+        Option("fsync", "bool", False, "fsync after each write"),
+        Option("zmq_hwm", "int", 1000, "writes waiting per thread, at the most"),
+        Option("worker-threads", "int", 10, "threads writing files"),
+    ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

@@ -9,6 +9,7 @@ from tornado.ioloop import PeriodicCallback
 
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
+from cc.options import Option
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
 from cc.ratelog import RateLimitedLog
 from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
@@ -118,6 +119,14 @@ class TaskRouter(CCHandler):
     """
 
     CC_ROLES = ("end-service",)
+    OPTIONS = (
+        Option("route-lifetime", "seconds", 3600, "seconds a host's route is kept"),
+        Option("reply-timeout", "seconds", 300, "seconds a task's client route is kept"),
+        Option("task-ack-timeout", "seconds", 15, "seconds a runner has to acknowledge a task"),
+        Option("maint-period", "seconds", 60, "seconds between clean-ups"),
+        Option("max-fanout", "int", 1000, "hosts one task may go to, at the most"),
+        Option("host-timeout", "seconds", 60, "seconds a fan-out waits for a host"),
+    )  # fmt: skip
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)

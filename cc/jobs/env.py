@@ -10,7 +10,29 @@ from typing import Dict, Mapping, NamedTuple, Optional
 
 import skytools
 
-__all__ = ["JobEnv", "from_environ", "job_defaults", "VARIABLES"]
+from cc.options import Option
+
+__all__ = ["JobEnv", "JOB_OPTIONS", "from_environ", "job_defaults", "VARIABLES"]
+
+#: what jobmgr reads of a job's section (the timings also from jobmgr's own section, as
+#: defaults for every job)
+JOB_OPTIONS = (
+    Option("module", "str", None, "the daemon: a short name (infosender) or a module path"),
+    Option("script", "path", None, "or an executable, run with: config.ini section"),
+    Option("restart-delay", "seconds", 1, "first delay before a restart, doubling",
+           aliases=("watchdog-formula-b",)),
+    Option("restart-delay-max", "seconds", 300, "longest delay before a restart",
+           aliases=("watchdog-formula-cap",)),
+    Option("watchdog-reset", "seconds", 3600, "a run this long resets the delay"),
+    Option("start-seconds", "seconds", 1, "a job that runs this long has started"),
+    Option("start-retries", "int", 3, "exits within start-seconds in a row before FATAL"
+           " (0: never)"),
+    Option("keepalive-period", "seconds", 10, "seconds between the daemon's job.keepalive"),
+    Option("keepalive-timeout", "seconds", 30, "a job silent this long is killed and restarted"
+           " (default 3 x keepalive-period)"),
+    Option("kill-grace", "seconds", 5, "seconds between TERM and KILL of a hung job"),
+    Option("stop-timeout", "seconds", 10, "seconds a stopping job has before KILL"),
+)  # fmt: skip
 
 JOB_NAME = "CC_JOB_NAME"
 SOCKET = "CC_SOCKET"

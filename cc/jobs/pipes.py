@@ -6,9 +6,18 @@ reader, so lines are cut at ``max_line`` bytes and the rest is dropped.
 """
 
 import asyncio
+import logging
+import re
 from typing import Callable
 
-__all__ = ["read_lines", "MAX_LINE"]
+__all__ = ["read_lines", "line_level", "MAX_LINE"]
+
+#: the level of a log line as cc's processes write it (skytools' formats, plain or verbose:
+#: ``2026-12-04 20:30:59,521 16668 WARNING cc.x: ...``, ``20:30:59,521 WARNING cc.x: ...``)
+LOG_LINE_RE = re.compile(
+    r"(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d[,.]\d+ (?:\d+ )?"
+    r"(DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL) "
+)
 
 #: bytes of one output line kept; the rest of a longer line is dropped
 MAX_LINE = 4096
@@ -42,6 +51,13 @@ async def read_lines(
             buf = b""
     if buf and not skipping:
         on_line(_text(buf[:max_line]))
+
+
+def line_level(line: str, default: int) -> int:
+    """The level a child's output line is relayed at: its own, if it is a log line, else
+    ``default`` (stderr: WARNING, stdout: INFO)."""
+    m = LOG_LINE_RE.match(line)
+    return logging.getLevelName(m.group(1)) if m else default
 
 
 def _text(line: bytes) -> str:

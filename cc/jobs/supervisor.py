@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from cc.backoff import Backoff
 from cc.files.atomic import write_atomic
-from cc.jobs.pipes import read_lines
+from cc.jobs.pipes import line_level, read_lines
 from cc.jobs.states import JobState, check_transition, gives_up, keepalive_overdue
 from cc.stats import Stats
 
@@ -238,7 +238,7 @@ class Job:
                 *self.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.PIPE,
                 env=self.env,
                 start_new_session=True,
             )
@@ -252,8 +252,11 @@ class Job:
         if self.pidfile:
             await loop.run_in_executor(None, _write_pidfile, self.pidfile, proc.pid)
         self._running_handle = loop.call_later(self.settings.start_seconds, self._became_running)
-        assert proc.stdout is not None
-        reader = asyncio.ensure_future(read_lines(proc.stdout, self._log_line))
+        assert proc.stdout is not None and proc.stderr is not None
+        reader = asyncio.gather(
+            read_lines(proc.stdout, lambda line: self._log_line("stdout", logging.INFO, line)),
+            read_lines(proc.stderr, lambda line: self._log_line("stderr", logging.WARNING, line)),
+        )
         if self._shutdown.is_set():  # stop() came while spawning
             self._terminate(self.settings.stop_timeout)
         status = await proc.wait()
@@ -296,8 +299,9 @@ class Job:
                 handle.cancel()
         self._kill_handle = self._running_handle = None
 
-    def _log_line(self, line: str) -> None:
-        self.log.info("Job %s stdout: %s", self.name, line)
+    def _log_line(self, stream: str, default: int, line: str) -> None:
+        """A line of the job's output, at its own level (a log line's) or ``default``."""
+        self.log.log(line_level(line, default), "Job %s %s: %s", self.name, stream, line)
 
     def _run_done(self, task: "asyncio.Task[None]") -> None:
         if not task.cancelled() and task.exception() is not None:

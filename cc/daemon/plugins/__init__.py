@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, List, Tuple, Type, TypeVar
 import skytools
 from skytools.config import ConfigError
 
+from cc.options import REQUIRED, Option
+
 if TYPE_CHECKING:  # pragma: no cover
     from cc.daemon.base import CCDaemon
 
@@ -22,7 +24,15 @@ P = TypeVar("P", bound="CCDaemonPlugin")
 
 
 class CCDaemonPlugin:
-    """Base of daemon plug-ins.  Override :meth:`probe`, :meth:`init` and :meth:`stop` as needed."""
+    """Base of daemon plug-ins.  Override :meth:`probe`, :meth:`init` and :meth:`stop` as needed.
+
+    ``OPTIONS`` declares a plug-in's own options of its section, besides ``module``.
+    """
+
+    #: what every plug-in section has
+    MODULE = (Option("module", "str", REQUIRED, "the plug-in's module",
+                     example="cc.daemon.plugins.pg_logforward.forward"),)  # fmt: skip
+    OPTIONS: Tuple[Option, ...] = ()
 
     def __init__(self, name: str, cf: skytools.Config, daemon: "CCDaemon") -> None:
         self.name = name

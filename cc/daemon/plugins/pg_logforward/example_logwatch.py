@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 from cc.daemon.plugins.pg_logforward import PgLogForwardPlugin
 from cc.message import is_valid_type
 from cc.msgtypes import DatabaseMessage
+from cc.options import Option
 
 __all__ = ["ProcessErrors"]
 
@@ -44,6 +45,10 @@ class ProcessErrors(PgLogForwardPlugin):
     """
 
     LOG_FORMATS = ("netstr",)
+    OPTIONS = (
+        Option("error_reset_interval", "seconds", 300, "seconds before an error is sent again"),
+        Option("msg-suffix", "str", "confdb", "appended to the message type"),
+    )
 
     def init(self, log_fmt: str) -> None:  # type: ignore[override]
         self.reset_interval = self.cf.getfloat("error_reset_interval", 300)

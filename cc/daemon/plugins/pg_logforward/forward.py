@@ -5,6 +5,7 @@ from typing import Any, Dict
 
 from cc.daemon.plugins.pg_logforward import PgLogForwardPlugin
 from cc.msgtypes import LogMessage
+from cc.options import Option
 
 #: PostgreSQL elevel names -> the log level names cc's log records use
 LEVELS = {
@@ -43,6 +44,7 @@ class LogForward(PgLogForwardPlugin):
     """
 
     LOG_FORMATS = ("netstr",)
+    OPTIONS = (Option("msg-type", "str", None, "send as this type instead of log.<level>"),)
 
     def init(self, log_fmt: str) -> None:  # type: ignore[override]
         self.msg_type = self.cf.get("msg-type", "")
