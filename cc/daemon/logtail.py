@@ -131,6 +131,9 @@ class LogfileTailer(CCDaemon):
         Option("logname", "str", None, "the file tailed (rotated)"),
         Option("file-mode", "enum", "text", "text or binary", choices=("text", "binary")),
         Option("lag-max-bytes", "bytes", "1G", "lag beyond which old data is skipped"),
+        Option("start-at", "enum", "end", "where a log without a saved position is read from"
+               " at the first look: end (the original's) or beginning",
+               choices=("end", "beginning")),
         Option("buffer-lines", "int", -1, "lines per message, at the most; -1: no limit"),
         Option("buffer-bytes", "bytes", "0", "bytes per message, at the most; 0: 1M"),
         Option("state-file", "path", None, "the position (default: beside the pidfile)"),
