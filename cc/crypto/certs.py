@@ -12,15 +12,18 @@ Every failure is a :class:`CMSError` whose ``code`` says what kind it is.
 
 import datetime
 import functools
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+import hashlib
+from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
 from asn1crypto import algos, pem
 from asn1crypto import crl as acrl
 from asn1crypto import x509 as ax509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asympad
+
+from cc.crypto.der import check as check_der
 
 __all__ = [
     "CMSError",
@@ -59,15 +62,32 @@ class CMSError(ValueError):
 
 
 class Certificate:
-    """An X.509 certificate: its ASN.1 structure and its public key, parsed once."""
+    """An X.509 certificate: its ASN.1 structure and its public key, parsed once.
 
-    __slots__ = ("asn1", "der", "public_key", "issuer_der", "serial", "_info")
+    Raises :class:`CMSError` (``bad-cert``) for what cannot be parsed or whose
+    key :mod:`cryptography` does not support (an unknown curve, say).
+    """
+
+    __slots__ = ("asn1", "der", "public_key", "key_id", "issuer_der", "serial", "_info")
 
     def __init__(self, der: bytes) -> None:
         self.der = der
-        self.asn1 = ax509.Certificate.load(der)
-        self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
-        self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
+        try:
+            check_der(der)  # asn1crypto also reads BER, which a CA never signs
+            self.asn1 = ax509.Certificate.load(der, strict=True)
+            self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
+            self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
+        except UnsupportedAlgorithm as ex:
+            raise CMSError("bad-cert", "unsupported public key: %s" % ex) from None
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as ex:
+            raise CMSError("bad-cert", "malformed certificate: %s" % ex) from None
+        #: who holds the key, in one encoding: SHA-256 of the SubjectPublicKeyInfo as
+        #: cryptography writes it (the same for every certificate of that key)
+        self.key_id = hashlib.sha256(
+            self.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).digest()
         #: as encoded in the certificate: what a signer identifier is compared with first
         self.issuer_der = self.asn1.issuer.dump()
         self.serial: int = self.asn1.serial_number
@@ -88,7 +108,8 @@ class Certificate:
         return issuer_der == self.issuer_der or self.asn1.issuer == ax509.Name.load(issuer_der)
 
     def info(self) -> Dict[str, object]:
-        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``,
+        """Who signed: ``subject`` and ``issuer`` (one line each), ``serial``,
+        ``fingerprint`` (SHA-256 of the certificate, hex), ``not_before``, ``not_after``,
         and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
         original).
         """
@@ -104,7 +125,9 @@ class Certificate:
             }
             info: Dict[str, object] = {
                 "subject": self.name,
+                "issuer": self.asn1.issuer.human_friendly,
                 "serial": self.serial,
+                "fingerprint": hashlib.sha256(self.der).hexdigest(),
                 "not_before": self.asn1.not_valid_before.isoformat(),
                 "not_after": self.asn1.not_valid_after.isoformat(),
             }
@@ -240,6 +263,13 @@ def load_crls(path: str) -> List[RevocationList]:
 # -- chains ----------------------------------------------------------------------
 
 
+class Links(Protocol):
+    """Where a chain finds its intermediate CAs (:class:`cc.crypto.cms.Carried`)."""
+
+    def issuers_of(self, cert: Certificate) -> Iterable[Certificate]:
+        """The certificates that may have issued ``cert`` (subject = its issuer)."""
+
+
 class TrustStore:
     """Trusted CA certificates and the CRLs to check signers against."""
 
@@ -250,11 +280,12 @@ class TrustStore:
     def check(
         self,
         cert: Certificate,
-        extra: Sequence[Certificate],
+        extra: "Links",
         now: Optional[datetime.datetime] = None,
     ) -> datetime.datetime:
-        """Check ``cert`` for signing, chained through ``extra`` to a CA; return when the
-        verdict runs out (the first expiry of a link or of the CRL used).
+        """Check ``cert`` for signing, chained through ``extra`` (the certificates a
+        signature carries) to a CA; return when the verdict runs out (the first expiry of
+        a link or of the CRL used).
 
         Raises :class:`CMSError` (``untrusted``, ``expired``, ``bad-cert``, ``revoked``).
         """
@@ -271,7 +302,7 @@ class TrustStore:
             expires = min(expires, self._check_revocation(cert, chain[1], now))
         return expires
 
-    def _chain(self, cert: Certificate, extra: Sequence[Certificate]) -> List[Certificate]:
+    def _chain(self, cert: Certificate, extra: "Links") -> List[Certificate]:
         """``cert``, the links from ``extra`` that issued it, and the trusted CA at the top."""
         chain = [cert]
         current = cert
@@ -281,12 +312,8 @@ class TrustStore:
                 if same_name(ca.subject, issuer) and _signed_by(current.asn1, ca):
                     chain.append(ca)
                     return chain
-            for link in extra:
-                if (
-                    link not in chain
-                    and same_name(link.subject, issuer)
-                    and _signed_by(current.asn1, link)
-                ):
+            for link in extra.issuers_of(current):
+                if link not in chain and _signed_by(current.asn1, link):
                     chain.append(link)
                     current = link
                     break
