@@ -93,8 +93,8 @@ class PKI:
             f.write(text)
         return path
 
-    def _newkey(self, name: str, algorithm: str = "RSA") -> None:
-        option = "rsa_keygen_bits:2048" if algorithm == "RSA" else "ec_paramgen_curve:P-256"
+    def _newkey(self, name: str, algorithm: str = "RSA", curve: str = "P-256") -> None:
+        option = "rsa_keygen_bits:2048" if algorithm == "RSA" else "ec_paramgen_curve:" + curve
         openssl("genpkey", "-algorithm", algorithm, "-pkeyopt", option, "-out", self.key(name))
 
     def make_ca(self, name: str, ext: str = CA_EXT, algorithm: str = "RSA") -> None:
@@ -118,16 +118,18 @@ class PKI:
             self.crt(name),
         )
 
-    def _csr(self, name: str, algorithm: str = "RSA") -> str:
-        self._newkey(name, algorithm)
+    def _csr(self, name: str, algorithm: str = "RSA", curve: str = "P-256") -> str:
+        self._newkey(name, algorithm, curve)
         csr = self.path(name + ".csr")
         openssl(
             "req", "-new", "-key", self.key(name), "-subj", "/O=cc test/CN=" + name, "-out", csr
         )
         return csr
 
-    def make_leaf(self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA") -> None:
-        csr = self._csr(name, algorithm)
+    def make_leaf(
+        self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA", curve: str = "P-256"
+    ) -> None:
+        csr = self._csr(name, algorithm, curve)
         extfile = self._write(name + ".ext", ext)
         openssl(
             "x509",

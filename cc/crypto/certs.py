@@ -13,7 +13,7 @@ Every failure is a :class:`CMSError` whose ``code`` says what kind it is.
 import datetime
 import functools
 import hashlib
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from asn1crypto import algos, pem
 from asn1crypto import crl as acrl
@@ -76,6 +76,11 @@ class Certificate:
             check_der(der)  # asn1crypto also reads BER, which a CA never signs
             self.asn1 = ax509.Certificate.load(der, strict=True)
             self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
+            if self.asn1.dump(force=True) != der:  # asn1crypto passes over fields X.509 has not
+                raise ValueError("not a DER X.509 certificate")
+            outer, inner = self.asn1["signature_algorithm"], self.asn1["tbs_certificate"]["signature"]
+            if outer.dump() != inner.dump():
+                raise ValueError("two different signature algorithms (RFC 5280 4.1.1.2)")
             self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
         except UnsupportedAlgorithm as ex:
             raise CMSError("bad-cert", "unsupported public key: %s" % ex) from None
@@ -263,13 +268,6 @@ def load_crls(path: str) -> List[RevocationList]:
 # -- chains ----------------------------------------------------------------------
 
 
-class Links(Protocol):
-    """Where a chain finds its intermediate CAs (:class:`cc.crypto.cms.Carried`)."""
-
-    def issuers_of(self, cert: Certificate) -> Iterable[Certificate]:
-        """The certificates that may have issued ``cert`` (subject = its issuer)."""
-
-
 class TrustStore:
     """Trusted CA certificates and the CRLs to check signers against."""
 
@@ -280,7 +278,7 @@ class TrustStore:
     def check(
         self,
         cert: Certificate,
-        extra: "Links",
+        extra: Sequence[Certificate],
         now: Optional[datetime.datetime] = None,
     ) -> datetime.datetime:
         """Check ``cert`` for signing, chained through ``extra`` (the certificates a
@@ -302,7 +300,7 @@ class TrustStore:
             expires = min(expires, self._check_revocation(cert, chain[1], now))
         return expires
 
-    def _chain(self, cert: Certificate, extra: "Links") -> List[Certificate]:
+    def _chain(self, cert: Certificate, extra: Sequence[Certificate]) -> List[Certificate]:
         """``cert``, the links from ``extra`` that issued it, and the trusted CA at the top."""
         chain = [cert]
         current = cert
@@ -312,8 +310,12 @@ class TrustStore:
                 if same_name(ca.subject, issuer) and _signed_by(current.asn1, ca):
                     chain.append(ca)
                     return chain
-            for link in extra.issuers_of(current):
-                if link not in chain and _signed_by(current.asn1, link):
+            for link in extra:
+                if (
+                    link not in chain
+                    and same_name(link.subject, issuer)
+                    and _signed_by(current.asn1, link)
+                ):
                     chain.append(link)
                     current = link
                     break

@@ -26,7 +26,7 @@ import functools
 import hashlib
 import os
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from asn1crypto import algos, cms, core
 from cryptography.exceptions import InvalidSignature
@@ -40,7 +40,6 @@ from cc.crypto.certs import HASHES, Certificate, CMSError
 
 __all__ = [
     "CMSError",
-    "Carried",
     "Signer",
     "Verified",
     "VerifyCache",
@@ -243,8 +242,7 @@ class _TBS(NamedTuple):
     """A certificate's names, read from its bytes without parsing it."""
 
     serial: bytes  # the INTEGER's content
-    issuer: bytes  # whole encodings
-    subject: bytes
+    issuer: bytes  # its whole encoding
     key_identifier: Optional[bytes]  # subjectKeyIdentifier's value, if it has one
 
 
@@ -255,7 +253,7 @@ def _tbs(encoded: bytes) -> _TBS:
     tbs = der.children(encoded, der.children(encoded, cert, 3)[0], 10)
     if tbs[0][0] == der.CONTEXT_0:
         tbs = tbs[1:]
-    serial, issuer, subject = tbs[0], tbs[2], tbs[4]
+    serial, issuer = tbs[0], tbs[2]
     key_identifier = None
     for field in tbs[6:]:
         if field[0] != der.CONTEXT_3:
@@ -269,34 +267,15 @@ def _tbs(encoded: bytes) -> _TBS:
     return _TBS(
         der.content(encoded, der.expect(serial, der.INTEGER, "serialNumber")),
         der.whole(encoded, der.expect(issuer, der.SEQUENCE, "issuer")),
-        der.whole(encoded, der.expect(subject, der.SEQUENCE, "subject")),
         key_identifier,
     )
-
-
-class Carried:
-    """The certificates a signature carries besides its signer's, for building its chain.
-
-    They are read only as far as their subject names (:func:`_tbs`); one is
-    parsed only when it names the issuer a chain looks for.
-    """
-
-    def __init__(self, encoded: List[bytes], cache: VerifyCache) -> None:
-        self._encoded = encoded
-        self._cache = cache
-
-    def issuers_of(self, cert: Certificate) -> Iterator[Certificate]:
-        """The carried certificates whose subject is ``cert``'s issuer, byte for byte."""
-        for encoded in self._encoded:
-            if _tbs(encoded).subject == cert.issuer_der:
-                yield self._cache.certificate(encoded)
 
 
 class _Skeleton(NamedTuple):
     """A signed-data read up to its signer's signed attributes."""
 
     cert: Certificate  # the signer's
-    carried: Carried  # the others
+    carried: List[Certificate]  # the others
     hash_name: str
     tail: int  # where the signed attributes (or the signature algorithm) start
     content: Optional[bytes]  # attached content, None when detached
@@ -307,7 +286,7 @@ class Verified(NamedTuple):
 
     content: bytes
     cert: Certificate  # the signer's
-    carried: Carried  # the other certificates
+    carried: List[Certificate]  # the others, for the chain
     #: who signed what, the same for every encoding of one signature (and for both
     #: ECDSA twins): SHA-256 over the signer's key, the digest algorithm, the content's
     #: digest and the signed attributes' DER (which a sender cannot re-encode)
@@ -328,8 +307,10 @@ def verify(
     (None: take the attached content, as inside an envelope).  ``max_size``
     bounds the signed-data less its attached content, ``max_certificates`` the
     certificates it carries; both are checked before any certificate is
-    parsed, and only the signer's is parsed here.  The signer's certificate is
-    not checked: see :class:`~cc.crypto.certs.TrustStore`.
+    parsed, and the signer's is found (by reading names, not parsing) and
+    parsed first.  Every carried certificate must parse, as openssl requires.
+    The signer's certificate is not checked: see
+    :class:`~cc.crypto.certs.TrustStore`.
     """
     try:
         return _verify(signed, content, cache or VerifyCache(), max_size, max_certificates)
@@ -426,8 +407,8 @@ def _walk(data: bytes, cache: VerifyCache, max_certificates: int) -> _Skeleton:
     hash_name = _digest_name(der.whole(data, info[2]))
     if hash_name not in {_digest_name(der.whole(data, alg)) for alg in digest_algs}:
         raise CMSError("bad-signature", "digestAlgorithms lacks the signer's digest algorithm")
-    others = [der.whole(data, choice) for choice in certs if choice is not found]
-    return _Skeleton(cert, Carried(others, cache), hash_name, info[3][1], content)
+    others = [cache.certificate(der.whole(data, choice)) for choice in certs if choice is not found]
+    return _Skeleton(cert, others, hash_name, info[3][1], content)
 
 
 def _find_signer(data: bytes, sid: der.Element, certs: List[der.Element]) -> der.Element:
@@ -456,7 +437,8 @@ def _find_signer(data: bytes, sid: der.Element, certs: List[der.Element]) -> der
 def _digest_name(algorithm: bytes) -> str:
     """``sha256``, ``sha384`` or ``sha512`` for a DigestAlgorithmIdentifier, whose
     parameters are absent or NULL (RFC 5754 2)."""
-    fields = der.children(algorithm, der.read(algorithm, 0, len(algorithm)), 3)
+    top = der.expect(der.read(algorithm, 0, len(algorithm)), der.SEQUENCE, "digestAlgorithm")
+    fields = der.children(algorithm, top, 3)
     name = _DIGESTS.get(der.content(algorithm, der.expect(fields[0], der.OID_TAG, "digest")))
     if name is None:
         raise CMSError("bad-signature", "digest algorithm not allowed (SHA-256, -384, -512)")
@@ -470,7 +452,8 @@ def _signature_scheme(algorithm: bytes, hash_name: str) -> str:
     """``rsa`` or ``ecdsa`` for a signatureAlgorithm that the allow-list has for digest
     ``hash_name``: rsaEncryption or sha*WithRSAEncryption, parameters NULL or absent
     (RFC 4055 5); ecdsa-with-SHA*, parameters absent (RFC 5758 3.2)."""
-    fields = der.children(algorithm, der.read(algorithm, 0, len(algorithm)), 3)
+    top = der.expect(der.read(algorithm, 0, len(algorithm)), der.SEQUENCE, "signatureAlgorithm")
+    fields = der.children(algorithm, top, 3)
     oid = der.content(algorithm, der.expect(fields[0], der.OID_TAG, "signatureAlgorithm"))
     params = [der.whole(algorithm, field) for field in fields[1:]]
     scheme = _SIGNATURE_ALGORITHMS.get(oid)
