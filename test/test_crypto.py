@@ -8,11 +8,13 @@ import shutil
 import time
 import unittest
 
+import cmsedit
 from harness import wait_for
 from pki import PKI, openssl
 from skytools.config import ConfigError
 
 from cc.crypto import CryptoContext, ReplayCache
+from cc.crypto.cms import CMSError, VerifyCache, verify
 from cc.message import CCMessage, MessageError
 
 pki: PKI = None  # type: ignore[assignment]
@@ -243,6 +245,52 @@ class TestChecks(RejectCase):
         self.assertRaises(
             ConfigError, CryptoContext, keystore=pki.dir, sign_name="user1", crl_files=["empty.crl"]
         )
+
+
+class TestBoundedWork(RejectCase):
+    """Work before authentication is bounded: by the frame's size and the certificates
+    carried, counted (parsed certificates) rather than timed."""
+
+    def signature_with(self, junk, signer_last=False):
+        body = body_bytes()
+        tree = cmsedit.parse(pki.sign("user1", body))
+        certs = cmsedit.certificates(tree).kids
+        filler = [cmsedit.parse(cmsedit.der_of_pem(pki.crt("ca2")))] * junk
+        certs[:] = filler + certs if signer_last else certs + filler
+        return body, tree.encode()
+
+    def test_certificate_flood_refused_before_any_is_parsed(self):
+        body, sig = self.signature_with(10000)
+        self.assertGreater(len(sig), 7000000)
+        cache = VerifyCache()
+        with self.assertRaises(CMSError) as cm:
+            verify(sig, body, cache, max_size=len(sig))
+        self.assertIn("more than 8 certificates", cm.exception.msg)
+        self.assertEqual(cache.parsed, 0)
+        error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
+        self.assertIn("larger than 65536 bytes", error.msg)
+
+    def test_signer_parsed_first(self):
+        body, sig = self.signature_with(3, signer_last=True)
+        cache = VerifyCache()
+        verify(sig, body, cache)
+        self.assertEqual(list(cache.certs.values())[0].info()["CN"], "user1")
+        self.assertEqual(cache.parsed, 2)  # the signer's, then ca2 (once, however often carried)
+
+    def test_unsupported_curve_refused_with_a_code(self):
+        pki.make_leaf("k160", "ca", algorithm="EC", curve="secp160r1")
+        body = body_bytes()
+        sig = pki.sign("k160", body)
+        pki.verify(sig, body, tool="cms")
+        error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
+        self.assertIn("unsupported public key", error.msg)
+
+    def test_signature_caps_are_options(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body, "-certfile", pki.crt("ca"))
+        self.assertRejected(verifier(max_certificates=1), message(body, sig), "bad-signature")
+        self.assertRejected(verifier(max_signature_size=1000), message(body, sig), "bad-signature")
+        verifier(max_certificates=2).open(message(body, sig))
 
 
 class TestCaches(RejectCase):

@@ -327,6 +327,8 @@ def _verify(
     max_size: int,
     max_certificates: int,
 ) -> Verified:
+    if content is not None and len(data) > max_size + len(content):  # before any reading
+        raise CMSError("bad-signature", "signature larger than %d bytes" % max_size)
     skeleton = cache.skeleton(data)
     if skeleton is None:
         skeleton = _walk(data, cache, max_certificates)
@@ -386,11 +388,12 @@ def _walk(data: bytes, cache: VerifyCache, max_certificates: int) -> _Skeleton:
     if len(encap) > 1:
         (octets,) = der.children(data, der.expect(encap[1], der.CONTEXT_0, "eContent"))
         content = der.content(data, der.expect(octets, der.OCTET_STRING, "eContent"))
-    certs = der.children(data, fields[3], max_certificates + 1)
-    if len(certs) > max_certificates:
+    try:
+        certs = der.children(data, fields[3], max_certificates)
+    except der.TooMany:
         raise CMSError(
             "bad-signature", "more than %d certificates in the signature" % max_certificates
-        )
+        ) from None
     for choice in certs:
         der.expect(choice, der.SEQUENCE, "certificate")  # no attribute or other certificates
     signers = der.children(data, der.expect(fields[4], der.SET, "signerInfos"), 2)

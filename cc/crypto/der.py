@@ -14,7 +14,7 @@ re-encoded signature from looking like another message.
 
 from typing import List, Optional, Tuple
 
-__all__ = ["Element", "read", "check", "children", "expect", "integer", "tlv", "OID"]
+__all__ = ["Element", "TooMany", "read", "check", "children", "expect", "integer", "tlv", "OID"]
 
 #: tags used by CMS
 SEQUENCE = 0x30
@@ -34,6 +34,10 @@ CONTEXT_0_PRIMITIVE = 0x80
 Element = Tuple[int, int, int, int]
 
 
+class TooMany(ValueError):
+    """More elements than the caller's limit."""
+
+
 def read(data: bytes, pos: int, limit: int) -> Element:
     """The element starting at ``pos``, which must end exactly at ``limit``."""
     (element,) = children(data, (0, pos, pos, limit))
@@ -47,7 +51,7 @@ def children(data: bytes, parent: Element, limit: Optional[int] = None) -> List[
     pos, end = parent[2], parent[3]
     while pos < end:
         if limit is not None and len(found) >= limit:
-            raise ValueError("more than %d elements at %d" % (limit, parent[1]))
+            raise TooMany("more than %d elements at %d" % (limit, parent[1]))
         if pos + 2 > end:
             raise ValueError("truncated element at %d" % pos)
         tag = data[pos]
