@@ -8,13 +8,16 @@ node and the tree is encoded again (the lengths of every parent follow).  Two us
 * :func:`mutants`: seeded random and structure-aware damage of every field
   (the differential test against openssl).
 
-Only test code: the tree is built with a parser of its own, not cc's.
+Only test code: the tree is built with a parser of its own, not cc's (OIDs are
+encoded with :func:`cc.crypto.der.OID`, which the differential test covers).
 """
 
 import random
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from asn1crypto import pem
+
+from cc.crypto import der
 
 SEQUENCE, SET, INTEGER, NULL, OCTET_STRING, OID = 0x30, 0x31, 0x02, 0x05, 0x04, 0x06
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -91,16 +94,7 @@ def _parse(data: bytes, pos: int) -> Tuple[Node, int]:
 
 
 def oid(dotted: str) -> Node:
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray([arcs[0] * 40 + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return Node(OID, bytes(out))
+    return Node(OID, der.OID(dotted))
 
 
 def integer(value: int) -> Node:
@@ -129,6 +123,16 @@ def der_of_pem(path: str) -> bytes:
 
 
 # -- re-encodings of one captured signature -----------------------------------------------
+
+
+def edited(data: bytes, edits: Dict[str, Callable[[Node], None]]) -> Dict[str, bytes]:
+    """Each edit applied to a fresh tree of ``data``, by name."""
+    out = {}
+    for name, edit in edits.items():
+        tree = parse(data)
+        edit(tree)
+        out[name] = tree.encode()
+    return out
 
 
 def _toggle_null(alg: Node) -> None:
@@ -219,11 +223,7 @@ def signature_variants(
         .kids[-2]
         .kids.__setitem__(0, oid("1.2.840.113549.1.1.11")),
     }
-    variants = {}
-    for name, edit in edits.items():
-        tree = parse(signature)
-        edit(tree)
-        variants[name] = tree.encode()
+    variants = edited(signature, edits)
     variants["trailing-bytes"] = signature + b"\x00\x00"
     return variants
 
@@ -258,11 +258,7 @@ def envelope_variants(envelope: bytes) -> Dict[str, bytes]:
         "envelope-decoy-recipient": decoy,
         "envelope-unprotected-attrs": unprotected,
     }
-    variants = {}
-    for name, edit in edits.items():
-        tree = parse(envelope)
-        edit(tree)
-        variants[name] = tree.encode()
+    variants = edited(envelope, edits)
     variants["envelope-trailing-bytes"] = envelope + b"\x00"
     return variants
 

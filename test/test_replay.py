@@ -171,12 +171,13 @@ class TestSignatureReplay(ServerOnce):
             self.assertRefused(b"T%d" % i, raw, pki.sign("user1", raw), "stale")
 
 
-for _name in SIGNATURE_VARIANTS:
-    setattr(
-        TestSignatureReplay,
-        "test_" + _name.replace("-", "_"),
-        lambda self, name=_name: self.check_variant(name),
-    )
+def add_variant_tests(cls, names):
+    """A test per variant name, so that each replay is reported on its own."""
+    for name in names:
+        setattr(cls, "test_" + name.replace("-", "_"), lambda self, n=name: self.check_variant(n))
+
+
+add_variant_tests(TestSignatureReplay, SIGNATURE_VARIANTS)
 
 
 class TestEnvelopeReplay(ServerOnce):
@@ -197,12 +198,7 @@ class TestEnvelopeReplay(ServerOnce):
         self.assertRefused(b"B" + name.encode(), b"ENC1", variant, "replay")
 
 
-for _name in ENVELOPE_VARIANTS:
-    setattr(
-        TestEnvelopeReplay,
-        "test_" + _name.replace("-", "_"),
-        lambda self, name=_name: self.check_variant(name),
-    )
+add_variant_tests(TestEnvelopeReplay, ENVELOPE_VARIANTS)
 
 
 class TestReplayCacheFull(CCTestCase):
