@@ -78,8 +78,8 @@ class Certificate:
             self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
             if self.asn1.dump(force=True) != der:  # asn1crypto passes over fields X.509 has not
                 raise ValueError("not a DER X.509 certificate")
-            outer, inner = self.asn1["signature_algorithm"], self.asn1["tbs_certificate"]["signature"]
-            if outer.dump() != inner.dump():
+            tbs = self.asn1["tbs_certificate"]
+            if self.asn1["signature_algorithm"].dump() != tbs["signature"].dump():
                 raise ValueError("two different signature algorithms (RFC 5280 4.1.1.2)")
             self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
         except UnsupportedAlgorithm as ex:
