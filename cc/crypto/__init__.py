@@ -67,7 +67,7 @@ ENC_MARK = b"ENC1"
 #: how long signatures are remembered when ``cms-time-window`` is off
 DEFAULT_REPLAY_SECONDS = 300.0
 
-#: default of ``cms-replay-cache-size``: live entries (about 250 bytes each)
+#: default of ``cms-replay-cache-size``: live entries (about 200 bytes each: 200 MB when full)
 DEFAULT_REPLAY_CACHE_SIZE = 1000000
 
 #: an envelope's own overhead beyond the signed-data it holds (recipient info, padding)
