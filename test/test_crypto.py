@@ -278,12 +278,24 @@ class TestBoundedWork(RejectCase):
         self.assertEqual(cache.parsed, 2)  # the signer's, then ca2 (once, however often carried)
 
     def test_unsupported_curve_refused_with_a_code(self):
-        pki.make_leaf("k160", "ca", algorithm="EC", curve="secp160r1")
+        pki.make_leaf("k160", "ca", algorithm="EC", option="ec_paramgen_curve:secp160r1")
         body = body_bytes()
         sig = pki.sign("k160", body)
         pki.verify(sig, body, tool="cms")
         error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
         self.assertIn("unsupported public key", error.msg)
+
+    def test_weak_keys_refused(self):
+        """RSA under 2048 bits, ECDSA off P-256/384/521: refused, though openssl's default
+        security level takes RSA-1024 and secp256k1."""
+        pki.make_leaf("rsa1024", "ca", option="rsa_keygen_bits:1024")
+        pki.make_leaf("k1", "ca", algorithm="EC", option="ec_paramgen_curve:secp256k1")
+        for signer, what in (("rsa1024", "1024 bits"), ("k1", "secp256k1")):
+            body = body_bytes()
+            sig = pki.sign(signer, body)
+            pki.verify(sig, body, tool="cms")
+            error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
+            self.assertIn(what, error.msg)
 
     def test_signature_caps_are_options(self):
         body = body_bytes()

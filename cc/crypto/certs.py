@@ -39,6 +39,13 @@ __all__ = [
 #: links followed from a signer certificate up to a trusted CA
 MAX_CHAIN = 8
 
+#: keys a certificate may hold: RSA of this many bits at least, or ECDSA on these curves
+MIN_RSA_BITS = 2048
+CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+#: digests too weak for a certificate's or CRL's signature (as OpenSSL 3 at level 1)
+WEAK_HASHES = ("md5", "sha1")
+
 HASHES = {
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
@@ -86,6 +93,7 @@ class Certificate:
             raise CMSError("bad-cert", "unsupported public key: %s" % ex) from None
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as ex:
             raise CMSError("bad-cert", "malformed certificate: %s" % ex) from None
+        _check_key(self.public_key)
         #: who holds the key, in one encoding: SHA-256 of the SubjectPublicKeyInfo as
         #: cryptography writes it (the same for every certificate of that key)
         self.key_id = hashlib.sha256(
@@ -141,6 +149,21 @@ class Certificate:
                     info[names[key]] = value if isinstance(value, str) else ", ".join(value)
             self._info = info
         return self._info
+
+
+def _check_key(key) -> None:  # type: ignore[no-untyped-def]
+    """Refuse (``bad-cert``) a key outside :data:`MIN_RSA_BITS` and :data:`CURVES`."""
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size >= MIN_RSA_BITS:
+            return
+        problem = "RSA key of %d bits (%d at least)" % (key.key_size, MIN_RSA_BITS)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name in CURVES:
+            return
+        problem = "ECDSA key on %s (%s only)" % (key.curve.name, "/".join(CURVES))
+    else:
+        problem = "unsupported public key type %s" % type(key).__name__
+    raise CMSError("bad-cert", problem)
 
 
 def _read_pem_or_der(path: str, kind: str) -> List[bytes]:
@@ -211,6 +234,8 @@ def _signed_by(asn1, issuer: Certificate) -> bool:  # type: ignore[no-untyped-de
     """Whether ``asn1`` (a certificate or CRL) carries a valid signature of ``issuer``."""
     tbs = "tbs_certificate" if isinstance(asn1, ax509.Certificate) else "tbs_cert_list"
     try:
+        if asn1["signature_algorithm"].hash_algo in WEAK_HASHES:
+            return False
         check_signature(
             issuer.public_key,
             asn1["signature"].native if tbs == "tbs_cert_list" else asn1["signature_value"].native,

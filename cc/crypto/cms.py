@@ -77,7 +77,6 @@ _SIGNATURE_ALGORITHMS = {
     der.OID("1.2.840.10045.4.3.3"): ("ecdsa", "sha384"),
     der.OID("1.2.840.10045.4.3.4"): ("ecdsa", "sha512"),
 }
-_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 _HASHES = {name: HASHES[name] for name in _DIGESTS.values()}
 _NULL = der.tlv(der.NULL, b"")
 _VERSION_1 = der.tlv(der.INTEGER, b"\x01")
@@ -470,17 +469,13 @@ def _signature_scheme(algorithm: bytes, hash_name: str) -> str:
 def _check_signature(
     cert: Certificate, scheme: str, signature: bytes, signed_over: bytes, hash_name: str
 ) -> None:
-    """``signature`` by ``cert``'s key, which must be of the ``scheme``'s type (an allowed curve
-    for ECDSA)."""
+    """``signature`` by ``cert``'s key, which must be of the ``scheme``'s type (its size or
+    curve were checked with the certificate)."""
     key = cert.public_key
     try:
         if scheme == "rsa" and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, signed_over, asympad.PKCS1v15(), _HASHES[hash_name]())
-        elif (
-            scheme == "ecdsa"
-            and isinstance(key, ec.EllipticCurvePublicKey)
-            and key.curve.name in _CURVES
-        ):
+        elif scheme == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, signed_over, ec.ECDSA(_HASHES[hash_name]()))
         else:
             raise CMSError("bad-signature", "a %s signature by this key is not allowed" % scheme)
