@@ -75,7 +75,7 @@ class Certificate:
     key :mod:`cryptography` does not support (an unknown curve, say).
     """
 
-    __slots__ = ("asn1", "der", "public_key", "key_id", "issuer_der", "serial", "_info")
+    __slots__ = ("asn1", "der", "public_key", "scheme", "key_id", "issuer_der", "serial", "_info")
 
     def __init__(self, der: bytes) -> None:
         self.der = der
@@ -93,7 +93,8 @@ class Certificate:
             raise CMSError("bad-cert", "unsupported public key: %s" % ex) from None
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as ex:
             raise CMSError("bad-cert", "malformed certificate: %s" % ex) from None
-        _check_key(self.public_key)
+        #: ``rsa`` or ``ecdsa``: the signatures the key makes
+        self.scheme = _check_key(self.public_key)
         #: who holds the key, in one encoding: SHA-256 of the SubjectPublicKeyInfo as
         #: cryptography writes it (the same for every certificate of that key)
         self.key_id = hashlib.sha256(
@@ -151,15 +152,16 @@ class Certificate:
         return self._info
 
 
-def _check_key(key) -> None:  # type: ignore[no-untyped-def]
-    """Refuse (``bad-cert``) a key outside :data:`MIN_RSA_BITS` and :data:`CURVES`."""
+def _check_key(key) -> str:  # type: ignore[no-untyped-def]
+    """``rsa`` or ``ecdsa``; refuse (``bad-cert``) a key outside :data:`MIN_RSA_BITS` and
+    :data:`CURVES`."""
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size >= MIN_RSA_BITS:
-            return
+            return "rsa"
         problem = "RSA key of %d bits (%d at least)" % (key.key_size, MIN_RSA_BITS)
     elif isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name in CURVES:
-            return
+            return "ecdsa"
         problem = "ECDSA key on %s (%s only)" % (key.curve.name, "/".join(CURVES))
     else:
         problem = "unsupported public key type %s" % type(key).__name__

@@ -86,6 +86,7 @@ _MESSAGE_DIGEST_HEAD = der.tlv(der.OID_TAG, _OID_MESSAGE_DIGEST)
 _CONTENT_TYPE_DATA = der.tlv(
     der.SEQUENCE, _CONTENT_TYPE_HEAD + der.tlv(der.SET, der.tlv(der.OID_TAG, _OID_DATA))
 )
+_REQUIRED_ATTRS = frozenset((_OID_CONTENT_TYPE, _OID_MESSAGE_DIGEST))
 
 
 #: the digest functions by name, called without ``hashlib.new``'s look-up by name
@@ -469,16 +470,16 @@ def _signature_scheme(algorithm: bytes, hash_name: str) -> str:
 def _check_signature(
     cert: Certificate, scheme: str, signature: bytes, signed_over: bytes, hash_name: str
 ) -> None:
-    """``signature`` by ``cert``'s key, which must be of the ``scheme``'s type (its size or
+    """``signature`` by ``cert``'s key, which must make ``scheme`` signatures (its size or
     curve were checked with the certificate)."""
+    if scheme != cert.scheme:
+        raise CMSError("bad-signature", "a %s signature by a %s key" % (scheme, cert.scheme))
     key = cert.public_key
     try:
-        if scheme == "rsa" and isinstance(key, rsa.RSAPublicKey):
+        if scheme == "rsa":
             key.verify(signature, signed_over, asympad.PKCS1v15(), _HASHES[hash_name]())
-        elif scheme == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, signed_over, ec.ECDSA(_HASHES[hash_name]()))
         else:
-            raise CMSError("bad-signature", "a %s signature by this key is not allowed" % scheme)
+            key.verify(signature, signed_over, ec.ECDSA(_HASHES[hash_name]()))
     except InvalidSignature:
         raise CMSError("bad-signature", "signature does not verify") from None
 
@@ -486,20 +487,43 @@ def _check_signature(
 def _check_signed_attrs(data: bytes, attrs: der.Element, digest: bytes) -> None:
     """One content type, ``data``, and one message digest, ``digest`` (RFC 5652 11.1,
     11.2), each compared whole with its DER encoding (what the signature covers); no
-    attribute type twice, every one with values."""
+    attribute type twice, every one with values.
+
+    Runs on every message: the two required attributes are recognised by comparing
+    bytes, the others (signing time, capabilities: the same for many messages) by
+    :func:`_attribute_type`, which remembers encodings it has checked.
+    """
+    digest_attr = _message_digest(digest)
     seen = set()
     for attr in der.children(data, attrs, 16):
-        oid, values = der.children(data, der.expect(attr, der.SEQUENCE, "Attribute"), 2)
-        kind = der.content(data, der.expect(oid, der.OID_TAG, "attrType"))
-        if kind in seen or not der.children(data, der.expect(values, der.SET, "attrValues")):
-            raise CMSError("bad-signature", "signed attribute repeated or without a value")
+        encoded = der.whole(data, attr)
+        if encoded == _CONTENT_TYPE_DATA:
+            kind = _OID_CONTENT_TYPE
+        elif encoded == digest_attr:
+            kind = _OID_MESSAGE_DIGEST
+        else:
+            kind = _attribute_type(encoded)
+        if kind in seen:
+            raise CMSError("bad-signature", "signed attribute repeated")
         seen.add(kind)
-        if kind == _OID_CONTENT_TYPE and der.whole(data, attr) != _CONTENT_TYPE_DATA:
-            raise CMSError("bad-signature", "the signed content type is not data")
-        if kind == _OID_MESSAGE_DIGEST and der.whole(data, attr) != _message_digest(digest):
-            raise CMSError("bad-signature", "content does not match the signed digest")
-    if not {_OID_CONTENT_TYPE, _OID_MESSAGE_DIGEST} <= seen:
+    if len(seen & _REQUIRED_ATTRS) != 2:
         raise CMSError("bad-signature", "signed attributes need a content type and a digest")
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type(encoded: bytes) -> bytes:
+    """The type of an Attribute { attrType, SET OF value } with at least one value, other
+    than content type and message digest (which have one DER encoding, compared whole)."""
+    top = der.expect(der.read(encoded, 0, len(encoded)), der.SEQUENCE, "Attribute")
+    oid, values = der.children(encoded, top, 2)
+    kind = der.content(encoded, der.expect(oid, der.OID_TAG, "attrType"))
+    if not der.children(encoded, der.expect(values, der.SET, "attrValues")):
+        raise CMSError("bad-signature", "signed attribute without a value")
+    if kind == _OID_CONTENT_TYPE:
+        raise CMSError("bad-signature", "the signed content type is not data")
+    if kind == _OID_MESSAGE_DIGEST:
+        raise CMSError("bad-signature", "content does not match the signed digest")
+    return kind
 
 
 def _load_content_info(data: bytes, expected: str) -> cms.ContentInfo:
