@@ -78,6 +78,10 @@ class TestVerify(RejectCase):
         self.assertEqual(verifier().open(msg)["target"], "t")
         self.assertEqual(msg.signer["CN"], "user1")
         self.assertEqual(msg.signer["O"], "cc test")
+        self.assertIn("Common Name: ca", msg.signer["issuer"])
+        out = openssl("x509", "-in", pki.crt("user1"), "-noout", "-fingerprint", "-sha256")
+        fingerprint = out.decode().split("=")[1].strip().replace(":", "").lower()
+        self.assertEqual(msg.signer["fingerprint"], fingerprint)
 
     def test_openssl_smime_signature_accepted(self):
         body = body_bytes()
