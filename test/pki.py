@@ -93,8 +93,10 @@ class PKI:
             f.write(text)
         return path
 
-    def _newkey(self, name: str, algorithm: str = "RSA") -> None:
-        option = "rsa_keygen_bits:2048" if algorithm == "RSA" else "ec_paramgen_curve:P-256"
+    def _newkey(self, name: str, algorithm: str = "RSA", option: str = "") -> None:
+        """A key; ``option`` (``-pkeyopt``) defaults to RSA-2048 or P-256."""
+        if not option:
+            option = "rsa_keygen_bits:2048" if algorithm == "RSA" else "ec_paramgen_curve:P-256"
         openssl("genpkey", "-algorithm", algorithm, "-pkeyopt", option, "-out", self.key(name))
 
     def make_ca(self, name: str, ext: str = CA_EXT, algorithm: str = "RSA") -> None:
@@ -118,16 +120,18 @@ class PKI:
             self.crt(name),
         )
 
-    def _csr(self, name: str, algorithm: str = "RSA") -> str:
-        self._newkey(name, algorithm)
+    def _csr(self, name: str, algorithm: str = "RSA", option: str = "") -> str:
+        self._newkey(name, algorithm, option)
         csr = self.path(name + ".csr")
         openssl(
             "req", "-new", "-key", self.key(name), "-subj", "/O=cc test/CN=" + name, "-out", csr
         )
         return csr
 
-    def make_leaf(self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA") -> None:
-        csr = self._csr(name, algorithm)
+    def make_leaf(
+        self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA", option: str = ""
+    ) -> None:
+        csr = self._csr(name, algorithm, option)
         extfile = self._write(name + ".ext", ext)
         openssl(
             "x509",

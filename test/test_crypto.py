@@ -8,11 +8,13 @@ import shutil
 import time
 import unittest
 
+import cmsedit
 from harness import wait_for
 from pki import PKI, openssl
 from skytools.config import ConfigError
 
 from cc.crypto import CryptoContext, ReplayCache
+from cc.crypto.cms import CMSError, VerifyCache, verify
 from cc.message import CCMessage, MessageError
 
 pki: PKI = None  # type: ignore[assignment]
@@ -76,13 +78,17 @@ class TestVerify(RejectCase):
         self.assertEqual(verifier().open(msg)["target"], "t")
         self.assertEqual(msg.signer["CN"], "user1")
         self.assertEqual(msg.signer["O"], "cc test")
+        self.assertIn("Common Name: ca", msg.signer["issuer"])
+        out = openssl("x509", "-in", pki.crt("user1"), "-noout", "-fingerprint", "-sha256")
+        fingerprint = out.decode().split("=")[1].strip().replace(":", "").lower()
+        self.assertEqual(msg.signer["fingerprint"], fingerprint)
 
     def test_openssl_smime_signature_accepted(self):
         body = body_bytes()
         verifier().open(message(body, pki.smime_sign("user1", body)))
 
     def test_variants_accepted(self):
-        for extra in (["-noattr"], ["-md", "sha1"], ["-md", "sha512"], ["-keyid"], ["-nocerts"]):
+        for extra in (["-noattr"], ["-md", "sha384"], ["-md", "sha512"], ["-keyid"], ["-nocerts"]):
             body = body_bytes(target=" ".join(extra))
             sig = pki.sign("user1", body, *extra)
             if "-nocerts" in extra:
@@ -91,10 +97,15 @@ class TestVerify(RejectCase):
                 continue
             self.assertEqual(verifier().open(message(body, sig))["target"], " ".join(extra))
 
-    def test_rsa_pss_signature_accepted(self):
-        body = body_bytes()
-        sig = pki.sign("user1", body, "-keyopt", "rsa_padding_mode:pss")
-        verifier().open(message(body, sig))
+    def test_outside_the_allow_list_refused(self):
+        """RSA PKCS#1 v1.5 and ECDSA with SHA-256/384/512 only: not SHA-1 (the original's
+        M2Crypto on OpenSSL < 1.1), SHA-224 or RSA-PSS, though openssl accepts them."""
+        for extra in (["-md", "sha1"], ["-md", "sha224"], ["-keyopt", "rsa_padding_mode:pss"]):
+            body = body_bytes()
+            sig = pki.sign("user1", body, *extra)
+            pki.verify(sig, body, tool="cms")
+            error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
+            self.assertIn("not allowed", error.msg)
 
     def test_unsigned_rejected(self):
         self.assertRejected(verifier(), message(body_bytes()), "unsigned")
@@ -172,11 +183,12 @@ class TestChecks(RejectCase):
         error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
         self.assertIn("not data", error.msg)
 
-    def test_ber_signature_accepted(self):
+    def test_ber_signature_refused(self):
         body = body_bytes()
         sig = pki.sign("user1", body, "-stream")  # indefinite lengths
         self.assertEqual(sig[1], 0x80)
-        self.assertEqual(verifier().open(message(body, sig))["target"], "t")
+        error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
+        self.assertIn("BER", error.msg)
 
     def test_chain_through_intermediate_ca(self):
         body = body_bytes()
@@ -237,6 +249,64 @@ class TestChecks(RejectCase):
         self.assertRaises(
             ConfigError, CryptoContext, keystore=pki.dir, sign_name="user1", crl_files=["empty.crl"]
         )
+
+
+class TestBoundedWork(RejectCase):
+    """Work before authentication is bounded: by the frame's size and the certificates
+    carried, counted (parsed certificates) rather than timed."""
+
+    def signature_with(self, junk, signer_last=False):
+        body = body_bytes()
+        tree = cmsedit.parse(pki.sign("user1", body))
+        certs = cmsedit.certificates(tree).kids
+        filler = [cmsedit.parse(cmsedit.der_of_pem(pki.crt("ca2")))] * junk
+        certs[:] = filler + certs if signer_last else certs + filler
+        return body, tree.encode()
+
+    def test_certificate_flood_refused_before_any_is_parsed(self):
+        body, sig = self.signature_with(10000)
+        self.assertGreater(len(sig), 7000000)
+        cache = VerifyCache()
+        with self.assertRaises(CMSError) as cm:
+            verify(sig, body, cache, max_size=len(sig))
+        self.assertIn("more than 8 certificates", cm.exception.msg)
+        self.assertEqual(cache.parsed, 0)
+        error = self.assertRejected(verifier(), message(body, sig), "bad-signature")
+        self.assertIn("larger than 65536 bytes", error.msg)
+
+    def test_signer_parsed_first(self):
+        body, sig = self.signature_with(3, signer_last=True)
+        cache = VerifyCache()
+        verify(sig, body, cache)
+        self.assertEqual(list(cache.certs.values())[0].info()["CN"], "user1")
+        self.assertEqual(cache.parsed, 2)  # the signer's, then ca2 (once, however often carried)
+
+    def test_unsupported_curve_refused_with_a_code(self):
+        pki.make_leaf("k160", "ca", algorithm="EC", option="ec_paramgen_curve:secp160r1")
+        body = body_bytes()
+        sig = pki.sign("k160", body)
+        pki.verify(sig, body, tool="cms")
+        error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
+        self.assertIn("unsupported public key", error.msg)
+
+    def test_weak_keys_refused(self):
+        """RSA under 2048 bits, ECDSA off P-256/384/521: refused, though openssl's default
+        security level takes RSA-1024 and secp256k1."""
+        pki.make_leaf("rsa1024", "ca", option="rsa_keygen_bits:1024")
+        pki.make_leaf("k1", "ca", algorithm="EC", option="ec_paramgen_curve:secp256k1")
+        for signer, what in (("rsa1024", "1024 bits"), ("k1", "secp256k1")):
+            body = body_bytes()
+            sig = pki.sign(signer, body)
+            pki.verify(sig, body, tool="cms")
+            error = self.assertRejected(verifier(), message(body, sig), "bad-cert")
+            self.assertIn(what, error.msg)
+
+    def test_signature_caps_are_options(self):
+        body = body_bytes()
+        sig = pki.sign("user1", body, "-certfile", pki.crt("ca"))
+        self.assertRejected(verifier(max_certificates=1), message(body, sig), "bad-signature")
+        self.assertRejected(verifier(max_signature_size=1000), message(body, sig), "bad-signature")
+        verifier(max_certificates=2).open(message(body, sig))
 
 
 class TestCaches(RejectCase):
@@ -467,12 +537,16 @@ class TestConfig(unittest.TestCase):
 
 
 class TestReplayCache(unittest.TestCase):
-    def test_expiry_and_bound(self):
+    def test_live_entries_kept_until_they_expire(self):
         cache = ReplayCache(maxsize=2)
         self.assertTrue(cache.add(b"a", 10, now=0))
         self.assertFalse(cache.add(b"a", 10, now=5))
-        self.assertTrue(cache.add(b"a", 10, now=11))
-        cache.add(b"b", 10, now=12)
-        cache.add(b"c", 10, now=12)
+        self.assertTrue(cache.add(b"b", 30, now=6))
+        with self.assertRaises(MessageError) as cm:
+            cache.add(b"c", 20, now=7)
+        self.assertEqual(cm.exception.code, "replay-cache-full")
+        self.assertFalse(cache.add(b"a", 10, now=7))  # still there: nothing was evicted
+        self.assertTrue(cache.add(b"c", 20, now=10))  # "a" ended at 10
         self.assertEqual(len(cache), 2)
-        self.assertEqual(cache.evicted, 1)
+        self.assertFalse(cache.add(b"b", 30, now=29))
+        self.assertTrue(cache.add(b"b", 40, now=30))

@@ -14,12 +14,18 @@ expired, revoked, tampered, undecryptable, stale and replayed messages with a
 :class:`~cc.message.MessageError` whose ``code`` names the reason.  Without any
 ``cms-*`` option there is no context at all (:meth:`CryptoContext.from_config`
 returns None), so the unsigned path does no crypto work.
+
+A replay is recognised by who signed what (:attr:`cc.crypto.cms.Verified.replay_key`),
+never by the bytes on the wire: a captured message re-encoded, its ECDSA
+signature twinned or its signed-data wrapped in an envelope is the same message.
 """
 
-import collections
 import datetime
 import hashlib
+import heapq
 import json
+import logging
+import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -37,7 +43,16 @@ from cc.crypto.certs import (
     load_crls,
     load_private_key,
 )
-from cc.crypto.cms import Signer, VerifyCache, envelope, open_envelope, verify
+from cc.crypto.cms import (
+    MAX_CERTIFICATES,
+    MAX_SIGNATURE_SIZE,
+    Signer,
+    Verified,
+    VerifyCache,
+    envelope,
+    open_envelope,
+    verify,
+)
 from cc.message import DEFAULT_LIMITS, BodyLimits, CCMessage, MessageError
 from cc.security import CMS_OPTIONS
 
@@ -52,6 +67,14 @@ ENC_MARK = b"ENC1"
 #: how long signatures are remembered when ``cms-time-window`` is off
 DEFAULT_REPLAY_SECONDS = 300.0
 
+#: default of ``cms-replay-cache-size``: live entries (about 200 bytes each: 200 MB when full)
+DEFAULT_REPLAY_CACHE_SIZE = 1000000
+
+#: an envelope's own overhead beyond the signed-data it holds (recipient info, padding)
+ENVELOPE_OVERHEAD = 8192
+
+log = logging.getLogger("cc.crypto")
+
 #: signer certificates whose chain (and CRL) verdict is remembered, each until the first
 #: expiry of a link or CRL; a new context (a reload) starts with none
 TRUSTED_CACHE_MAX = 1024
@@ -60,35 +83,42 @@ _BLOB_HASHES = {"SHA-1": hashlib.sha1, "SHA-256": hashlib.sha256}
 
 
 class ReplayCache:
-    """Digests of recently seen signatures, each kept for ``seconds``; at most ``maxsize``.
+    """Who signed what (replay keys), each kept until the time in which the message would
+    be accepted ends: never forgotten sooner.
 
-    When full, the oldest entry goes first (and is counted by the owner):
-    with a time window, a message older than the window is rejected anyway.
+    When ``maxsize`` live entries leave no room, :meth:`add` refuses the new one
+    (``replay-cache-full``): the message is refused rather than a live entry
+    forgotten, since a forgotten one could be replayed.  Kept by the process
+    across reloads; a reload may change ``maxsize``.
     """
 
-    def __init__(self, maxsize: int = 100000) -> None:
+    def __init__(self, maxsize: int = DEFAULT_REPLAY_CACHE_SIZE) -> None:
         self.maxsize = maxsize
-        self.evicted = 0
-        self._seen: "collections.OrderedDict[bytes, float]" = collections.OrderedDict()
+        self._expires: Dict[bytes, float] = {}
+        self._queue: List[Tuple[float, bytes]] = []  # a heap of (expiry, key), one per entry
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._expires)
 
-    def add(self, digest: bytes, seconds: float, now: Optional[float] = None) -> bool:
-        """Remember ``digest``; False if it was already seen within its time."""
-        now = time.monotonic() if now is None else now
-        seen = self._seen
-        while seen:
-            oldest, expires = next(iter(seen.items()))
-            if expires > now:
-                break
-            del seen[oldest]
-        if digest in seen:
+    def add(self, key: bytes, expires: float, now: Optional[float] = None) -> bool:
+        """Remember ``key`` until ``expires`` (POSIX time); False if it is still remembered.
+
+        Raises :class:`~cc.message.MessageError` ``replay-cache-full`` when full.
+        """
+        now = time.time() if now is None else now
+        queue = self._queue
+        while queue and queue[0][0] <= now:
+            del self._expires[heapq.heappop(queue)[1]]
+        if key in self._expires:
             return False
-        if len(seen) >= self.maxsize:
-            seen.popitem(last=False)
-            self.evicted += 1
-        seen[digest] = now + seconds
+        if len(queue) >= self.maxsize:
+            raise MessageError(
+                "replay-cache-full",
+                "replay cache full: %d signed messages within their time window "
+                "(cms-replay-cache-size)" % len(queue),
+            )
+        self._expires[key] = expires
+        heapq.heappush(queue, (expires, key))
         return True
 
 
@@ -111,6 +141,12 @@ class CryptoContext:
         #cms-time-window = 0
         # refuse signers these CRLs revoke (PEM; relative to cms-keystore; re-read on SIGHUP)
         #cms-crl = ca.crl
+        # signed messages remembered against replay (peak rate x 2 x cms-time-window)
+        #cms-replay-cache-size = 1000000
+        # refuse signatures larger than this (bytes, less the content an envelope carries)
+        #cms-max-signature-size = 65536
+        # refuse signatures carrying more certificates than this
+        #cms-max-certificates = 8
     """
 
     def __init__(
@@ -123,6 +159,9 @@ class CryptoContext:
         time_window: float = 0.0,
         replay: Optional[ReplayCache] = None,
         crl_files: Optional[List[str]] = None,
+        replay_cache_size: int = DEFAULT_REPLAY_CACHE_SIZE,
+        max_signature_size: int = MAX_SIGNATURE_SIZE,
+        max_certificates: int = MAX_CERTIFICATES,
     ) -> None:
         self.keystore = keystore
         if encrypt_name and not sign_name:
@@ -131,6 +170,13 @@ class CryptoContext:
             raise ConfigError("cms-decrypt needs cms-verify-ca: the decrypted body must be signed")
         if crl_files and not verify_ca:
             raise ConfigError("cms-crl needs cms-verify-ca: CRLs are checked when verifying")
+        if not math.isfinite(time_window) or time_window < 0:
+            raise ConfigError("cms-time-window must be a finite number of seconds, 0 = off")
+        if min(replay_cache_size, max_signature_size, max_certificates) <= 0:
+            raise ConfigError(
+                "cms-replay-cache-size, cms-max-signature-size and cms-max-certificates "
+                "must be positive"
+            )
         self.signer: Optional[Signer] = None
         if sign_name:
             try:
@@ -152,9 +198,17 @@ class CryptoContext:
             self.trust = TrustStore([self._cert(n) for n in verify_ca], crls)
         self.time_window = time_window
         self.replay = replay if replay is not None else ReplayCache()
-        self.replay_seconds = 2 * time_window if time_window > 0 else DEFAULT_REPLAY_SECONDS
+        self.replay.maxsize = replay_cache_size
+        self.max_signature_size = max_signature_size
+        self.max_certificates = max_certificates
         self._trusted: Dict[bytes, float] = {}  # a verdict's end, POSIX time
         self._signatures = VerifyCache()
+        if self.verifying and time_window <= 0:
+            log.warning(
+                "verifying without cms-time-window: a signed message is refused as a replay "
+                "only for %d s after it is first seen; after that it is accepted again",
+                DEFAULT_REPLAY_SECONDS,
+            )
 
     @classmethod
     def from_config(
@@ -172,6 +226,9 @@ class CryptoContext:
             time_window=cf.getfloat("cms-time-window", 0),
             replay=replay,
             crl_files=cf.getlist("cms-crl", []),
+            replay_cache_size=cf.getint("cms-replay-cache-size", DEFAULT_REPLAY_CACHE_SIZE),
+            max_signature_size=cf.getbytes("cms-max-signature-size", str(MAX_SIGNATURE_SIZE)),
+            max_certificates=cf.getint("cms-max-certificates", MAX_CERTIFICATES),
         )
 
     # -- keystore ------------------------------------------------------------
@@ -245,57 +302,75 @@ class CryptoContext:
             return msg.get_body()
         body_bytes = msg.body_bytes
         signature = msg.signature
-        signer: Optional[Dict[str, object]] = None
+        verified: Optional[Verified] = None
         try:
             if self.decrypt_key is not None:
                 if body_bytes != ENC_MARK:
                     raise MessageError("unencrypted", "expect encrypted message")
                 if not signature:
                     raise MessageError("undecryptable", "encrypted message without envelope")
+                if len(signature) > self.max_signature_size + limits.max_size + ENVELOPE_OVERHEAD:
+                    raise MessageError("undecryptable", "envelope larger than its limits")
                 signed = open_envelope(signature, self.decrypt_cert, self.decrypt_key)
-                body_bytes, signer = self._verify(signed, None)
+                verified = self._verify(signed, None)
             elif body_bytes == ENC_MARK:
                 raise MessageError("undecryptable", "got encrypted msg but cannot decrypt it")
             elif self.trust is not None:
                 if not signature:
                     raise MessageError("unsigned", "expect signed message")
-                body_bytes, signer = self._verify(signature, body_bytes)
+                verified = self._verify(signature, body_bytes)
         except CMSError as ex:
             raise MessageError(ex.code, ex.msg) from None
+        if verified is not None:
+            body_bytes = verified.content
         body = limits.parse(body_bytes, msg.type)
-        self._check_time(body)
-        self._check_blob(body, msg.blob, signed=signer is not None)
-        if signer is not None:
-            digest = hashlib.sha256(signature).digest()
-            if not self.replay.add(digest, self.replay_seconds):
+        expires = self._check_time(body)
+        self._check_blob(body, msg.blob, signed=verified is not None)
+        if verified is not None:
+            if not self.replay.add(verified.replay_key, expires):
                 raise MessageError("replay", "message seen before (replay)")
-        msg.set_body(body, signer)
+            msg.set_body(body, verified.cert.info())
+        else:
+            msg.set_body(body, None)
         return body
 
-    def _verify(self, signed: bytes, content: Optional[bytes]) -> Tuple[bytes, Dict[str, object]]:
+    def _verify(self, signed: bytes, content: Optional[bytes]) -> Verified:
         assert self.trust is not None
-        content, cert, certs = verify(signed, content, self._signatures)
+        verified = verify(
+            signed, content, self._signatures, self.max_signature_size, self.max_certificates
+        )
+        cert = verified.cert
         now = time.time()
         expires = self._trusted.get(cert.der)
         if expires is None or expires < now:
             moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
-            expires = self.trust.check(cert, certs, moment).timestamp()
+            expires = self.trust.check(cert, verified.carried, moment).timestamp()
             if len(self._trusted) >= TRUSTED_CACHE_MAX:
                 self._trusted.clear()
             self._trusted[cert.der] = expires
-        return content, cert.info()
+        return verified
 
-    def _check_time(self, body: Dict[str, Any]) -> None:
+    def _check_time(self, body: Dict[str, Any]) -> float:
+        """Check the body's ``time`` against ``cms-time-window``; return until when the
+        message would be accepted, which is how long the replay cache keeps it."""
+        now = time.time()
         if self.time_window <= 0:
-            return
+            return now + DEFAULT_REPLAY_SECONDS
+        stamp = body.get("time")
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+            raise MessageError("stale", "message has no valid time (a number)")
         try:
-            diff = abs(time.time() - float(body["time"]))
-        except (KeyError, TypeError, ValueError):
-            raise MessageError("stale", "message has no valid time") from None
+            stamp = float(stamp)
+        except OverflowError:  # an integer beyond any float
+            stamp = math.inf
+        if not math.isfinite(stamp):
+            raise MessageError("stale", "message time is not finite")
+        diff = abs(now - stamp)
         if diff > self.time_window:
             raise MessageError(
                 "stale", "time diff bigger than %s s: %.1f s" % (self.time_window, diff)
             )
+        return stamp + self.time_window
 
     def _check_blob(self, body: Dict[str, Any], blob: Optional[bytes], signed: bool) -> None:
         declared = body.get("blob_hash")

@@ -12,15 +12,18 @@ Every failure is a :class:`CMSError` whose ``code`` says what kind it is.
 
 import datetime
 import functools
+import hashlib
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from asn1crypto import algos, pem
 from asn1crypto import crl as acrl
 from asn1crypto import x509 as ax509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asympad
+
+from cc.crypto.der import check as check_der
 
 __all__ = [
     "CMSError",
@@ -35,6 +38,13 @@ __all__ = [
 
 #: links followed from a signer certificate up to a trusted CA
 MAX_CHAIN = 8
+
+#: keys a certificate may hold: RSA of this many bits at least, or ECDSA on these curves
+MIN_RSA_BITS = 2048
+CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+#: digests too weak for a certificate's or CRL's signature (as OpenSSL 3 at level 1)
+WEAK_HASHES = ("md5", "sha1")
 
 HASHES = {
     "sha1": hashes.SHA1,
@@ -59,15 +69,39 @@ class CMSError(ValueError):
 
 
 class Certificate:
-    """An X.509 certificate: its ASN.1 structure and its public key, parsed once."""
+    """An X.509 certificate: its ASN.1 structure and its public key, parsed once.
 
-    __slots__ = ("asn1", "der", "public_key", "issuer_der", "serial", "_info")
+    Raises :class:`CMSError` (``bad-cert``) for what cannot be parsed or whose
+    key :mod:`cryptography` does not support (an unknown curve, say).
+    """
+
+    __slots__ = ("asn1", "der", "public_key", "scheme", "key_id", "issuer_der", "serial", "_info")
 
     def __init__(self, der: bytes) -> None:
         self.der = der
-        self.asn1 = ax509.Certificate.load(der)
-        self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
-        self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
+        try:
+            check_der(der)  # asn1crypto also reads BER, which a CA never signs
+            self.asn1 = ax509.Certificate.load(der, strict=True)
+            self.asn1.native  # parse it all now: a damaged one fails here, not in a later check
+            if self.asn1.dump(force=True) != der:  # asn1crypto passes over fields X.509 has not
+                raise ValueError("not a DER X.509 certificate")
+            tbs = self.asn1["tbs_certificate"]
+            if self.asn1["signature_algorithm"].dump() != tbs["signature"].dump():
+                raise ValueError("two different signature algorithms (RFC 5280 4.1.1.2)")
+            self.public_key = serialization.load_der_public_key(self.asn1.public_key.dump())
+        except UnsupportedAlgorithm as ex:
+            raise CMSError("bad-cert", "unsupported public key: %s" % ex) from None
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as ex:
+            raise CMSError("bad-cert", "malformed certificate: %s" % ex) from None
+        #: ``rsa`` or ``ecdsa``: the signatures the key makes
+        self.scheme = _check_key(self.public_key)
+        #: who holds the key, in one encoding: SHA-256 of the SubjectPublicKeyInfo as
+        #: cryptography writes it (the same for every certificate of that key)
+        self.key_id = hashlib.sha256(
+            self.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).digest()
         #: as encoded in the certificate: what a signer identifier is compared with first
         self.issuer_der = self.asn1.issuer.dump()
         self.serial: int = self.asn1.serial_number
@@ -88,7 +122,8 @@ class Certificate:
         return issuer_der == self.issuer_der or self.asn1.issuer == ax509.Name.load(issuer_der)
 
     def info(self) -> Dict[str, object]:
-        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``,
+        """Who signed: ``subject`` and ``issuer`` (one line each), ``serial``,
+        ``fingerprint`` (SHA-256 of the certificate, hex), ``not_before``, ``not_after``,
         and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
         original).
         """
@@ -104,7 +139,9 @@ class Certificate:
             }
             info: Dict[str, object] = {
                 "subject": self.name,
+                "issuer": self.asn1.issuer.human_friendly,
                 "serial": self.serial,
+                "fingerprint": hashlib.sha256(self.der).hexdigest(),
                 "not_before": self.asn1.not_valid_before.isoformat(),
                 "not_after": self.asn1.not_valid_after.isoformat(),
             }
@@ -113,6 +150,22 @@ class Certificate:
                     info[names[key]] = value if isinstance(value, str) else ", ".join(value)
             self._info = info
         return self._info
+
+
+def _check_key(key) -> str:  # type: ignore[no-untyped-def]
+    """``rsa`` or ``ecdsa``; refuse (``bad-cert``) a key outside :data:`MIN_RSA_BITS` and
+    :data:`CURVES`."""
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size >= MIN_RSA_BITS:
+            return "rsa"
+        problem = "RSA key of %d bits (%d at least)" % (key.key_size, MIN_RSA_BITS)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name in CURVES:
+            return "ecdsa"
+        problem = "ECDSA key on %s (%s only)" % (key.curve.name, "/".join(CURVES))
+    else:
+        problem = "unsupported public key type %s" % type(key).__name__
+    raise CMSError("bad-cert", problem)
 
 
 def _read_pem_or_der(path: str, kind: str) -> List[bytes]:
@@ -183,6 +236,8 @@ def _signed_by(asn1, issuer: Certificate) -> bool:  # type: ignore[no-untyped-de
     """Whether ``asn1`` (a certificate or CRL) carries a valid signature of ``issuer``."""
     tbs = "tbs_certificate" if isinstance(asn1, ax509.Certificate) else "tbs_cert_list"
     try:
+        if asn1["signature_algorithm"].hash_algo in WEAK_HASHES:
+            return False
         check_signature(
             issuer.public_key,
             asn1["signature"].native if tbs == "tbs_cert_list" else asn1["signature_value"].native,
@@ -253,8 +308,9 @@ class TrustStore:
         extra: Sequence[Certificate],
         now: Optional[datetime.datetime] = None,
     ) -> datetime.datetime:
-        """Check ``cert`` for signing, chained through ``extra`` to a CA; return when the
-        verdict runs out (the first expiry of a link or of the CRL used).
+        """Check ``cert`` for signing, chained through ``extra`` (the certificates a
+        signature carries) to a CA; return when the verdict runs out (the first expiry of
+        a link or of the CRL used).
 
         Raises :class:`CMSError` (``untrusted``, ``expired``, ``bad-cert``, ``revoked``).
         """

@@ -4,15 +4,22 @@ cryptography 38 (Debian 12) can sign PKCS#7 but can neither verify nor
 decrypt it, so this is done here, with :mod:`cryptography` for the
 primitives.  Covered:
 
-* signed-data, detached or attached, with or without signed attributes, RSA
-  (PKCS#1 v1.5 or PSS) and ECDSA signers identified by issuer and serial or by
-  subject key identifier; the content type, signed or not, must be ``data``;
+* signed-data in DER only, detached (or attached, inside an envelope), with or
+  without signed attributes, one signer identified by issuer and serial or by
+  subject key identifier; SHA-256, -384 or -512 with RSA PKCS#1 v1.5 or ECDSA
+  on P-256, P-384 or P-521; the content type, signed or not, must be ``data``.
+  Every field the verdict depends on is checked as RFC 5652 and ``openssl cms
+  -verify`` do, or more strictly: cc accepts nothing openssl refuses
+  (``test_cms_differential``);
 * enveloped-data with RSA key transport (PKCS#1 v1.5 or OAEP) and AES-CBC content.
 
 The signed path runs on every message, so it does not build asn1crypto
 trees: :func:`verify` walks the input with :mod:`cc.crypto.der` and checks
 the sender's own bytes, and :class:`Signer` splices each signature into
-parts encoded once per key.  Certificates and chains: :mod:`cc.crypto.certs`.
+parts encoded once per key.  Before the signature is checked, the work is
+bounded by the signature's size and the number of certificates it carries,
+and only the signer's certificate is parsed.  Certificates and chains:
+:mod:`cc.crypto.certs`.
 """
 
 import functools
@@ -29,25 +36,49 @@ from cryptography.hazmat.primitives.asymmetric import padding as asympad
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from cc.crypto import der
-from cc.crypto.certs import HASHES, Certificate, CMSError, check_signature
+from cc.crypto.certs import HASHES, Certificate, CMSError
 
-__all__ = ["CMSError", "Signer", "VerifyCache", "verify", "envelope", "open_envelope"]
+__all__ = [
+    "CMSError",
+    "Signer",
+    "Verified",
+    "VerifyCache",
+    "verify",
+    "envelope",
+    "open_envelope",
+]
 
 #: parsed certificates, and signature skeletons, kept by a verifier
 CACHE_MAX = 1024
+
+#: defaults of ``cms-max-signature-size`` (bytes, less attached content) and
+#: ``cms-max-certificates``: a signer and its intermediates fit many times over
+MAX_SIGNATURE_SIZE = 65536
+MAX_CERTIFICATES = 8
 
 _OID_SIGNED_DATA = der.OID("1.2.840.113549.1.7.2")
 _OID_DATA = der.OID("1.2.840.113549.1.7.1")
 _OID_CONTENT_TYPE = der.OID("1.2.840.113549.1.9.3")
 _OID_MESSAGE_DIGEST = der.OID("1.2.840.113549.1.9.4")
 _OID_SIGNING_TIME = der.OID("1.2.840.113549.1.9.5")
+_OID_SUBJECT_KEY_IDENTIFIER = der.OID("2.5.29.14")
+#: the allow-list: digests, and signature algorithms as (key type, digest or None: any)
 _DIGESTS = {
-    der.OID("1.3.14.3.2.26"): "sha1",
-    der.OID("2.16.840.1.101.3.4.2.4"): "sha224",
     der.OID("2.16.840.1.101.3.4.2.1"): "sha256",
     der.OID("2.16.840.1.101.3.4.2.2"): "sha384",
     der.OID("2.16.840.1.101.3.4.2.3"): "sha512",
 }
+_SIGNATURE_ALGORITHMS = {
+    der.OID("1.2.840.113549.1.1.1"): ("rsa", None),  # rsaEncryption, as openssl writes
+    der.OID("1.2.840.113549.1.1.11"): ("rsa", "sha256"),
+    der.OID("1.2.840.113549.1.1.12"): ("rsa", "sha384"),
+    der.OID("1.2.840.113549.1.1.13"): ("rsa", "sha512"),
+    der.OID("1.2.840.10045.4.3.2"): ("ecdsa", "sha256"),
+    der.OID("1.2.840.10045.4.3.3"): ("ecdsa", "sha384"),
+    der.OID("1.2.840.10045.4.3.4"): ("ecdsa", "sha512"),
+}
+_HASHES = {name: HASHES[name] for name in _DIGESTS.values()}
+_NULL = der.tlv(der.NULL, b"")
 _VERSION_1 = der.tlv(der.INTEGER, b"\x01")
 #: signed attributes: the type's encoding starts them; the content type is always this
 _CONTENT_TYPE_HEAD = der.tlv(der.OID_TAG, _OID_CONTENT_TYPE)
@@ -55,6 +86,7 @@ _MESSAGE_DIGEST_HEAD = der.tlv(der.OID_TAG, _OID_MESSAGE_DIGEST)
 _CONTENT_TYPE_DATA = der.tlv(
     der.SEQUENCE, _CONTENT_TYPE_HEAD + der.tlv(der.SET, der.tlv(der.OID_TAG, _OID_DATA))
 )
+_REQUIRED_ATTRS = frozenset((_OID_CONTENT_TYPE, _OID_MESSAGE_DIGEST))
 
 
 #: the digest functions by name, called without ``hashlib.new``'s look-up by name
@@ -164,10 +196,10 @@ class Signer:
 class VerifyCache:
     """What does not change between the signatures of one signer, for :func:`verify`.
 
-    * certificates, parsed once, by their DER bytes;
+    * certificates, parsed once, by their DER bytes (``parsed`` counts the parses);
     * skeletons: a detached signed-data is the same bytes up to the signer's
       signed attributes in every message of one signer (structure, digest
-      algorithm, certificates, signer identifier).  A signature whose bytes up
+      algorithms, certificates, signer identifier).  A signature whose bytes up
       to there equal those of one fully walked before has the same signer
       certificate and digest algorithm, so only the rest (attributes,
       signature) is read.  Found by the signature's length, then by those bytes.
@@ -177,6 +209,7 @@ class VerifyCache:
 
     def __init__(self, maxsize: int = CACHE_MAX) -> None:
         self.maxsize = maxsize
+        self.parsed = 0
         self.certs: Dict[bytes, Certificate] = {}
         self._skeletons: Dict[bytes, _Skeleton] = {}
         self._prefix_lengths: Dict[int, Set[int]] = {}
@@ -186,6 +219,7 @@ class VerifyCache:
         if cert is None:
             if len(self.certs) >= self.maxsize:
                 self.certs.clear()
+            self.parsed += 1
             cert = self.certs[encoded] = Certificate(encoded)
         return cert
 
@@ -204,146 +238,292 @@ class VerifyCache:
         self._prefix_lengths.setdefault(len(data), set()).add(skeleton.tail)
 
 
+class _TBS(NamedTuple):
+    """A certificate's names, read from its bytes without parsing it."""
+
+    serial: bytes  # the INTEGER's content
+    issuer: bytes  # its whole encoding
+    key_identifier: Optional[bytes]  # subjectKeyIdentifier's value, if it has one
+
+
+def _tbs(encoded: bytes) -> _TBS:
+    """Certificate { tbsCertificate { [0] version, serialNumber, signature, issuer,
+    validity, subject, subjectPublicKeyInfo, [1], [2], [3] extensions } ... } (RFC 5280)."""
+    cert = der.expect(der.read(encoded, 0, len(encoded)), der.SEQUENCE, "Certificate")
+    tbs = der.children(encoded, der.children(encoded, cert, 3)[0], 10)
+    if tbs[0][0] == der.CONTEXT_0:
+        tbs = tbs[1:]
+    serial, issuer = tbs[0], tbs[2]
+    key_identifier = None
+    for field in tbs[6:]:
+        if field[0] != der.CONTEXT_3:
+            continue
+        (extensions,) = der.children(encoded, field)
+        for ext in der.children(encoded, der.expect(extensions, der.SEQUENCE, "extensions")):
+            parts = der.children(encoded, ext, 3)
+            if der.content(encoded, parts[0]) == _OID_SUBJECT_KEY_IDENTIFIER:
+                (value,) = der.children(encoded, der.expect(parts[-1], der.OCTET_STRING, "value"))
+                key_identifier = der.content(encoded, der.expect(value, der.OCTET_STRING, "ski"))
+    return _TBS(
+        der.content(encoded, der.expect(serial, der.INTEGER, "serialNumber")),
+        der.whole(encoded, der.expect(issuer, der.SEQUENCE, "issuer")),
+        key_identifier,
+    )
+
+
 class _Skeleton(NamedTuple):
     """A signed-data read up to its signer's signed attributes."""
 
     cert: Certificate  # the signer's
-    certs: List[Certificate]  # all carried
+    carried: List[Certificate]  # the others
     hash_name: str
     tail: int  # where the signed attributes (or the signature algorithm) start
     content: Optional[bytes]  # attached content, None when detached
 
 
-def verify(
-    signed: bytes, content: Optional[bytes] = None, cache: Optional[VerifyCache] = None
-) -> Tuple[bytes, Certificate, List[Certificate]]:
-    """Check a signed-data's signature; return (content, signer cert, certs carried).
+class Verified(NamedTuple):
+    """What :func:`verify` found."""
 
-    ``content`` is required for a detached signature and ignored for an
-    attached one.  The signer's certificate is not checked here: see
+    content: bytes
+    cert: Certificate  # the signer's
+    carried: List[Certificate]  # the others, for the chain
+    #: who signed what, the same for every encoding of one signature (and for both
+    #: ECDSA twins): SHA-256 over the signer's key, the digest algorithm, the content's
+    #: digest and the signed attributes' DER (which a sender cannot re-encode)
+    replay_key: bytes
+
+
+def verify(
+    signed: bytes,
+    content: Optional[bytes] = None,
+    cache: Optional[VerifyCache] = None,
+    max_size: int = MAX_SIGNATURE_SIZE,
+    max_certificates: int = MAX_CERTIFICATES,
+) -> Verified:
+    """Check a DER signed-data's signature; :class:`CMSError` (``bad-signature``,
+    ``bad-cert``) if it cannot be accepted.
+
+    ``content``: the body frame; an attached signature must carry exactly it
+    (None: take the attached content, as inside an envelope).  ``max_size``
+    bounds the signed-data less its attached content, ``max_certificates`` the
+    certificates it carries; both are checked before any certificate is
+    parsed, and the signer's is found (by reading names, not parsing) and
+    parsed first.  Every carried certificate must parse, as openssl requires.
+    The signer's certificate is not checked: see
     :class:`~cc.crypto.certs.TrustStore`.
     """
-    cache = cache or VerifyCache()
     try:
-        try:
-            return _verify(signed, content, cache)
-        except der.NotDER:
-            # BER (openssl -stream): once more, re-encoded as DER
-            signed = cms.ContentInfo.load(signed, strict=False).dump(force=True)
-            return _verify(signed, content, cache)
+        return _verify(signed, content, cache or VerifyCache(), max_size, max_certificates)
     except CMSError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as ex:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as ex:
         raise CMSError("bad-signature", "malformed signed-data: %s" % ex) from None
 
 
 def _verify(
-    data: bytes, content: Optional[bytes], cache: VerifyCache
-) -> Tuple[bytes, Certificate, List[Certificate]]:
+    data: bytes,
+    content: Optional[bytes],
+    cache: VerifyCache,
+    max_size: int,
+    max_certificates: int,
+) -> Verified:
+    if content is not None and len(data) > max_size + len(content):  # before any reading
+        raise CMSError("bad-signature", "signature larger than %d bytes" % max_size)
     skeleton = cache.skeleton(data)
     if skeleton is None:
-        skeleton = _walk(data, cache)
+        skeleton = _walk(data, cache, max_certificates)
         if skeleton.content is None:
             cache.remember(data, skeleton)
     if skeleton.content is not None:
+        if content is not None and content != skeleton.content:
+            raise CMSError("bad-signature", "attached content differs from the body frame")
         content = skeleton.content
     if content is None:
         raise CMSError("bad-signature", "detached signature without content")
+    if len(data) - (len(content) if skeleton.content is not None else 0) > max_size:
+        raise CMSError("bad-signature", "signature larger than %d bytes" % max_size)
     # SignerInfo (RFC 5652 5.3), from the signed attributes on: [0] signedAttrs,
-    # signatureAlgorithm, signature, [1] unsignedAttrs; it ends where the input does
-    rest = der.children(data, (der.SEQUENCE, skeleton.tail, skeleton.tail, len(data)))
+    # signatureAlgorithm, signature; it ends where the input does (no unsignedAttrs)
+    rest = der.children(data, (der.SEQUENCE, skeleton.tail, skeleton.tail, len(data)), 4)
+    digest = _HASH_NEW[skeleton.hash_name](content).digest()
     signed_over = content
+    attrs = b""
     if rest[0][0] == der.CONTEXT_0:
-        digest = _HASH_NEW[skeleton.hash_name](content).digest()
         _check_signed_attrs(data, rest[0], digest)
-        signed_over = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
+        attrs = b"\x31" + der.whole(data, rest[0])[1:]  # signed as a SET OF, not [0]
+        signed_over = attrs
         rest = rest[1:]
-    if len(rest) not in (2, 3):
-        raise ValueError("SignerInfo has %d fields after the digest algorithm" % len(rest))
-    sig_alg = der.whole(data, der.expect(rest[0], der.SEQUENCE, "signatureAlgorithm"))
+    if len(rest) != 2:
+        raise CMSError("bad-signature", "SignerInfo: unsigned attributes or fields missing")
+    scheme = _signature_scheme(der.whole(data, rest[0]), skeleton.hash_name)
     signature = der.content(data, der.expect(rest[1], der.OCTET_STRING, "signature"))
-    try:
-        check_signature(
-            skeleton.cert.public_key, signature, signed_over, sig_alg, skeleton.hash_name
-        )
-    except InvalidSignature:
-        raise CMSError("bad-signature", "signature does not verify") from None
-    return content, skeleton.cert, skeleton.certs
+    cert = skeleton.cert
+    _check_signature(cert, scheme, signature, signed_over, skeleton.hash_name)
+    replay_key = hashlib.sha256(
+        b"|".join((cert.key_id, skeleton.hash_name.encode(), digest, attrs))
+    ).digest()
+    return Verified(content, cert, skeleton.carried, replay_key)
 
 
-def _walk(data: bytes, cache: VerifyCache) -> _Skeleton:
+def _walk(data: bytes, cache: VerifyCache, max_certificates: int) -> _Skeleton:
     """ContentInfo { signedData, SignedData { version, digestAlgorithms,
-    encapContentInfo, [0] certificates, [1] crls, signerInfos } } (RFC 5652 5.1),
-    up to the signer's signed attributes."""
+    encapContentInfo, [0] certificates, signerInfos } } (RFC 5652 5.1), up to the
+    signer's signed attributes; every field checked, no CRLs."""
     top = der.expect(der.read(data, 0, len(data)), der.SEQUENCE, "ContentInfo")
-    content_type, explicit = der.children(data, top)
+    content_type, explicit = der.children(data, top, 2)
     if der.content(data, der.expect(content_type, der.OID_TAG, "contentType")) != _OID_SIGNED_DATA:
         raise CMSError("bad-signature", "not a CMS signed-data")
     (signed_data,) = der.children(data, der.expect(explicit, der.CONTEXT_0, "content"))
-    fields = der.children(data, der.expect(signed_data, der.SEQUENCE, "SignedData"))
-    der.expect(fields[0], der.INTEGER, "version")  # strict, as openssl: a flipped tag is refused
-    der.expect(fields[1], der.SET, "digestAlgorithms")
-    encap = der.children(data, der.expect(fields[2], der.SEQUENCE, "encapContentInfo"))
+    fields = der.children(data, der.expect(signed_data, der.SEQUENCE, "SignedData"), 6)
+    if len(fields) != 5 or fields[3][0] != der.CONTEXT_0:
+        raise CMSError(
+            "bad-signature", "SignedData needs its certificates [0] and no CRLs [1] (RFC 5652 5.1)"
+        )
+    version = der.integer(data, fields[0], "version")
+    digest_algs = der.children(data, der.expect(fields[1], der.SET, "digestAlgorithms"), 8)
+    encap = der.children(data, der.expect(fields[2], der.SEQUENCE, "encapContentInfo"), 2)
     if der.content(data, der.expect(encap[0], der.OID_TAG, "eContentType")) != _OID_DATA:
         raise CMSError("bad-signature", "signed content is not data")
     content = None
     if len(encap) > 1:
         (octets,) = der.children(data, der.expect(encap[1], der.CONTEXT_0, "eContent"))
         content = der.content(data, der.expect(octets, der.OCTET_STRING, "eContent"))
-    certs = []
-    for field in fields[3:-1]:
-        if field[0] == der.CONTEXT_0:
-            certs = [
-                cache.certificate(der.whole(data, choice))
-                for choice in der.children(data, field)
-                if choice[0] == der.SEQUENCE
-            ]
-    signers = der.children(data, der.expect(fields[-1], der.SET, "signerInfos"))
+    try:
+        certs = der.children(data, fields[3], max_certificates)
+    except der.TooMany:
+        raise CMSError(
+            "bad-signature", "more than %d certificates in the signature" % max_certificates
+        ) from None
+    for choice in certs:
+        der.expect(choice, der.SEQUENCE, "certificate")  # no attribute or other certificates
+    signers = der.children(data, der.expect(fields[4], der.SET, "signerInfos"), 2)
     if len(signers) != 1:
         raise CMSError("bad-signature", "%d signers, expected one" % len(signers))
-    info = der.children(data, der.expect(signers[0], der.SEQUENCE, "SignerInfo"))
-    der.expect(info[0], der.INTEGER, "SignerInfo version")
-    cert = _find_signer(data, info[1], certs)
-    digest_alg = der.children(data, der.expect(info[2], der.SEQUENCE, "digestAlgorithm"))
-    hash_name = _DIGESTS.get(der.content(data, digest_alg[0]))
-    if hash_name is None:
-        raise CMSError("bad-signature", "unsupported digest algorithm")
-    return _Skeleton(cert, certs, hash_name, info[2][3], content)
+    info = der.children(data, der.expect(signers[0], der.SEQUENCE, "SignerInfo"), 7)
+    sid = info[1]
+    # RFC 5652 5.1, 5.3: version 1 with issuerAndSerialNumber, 3 with subjectKeyIdentifier
+    wanted = 1 if sid[0] == der.SEQUENCE else 3
+    if version != wanted or der.integer(data, info[0], "SignerInfo version") != wanted:
+        raise CMSError("bad-signature", "versions do not match the signer identifier")
+    found = _find_signer(data, sid, certs)
+    cert = cache.certificate(der.whole(data, found))
+    hash_name = _digest_name(der.whole(data, info[2]))
+    if hash_name not in {_digest_name(der.whole(data, alg)) for alg in digest_algs}:
+        raise CMSError("bad-signature", "digestAlgorithms lacks the signer's digest algorithm")
+    others = [cache.certificate(der.whole(data, choice)) for choice in certs if choice is not found]
+    return _Skeleton(cert, others, hash_name, info[3][1], content)
 
 
-def _find_signer(data: bytes, sid: der.Element, certs: List[Certificate]) -> Certificate:
+def _find_signer(data: bytes, sid: der.Element, certs: List[der.Element]) -> der.Element:
+    """The carried certificate ``sid`` names, exactly: the issuer's encoding and the
+    serial number's, or the subjectKeyIdentifier extension's value."""
     if sid[0] == der.SEQUENCE:  # issuerAndSerialNumber
-        issuer, serial = der.children(data, sid)
+        issuer, serial = der.children(data, sid, 2)
         issuer_der = der.whole(data, der.expect(issuer, der.SEQUENCE, "issuer"))
-        number = int.from_bytes(der.content(data, serial), "big", signed=True)
-        for cert in certs:
-            if cert.issued(issuer_der, number):
-                return cert
+        der.integer(data, serial, "serialNumber")
+        number = der.content(data, serial)
+        for choice in certs:
+            tbs = _tbs(der.whole(data, choice))
+            if tbs.serial == number and tbs.issuer == issuer_der:
+                return choice
     elif sid[0] == der.CONTEXT_0_PRIMITIVE:  # subjectKeyIdentifier
         key_id = der.content(data, sid)
-        for cert in certs:
-            if cert.asn1.key_identifier == key_id:
-                return cert
+        for choice in certs:
+            if _tbs(der.whole(data, choice)).key_identifier == key_id:
+                return choice
+    else:
+        raise CMSError("bad-signature", "signer identifier of unknown kind")
     raise CMSError("bad-signature", "signer certificate not in the signature")
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_name(algorithm: bytes) -> str:
+    """``sha256``, ``sha384`` or ``sha512`` for a DigestAlgorithmIdentifier, whose
+    parameters are absent or NULL (RFC 5754 2)."""
+    top = der.expect(der.read(algorithm, 0, len(algorithm)), der.SEQUENCE, "digestAlgorithm")
+    fields = der.children(algorithm, top, 3)
+    name = _DIGESTS.get(der.content(algorithm, der.expect(fields[0], der.OID_TAG, "digest")))
+    if name is None:
+        raise CMSError("bad-signature", "digest algorithm not allowed (SHA-256, -384, -512)")
+    if fields[1:] and der.whole(algorithm, fields[1]) != _NULL or len(fields) > 2:
+        raise CMSError("bad-signature", "digest algorithm parameters other than NULL")
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_scheme(algorithm: bytes, hash_name: str) -> str:
+    """``rsa`` or ``ecdsa`` for a signatureAlgorithm that the allow-list has for digest
+    ``hash_name``: rsaEncryption or sha*WithRSAEncryption, parameters NULL or absent
+    (RFC 4055 5); ecdsa-with-SHA*, parameters absent (RFC 5758 3.2)."""
+    top = der.expect(der.read(algorithm, 0, len(algorithm)), der.SEQUENCE, "signatureAlgorithm")
+    fields = der.children(algorithm, top, 3)
+    oid = der.content(algorithm, der.expect(fields[0], der.OID_TAG, "signatureAlgorithm"))
+    params = [der.whole(algorithm, field) for field in fields[1:]]
+    scheme = _SIGNATURE_ALGORITHMS.get(oid)
+    if scheme is None or scheme[1] not in (None, hash_name):
+        raise CMSError("bad-signature", "signature algorithm not allowed with %s" % hash_name)
+    if params not in ([], [_NULL] if scheme[0] == "rsa" else []):
+        raise CMSError("bad-signature", "signature algorithm parameters not as the RFCs say")
+    return scheme[0]
+
+
+def _check_signature(
+    cert: Certificate, scheme: str, signature: bytes, signed_over: bytes, hash_name: str
+) -> None:
+    """``signature`` by ``cert``'s key, which must make ``scheme`` signatures (its size or
+    curve were checked with the certificate)."""
+    if scheme != cert.scheme:
+        raise CMSError("bad-signature", "a %s signature by a %s key" % (scheme, cert.scheme))
+    key = cert.public_key
+    try:
+        if scheme == "rsa":
+            key.verify(signature, signed_over, asympad.PKCS1v15(), _HASHES[hash_name]())
+        else:
+            key.verify(signature, signed_over, ec.ECDSA(_HASHES[hash_name]()))
+    except InvalidSignature:
+        raise CMSError("bad-signature", "signature does not verify") from None
 
 
 def _check_signed_attrs(data: bytes, attrs: der.Element, digest: bytes) -> None:
     """One content type, ``data``, and one message digest, ``digest`` (RFC 5652 11.1,
-    11.2), each compared whole with its DER encoding (what the signature covers)."""
-    content_types = digests = 0
-    for attr in der.children(data, attrs):
-        der.expect(attr, der.SEQUENCE, "Attribute")
-        head = data[attr[2] : attr[2] + len(_CONTENT_TYPE_HEAD)]
-        if head == _CONTENT_TYPE_HEAD:
-            if der.whole(data, attr) != _CONTENT_TYPE_DATA:
-                raise CMSError("bad-signature", "the signed content type is not data")
-            content_types += 1
-        elif head == _MESSAGE_DIGEST_HEAD:
-            if der.whole(data, attr) != _message_digest(digest):
-                raise CMSError("bad-signature", "content does not match the signed digest")
-            digests += 1
-    if content_types != 1 or digests != 1:
-        raise CMSError("bad-signature", "signed attributes need one content type and one digest")
+    11.2), each compared whole with its DER encoding (what the signature covers); no
+    attribute type twice, every one with values.
+
+    Runs on every message: the two required attributes are recognised by comparing
+    bytes, the others (signing time, capabilities: the same for many messages) by
+    :func:`_attribute_type`, which remembers encodings it has checked.
+    """
+    digest_attr = _message_digest(digest)
+    seen = set()
+    for attr in der.children(data, attrs, 16):
+        encoded = der.whole(data, attr)
+        if encoded == _CONTENT_TYPE_DATA:
+            kind = _OID_CONTENT_TYPE
+        elif encoded == digest_attr:
+            kind = _OID_MESSAGE_DIGEST
+        else:
+            kind = _attribute_type(encoded)
+        if kind in seen:
+            raise CMSError("bad-signature", "signed attribute repeated")
+        seen.add(kind)
+    if len(seen & _REQUIRED_ATTRS) != 2:
+        raise CMSError("bad-signature", "signed attributes need a content type and a digest")
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type(encoded: bytes) -> bytes:
+    """The type of an Attribute { attrType, SET OF value } with at least one value, other
+    than content type and message digest (which have one DER encoding, compared whole)."""
+    top = der.expect(der.read(encoded, 0, len(encoded)), der.SEQUENCE, "Attribute")
+    oid, values = der.children(encoded, top, 2)
+    kind = der.content(encoded, der.expect(oid, der.OID_TAG, "attrType"))
+    if not der.children(encoded, der.expect(values, der.SET, "attrValues")):
+        raise CMSError("bad-signature", "signed attribute without a value")
+    if kind == _OID_CONTENT_TYPE:
+        raise CMSError("bad-signature", "the signed content type is not data")
+    if kind == _OID_MESSAGE_DIGEST:
+        raise CMSError("bad-signature", "content does not match the signed digest")
+    return kind
 
 
 def _load_content_info(data: bytes, expected: str) -> cms.ContentInfo:

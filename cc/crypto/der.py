@@ -4,32 +4,38 @@ asn1crypto builds an object per element, which costs ten times the RSA
 operation on every message; the signed path instead reads element bounds
 from the input bytes (so what is signed over and what is compared are the
 sender's own bytes, never a re-encoding) and writes the few per-message
-elements around a template.  Everything here is definite-length DER;
-BER (indefinite lengths, as ``openssl cms -stream`` writes) raises
-:class:`NotDER` so that the caller can normalise it once with asn1crypto.
+elements around a template.
+
+Only DER is read: an indefinite or non-minimal length, a high tag number, a
+non-minimal INTEGER or bytes after the last element raise ValueError.  One
+encoding per value is what lets a verifier compare bytes, and what keeps a
+re-encoded signature from looking like another message.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
-__all__ = ["NotDER", "Element", "read", "children", "expect", "tlv", "OID"]
+__all__ = ["Element", "TooMany", "read", "check", "children", "expect", "integer", "tlv", "OID"]
 
 #: tags used by CMS
 SEQUENCE = 0x30
 SET = 0x31
+BOOLEAN = 0x01
 INTEGER = 0x02
+NULL = 0x05
 OCTET_STRING = 0x04
 OID_TAG = 0x06
 UTC_TIME = 0x17
 CONTEXT_0 = 0xA0  # [0] constructed
 CONTEXT_1 = 0xA1
+CONTEXT_3 = 0xA3
 CONTEXT_0_PRIMITIVE = 0x80
 
 #: an element: (tag, header start, content start, end)
 Element = Tuple[int, int, int, int]
 
 
-class NotDER(ValueError):
-    """BER that is valid but not DER (indefinite length, constructed string)."""
+class TooMany(ValueError):
+    """More elements than the caller's limit."""
 
 
 def read(data: bytes, pos: int, limit: int) -> Element:
@@ -38,11 +44,14 @@ def read(data: bytes, pos: int, limit: int) -> Element:
     return element
 
 
-def children(data: bytes, parent: Element) -> List[Element]:
-    """The elements inside a constructed ``parent``; ValueError if they do not fill it."""
-    found = []
+def children(data: bytes, parent: Element, limit: Optional[int] = None) -> List[Element]:
+    """The elements inside a constructed ``parent``; ValueError if they do not fill it,
+    or if there are more than ``limit`` (checked as they are read)."""
+    found: List[Element] = []
     pos, end = parent[2], parent[3]
     while pos < end:
+        if limit is not None and len(found) >= limit:
+            raise TooMany("more than %d elements at %d" % (limit, parent[1]))
         if pos + 2 > end:
             raise ValueError("truncated element at %d" % pos)
         tag = data[pos]
@@ -53,10 +62,12 @@ def children(data: bytes, parent: Element) -> List[Element]:
         if n & 0x80:
             size = n & 0x7F
             if size == 0:
-                raise NotDER("indefinite length at %d" % pos)
-            if size > 4:
+                raise ValueError("indefinite length (BER) at %d" % pos)
+            if size > 4 or start + size > end:
                 raise ValueError("length of %d bytes at %d" % (size, pos))
             n = int.from_bytes(data[start : start + size], "big")
+            if n < 0x80 or data[start] == 0:
+                raise ValueError("non-minimal length at %d" % pos)
             start += size
         stop = start + n
         if stop > end:
@@ -66,13 +77,31 @@ def children(data: bytes, parent: Element) -> List[Element]:
     return found
 
 
+def check(data: bytes) -> Element:
+    """The one element ``data`` holds, after checking that it is DER all the way down
+    (every constructed element's content; primitive contents are the reader's)."""
+    top = read(data, 0, len(data))
+    pending = [top]
+    while pending:
+        element = pending.pop()
+        if element[0] & 0x20:
+            pending.extend(children(data, element))
+    return top
+
+
 def expect(element: Element, tag: int, what: str) -> Element:
     """``element`` if it has ``tag``; ValueError naming ``what`` otherwise."""
     if element[0] != tag:
-        if tag == OCTET_STRING and element[0] == OCTET_STRING | 0x20:
-            raise NotDER("constructed OCTET STRING for %s" % what)
         raise ValueError("%s: tag 0x%02x, expected 0x%02x" % (what, element[0], tag))
     return element
+
+
+def integer(data: bytes, element: Element, what: str) -> int:
+    """The value of an INTEGER ``element`` in its one DER encoding (no redundant sign byte)."""
+    value = content(data, expect(element, INTEGER, what))
+    if not value or (len(value) > 1 and (value[0], value[1] >> 7) in ((0, 0), (0xFF, 1))):
+        raise ValueError("%s: INTEGER not minimally encoded" % what)
+    return int.from_bytes(value, "big", signed=True)
 
 
 def content(data: bytes, element: Element) -> bytes:
