@@ -80,6 +80,7 @@ KNOWN_VALUES: Dict[str, Tuple[str, ...]] = {
         "hijacked",
         "oversize",
         "replay",
+        "replay-cache-full",
         "revoked",
         "stale",
         "too-many-queries",

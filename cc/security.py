@@ -56,6 +56,13 @@ CMS_DECLARED = (
            protects=True),
     Option("cms-crl", "list", None, "certificate revocation lists (with cms-verify-ca)",
            protects=True),
+    Option("cms-replay-cache-size", "int", 1000000, "signatures remembered until their window"
+           " ends; when full, new signed messages are refused (size: messages/s x 2 x window)",
+           protects=True),
+    Option("cms-max-signature-size", "bytes", "64k", "a signature frame larger than this is"
+           " refused unread", protects=True),
+    Option("cms-max-certificates", "int", 8, "a signature carrying more certificates is"
+           " refused before any is parsed", protects=True),
 )  # fmt: skip
 
 #: CURVE on a bound socket (read by :class:`cc.crypto.curve.CurveServer`)
