@@ -123,6 +123,9 @@ class TaskExec(CCDaemon):
     # -- receiving tasks ----------------------------------------------------------
 
     def handle_msg(self, msg: CCMessage) -> None:
+        if msg.type == "task.reregister":  # a proxy on the way moved to another hub
+            self._register()
+            return
         parts = msg.type.split(".")
         if parts[:2] != ["task", "send"]:
             self.stats.inc("count.unexpected")
