@@ -65,7 +65,7 @@ class RemotePinger:
         self.count_pong = 0
         self.rtt: Optional[float] = None
         self.link_up = True
-        self._running = False
+        self._stopped = False
         self._timer = Ticker(period, self.ping, stream.io_loop.asyncio_loop)
         self._ratelog = RateLimitedLog(log)
 
@@ -75,18 +75,18 @@ class RemotePinger:
         self.time_pong = time.time()
         self.link_up = assume_up
         self.up_since = self.time_pong if assume_up else 0.0
-        self._running = True
+        self._stopped = False
         self._timer.start()
         self.ping()
 
     def stop(self) -> None:
-        self._running = False
+        self._stopped = True
         self._timer.stop()
 
     def ping(self) -> None:
         now = time.time()
         self.check(now)
-        if not self._running:
+        if self._stopped:
             return  # the owner stopped it on hearing the link is down (a proxy failing over)
         self.time_ping = now
         self.count_ping += 1
