@@ -451,7 +451,7 @@ class TestOptionsDocumented(unittest.TestCase):
             missing = self.undocumented()
         finally:
             self.sections["proxy"].bold = saved
-        expected = r"queue-bytes \(read at cc/handler/proxy\.py:\d+\) is not documented under"
+        expected = r"queue-bytes \(read at cc/proxylink\.py:\d+\) is not documented under"
         self.assertTrue(any(re.match(expected + " 'proxy'", m) for m in missing), missing)
 
 

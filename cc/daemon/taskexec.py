@@ -62,7 +62,8 @@ class TaskExec(CCDaemon):
     the client: ``starting``, ``launched``, ``feedback``, ``running`` (every
     ``task-heartbeat`` seconds) and one of ``finished``, ``failed`` (with its
     exit status) or ``stopped``.  A task id is run once: a repeated one is
-    answered with its current status.
+    answered with its current status.  ``task.reregister`` (from a proxy that
+    moved to another hub) has it register again at once.
 
     ::
 
