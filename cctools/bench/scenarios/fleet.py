@@ -505,7 +505,7 @@ def bench_ha(args: argparse.Namespace) -> None:
         load = build_c_load(tmp)
         if load is None:
             raise SystemExit("cc-bench fleet: needs the C load (a C compiler and libzmq)")
-        result = fleet_ha.bench(load, args.hosts, args.seconds, args.idle)
+        result = fleet_ha.bench(load, args.hosts, args.seconds, args.idle, not args.json)
     if args.json:
         print(json.dumps(result, indent=1))
 
