@@ -19,19 +19,14 @@ the endpoint in use until it fails.
 """
 
 import collections
-import logging
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import skytools
 
 from cc.handler import HandlerConfigError
 from cc.message import CCMessage
 from cc.msgtypes import TaskReregisterMessage
-from cc.peerwaits import Frames
-from cc.proxylink import ProxyLink, resendable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cc.handler.serverview import ServerView
+from cc.proxylink import LinkSet, ProxyLink, resendable
 
 __all__ = ["Failover"]
 
@@ -39,29 +34,20 @@ __all__ = ["Failover"]
 MAX_RUNNERS = 10000
 
 
-class Failover:
+class Failover(LinkSet):
     """The links of ``remote-cc`` and which one carries the messages."""
 
-    reads_body = False
-
-    def __init__(
-        self,
-        hname: str,
-        hcf: skytools.Config,
-        server: "ServerView",
-        log: logging.Logger,
-        on_recv: Callable[[Frames], None],
-    ) -> None:
+    def make(self, hcf: skytools.Config) -> None:
         urls = hcf.getlist("remote-cc")
         if not urls:
-            raise HandlerConfigError("[%s]: remote-cc names no endpoint" % hname)
-        self.server = server
-        self.stats = server.stats
-        self.log = log
+            raise HandlerConfigError("[%s]: remote-cc names no endpoint" % self.hname)
         self.several = len(urls) > 1
         self.failback_after = hcf.getfloat("failback-after", 60)
         on_change = self._changed if self.several else None
-        self.links = [ProxyLink(u, hname, hcf, server, log, on_recv, on_change) for u in urls]
+        self.links = [
+            ProxyLink(u, self.hname, hcf, self.server, self.log, self.on_recv, on_change)
+            for u in urls
+        ]
         self.active = 0
         if self.several or hcf.getboolean("ping", False):
             self.links[0].watch()

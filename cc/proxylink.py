@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Tuple
 import skytools
 import zmq
 
+from cc.message import CCMessage
 from cc.peerwaits import Frames, frames_cost
 from cc.ping import RemotePinger
 from cc.security import curve_client
@@ -40,7 +41,7 @@ from cc.stream import CCStream
 if TYPE_CHECKING:  # pragma: no cover
     from cc.handler.serverview import ServerView
 
-__all__ = ["ProxyLink", "RESEND_FAMILIES", "resendable", "QUEUE_UNCOUNTED"]
+__all__ = ["ProxyLink", "LinkSet", "RESEND_FAMILIES", "resendable", "QUEUE_UNCOUNTED"]
 
 #: message families sent again after a failover: their writers take a duplicate as a no-op
 #: (tailwriter writes a fragment at its offset, infowriter keeps the newest by mtime)
@@ -203,3 +204,39 @@ class ProxyLink:
     def close(self) -> None:
         self.unwatch()
         self.stream.close()
+
+
+class LinkSet:
+    """Base of a proxy's links and its choice among them (:mod:`cc.failover`, :mod:`cc.sharding`).
+
+    Override :meth:`make` (required: the links, from the section),
+    :meth:`send` (required) and :meth:`close`; set ``reads_body`` when the
+    choice needs the message's body.
+    """
+
+    #: whether :meth:`send` reads the body (the proxy then asks the server to open it)
+    reads_body = False
+
+    def __init__(
+        self,
+        hname: str,
+        hcf: skytools.Config,
+        server: "ServerView",
+        log: logging.Logger,
+        on_recv: Callable[[Frames], None],
+    ) -> None:
+        self.hname = hname
+        self.server = server
+        self.stats = server.stats
+        self.log = log
+        self.on_recv = on_recv
+        self.make(hcf)
+
+    def make(self, hcf: skytools.Config) -> None:
+        raise NotImplementedError
+
+    def send(self, msg: CCMessage) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close every link."""

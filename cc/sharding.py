@@ -27,19 +27,15 @@ kept keep their links, a removed shard's held messages go to their hosts'
 new shards.
 """
 
-import logging
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import skytools
 
 from cc.handler import HandlerConfigError
 from cc.message import CCMessage, MessageError
 from cc.peerwaits import Frames
-from cc.proxylink import ProxyLink, resendable
-from cc.rendezvous import ranking
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cc.handler.serverview import ServerView
+from cc.proxylink import LinkSet, ProxyLink, resendable
+from cc.rendezvous import owner, ranking
 
 __all__ = ["Sharding", "SHARD_DOWN", "RELOADABLE"]
 
@@ -50,29 +46,17 @@ SHARD_DOWN = ("wait", "secondary")
 RELOADABLE = ("shards", "shard-down")
 
 
-class Sharding:
+class Sharding(LinkSet):
     """The links of ``shards`` and which one takes each host."""
 
     reads_body = True
 
-    def __init__(
-        self,
-        hname: str,
-        hcf: skytools.Config,
-        server: "ServerView",
-        log: logging.Logger,
-        on_recv: Callable[[Frames], None],
-    ) -> None:
-        self.hname = hname
-        self.server = server
-        self.stats = server.stats
-        self.log = log
-        self.on_recv = on_recv
+    def make(self, hcf: skytools.Config) -> None:
         self.links: Dict[str, ProxyLink] = {}
         self.urls: List[str] = []
         #: per shard down (``wait``): what it may have lost, resent when it answers again
         self._held: Dict[str, List[Frames]] = {}
-        self.apply(hcf, *self.check(hname, hcf))
+        self.apply(hcf, *self.check(self.hname, hcf))
 
     @staticmethod
     def check(hname: str, hcf: skytools.Config) -> "tuple[List[str], str]":
@@ -94,7 +78,9 @@ class Sharding:
         held = [f for url in self.urls if url not in urls for f in self._held.pop(url, [])]
         for url in urls:
             if url not in self.links:
-                link = ProxyLink(url, self.hname, hcf, self.server, self.log, self.on_recv, self._changed)
+                link = ProxyLink(
+                    url, self.hname, hcf, self.server, self.log, self.on_recv, self._changed
+                )
                 link.watch()
                 self.links[url] = link
         if self.urls and urls != self.urls:
@@ -124,11 +110,10 @@ class Sharding:
         if not isinstance(host, str):
             self.stats.inc("proxy.shard.no_hostname")
             host = ""
-        order = ranking(host, self.urls)
-        first = self.links[self.urls[order[0]]]
+        first = self.links[self.urls[owner(host, self.urls)]]
         if self.policy == "wait" or first.up:
             return first
-        for i in order[1:]:
+        for i in ranking(host, self.urls)[1:]:
             link = self.links[self.urls[i]]
             if link.up:
                 self.stats.inc("proxy.shard.secondary")
@@ -157,7 +142,9 @@ class Sharding:
             self._held[link.url] = self._held.get(link.url, []) + link.unconfirmed()
             self.log.warning("shard %s is down: its hosts' messages wait for it", link.url)
 
-    def reconfigure(self, old: skytools.Config, hcf: skytools.Config) -> Optional[Callable[[], None]]:
+    def reconfigure(
+        self, old: skytools.Config, hcf: skytools.Config
+    ) -> Optional[Callable[[], None]]:
         """A reload that changes only :data:`RELOADABLE` options is taken in place."""
         if _options(old, RELOADABLE) != _options(hcf, RELOADABLE):
             return None

@@ -107,6 +107,14 @@ task-heartbeat = 0.5
 """
 
 
+def restart_on_its_endpoint(server):
+    """Start a server that was stopped again, on the address it had."""
+    with open(server.ini, encoding="utf8") as f:
+        text = f.read()
+    server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
+    server.start()
+
+
 class TaskClient:
     """Sends tasks straight to the taskrouter and keeps every reply, per task."""
 
@@ -172,12 +180,6 @@ class TestHubFailover(DaemonTestCase):
         os.rename(tmp, os.path.join(self.infosrc, name))
         self.infos[name] = data
 
-    def restart(self, server):
-        with open(server.ini, encoding="utf8") as f:
-            text = f.read()
-        server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
-        server.start()
-
     def test_hub_killed_and_restarted_under_logtail_infosender_and_tasks(self):
         self.src.start("app.log")
         end = self.start_server("end", END)
@@ -214,7 +216,7 @@ class TestHubFailover(DaemonTestCase):
             self.assertEqual(tasks.finals(uid), ["finished"], tasks.replies[uid])
 
         # hub1 comes back: after failback-after of answers the host goes back to it
-        self.restart(hub1)
+        restart_on_its_endpoint(hub1)
         host.wait_log(r"answered for 1 s: back to it")
         end.wait_stat("task.register", 3)
         after_failback = [tasks.send() for _ in range(3)]

@@ -6,6 +6,7 @@ import signal
 import unittest
 
 from harness import CCTestCase, ccserver_section, read_file, wait_for
+from test_failover import restart_on_its_endpoint
 
 from cc.message import CCMessage
 from cc.rendezvous import owner, ranking
@@ -71,9 +72,8 @@ class TestSharding(CCTestCase):
         sock = self.dealer(hub.endpoint)
         for host in HOSTS:
             fields = {"hostname": host, "filename": "info", "mtime": version, "data": ""}
-            sock.send_multipart(
-                CCMessage.build("pub.infofile", fields, blob=b"%s v%d" % (host.encode(), version)).frames
-            )
+            blob = b"%s v%d" % (host.encode(), version)
+            sock.send_multipart(CCMessage.build("pub.infofile", fields, blob=blob).frames)
 
     def where(self, host, version):
         """The writers (by name) holding ``host``'s file at ``version``."""
@@ -95,12 +95,6 @@ class TestSharding(CCTestCase):
         shards = shards or self.shards
         return {w.endpoint: w.name for w in self.writers}[shards[owner(host, shards)]]
 
-    def restart(self, server):
-        with open(server.ini, encoding="utf8") as f:
-            text = f.read()
-        server.write_ini(text.replace("tcp://127.0.0.1:*", server.endpoint, 1))
-        server.start()
-
     def test_each_host_lands_on_its_shard_and_waits_for_it_when_down(self):
         self.writers = [self.writer("w1"), self.writer("w2")]
         hub = self.hub(self.writers)
@@ -115,7 +109,7 @@ class TestSharding(CCTestCase):
         hub.wait_log(r"shard tcp://\S+ is down: its hosts' messages wait for it")
         w1.stop(signal.SIGKILL)
         self.send_all(hub, 3)
-        self.restart(w1)
+        restart_on_its_endpoint(w1)
         hub.wait_log(r"shard tcp://\S+ is back \(\d+ messages sent again\)")
         # nothing lost, nothing split: w1's hosts only ever on w1
         self.wait_landed(3, self.owner_name)
@@ -133,7 +127,7 @@ class TestSharding(CCTestCase):
         hub.wait_log(r"shard tcp://\S+ is down: its hosts go to their secondaries")
         self.send_all(hub, 2)
         self.wait_landed(2, lambda host: "w2")
-        self.restart(w1)
+        restart_on_its_endpoint(w1)
         hub.wait_log(r"shard tcp://\S+ is back")
         self.send_all(hub, 3)
         self.wait_landed(3, self.owner_name)
@@ -159,17 +153,16 @@ class TestSharding(CCTestCase):
         self.assertTrue(all(self.owner_name(h) == "w3" for h in moved))
 
     def test_shards_and_remote_cc_together_are_refused(self):
-        text = self.start_failing(
-            "bad",
-            ccserver_section("bad", role="proxy")
-            + "[routes]\npub = h:p\n[h:p]\nhandler = proxy\nremote-cc = tcp://127.0.0.1:9\n"
-            "shards = tcp://127.0.0.1:9\n",
-        )
-        self.assertIn("needs remote-cc or shards (one of them)", text)
-        text = self.start_failing(
-            "bad2",
-            ccserver_section("bad2", role="proxy")
-            + "[routes]\npub = h:p\n[h:p]\nhandler = proxy\nshards = tcp://127.0.0.1:9\n"
-            "shard-down = maybe\n",
-        )
-        self.assertIn("shard-down = maybe: must be one of wait, secondary", text)
+        cases = (
+            ("remote-cc = tcp://127.0.0.1:9\nshards = tcp://127.0.0.1:9",
+             "needs remote-cc or shards (one of them)"),
+            ("shards = tcp://127.0.0.1:9\nshard-down = maybe",
+             "shard-down = maybe: must be one of wait, secondary"),
+            ("shards = tcp://127.0.0.1:9, tcp://127.0.0.1:9",
+             "shards must name distinct endpoints"),
+        )  # fmt: skip
+        for n, (options, error) in enumerate(cases):
+            name = "bad%d" % n
+            section = "[routes]\npub = h:p\n[h:p]\nhandler = proxy\n%s\n" % options
+            text = self.start_failing(name, ccserver_section(name, role="proxy") + section)
+            self.assertIn(error, text)

@@ -1,12 +1,13 @@
 """proxy: forward messages to another cc (or several) and relay the replies back."""
 
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional
 
 import skytools
 
 from cc.failover import Failover
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
+from cc.proxylink import LinkSet
 from cc.ratelog import RateLimitedLog
 from cc.sharding import Sharding
 
@@ -63,7 +64,7 @@ class ProxyHandler(CCHandler):
         if hcf.has_option("shards") == hcf.has_option("remote-cc"):
             raise HandlerConfigError("[%s]: needs remote-cc or shards (one of them)" % hname)
         spread = Sharding if hcf.has_option("shards") else Failover
-        self.links: Union[Failover, Sharding] = spread(
+        self.links: LinkSet = spread(
             hname, hcf, server, self.log, self._on_remote
         )
         what = "shards" if isinstance(self.links, Sharding) else "remote-cc"

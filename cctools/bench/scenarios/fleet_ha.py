@@ -53,7 +53,10 @@ RUNNER = "ha-runner"
 
 def hub_config(writer_shards: Dict[str, List[str]], taskrouter: str) -> str:
     routes = ["[routes]", "echo = h:echo", "task = h:tasks"]
-    sections = ["[h:echo]\nhandler = echo", "[h:tasks]\nhandler = proxy\nremote-cc = %s" % taskrouter]
+    sections = [
+        "[h:echo]\nhandler = echo",
+        "[h:tasks]\nhandler = proxy\nremote-cc = %s" % taskrouter,
+    ]
     for name in WRITERS:
         routes.append("%s = h:%s" % (SERVICES[name][0], name))
         sections.append(
@@ -95,8 +98,8 @@ class Topology:
                 sname = "%s%d" % (name, n)
                 body = handler.format(dir=os.path.join(self.tmp, sname))
                 self.add(sname, "end-service",
-                         "[routes]\n%s = h:w\necho = h:echo\n\n[h:w]\n%s\n[h:echo]\nhandler = echo\n"
-                         % (prefix, body))  # fmt: skip
+                         "[routes]\n%s = h:w\necho = h:echo\n\n[h:w]\n%s\n"
+                         "[h:echo]\nhandler = echo\n" % (prefix, body))  # fmt: skip
                 shards.setdefault(name, []).append(self.servers[sname].endpoint)
         self.add("taskrouter", "end-service",
                  "[routes]\ntask = h:t\n\n[h:t]\nhandler = taskrouter\ntask-ack-timeout = 5\n"
@@ -190,30 +193,30 @@ def run(load: str, hosts: int, seconds: int, kill: bool, idle: float) -> Dict[st
             if proc.stdout.readline().strip() != "start":
                 raise SystemExit("cc-bench fleet --ha: the load did not start")
         cpu0 = {name: s.cpu_seconds() for name, s in servers.items()}
-        alive = {name: None for name in servers}  # type: Dict[str, Optional[float]]
         t0 = time.monotonic()
         killed_at = None
+        hub1_alive, hub1_cpu = 0.0, 0.0
         while time.monotonic() - t0 < seconds:
             tasks.tick()
             if kill and killed_at is None and time.monotonic() - t0 >= seconds / 2:
-                alive["hub1"] = time.monotonic() - t0
-                cpu_hub1 = servers["hub1"].cpu_seconds()
+                hub1_alive = time.monotonic() - t0
+                hub1_cpu = servers["hub1"].cpu_seconds()
                 servers["hub1"].proc.send_signal(signal.SIGKILL)
                 killed_at = time.time()
             time.sleep(0.05)
+        span = time.monotonic() - t0  # the schedules' length: CPU over the traffic only
+        cpu = {}
+        for name, server in servers.items():
+            if name == "hub1" and killed_at is not None:
+                cpu[name] = (hub1_cpu - cpu0[name]) / hub1_alive
+            else:
+                cpu[name] = (server.cpu_seconds() - cpu0[name]) / span
         results = []
         for proc in loads:
             assert proc.stdout is not None
             proc.stdout.readline()  # "sent"
             results.append(json.loads(proc.stdout.readline()))
             proc.wait()
-        span = time.monotonic() - t0
-        cpu = {}
-        for name, server in servers.items():
-            if name == "hub1" and killed_at is not None:
-                cpu[name] = (cpu_hub1 - cpu0[name]) / alive["hub1"]
-            else:
-                cpu[name] = (server.cpu_seconds() - cpu0[name]) / span
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and tasks.summary()["unanswered"]:
             tasks.tick()
@@ -265,7 +268,8 @@ def check_tails(tmp: str, hosts: int, seconds: int) -> Dict[str, int]:
     """Each host's log copy: whole (``seconds`` fragments, byte for byte) on one tailwriter."""
     where: Dict[str, List[str]] = {}
     whole = 0
-    for shard in ("tailwriter1", "tailwriter2"):
+    shards = ("tailwriter1", "tailwriter2")
+    for shard in shards:
         tails = os.path.join(tmp, shard, "tails")
         for name in os.listdir(tails) if os.path.isdir(tails) else ():
             if name.startswith("."):
@@ -273,7 +277,7 @@ def check_tails(tmp: str, hosts: int, seconds: int) -> Dict[str, int]:
             where.setdefault(name.split("--")[0], []).append(shard)
             with open(os.path.join(tails, name), "rb") as f:
                 whole += f.read() == TAIL_BLOB * seconds
-    per_shard = {s: sum(1 for w in where.values() if s in w) for s in ("tailwriter1", "tailwriter2")}
+    per_shard = {s: sum(1 for w in where.values() if s in w) for s in shards}
     return dict(
         hosts=hosts,
         byte_exact=whole,
