@@ -33,6 +33,7 @@ __all__ = [
     "JobConfigReplyMessage",
     "JobKeepaliveMessage",
     "TaskRegisterMessage",
+    "TaskReregisterMessage",
     "TaskSendMessage",
     "TaskReplyMessage",
     "TASK_UID_RE",
@@ -50,6 +51,7 @@ NO_REPLY_PREFIXES = (
     "echo.response",
     "task.reply",
     "task.register",
+    "task.reregister",
     "job.keepalive",
 )
 
@@ -201,6 +203,12 @@ class TaskRegisterMessage(BaseMessage):
 
     REQ = "task.register"
     REQUIRED = ("host",)
+
+
+class TaskReregisterMessage(BaseMessage):
+    """To a task runner, from a proxy that moved to another hub: register again, at once."""
+
+    REQ = "task.reregister"
 
 
 class TaskSendMessage(BaseMessage):

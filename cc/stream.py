@@ -183,6 +183,14 @@ class CCStream:
         """Messages waiting in the send queue."""
         return len(self._queue)
 
+    def take_queued(self) -> List[Frames]:
+        """Take back the messages waiting in the send queue: never handed to the socket,
+        they may go elsewhere (a proxy failing over sends them on its next link)."""
+        taken = list(self._queue)
+        self._queue.clear()
+        self._queue_bytes = 0
+        return taken
+
     def close(self, linger: Optional[int] = None) -> None:
         """Stop watching the socket and close it; queued messages are dropped and counted."""
         if self.socket is None:

@@ -36,6 +36,28 @@ class TestBench(CCTestCase):
             self.assertEqual(summary[target]["count"], 300)
             self.assertLessEqual(summary[target]["p50"], summary[target]["p99"])
 
+    def test_fleet_ha_tiny(self):
+        """Two hubs, shards, hub 1 killed: copies whole, every task answered once, a failover."""
+        result = self.run_command(
+            [sys.executable, "-m", "cctools.bench", "fleet", "--ha", "--hosts", "6",
+             "--seconds", "8", "--idle", "20", "--json"],
+            timeout=400,
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        steady, killed = report["runs"]
+        self.assertFalse(steady["hub_killed"])
+        self.assertTrue(killed["hub_killed"])
+        for row in (steady, killed):
+            self.assertEqual(row["tail_copies"]["byte_exact"], 6, row["tail_copies"])
+            self.assertEqual(row["tail_copies"]["on_two_shards"], 0)
+            self.assertEqual(row["tasks"]["unanswered"], 0, row["tasks"])
+            self.assertEqual(row["tasks"]["answered_twice"], 0, row["tasks"])
+            self.assertGreater(row["tasks"]["finished"], 0, row["tasks"])
+        self.assertEqual(steady["by_type"]["pub.logtail"]["delivered"], 6 * 8)
+        self.assertIsNotNone(killed["failover_s"])
+        self.assertGreater(report["ping_cost"]["cpu_per_1000_hosts"], 0)
+
     def test_fleet_tiny(self):
         """A few hosts for two seconds, unsigned and signed: every message arrives."""
         result = self.run_command(

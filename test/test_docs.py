@@ -66,6 +66,9 @@ HELPERS = {
     "cc/daemon/plugins/pg_logforward/forward.py": ("pg_logforward",),
     "cc/daemon/plugins/pg_logforward/example_logwatch.py": ("pg_logforward",),
     "cc/message.py": ("[ccserver] OPTIONS", "DAEMONS"),
+    "cc/failover.py": ("proxy",),
+    "cc/sharding.py": ("proxy",),
+    "cc/proxylink.py": ("proxy",),
 }
 #: run by jobmgr, a daemon section also takes the job options documented under jobmgr
 JOB_OPTIONS_SECTION = "jobmgr"
@@ -448,7 +451,7 @@ class TestOptionsDocumented(unittest.TestCase):
             missing = self.undocumented()
         finally:
             self.sections["proxy"].bold = saved
-        expected = r"queue-bytes \(read at cc/handler/proxy\.py:\d+\) is not documented under"
+        expected = r"queue-bytes \(read at cc/proxylink\.py:\d+\) is not documented under"
         self.assertTrue(any(re.match(expected + " 'proxy'", m) for m in missing), missing)
 
 

@@ -63,7 +63,8 @@ class TaskExec(CCDaemon):
     the client: ``starting``, ``launched``, ``feedback``, ``running`` (every
     ``task-heartbeat`` seconds) and one of ``finished``, ``failed`` (with its
     exit status) or ``stopped``.  A task id is run once: a repeated one is
-    answered with its current status.
+    answered with its current status.  ``task.reregister`` (from a proxy that
+    moved to another hub) has it register again at once.
 
     ::
 
@@ -136,6 +137,9 @@ class TaskExec(CCDaemon):
     # -- receiving tasks ----------------------------------------------------------
 
     def handle_msg(self, msg: CCMessage) -> None:
+        if msg.type == "task.reregister":  # a proxy on the way moved to another hub
+            self._register()
+            return
         parts = msg.type.split(".")
         if parts[:2] != ["task", "send"]:
             self.stats.inc("count.unexpected")

@@ -1,23 +1,20 @@
-"""proxy: forward messages to another cc and relay its replies back."""
+"""proxy: forward messages to another cc (or several) and relay the replies back."""
 
-from typing import List
+from typing import Callable, List, Optional
 
-import zmq
+import skytools
 
 from cc import sockopts
-from cc.handler import CCHandler
+from cc.failover import Failover
+from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
-from cc.options import REQUIRED, Option
-from cc.ping import RemotePinger
+from cc.options import Option
+from cc.proxylink import LinkSet
 from cc.ratelog import RateLimitedLog
-from cc.security import CURVE_CLIENT_DECLARED, check_curve_client, curve_client
-from cc.sockopts import configure_socket
-from cc.stream import CCStream
+from cc.security import CURVE_CLIENT_DECLARED, check_curve_client
+from cc.sharding import Sharding
 
 CC_HANDLER = "ProxyHandler"
-
-#: the proxy's queue is bounded in bytes, not in messages
-QUEUE_UNCOUNTED = 1 << 62
 
 
 class ProxyHandler(CCHandler):
@@ -28,13 +25,30 @@ class ProxyHandler(CCHandler):
     With ``ping = yes`` the link is watched by echo requests (the remote needs
     an ``echo`` route).
 
+    ``remote-cc`` may name several endpoints (hubs): one is used, and the
+    proxy fails over to the next when its pings go unanswered, then back to
+    the first after ``failback-after`` seconds of answers (see
+    :mod:`cc.failover`; pings are on).  ``shards`` instead spreads the route
+    over several end-services by the host a message comes from (see
+    :mod:`cc.sharding`).
+
     ::
 
         [h:proxy]
         handler = proxy
+        # one endpoint, or several to fail over between (in order of preference)
         remote-cc = tcp://10.0.0.1:22632
+        #remote-cc = tcp://hub1:22632, tcp://hub2:22632
         #ping = no
         #ping-period = 1
+        # periods without a pong before a link is down (5 with one endpoint, else 3)
+        #ping-lost-after = 3
+        # seconds the first endpoint must answer before going back to it (0: never)
+        #failback-after = 60
+        # instead of remote-cc: end-services a message goes to by its hostname
+        #shards = tcp://writer1:22632, tcp://writer2:22632
+        # a shard down: its hosts' messages wait for it, or go to their secondary
+        #shard-down = wait
         # messages kept while the remote is slow or unreachable, at the most (a link
         # carries the requests of every host behind it); more are dropped and counted
         #queue-bytes = 32M
@@ -47,10 +61,19 @@ class ProxyHandler(CCHandler):
 
     CC_ROLES = ("local", "proxy", "end-service")
     OPTIONS = (
-        Option("remote-cc", "url", REQUIRED, "the cc messages are forwarded to",
+        Option("remote-cc", "list", None, "the cc messages are forwarded to, or several to"
+               " fail over between, in order of preference (this or shards is required)",
                example="tcp://10.0.0.1:22632"),
         Option("ping", "bool", False, "ping the remote every ping-period"),
         Option("ping-period", "seconds", 1.0, "seconds between pings"),
+        Option("ping-lost-after", "float", 3, "periods without a pong before a link is down"
+               " (5 with one endpoint)"),
+        Option("failback-after", "seconds", 60, "seconds the first endpoint must answer before"
+               " going back to it; 0: never"),
+        Option("shards", "list", None, "instead of remote-cc: end-services a message goes to"
+               " by its hostname"),
+        Option("shard-down", "enum", "wait", "a shard down: its hosts' messages wait for it,"
+               " or go to their secondary", choices=("wait", "secondary")),
         Option("queue-bytes", "bytes", "32M", "bytes kept while the remote is slow, at the"
                " most; more are dropped and counted"),
     ) + sockopts.OPTIONS + CURVE_CLIENT_DECLARED  # fmt: skip
@@ -63,57 +86,43 @@ class ProxyHandler(CCHandler):
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
-        self.remote_url = hcf.get("remote-cc")
-        sock = self.zctx.socket(zmq.DEALER)
-        try:
-            configure_socket(sock, hcf)
-            curve_client(sock, hcf)
-            sock.connect(self.remote_url)
-        except BaseException:
-            sock.close(0)
-            raise
-        self.stream = CCStream(
-            sock,
-            self.io_loop,
-            self.stats,
-            qmaxsize=QUEUE_UNCOUNTED,
-            qmaxbytes=hcf.getbytes("queue-bytes", "32M"),
-            name=hname,
-        )
-        self.stream.on_recv(self._on_remote)
         self._ratelog = RateLimitedLog(self.log)
-        self.pinger = None
-        if hcf.getboolean("ping", False):
-            self.pinger = RemotePinger(
-                self.remote_url,
-                self.stream,
-                self.stats,
-                self.log,
-                hcf.getfloat("ping-period", 1.0),
-                seal=self.server.seal,
-                open_body=self.server.open_body,
-            )
-            self.pinger.start()
-        self.log.info("forwarding to %s", self.remote_url)
+        if hcf.has_option("shards") == hcf.has_option("remote-cc"):
+            raise HandlerConfigError("[%s]: needs remote-cc or shards (one of them)" % hname)
+        spread = Sharding if hcf.has_option("shards") else Failover
+        self.links: LinkSet = spread(
+            hname, hcf, server, self.log, self._on_remote
+        )
+        what = "shards" if isinstance(self.links, Sharding) else "remote-cc"
+        self.log.info("forwarding to %s (%s)", ", ".join(hcf.getlist(what)), what)
 
     def reads_body(self, msgtype: str) -> bool:
-        return False
+        return self.links.reads_body
 
     def handle_msg(self, msg: CCMessage) -> None:
-        self.stream.send_multipart(msg.frames)
+        self.links.send(msg)
 
     def _on_remote(self, frames: List[bytes]) -> None:
         if frames[0]:
             self.server.relay(frames)
             return
-        # an empty route: addressed to this proxy itself (a pong), never relayed
-        if self.pinger is not None:
-            self.pinger.take(frames)
-        else:
-            self.stats.inc("count.dropped.unexpected")
-            self._ratelog.warning("unexpected", "unexpected message from %s", self.remote_url)
+        # an empty route is addressed to this proxy itself: only a watched link expects one
+        self.stats.inc("count.dropped.unexpected")
+        self._ratelog.warning("unexpected", "unexpected message to %s itself", self.hname)
+
+    def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
+        """A sharding proxy takes a new shard list in place (see :mod:`cc.sharding`)."""
+        if not (isinstance(self.links, Sharding) and hcf.has_option("shards")):
+            return None
+        change = self.links.reconfigure(self.cf, hcf)
+        if change is None:
+            return None
+
+        def apply() -> None:
+            change()
+            self.cf = hcf
+
+        return apply
 
     def stop(self):
-        if self.pinger is not None:
-            self.pinger.stop()
-        self.stream.close()
+        self.links.close()

@@ -1,6 +1,7 @@
 """A fleet's traffic through a proxy to the end-services, unsigned and signed.
 
     cc-bench fleet [--hosts 100,1000,5000] [--seconds 10] [--modes unsigned,signed] [--json]
+    cc-bench fleet --ha [--hosts 1000] [--seconds 20]    two hubs, shards, a hub killed
 
 Simulated hosts, each with its own ZeroMQ identity and connection (as a
 local cc connects to its proxy), send a host's usual mix through one proxy
@@ -177,16 +178,18 @@ def schedule(hosts: int, seconds: int) -> List[Tuple[int, int, int, int, int]]:
 
 
 def build_messages(
-    plan: Sequence[Tuple[int, int, int, int, int]], keystore: Optional[str]
+    plan: Sequence[Tuple[int, int, int, int, int]], keystore: Optional[str], first: int = 0
 ) -> List[Message]:
-    """The frames of every planned message; signed with the host's key when ``keystore``."""
+    """The frames of every planned message; signed with the host's key when ``keystore``.
+
+    Hosts are named from number ``first`` on (a load of its own for each part of a fleet)."""
     from cc.message import CCMessage
 
     now = time.time()
     sealers: Dict[str, Any] = {}
     msgs = []
     for at_us, host, kind, second, seq in plan:
-        fields, blob = make_fields(kind, host, second, seq, now + at_us / 1e6)
+        fields, blob = make_fields(kind, first + host, second, seq, now + at_us / 1e6)
         msg = CCMessage.build(KINDS[kind][0], fields, blob=blob)
         if keystore:
             signer = SIGNERS[host % len(SIGNERS)]
@@ -203,11 +206,11 @@ def _build_part(args: Tuple[Sequence, Optional[str]]) -> List[Message]:
     return build_messages(*args)
 
 
-def render(hosts: int, seconds: int, keystore: Optional[str]) -> List[Message]:
+def render(hosts: int, seconds: int, keystore: Optional[str], first: int = 0) -> List[Message]:
     """Every message of a run; signing is spread over the machine's cores."""
     plan = schedule(hosts, seconds)
     if not keystore:
-        return build_messages(plan, None)
+        return build_messages(plan, None, first)
     import multiprocessing
 
     workers = os.cpu_count() or 1
@@ -493,6 +496,20 @@ def print_row(mode: str, row: Dict) -> None:
         print("  first error reply: %s" % row["first_error"])
 
 
+def bench_ha(args: argparse.Namespace) -> None:
+    """``--ha``: see :mod:`cctools.bench.scenarios.fleet_ha`."""
+    from cctools.bench.cload import build_c_load
+    from cctools.bench.scenarios import fleet_ha
+
+    with tempfile.TemporaryDirectory(prefix="cc-bench-fleet-") as tmp:
+        load = build_c_load(tmp)
+        if load is None:
+            raise SystemExit("cc-bench fleet: needs the C load (a C compiler and libzmq)")
+        result = fleet_ha.bench(load, args.hosts, args.seconds, args.idle, not args.json)
+    if args.json:
+        print(json.dumps(result, indent=1))
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(prog="cc-bench fleet", description=__doc__.split("\n\n")[0])
     p.add_argument("--hosts", default="100,1000,5000", help="comma list of host counts")
@@ -505,8 +522,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="give up waiting for deliveries after this many seconds without any",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="two hubs and two shards of each writer, steady and with a hub killed",
+    )
     args = p.parse_args(argv)
     args.hosts = [int(h) for h in args.hosts.split(",")]
+    if args.ha:
+        return bench_ha(args)
     args.modes = [m for m in args.modes.split(",") if m]
     if set(args.modes) - {"unsigned", "signed"}:
         p.error("--modes: unsigned, signed")
