@@ -143,6 +143,8 @@ FAMILY_HELP: Dict[str, str] = {
     "cc_dbhandler_calls_total": "Database calls of a dbhandler, by result",
     "cc_dbhandler_errors_total": "Database calls of a dbhandler that failed, by code",
     "cc_ping_total": "Pings of a proxy link, by result",
+    "cc_proxy_link_changes_total": "A proxy's moves between its remote-cc endpoints, by change",
+    "cc_proxy_shard_choices_total": "Sharded messages sent elsewhere than their host's shard",
 }
 
 # fmt: off
@@ -298,6 +300,20 @@ COUNTERS: List[Counter] = [
     C("logwatch.sent", OUTCOME, "cc_logwatch_records_total", "Sent", result="sent"),
     C("logwatch.skipped", OUTCOME, "cc_logwatch_records_total", "Skipped", result="skipped"),
     # -- handlers ---------------------------------------------------------------------------------
+    C("proxy.failover", ERROR, "cc_proxy_link_changes_total", "Moved off an endpoint that"
+      " stopped answering pings", change="failover"),
+    C("proxy.failback", OUTCOME, "cc_proxy_link_changes_total", "Moved back to the first"
+      " endpoint", change="failback"),
+    C("proxy.resent", OUTCOME, "cc_proxy_resent_total", "Acknowledged writes sent again on"
+      " another link (or a shard back up)"),
+    C("proxy.resend.forgotten", ERROR, "cc_proxy_resend_forgotten_total", "Writes no longer"
+      " kept for a resend (queue-bytes): a failover may lose them until their sender resends"),
+    C("proxy.reregister_asked", OUTCOME, "cc_proxy_reregister_asked_total", "task.reregister"
+      " sent to runners after a move"),
+    C("proxy.shard.no_hostname", ERROR, "cc_proxy_shard_choices_total", "Without a hostname:"
+      " sent to the shard of the empty name", result="no_hostname"),
+    C("proxy.shard.secondary", OUTCOME, "cc_proxy_shard_choices_total", "Sent to the host's"
+      " secondary, its shard being down", result="secondary"),
     C("disposed_count", OUTCOME, "cc_disposed_messages_total", "Messages a disposer discarded"),
     C("disposed_bytes", OUTCOME, "cc_disposed_bytes_total", "Bytes a disposer discarded"),
     C("logwriter.lines", OUTCOME, "cc_logwriter_records_total", "Written", result="written"),

@@ -72,8 +72,10 @@ def components() -> List[Tuple[str, Tuple[Option, ...], List[str], Tuple[str, ..
         cls = load_handler_class("test", name)
         # jobmgr reads its job sections' pidfile too
         declared = cls.OPTIONS + (SCRIPT_OPTIONS if name == "jobmgr" else ())
+        modules = [modname.replace(".", "/") + ".py"]
+        modules += [path for path, sections in HELPERS.items() if name in sections]
         found.append(
-            (name, declared, [modname.replace(".", "/") + ".py"], ("ZEROMQ SOCKET OPTIONS",
+            (name, declared, modules, ("ZEROMQ SOCKET OPTIONS",
              "CURVE", "HANDLER SECTIONS", "[ccserver] OPTIONS"))
         )  # fmt: skip
     for cls in sorted({load_daemon_class(n) for n in DAEMONS}, key=lambda c: c.__module__):
@@ -172,7 +174,7 @@ class TestDeclarations(unittest.TestCase):
         finally:
             cls.OPTIONS = saved
         self.assertTrue(
-            any(re.match(r"proxy: queue-bytes read at cc/handler/proxy\.py:\d+ but not", m)
+            any(re.match(r"proxy: queue-bytes read at cc/proxylink\.py:\d+ but not", m)
                 for m in missing), missing)  # fmt: skip
 
 
