@@ -15,6 +15,7 @@ import time
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 from cc.message import CCMessage, MessageError
+from cc.routing import has_prefix
 
 __all__ = [
     "BaseMessage",
@@ -67,7 +68,7 @@ def wants_reply(msgtype: Optional[str], route: Sequence[bytes]) -> bool:
         return False
     if msgtype is None:
         return len(route) > 1
-    return not any(msgtype == p or msgtype.startswith(p + ".") for p in NO_REPLY_PREFIXES)
+    return not has_prefix(msgtype, NO_REPLY_PREFIXES)
 
 
 class BaseMessage:

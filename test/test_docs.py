@@ -513,6 +513,7 @@ ERROR_CALLS = {
     "CMSError": 0,
     "CallError": 0,
     "error_reply": 1,
+    "answer": 2,  # cc.dispatch.Dispatcher.answer(msg, text, code)
     "reply_error": 2,
     "_refuse": 2,  # infowriter's (logwriter's takes no code there: it never replies)
     "failed": 2,  # tailwriter's, also returned by its workers as (failed, msg, body, code, text)
