@@ -24,8 +24,8 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from cc.handler import CCHandler
-from cc.message import FORWARDED_UNREAD, BodyGate, CCMessage, MessageError
-from cc.msgtypes import wants_reply
+from cc.message import FORWARDED_UNREAD, MAX_ROUTE_DEPTH, BodyGate, CCMessage, MessageError
+from cc.msgtypes import wants_refusal, wants_reply
 from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable, has_prefix
 from cc.stats import Stats
@@ -44,9 +44,6 @@ QUIET_NO_ROUTE = ("pub.stats", "pub.state")
 #: how routing a message ended: every handler took it; one raised; every handler on
 #: its route had stopped; no route.  (A refused message is counted as invalid instead.)
 RESULTS = ("ok", "crashed", "stopping", "dropped")
-
-#: the most route frames an error reply is sent back along (doc/protocol.md §2)
-MAX_ROUTE_IDS = 32
 
 Send = Callable[[CCMessage], None]
 Received = Tuple[List[bytes], Union[CCMessage, MessageError], int, Sequence[CCHandler], float]
@@ -223,9 +220,11 @@ class Dispatcher:
 
     # -- refusals and answers -------------------------------------------------------
 
-    def answer(self, msg: CCMessage, text: str, code: str) -> None:
-        """An ``error`` reply to ``msg`` with ``code``, if its sender waits for one."""
-        if wants_reply(msg.type, msg.route) and len(msg.route) <= MAX_ROUTE_IDS:
+    def answer(self, msg: CCMessage, text: str, code: str, refused: bool = False) -> None:
+        """An ``error`` reply to ``msg`` with ``code``, if its sender waits for one (a
+        message the gate ``refused`` is answered where :func:`wants_refusal` says)."""
+        waits = wants_refusal if refused else wants_reply
+        if waits(msg.type, msg.route):
             self.send(msg.error_reply(text, code))
 
     def reject_frames(self, frames: List[bytes], ex: MessageError, size: int) -> None:
@@ -240,14 +239,14 @@ class Dispatcher:
         self.stats.inc("count")
         self.stats.inc("bytes", size)
         self._count_invalid(ex, route, size)
-        if wants_reply(msgtype, route) and len(route) <= MAX_ROUTE_IDS:
+        if wants_reply(msgtype, route) and len(route) <= MAX_ROUTE_DEPTH:  # deeper: see §2
             self.send(CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route))
 
     def reject(self, msg: CCMessage, ex: MessageError) -> None:
         """The gate refused ``msg`` (bad body, too large, hijacked, bad signature): count, log,
         answer where the sender waits."""
         self._count_invalid(ex, msg.route, msg.size)
-        self.answer(msg, ex.msg, ex.code)
+        self.answer(msg, ex.msg, ex.code, refused=True)
 
     def _count_invalid(self, ex: MessageError, route: Sequence[bytes], size: int) -> None:
         self.stats.inc("count.invalid")

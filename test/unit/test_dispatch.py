@@ -127,6 +127,18 @@ class TestResults(DispatcherCase):
             proxy.got[0].get_body()
         self.assertEqual(caught.exception.code, "bad-body")
 
+    def test_refused_acknowledgeable_message_answered_with_a_query_id(self):
+        """doc/protocol.md §5.3: an infosender waiting for its ack hears why it will not come."""
+        writer = Stub("infowriter")
+        self.routes.add("pub", [writer])
+        bad = b'{"req": "pub.infofile", "ack": true'
+        logs = self.dispatch(frames("pub.infofile", raw_body=bad),
+                             frames("pub.infofile", raw_body=bad, route=(b"peer",)),
+                             frames("pub.stats", raw_body=bad), logs="WARNING")  # fmt: skip
+        self.assertEqual(len(logs), 1, "rate-limited: one line for the three")
+        self.assertEqual(self.answers(), [([b"peer", b"Q1"], "bad-body")])
+        self.assertEqual(self.totals()["count.invalid.bad-body"], 3)
+
     def test_unread_when_no_handler_reads_the_body(self):
         proxy = Stub("proxy", reads=False)
         self.routes.add("echo", [proxy])
