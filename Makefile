@@ -33,7 +33,7 @@ test-long: $(STAMP)
 soak: $(STAMP)
 	$(PY) test/soak.py
 
-# Every measurement the README quotes, each against its reference in the same run.
+# Every measurement doc/performance.md quotes, each against its reference in the same run.
 bench: $(STAMP)
 	$(VENV)/bin/cc-bench all
 
