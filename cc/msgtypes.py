@@ -33,6 +33,7 @@ __all__ = [
     "JobConfigReplyMessage",
     "JobKeepaliveMessage",
     "TaskRegisterMessage",
+    "TaskUnregisterMessage",
     "TaskSendMessage",
     "TaskReplyMessage",
     "TASK_UID_RE",
@@ -50,6 +51,7 @@ NO_REPLY_PREFIXES = (
     "echo.response",
     "task.reply",
     "task.register",
+    "task.unregister",
     "job.keepalive",
 )
 
@@ -200,6 +202,13 @@ class TaskRegisterMessage(BaseMessage):
 
     REQ = "task.register"
     REQUIRED = ("host",)
+
+
+class TaskUnregisterMessage(BaseMessage):
+    """A task runner that stops: its ``host`` and ``runner_id`` are forgotten at once."""
+
+    REQ = "task.unregister"
+    REQUIRED = ("host", "runner_id")
 
 
 class TaskSendMessage(BaseMessage):

@@ -12,6 +12,7 @@ Every failure is a :class:`CMSError` whose ``code`` says what kind it is.
 
 import datetime
 import functools
+import hashlib
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from asn1crypto import algos, pem
@@ -88,8 +89,8 @@ class Certificate:
         return issuer_der == self.issuer_der or self.asn1.issuer == ax509.Name.load(issuer_der)
 
     def info(self) -> Dict[str, object]:
-        """Who signed: ``subject`` (one line), ``serial``, ``not_before``, ``not_after``,
-        and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
+        """Who signed: ``subject`` (one line), ``serial``, ``issuer`` (one line),
+        ``fingerprint`` (SHA-256 of the DER, hex), ``not_before``, ``not_after``, and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
         original).
         """
         if self._info is None:
@@ -105,6 +106,8 @@ class Certificate:
             info: Dict[str, object] = {
                 "subject": self.name,
                 "serial": self.serial,
+                "issuer": self.asn1.issuer.human_friendly,
+                "fingerprint": hashlib.sha256(self.der).hexdigest(),
                 "not_before": self.asn1.not_valid_before.isoformat(),
                 "not_after": self.asn1.not_valid_after.isoformat(),
             }

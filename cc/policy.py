@@ -1,0 +1,153 @@
+"""Authorization by verified signer: who may send a message type, call a function, run a task.
+
+Loop-free policy.  A policy is a config section whose keys are dotted names
+(message types, database functions or task modules) and whose values say
+which signers may use every name under that key; the longest key that is the
+name or a dotted prefix of it decides, as routes match, and ``*`` is the
+default.  A name no key covers is allowed, as without a policy::
+
+    [policy]
+    # only operators send tasks and call functions; hosts write about themselves
+    task.send = O=Example, OU=operators
+    db = OU=operators; CN=app-*, issuer=*Service CA*
+    log = *
+
+A value lists alternatives separated by ``;``; an alternative holds when
+all its ``FIELD=pattern`` conditions (separated by ``,``) hold for the
+signer's certificate.  FIELD is a subject field (``CN``, ``O``, ``OU``,
+``C``, ``ST``, ``L``, ``emailAddress``), ``subject`` (the one-line subject),
+``issuer`` (the issuing CA's one-line subject), ``serial`` (decimal) or
+``fingerprint`` (SHA-256 of the certificate, hex, colons allowed); the
+pattern is shell-style (``fnmatch``, case-sensitive).  ``*`` alone is any
+verified signer; an empty value is nobody.  An unsigned message matches
+nothing: a policy needs a verifying gate (``cms-verify-ca``).
+
+A signer's host identity (what it may register, reply for and write about)
+is its certificate's ``CN``: see :func:`signer_host`.
+"""
+
+import fnmatch
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import skytools
+from skytools.config import ConfigError
+
+__all__ = ["Policy", "Signers", "signer_host", "signer_brief", "FORBIDDEN"]
+
+#: the error code of every refusal by policy or identity
+FORBIDDEN = "forbidden"
+
+#: the certificate fields a condition may name
+FIELDS = ("CN", "O", "OU", "C", "ST", "L", "emailAddress", "subject", "issuer", "serial",
+          "fingerprint")  # fmt: skip
+_FIELD_BY_LOWER = {name.lower(): name for name in FIELDS}
+KEY_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)$")
+
+
+def signer_host(signer: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The host name a verified signer stands for: its certificate's ``CN`` (None: unsigned)."""
+    if not signer:
+        return None
+    name = signer.get("CN")
+    return name if isinstance(name, str) and name else None
+
+
+def signer_brief(signer: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Who signed, for logs and the audit trail: subject, serial, issuer (None: unsigned)."""
+    if not signer:
+        return None
+    return {key: signer.get(key) for key in ("subject", "serial", "issuer")}
+
+
+class Signers:
+    """The signers one policy value admits (see the module docstring for the syntax)."""
+
+    __slots__ = ("text", "alternatives")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.alternatives: List[List[Tuple[str, str]]] = []
+        for alternative in text.split(";"):
+            alternative = alternative.strip()
+            if not alternative:
+                continue
+            if alternative == "*":
+                self.alternatives.append([])
+                continue
+            conditions = []
+            for condition in alternative.split(","):
+                field, sep, pattern = condition.strip().partition("=")
+                name = _FIELD_BY_LOWER.get(field.strip().lower())
+                if not sep or name is None or not pattern.strip():
+                    raise ValueError(
+                        "signer condition %r: need FIELD=pattern, FIELD one of %s"
+                        % (condition.strip(), ", ".join(FIELDS))
+                    )
+                pattern = pattern.strip()
+                if name == "fingerprint":
+                    pattern = pattern.replace(":", "").lower()
+                conditions.append((name, pattern))
+            self.alternatives.append(conditions)
+
+    def admit(self, signer: Optional[Dict[str, Any]]) -> bool:
+        """Whether ``signer`` (a verified signer's details; None or {} when unsigned) is one."""
+        if not signer:
+            return False
+        return any(
+            all(fnmatch.fnmatchcase(str(signer.get(field, "")), pattern)
+                for field, pattern in conditions)  # fmt: skip
+            for conditions in self.alternatives
+        )
+
+    def __repr__(self) -> str:
+        return "Signers(%r)" % self.text
+
+
+class Policy:
+    """Dotted name (or prefix) -> the :class:`Signers` who may use it; read from a section."""
+
+    def __init__(self, section: str, rules: Dict[str, Signers]) -> None:
+        self.section = section
+        self.rules = rules
+
+    @classmethod
+    def from_section(cls, cf: skytools.Config, option: str) -> Optional["Policy"]:
+        """The policy in the section that ``cf``'s ``option`` names, or None without one."""
+        section = cf.get(option, "")
+        if not section:
+            return None
+        if not cf.cf.has_section(section):
+            raise ConfigError("[%s] %s = %s: no such section" % (cf.main_section, option, section))
+        rules = {}
+        for key, value in cf.cf.items(section, raw=True):
+            if not KEY_RE.match(key):
+                raise ConfigError("[%s]: %r is not a dotted name, a prefix or *" % (section, key))
+            try:
+                rules[key] = Signers(value)
+            except ValueError as ex:
+                raise ConfigError("[%s] %s: %s" % (section, key, ex)) from None
+        return cls(section, rules)
+
+    def rule(self, name: str) -> Optional[Tuple[str, Signers]]:
+        """(key, signers) of the most specific key covering ``name``; None when none does."""
+        rules = self.rules
+        lowered = name.lower()
+        while True:
+            signers = rules.get(lowered)
+            if signers is not None:
+                return lowered, signers
+            dot = lowered.rfind(".")
+            if dot < 0:
+                break
+            lowered = lowered[:dot]
+        signers = rules.get("*")
+        return ("*", signers) if signers is not None else None
+
+    def refusal(self, name: str, signer: Optional[Dict[str, Any]]) -> str:
+        """Why ``signer`` may not use ``name`` (message, mentioning the rule), or ''."""
+        found = self.rule(name)
+        if found is None or found[1].admit(signer):
+            return ""
+        who = signer.get("subject") if signer else "an unsigned sender"
+        return "%s may not use %s ([%s] %s)" % (who, name, self.section, found[0])
