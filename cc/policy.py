@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import skytools
 from skytools.config import ConfigError
 
-__all__ = ["Policy", "Signers", "signer_host", "signer_brief", "FORBIDDEN"]
+__all__ = ["Policy", "Signers", "signer_host", "signer_brief", "foreign_host", "FORBIDDEN"]
 
 #: the error code of every refusal by policy or identity
 FORBIDDEN = "forbidden"
@@ -51,6 +51,19 @@ def signer_host(signer: Optional[Dict[str, Any]]) -> Optional[str]:
         return None
     name = signer.get("CN")
     return name if isinstance(name, str) and name else None
+
+
+def foreign_host(signer: Optional[Dict[str, Any]], host: Any) -> str:
+    """Why ``signer`` may not speak for ``host`` (register it, reply or write as it), or ''.
+
+    Nothing is bound where nothing was verified (``signer`` None): '' then.
+    """
+    if not signer:
+        return ""
+    own = signer_host(signer)
+    if own is not None and own == host:
+        return ""
+    return "%s may act only as host %s, not %s" % (signer.get("subject"), own, str(host)[:100])
 
 
 def signer_brief(signer: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

@@ -43,6 +43,7 @@ def setUpModule():
     global pki
     pki = PKI()
     pki.make_leaf("revokee", "ca")
+    pki.make_leaf("testhost", "ca")  # the runner's key: a host signs as itself
     pki.make_crl("empty.crl")
     pki.revoke("revokee")
     pki.make_crl("revoked.crl")
@@ -459,7 +460,7 @@ class TestTaskGate(CCTestCase):
         router, host = self.topology(
             dict(SEALED, **{"cms-sign": "server"}),
             dict(SEALED, **{"cms-sign": "host2"}),
-            dict(SEALED, **{"cms-sign": "host2"}),
+            dict(SEALED, **{"cms-sign": "testhost"}),
         )
         sock = self.dealer(router.endpoint)
         task_id = uuid.uuid4().hex

@@ -159,6 +159,17 @@ class ServerView:
         return self._server.pidfile or ""
 
     @property
+    def verifies(self) -> bool:
+        """Whether the server's gate verifies signers (``cms-verify-ca``)."""
+        crypto = self._server.crypto
+        return crypto is not None and crypto.verifying
+
+    @property
+    def has_policy(self) -> bool:
+        """Whether the server's gate decides by signer who sends which type (``policy``)."""
+        return self._server.gate.policy is not None
+
+    @property
     def verbosity(self) -> List[str]:
         """The ``-q`` / ``-v`` flags the server was started with, for its children."""
         options = self._server.options

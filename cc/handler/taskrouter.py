@@ -11,7 +11,7 @@ from cc.audit import AuditTrail
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
-from cc.policy import FORBIDDEN, signer_host
+from cc.policy import FORBIDDEN, foreign_host, signer_host
 from cc.ratelog import RateLimitedLog
 from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
 
@@ -116,6 +116,23 @@ class TaskRouter(CCHandler):
     remembered ``reply-timeout`` seconds after its end.  A reload takes new
     timeouts in place; a stopping router answers the open tasks ``failed``.
 
+    Where the server verifies, a registration, a reply or a
+    ``task.unregister`` is taken only from a signer whose certificate's CN
+    is the host (see :mod:`cc.policy`), and a host held by a live runner
+    (one that registered within two of its periods) of another certificate
+    is not taken over; where nothing verifies, a reply is taken only from
+    the route its task was sent to or the host's current one.  Refusals are
+    counted (``task.forbidden``), logged rate-limited and audited.  A runner
+    displaced from a host that registers it again means two live runners
+    (two ccs) claim one host name: warned, naming both routes, counted
+    (``task.register_conflict``) and shown on the fleet page.  A task is
+    passed on as its requester signed it (single host or fan-out), so each
+    runner decides on the requester.  ``task.stop.<uid>`` is passed on the
+    same way to the task's host(s); a task failed here (ack or reply
+    timeout) is stopped on its host by a ``task.stop`` signed by this
+    server.  With ``audit-log`` each task sent, refused and ended is one
+    JSON line (see :mod:`cc.audit`).
+
     ``task.hosts`` is answered with every registered host, the age of its
     registration and what its runner reported (version, task modules,
     registration period).  A ``task_host`` that is a shell-style pattern or
@@ -138,6 +155,8 @@ class TaskRouter(CCHandler):
         #max-fanout = 1000
         # seconds a fanned-out task waits for a silent host (the task's host_timeout may say)
         #host-timeout = 60
+        # JSON lines: each task sent, refused, ended
+        #audit-log =
     """
 
     CC_ROLES = ("end-service",)
@@ -151,6 +170,9 @@ class TaskRouter(CCHandler):
         self._init_fleet(hcf)
         self._apply(_timeouts(hname, hcf))
         server.add_registrations(self.registrations)
+        if server.verifies and not server.has_policy:
+            self.log.warning("no policy: every key the CAs trust may send tasks to every host"
+                             " (set [ccserver] policy)")  # fmt: skip
 
     def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
         """New timeouts are taken in place: the hosts and the tasks in flight stay."""
@@ -274,12 +296,10 @@ class TaskRouter(CCHandler):
 
     def _may_act_for(self, msg: CCMessage, host: str, what: str, **audit: Any) -> bool:
         """Whether ``msg``'s verified signer may speak for ``host`` (always, where none verifies)."""
-        signer = msg.signer
-        if signer is None or signer_host(signer) == host:
-            return True
-        reason = "%s may not act for host %s" % (signer.get("subject"), host)
-        self._forbid(msg, what, reason, **audit)
-        return False
+        reason = foreign_host(msg.signer, host)
+        if reason:
+            self._forbid(msg, what, reason, **audit)
+        return not reason
 
     # -- tasks -------------------------------------------------------------------
 
