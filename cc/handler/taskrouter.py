@@ -394,10 +394,11 @@ class TaskRouter(CCHandler):
         uid = parts[2] if len(parts) == 3 else ""
         task = self.tasks.get(uid)
         if task is not None and task.final is None:
-            hosts = [task.host]
+            hosts, task_id = [task.host], task.task_id
         elif uid in self.fanouts:
             fan = self.fanouts[uid][0]
             hosts = [host for host, run in fan.runs.items() if run.status is None]
+            task_id = fan.task_id
         else:
             self.stats.inc("task.stop_unknown")
             self.reply_error(msg, "no open task %s" % uid[:128], "no-route")
@@ -407,7 +408,7 @@ class TaskRouter(CCHandler):
             self.server.relay(msg.with_route(route).frames)
         self.stats.inc("task.stop")
         self._audit("task.stop", msg.signer, uid=uid, hosts=hosts, outcome="forwarded")
-        self.reply(msg, "task.reply." + uid, status="stopping", hosts=hosts)
+        self.reply(msg, "task.reply." + uid, task_id=task_id, status="stopping", hosts=hosts)
 
     # -- tasks that would never end ------------------------------------------------
 

@@ -1,0 +1,358 @@
+"""Who may do what: a host key against a verifying taskrouter, writers and task runners.
+
+Every certificate and signature is made by ``openssl`` (see :mod:`pki`); the
+servers, runners (under jobmgr) and sockets are real.  The attacker holds
+host2's valid key; host1 is the victim; ``ops-alice`` is an operator.
+"""
+
+import json
+import os
+import shutil
+import time
+import uuid
+
+from harness import CCTestCase, ccserver_section, read_file, wait_for
+from pki import PKI
+from test_daemon_taskexec import HOST, ROUTER
+
+from cc.message import CCMessage
+
+pki: PKI = None  # type: ignore[assignment]
+
+
+def setUpModule():
+    global pki
+    pki = PKI()
+    for name in ("host1", "ops-alice", "router", "testhost"):
+        pki.make_leaf(name, "ca")
+
+
+def tearDownModule():
+    shutil.rmtree(pki.dir, ignore_errors=True)
+
+
+def signed(route, msgtype, signer, **fields):
+    """Frames of a message signed by ``signer`` with ``openssl cms -sign``."""
+    body = {"req": msgtype, "time": time.time(), "hostname": fields.pop("hostname", signer)}
+    body.update(fields)
+    raw = json.dumps(body).encode()
+    return list(route) + [b"", msgtype.encode(), raw, pki.sign(signer, raw)]
+
+
+def audit_lines(path):
+    text = read_file(path) or b""
+    return [json.loads(line) for line in text.decode().splitlines()]
+
+
+VERIFYING_ROUTER = """
+[routes]
+task = h:taskrouter
+pub.infofile = h:info
+log = h:log
+
+[h:taskrouter]
+handler = taskrouter
+task-ack-timeout = 30
+maint-period = 0.2
+audit-log = {tmp}/audit.log
+
+[h:info]
+handler = infowriter
+dstdir = {tmp}/info
+host-subdirs = yes
+
+[h:log]
+handler = logwriter
+dstdir = {tmp}/logs
+
+[policy]
+task.send = CN=ops-*
+task.stop = CN=ops-*
+task.hosts = CN=ops-*
+"""
+
+
+class TestHostKeyAgainstRouter(CCTestCase):
+    """host2's key cannot take host1's route, forge its replies, send tasks or write as it."""
+
+    def setUp(self):
+        super().setUp()
+        section = ccserver_section("router", role="end-service", cms_keystore=pki.dir,
+                                   cms_verify_ca="ca", cms_sign="router", policy="policy")
+        self.router = self.start_server("router", section + VERIFYING_ROUTER)
+        self.audit = os.path.join(self.tmp, "audit.log")
+
+    def register(self, signer, host, runner_id):
+        sock = self.dealer(self.router.endpoint)
+        sock.send_multipart(signed([], "task.register", signer, host=host, runner_id=runner_id,
+                                   period=30))
+        return sock
+
+    def test_route_takeover_and_forged_reply_fail(self):
+        host1 = self.register("host1", "host1", "r1")
+        self.router.wait_stat("task.register")
+        attacker = self.register("host2", "host1", "evil")
+        self.router.wait_stat("task.forbidden")
+        self.router.wait_log(r"task.register refused: Common Name: host2.* may act only as host "
+                             r"host2, not host1")  # fmt: skip
+        operator = self.dealer(self.router.endpoint)
+        uid = uuid.uuid4().hex
+        frames = signed([b"Q1"], "task.send." + uid, "ops-alice", task_host="host1",
+                        task_handler="cc.task.sample", task_id=uid, secret="s3cret")
+        operator.send_multipart(frames)
+        self.assertEqual(CCMessage(self.recv(operator)).get_body()["status"], "forwarded")
+        got = self.recv(host1)
+        self.assertEqual(got[1:], frames[2:], "the task reaches host1 as the operator signed it")
+        self.assert_silent(attacker)
+        # host2 answers for host1's task: dropped; host1's real answer arrives
+        attacker.send_multipart(signed([], "task.reply." + uid, "host2", task_id=uid,
+                                       status="finished"))
+        self.router.wait_stat("task.forbidden", 2)
+        host1.send_multipart(signed([], "task.reply." + uid, "host1", task_id=uid,
+                                    status="failed"))
+        final = CCMessage(self.recv(operator))
+        self.assertEqual(final.get_body()["status"], "failed")
+        self.assertEqual(pki.verify(final.signature, final.body_bytes), final.body_bytes)
+        lines = audit_lines(self.audit)
+        refused = [line for line in lines if line["outcome"] == "forbidden"]
+        self.assertEqual([line["event"] for line in refused], ["task.register", "task.reply." + uid])
+        self.assertTrue(all("Common Name: host2" in line["signer"]["subject"] for line in refused))
+        sent = [line for line in lines if line["event"] == "task.send"]
+        self.assertEqual(sent[0]["hosts"], ["host1"])
+        self.assertIn("ops-alice", sent[0]["signer"]["subject"])
+        self.assertEqual(sent[0]["task"], "cc.task.sample")
+        ended = [line for line in lines if line["event"] == "task.end"]
+        self.assertEqual((ended[0]["uid"], ended[0]["outcome"]), (uid, "failed"))
+
+    def test_host_key_cannot_send_tasks_single_or_fan_out(self):
+        host1 = self.register("host1", "host1", "r1")
+        self.router.wait_stat("task.register")
+        attacker = self.dealer(self.router.endpoint)
+        for n, target in enumerate(("host1", ["host1"], "host*")):
+            uid = uuid.uuid4().hex
+            attacker.send_multipart(signed([b"Q%d" % n], "task.send." + uid, "host2",
+                                           task_host=target, task_handler="cc.task.sample"))
+            reply = CCMessage(self.recv(attacker))
+            self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "forbidden"))
+            self.assertIn("[policy] task.send", reply.get_body()["msg"])
+        self.router.wait_stat("count.invalid.forbidden", 3)
+        self.assert_silent(host1)
+
+    def test_operator_fan_out_reaches_each_host_with_the_operators_signature(self):
+        runners = {name: self.register(name, name, name + "-r") for name in ("host1", "host2")}
+        self.router.wait_stat("task.register", 2)
+        operator = self.dealer(self.router.endpoint)
+        uid = uuid.uuid4().hex
+        frames = signed([b"Q1"], "task.send." + uid, "ops-alice", task_host="host*",
+                        task_handler="cc.task.sample", task_id=uid)
+        operator.send_multipart(frames)
+        self.assertEqual(CCMessage(self.recv(operator)).get_body()["hosts"], ["host1", "host2"])
+        for name, sock in runners.items():
+            self.assertEqual(self.recv(sock)[1:], frames[2:], name)
+        # host2 answers for itself only: its "host1" claim is its own signer's host
+        runners["host2"].send_multipart(signed([], "task.reply." + uid, "host2", task_id=uid,
+                                               status="finished"))
+        runners["host1"].send_multipart(signed([], "task.reply." + uid, "host1", task_id=uid,
+                                               status="finished"))
+        seen = {}
+        while "summary" not in seen:
+            body = CCMessage(self.recv(operator)).get_body()
+            seen[body.get("host", body["status"])] = body
+        self.assertEqual(seen["summary"]["counts"], {"finished": 2})
+
+    def test_infofile_and_log_only_as_self(self):
+        sock = self.dealer(self.router.endpoint)
+        info = dict(filename="info.pg", mtime=time.time(), data="aGVsbG8=", ack=True)
+        sock.send_multipart(signed([b"Q1"], "pub.infofile", "host2", hostname="host1", **info))
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "forbidden"))
+        sock.send_multipart(signed([b"Q2"], "pub.infofile", "host2",
+                                   **dict(info, mtime=9e9)))  # fmt: skip
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual(reply.get_body()["code"], "invalid")
+        self.assertIn("max-clock-skew", reply.get_body()["msg"])
+        sock.send_multipart(signed([b"Q3"], "pub.infofile", "host2", **info))
+        self.assertEqual(CCMessage(self.recv(sock)).get_body()["status"], "written")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "info", "host1")))
+        self.assertEqual(read_file(os.path.join(self.tmp, "info", "host2", "info.pg")), b"hello")
+        # logs: its own are written, another host's refused, every field escaped
+        log = dict(job_name="app", log_level="INFO\nFAKE", log_msg="one\ntwo", log_pid=1)
+        sock.send_multipart(signed([], "log.info", "host2", hostname="host1", **log))
+        sock.send_multipart(signed([], "log.info", "host2", **log))
+        path = os.path.join(self.tmp, "logs", "host2", "app.log")
+        text = wait_for(lambda: read_file(path), what="host2's log").decode()
+        self.assertEqual(text.count("\n"), 1, text)
+        self.assertIn("INFO\\nFAKE host2 app[1] one\\ntwo", text)
+        self.router.wait_stat("logwriter.forbidden")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "logs", "host1")))
+
+
+class TestUnverifiedRoutes(CCTestCase):
+    """Where nothing verifies: replies bound to routes, two ccs on one name, clean stops."""
+
+    def setUp(self):
+        super().setUp()
+        self.router = self.start_server("router", ROUTER)
+
+    def register(self, sock, host, runner_id):
+        body = {"host": host, "runner_id": runner_id, "period": 30}
+        sock.send_multipart(CCMessage.build("task.register", body).frames)
+
+    def test_reply_from_elsewhere_is_dropped(self):
+        runner, other = self.dealer(self.router.endpoint), self.dealer(self.router.endpoint)
+        self.register(runner, "h1", "a")
+        self.router.wait_stat("task.register")
+        client = self.dealer(self.router.endpoint)
+        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
+        self.assertEqual(self.query(client, "task.send.t1", fields).get_body()["status"],
+                         "forwarded")  # fmt: skip
+        self.recv(runner)
+        forged = {"task_id": "t1", "status": "finished"}
+        other.send_multipart(CCMessage.build("task.reply.t1", forged).frames)
+        self.router.wait_stat("task.forbidden")
+        runner.send_multipart(CCMessage.build("task.reply.t1", dict(forged, status="failed")).frames)
+        self.assertEqual(CCMessage(self.recv(client)).get_body()["status"], "failed")
+
+    def test_two_live_runners_on_one_host_name_are_warned_about(self):
+        first, second = self.dealer(self.router.endpoint), self.dealer(self.router.endpoint)
+        self.register(first, "db1", "a")
+        self.router.wait_stat("task.register")
+        self.register(second, "db1", "b")
+        self.router.wait_stat("task.register", 2)
+        self.register(first, "db1", "a")
+        match = self.router.wait_log(r"host db1 is registered by two live task runners, routes "
+                                     r"(\S+) and (\S+): two ccs")  # fmt: skip
+        self.assertNotEqual(match.group(1), match.group(2))
+        self.router.wait_stat("task.register_conflict")
+        hosts = self.query(self.dealer(self.router.endpoint), "task.hosts", {}).get_body()["hosts"]
+        self.assertIn("routes", hosts[0]["conflict"])
+
+    def test_clean_stop_unregisters_at_once(self):
+        runner = self.dealer(self.router.endpoint)
+        self.register(runner, "h1", "a")
+        self.router.wait_stat("task.register")
+        client = self.dealer(self.router.endpoint)
+        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
+        self.query(client, "task.send.t1", fields)
+        stale = {"host": "h1", "runner_id": "someone-else"}
+        runner.send_multipart(CCMessage.build("task.unregister", stale).frames)
+        self.router.wait_stat("task.unregister_stale")
+        runner.send_multipart(CCMessage.build("task.unregister", dict(stale, runner_id="a")).frames)
+        final = CCMessage(self.recv(client)).get_body()
+        self.assertEqual(final["status"], "failed")
+        self.assertIn("the task runner on h1 stopped", final["feedback"]["msg"])
+        hosts = self.query(client, "task.hosts", {}, qid=b"Q2").get_body()["hosts"]
+        self.assertEqual(hosts, [])
+
+    def test_huge_host_timeout_is_a_bad_task_not_a_crash(self):
+        runner = self.dealer(self.router.endpoint)
+        self.register(runner, "h1", "a")
+        self.router.wait_stat("task.register")
+        fields = {"task_host": ["h1"], "task_handler": "cc.task.sample", "host_timeout": 10**400}
+        reply = self.query(self.dealer(self.router.endpoint), "task.send.x1", fields)
+        self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "bad-task"))
+
+
+#: the task runner verifies, signs as its host, and runs cc.task.* for operators only
+RUNNER_OPTIONS = """\
+cms-keystore = {pki}
+cms-verify-ca = ca
+cms-sign = testhost
+task-policy = task-policy
+router-signers = CN=router
+audit-log = {tmp}/runner-audit.log
+max-tasks = 2
+"""
+TASK_POLICY = """
+[task-policy]
+cc.task = CN=ops-*
+"""
+
+
+class TestRunnerDecidesOnTheRequester(CCTestCase):
+    """A jobmgr-run task runner that verifies, with a task policy, behind a non-verifying
+    router: the router cannot launder a task, single or fan-out."""
+
+    def setUp(self):
+        super().setUp()
+        self.router = self.start_server("router", ROUTER)
+        host = HOST.replace("[d:taskrunner]\n", "[d:taskrunner]\n" + RUNNER_OPTIONS, 1)
+        host = host.replace("[cc.task.sample]\n", "[cc.task.sample]\nmax-run-time = 4\n")
+        host += TASK_POLICY
+        self.host = self.start_server("host", host, router=self.router.endpoint, pki=pki.dir)
+        self.router.wait_stat("task.register", timeout=15)
+        self.client = self.dealer(self.router.endpoint)
+        self.audit = os.path.join(self.tmp, "runner-audit.log")
+        self.inbox = {}  # task id -> its replies so far
+
+    def send(self, signer, target="testhost", qid=b"Q1", **extra):
+        uid = uuid.uuid4().hex
+        fields = dict(task_host=target, task_handler="cc.task.sample", task_id=uid, delay=0.05)
+        fields.update(extra)
+        if signer is None:
+            frames = CCMessage.build("task.send." + uid, fields, route=[qid]).frames
+        else:
+            frames = signed([qid], "task.send." + uid, signer, **fields)
+        self.client.send_multipart(frames)
+        return uid
+
+    def until_final(self, uid, timeout=20):
+        """``uid``'s replies up to its final one (a fan-out's: its summary); the replies of
+        other tasks read meanwhile are kept for them."""
+        got = self.inbox.setdefault(uid, [])
+        while True:
+            for n, body in enumerate(got):
+                final = ("summary",) if "host" in body else ("finished", "failed", "stopped",
+                                                             "summary")  # fmt: skip
+                if body.get("status") in final:
+                    return got[: n + 1]
+            body = CCMessage(self.recv(self.client, timeout)).get_body()
+            self.inbox.setdefault(body.get("task_id"), []).append(body)
+
+    def until_running(self, uid):
+        """``uid``'s replies so far, after reading one more message."""
+        body = CCMessage(self.recv(self.client)).get_body()
+        self.inbox.setdefault(body.get("task_id"), []).append(body)
+        return self.inbox.get(uid, [])
+
+    def test_unsigned_and_host_signed_tasks_never_start(self):
+        unsigned_fanout = self.send(None, target=["testhost"])
+        self.host.wait_log(r"invalid message from \S+ \(unsigned\)")
+        host_signed = self.send("host2", qid=b"Q2")
+        final = self.until_final(host_signed)[-1]
+        self.assertEqual((final["status"], final["feedback"]["code"]), ("failed", "forbidden"))
+        host_fanout = self.send("host2", target="test*", qid=b"Q3")
+        got = self.until_final(host_fanout)
+        self.assertEqual(got[-1]["counts"], {"failed": 1}, got)
+        good = self.send("ops-alice", target=["testhost"], qid=b"Q4")
+        got = self.until_final(good)
+        self.assertEqual(got[-1]["counts"], {"finished": 1}, got)
+        lines = audit_lines(self.audit)
+        outcomes = {(line["uid"], line["outcome"]) for line in lines}
+        self.assertIn((host_signed, "forbidden"), outcomes)
+        self.assertIn((good, "finished"), outcomes)
+        self.assertNotIn(unsigned_fanout, {line["uid"] for line in lines})
+        self.assertTrue(all("Common Name: " in line["signer"]["subject"] for line in lines))
+
+    def test_bounds_max_tasks_run_time_stop_and_sections(self):
+        burst = [self.send("ops-alice", qid=b"B%d" % n, delay=0.3) for n in range(6)]
+        finals = {uid: self.until_final(uid)[-1] for uid in burst}
+        busy = [f for f in finals.values() if "max-tasks" in str(f.get("feedback"))]
+        self.assertEqual(len(busy), 4, finals)
+        self.assertEqual(sum(f["status"] == "finished" for f in finals.values()), 2, finals)
+        overdue = self.send("ops-alice", qid=b"O1", delay=100)
+        final = self.until_final(overdue)[-1]
+        self.assertEqual(final["status"], "failed")
+        self.assertIn("ran longer than max-run-time = 4 s", final["feedback"]["msg"])
+        stopped = self.send("ops-alice", qid=b"S1", delay=100)
+        wait_for(lambda: any(b.get("status") == "launched" for b in self.until_running(stopped)),
+                 what="the task launched")  # fmt: skip
+        self.client.send_multipart(signed([b"S2"], "task.stop." + stopped, "host2"))
+        self.host.wait_log(r"task %s: stop refused" % stopped)
+        self.client.send_multipart(signed([b"S3"], "task.stop." + stopped, "ops-alice"))
+        self.assertEqual(self.until_final(stopped)[-1]["status"], "stopped")
+        for section in ("routes", "ccserver", "h:jobmgr"):
+            uid = self.send("ops-alice", qid=b"R1", task_handler=section)
+            final = self.until_final(uid)[-1]
+            self.assertEqual(final["status"], "failed", section)
+            self.assertIn(final["feedback"]["code"], ("bad-task", "not-configured"), section)
