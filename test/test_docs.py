@@ -66,6 +66,7 @@ HELPERS = {
     "cc/daemon/plugins/pg_logforward/forward.py": ("pg_logforward",),
     "cc/daemon/plugins/pg_logforward/example_logwatch.py": ("pg_logforward",),
     "cc/message.py": ("[ccserver] OPTIONS", "DAEMONS"),
+    "cc/audit.py": ("taskrouter", "dbhandler", "taskexec"),
 }
 #: run by jobmgr, a daemon section also takes the job options documented under jobmgr
 JOB_OPTIONS_SECTION = "jobmgr"
