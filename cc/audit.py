@@ -18,10 +18,11 @@ Durability: each line is one ``write(2)`` on a file opened ``O_APPEND``
 that reports the action is sent; it survives the process crashing but not
 the machine crashing (no fsync: the kernel writes it out within seconds).
 logrotate moves the file and sends SIGHUP, on which it is reopened
-(``debian/cc.logrotate``).  A line that cannot be written (disk full, file
-removed with its directory) is counted (``audit.failed``) and logged,
-rate-limited; the action itself goes on: cc chooses availability over a
-complete trail, so watch ``audit.failed`` (an alert rule can).
+(``debian/cc.logrotate``).  A file that cannot be opened at start is a
+config error.  Later, a line that cannot be written (disk full, directory
+removed) is counted (``audit.failed``) and logged, rate-limited, and the
+file is reopened for the next; the action itself goes on: cc chooses
+availability over a complete trail, so watch ``audit.failed``.
 """
 
 import json
@@ -31,6 +32,7 @@ import time
 from typing import Any, Dict, Optional
 
 import skytools
+from skytools.config import ConfigError
 
 from cc.policy import signer_brief
 from cc.ratelog import RateLimitedLog
@@ -50,7 +52,10 @@ class AuditTrail:
         self.stats = stats
         self._ratelog = RateLimitedLog(log)
         self._fd: Optional[int] = None
-        self.reopen()
+        try:
+            self._fd = self._open()
+        except OSError as ex:  # at start a file that cannot be opened is a config error
+            raise ConfigError("audit-log = %s: %s" % (path, ex)) from None
 
     @classmethod
     def from_config(
@@ -64,10 +69,12 @@ class AuditTrail:
         """Open the file anew (logrotate moved it); a failure is counted, retried at the next."""
         self.close()
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o640)  # fmt: skip
+            self._fd = self._open()
         except OSError as ex:
             self._failed(ex)
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def record(self, event: str, signer: Optional[Dict[str, Any]], **fields: Any) -> None:
         """Append one event; ``signer`` is the verified signer's details (None: unsigned)."""
@@ -84,6 +91,7 @@ class AuditTrail:
             os.write(self._fd, line)
         except OSError as ex:
             self._failed(ex)
+            self.close()  # the next line opens it anew
             return
         self.stats.inc("audit.lines")
 

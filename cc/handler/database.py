@@ -175,6 +175,11 @@ class DBHandler(CCHandler):
         if wants_reply(msg.type, msg.route):
             self.server.send(err.reply(msg, ident))
 
+    def on_sighup(self) -> None:
+        """logrotate moved the audit trail: reopen it."""
+        if self.audit is not None:
+            self.audit.reopen()
+
     def stop(self):
         """Refuse waiting requests, let running ones finish (cancelled after ``STOP_GRACE``).
 
@@ -208,3 +213,5 @@ class DBHandler(CCHandler):
         for session in self.sessions:
             session.close()  # a call that ignored its cancel is answered here
         self._opener.shutdown(wait=False)
+        if self.audit is not None:
+            self.audit.close()

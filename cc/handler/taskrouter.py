@@ -478,6 +478,11 @@ class TaskRouter(CCHandler):
                 del self.tasks[uid]
                 self.stats.inc("dropped_tasks")
 
+    def on_sighup(self) -> None:
+        """logrotate moved the audit trail: reopen it."""
+        if self.audit is not None:
+            self.audit.reopen()
+
     def stop(self) -> None:
         """The tasks still open get their final answer: nobody is left to give it."""
         self.server.remove_registrations(self.registrations)
@@ -487,6 +492,8 @@ class TaskRouter(CCHandler):
             if task.final is None:
                 self._fail(task, "stopped", "the taskrouter stopped before the task ended")
         self._stop_fanouts()
+        if self.audit is not None:
+            self.audit.close()
 
     # -- the fleet: which hosts there are, tasks for many of them -----------------------
 

@@ -13,7 +13,9 @@ signer.  In the same run:
   (which parses, and where configured verifies, every body), N messages:
   unsigned and pre-signed (signed before the clock starts: the server's
   verifying throughput alone), RSA and P-256, alternated for R rounds; then
-  signed at the client as they are sent.  Throughput is N over the time until
+  signed at the client as they are sent; and P-256 again with a ``policy`` that
+  admits the signer (the cost of authorization by signer, ``cc.policy``).
+  Throughput is N over the time until
   the server answers an echo request sent after them; it and the server's CPU
   time per message are given as ratios to unsigned (medians).
 """
@@ -233,18 +235,21 @@ def main(argv=None):
         ec = CryptoContext(keystore=pki.dir, sign_name="ec1")
         plain = [CCMessage.build("log.info", fields(i)) for i in range(args.messages)]
         cases = {"RSA-2048": [rsa.seal(m) for m in plain], "P-256": [ec.seal(m) for m in plain]}
-        rates = {"unsigned": [], "RSA-2048": [], "P-256": []}
+        # the signer passes a two-alternative rule, as an operator's would be written
+        policy_opts = verify_opts + "policy = policy\n[policy]\nlog = OU=ops; O=cc test, CN=ec*\n"
+        rates = {"unsigned": [], "RSA-2048": [], "P-256": [], "P-256 + policy": []}
         for _ in range(args.rounds):  # alternated: a shared machine's load hits all alike
             rates["unsigned"].append(run(tmp, "", plain))
             for label, msgs in cases.items():
                 rates[label].append(run(tmp, verify_opts, msgs))
+            rates["P-256 + policy"].append(run(tmp, policy_opts, cases["P-256"]))
         base_rate = statistics.median(r for r, _ in rates["unsigned"])
         base_cpu = statistics.median(c for _, c in rates["unsigned"])
         print(
             "end-service (locallogger), %d log.info, median of %d rounds; unsigned %.0f msg/s,"
             " server CPU %.0f us/msg:" % (args.messages, args.rounds, base_rate, base_cpu)
         )
-        for label in cases:
+        for label in list(cases) + ["P-256 + policy"]:
             rate = statistics.median(r for r, _ in rates[label])
             cpu = statistics.median(c for _, c in rates[label])
             print(
