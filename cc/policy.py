@@ -14,7 +14,8 @@ default.  A name no key covers is allowed, as without a policy::
 
 A value lists alternatives separated by ``;``; an alternative holds when
 all its ``FIELD=pattern`` conditions (separated by ``,``) hold for the
-signer's certificate.  FIELD is a subject field (``CN``, ``O``, ``OU``,
+signer's certificate (a comma not followed by ``FIELD=`` belongs to the
+pattern: one-line names have commas of their own).  FIELD is a subject field (``CN``, ``O``, ``OU``,
 ``C``, ``ST``, ``L``, ``emailAddress``), ``subject`` (the one-line subject),
 ``issuer`` (the issuing CA's one-line subject), ``serial`` (decimal) or
 ``fingerprint`` (SHA-256 of the certificate, hex, colons allowed); the
@@ -43,6 +44,10 @@ FIELDS = ("CN", "O", "OU", "C", "ST", "L", "emailAddress", "subject", "issuer", 
           "fingerprint")  # fmt: skip
 _FIELD_BY_LOWER = {name.lower(): name for name in FIELDS}
 KEY_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)$")
+#: a comma before the next FIELD= ends a condition: one-line subjects have commas of their own
+#: what a mistyped field after a comma looks like inside a pattern
+TYPO_RE = re.compile(r",\s*[A-Za-z_]*\s*=")
+CONDITION_SPLIT_RE = re.compile(r",\s*(?=(?:%s)\s*=)" % "|".join(FIELDS), re.IGNORECASE)
 
 
 def signer_host(signer: Optional[Dict[str, Any]]) -> Optional[str]:
@@ -89,7 +94,7 @@ class Signers:
                 self.alternatives.append([])
                 continue
             conditions = []
-            for condition in alternative.split(","):
+            for condition in CONDITION_SPLIT_RE.split(alternative):
                 field, sep, pattern = condition.strip().partition("=")
                 name = _FIELD_BY_LOWER.get(field.strip().lower())
                 if not sep or name is None or not pattern.strip():
@@ -98,6 +103,8 @@ class Signers:
                         % (condition.strip(), ", ".join(FIELDS))
                     )
                 pattern = pattern.strip()
+                if TYPO_RE.search(pattern):
+                    raise ValueError("signer condition %r: unknown field after ','" % condition)
                 if name == "fingerprint":
                     pattern = pattern.replace(":", "").lower()
                 conditions.append((name, pattern))
