@@ -11,6 +11,7 @@ import shutil
 import time
 import uuid
 
+import pgcluster
 from harness import CCTestCase, ccserver_section, read_file, wait_for
 from pki import PKI
 from test_daemon_taskexec import HOST, ROUTER
@@ -356,3 +357,131 @@ class TestRunnerDecidesOnTheRequester(CCTestCase):
             final = self.until_final(uid)[-1]
             self.assertEqual(final["status"], "failed", section)
             self.assertIn(final["feedback"]["code"], ("bad-task", "not-configured"), section)
+
+
+DB_SERVER = """
+[routes]
+db = h:db
+
+[h:db]
+handler = dbhandler
+db = {dsn}
+allowed-functions = cct.record, cct.count
+function-policy = db-policy
+audit-log = {tmp}/db-audit.log
+
+[db-policy]
+cct.record = CN=ops-*
+cct = *
+"""
+
+
+class TestDatabasePolicy(CCTestCase):
+    """A real PostgreSQL behind a verifying dbhandler with a function policy."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pgcluster.shared_cluster()
+        conn = cls.pg.connect()
+        conn.cursor().execute(
+            "drop schema if exists cct cascade; create schema cct;"
+            " create table cct.log (v text);"
+            " create function cct.record(v text) returns bigint language sql"
+            " as $$ insert into cct.log values (v); select count(*) from cct.log $$;"
+            " create function cct.count() returns bigint language sql"
+            " as $$ select count(*) from cct.log $$;"
+        )
+        conn.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.destroy()
+
+    def rows(self):
+        conn = self.pg.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("select v from cct.log order by v")
+            return [r[0] for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def test_host_key_cannot_call_a_write_function_operator_can(self):
+        section = ccserver_section("db", role="end-service", cms_keystore=pki.dir,
+                                   cms_verify_ca="ca")  # fmt: skip
+        server = self.start_server("db", section + DB_SERVER, dsn=self.pg.dsn())
+        server.wait_log(r"WARNING.*no policy: every key the CAs trust may call every allowed "
+                        r"function")  # fmt: skip
+        sock = self.dealer(server.endpoint)
+        record = {"function": "cct.record", "return": "one"}
+        sock.send_multipart(signed([b"Q1"], "db.call", "host2", params=["from host2"], **record))
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "forbidden"))
+        self.assertIn("[db-policy] cct.record", reply.get_body()["msg"])
+        sock.send_multipart(signed([b"Q2"], "db.call", "host2", function="cct.count",
+                                   **{"return": "one"}))  # fmt: skip
+        self.assertNotEqual(CCMessage(self.recv(sock)).type, "error")
+        sock.send_multipart(signed([b"Q3"], "db.call", "ops-alice", params=["by alice"], **record))
+        self.assertNotEqual(CCMessage(self.recv(sock)).type, "error")
+        self.assertEqual(self.rows(), ["by alice"])
+        server.wait_stat("db.errors.forbidden")
+        lines = audit_lines(os.path.join(self.tmp, "db-audit.log"))
+        self.assertEqual([(line["function"], line["outcome"]) for line in lines],
+                         [("cct.record", "forbidden"), ("cct.count", "allowed"),
+                          ("cct.record", "allowed")])  # fmt: skip
+        self.assertIn("Common Name: host2", lines[0]["signer"]["subject"])
+        self.assertEqual(lines[2]["signer"]["issuer"], "Common Name: ca, Organization: cc test")
+
+
+#: test_daemon_taskexec's taskrouter without its [ccserver]
+ROUTES = ROUTER[ROUTER.index("[routes]") :]
+
+
+class TestAuditAndStartChecks(CCTestCase):
+    def test_unwritable_audit_trail_is_counted_and_the_task_goes_on(self):
+        ini = ROUTER.replace("[h:taskrouter]\n", "[h:taskrouter]\naudit-log = /dev/full\n")
+        router = self.start_server("router", ini)
+        runner = self.dealer(router.endpoint)
+        body = {"host": "h1", "runner_id": "a"}
+        runner.send_multipart(CCMessage.build("task.register", body).frames)
+        router.wait_stat("task.register")
+        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
+        reply = self.query(self.dealer(router.endpoint), "task.send.t1", fields)
+        self.assertEqual(reply.get_body()["status"], "forwarded")
+        self.assertEqual(CCMessage(self.recv(runner)).type, "task.send.t1")
+        router.wait_stat("audit.failed")
+        router.wait_log(r"cannot write the audit trail /dev/full")
+
+    def test_policy_without_verification_and_a_missing_audit_dir_are_config_errors(self):
+        ini = ccserver_section("router", policy="policy") + ROUTES + "\n[policy]\ntask = *\n"
+        self.assertIn("policy = policy needs cms-verify-ca", self.start_failing("router", ini))
+        ini = ROUTER.replace("[h:taskrouter]\n", "[h:taskrouter]\naudit-log = /nonexistent/a\n")
+        self.assertIn("audit-log = /nonexistent/a", self.start_failing("router2", ini))
+
+    def test_verifying_router_without_policy_warns(self):
+        section = ccserver_section("router", role="end-service", cms_keystore=pki.dir,
+                                   cms_verify_ca="ca")  # fmt: skip
+        router = self.start_server("router", section + ROUTES)
+        router.wait_log(r"WARNING.*no policy: every key the CAs trust may send tasks to every host")
+
+
+class TestModuleLookup(CCTestCase):
+    def test_module_only_in_the_working_directory_is_not_run(self):
+        router = self.start_server("router", ROUTER)
+        planted = os.path.join(self.tmp, "planted")
+        os.makedirs(planted)
+        marker = os.path.join(self.tmp, "ran")
+        with open(os.path.join(planted, "mod.py"), "w", encoding="utf8") as f:
+            f.write("open(%r, 'w').close()\n" % marker)
+        self.start_server("host", HOST + "\n[planted.mod]\n", router=router.endpoint)
+        router.wait_stat("task.register", timeout=15)
+        client = self.dealer(router.endpoint)
+        fields = {"task_host": "testhost", "task_handler": "planted.mod", "task_id": "p1"}
+        client.send_multipart(CCMessage.build("task.send.p1", fields, route=[b"Q1"]).frames)
+        while True:
+            body = CCMessage(self.recv(client, 20)).get_body()
+            if body.get("status") in ("finished", "failed", "stopped"):
+                break
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("No module named", body["feedback"]["out"])
+        self.assertFalse(os.path.exists(marker))
