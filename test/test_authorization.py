@@ -410,8 +410,6 @@ class TestDatabasePolicy(CCTestCase):
         section = ccserver_section("db", role="end-service", cms_keystore=pki.dir,
                                    cms_verify_ca="ca")  # fmt: skip
         server = self.start_server("db", section + DB_SERVER, dsn=self.pg.dsn())
-        server.wait_log(r"WARNING.*no policy: every key the CAs trust may call every allowed "
-                        r"function")  # fmt: skip
         sock = self.dealer(server.endpoint)
         record = {"function": "cct.record", "return": "one"}
         sock.send_multipart(signed([b"Q1"], "db.call", "host2", params=["from host2"], **record))
@@ -424,7 +422,7 @@ class TestDatabasePolicy(CCTestCase):
         sock.send_multipart(signed([b"Q3"], "db.call", "ops-alice", params=["by alice"], **record))
         self.assertNotEqual(CCMessage(self.recv(sock)).type, "error")
         self.assertEqual(self.rows(), ["by alice"])
-        server.wait_stat("db.errors.forbidden")
+        server.wait_stat("h:db.errors.forbidden")
         lines = audit_lines(os.path.join(self.tmp, "db-audit.log"))
         self.assertEqual([(line["function"], line["outcome"]) for line in lines],
                          [("cct.record", "forbidden"), ("cct.count", "allowed"),
@@ -458,11 +456,15 @@ class TestAuditAndStartChecks(CCTestCase):
         ini = ROUTER.replace("[h:taskrouter]\n", "[h:taskrouter]\naudit-log = /nonexistent/a\n")
         self.assertIn("audit-log = /nonexistent/a", self.start_failing("router2", ini))
 
-    def test_verifying_router_without_policy_warns(self):
+    def test_verifying_router_and_dbhandler_without_policy_warn(self):
         section = ccserver_section("router", role="end-service", cms_keystore=pki.dir,
                                    cms_verify_ca="ca")  # fmt: skip
-        router = self.start_server("router", section + ROUTES)
+        routes = ROUTES.replace("\n", "\ndb = h:db\n", 1)
+        db = "\n[h:db]\nhandler = dbhandler\ndb = dbname=none host=/nonexistent\n"
+        router = self.start_server("router", section + routes + db)
         router.wait_log(r"WARNING.*no policy: every key the CAs trust may send tasks to every host")
+        router.wait_log(r"WARNING.*no policy: every key the CAs trust may call every allowed "
+                        r"function")  # fmt: skip
 
 
 class TestModuleLookup(CCTestCase):
