@@ -77,7 +77,8 @@ class TaskExec(CCDaemon):
     the module, a dotted module path (optional ``sudo = user`` there runs it
     as that user; ``max-run-time`` seconds, default 3600, after which it is
     stopped and ends ``failed``); the module is looked up on the installed
-    path only, never in the working directory (``python -P``).  A task runs
+    path only, never in the working directory (``python -P``, and relative
+    ``PYTHONPATH`` entries dropped).  A task runs
     only if its ``task_host`` (a name, pattern or list) names ``local-id``,
     and, with ``task-policy``, if the policy admits its verified signer for
     the module (the requester's: the taskrouter passes tasks on as signed).
@@ -285,7 +286,7 @@ class TaskExec(CCDaemon):
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=without_job_env(os.environ),
+                env=task_environ(os.environ),
             )
         except OSError as ex:
             self.stats.inc("tasks_failed")
@@ -416,6 +417,18 @@ def allowed_modules(sections: List[str]) -> List[str]:
     (``[ccserver]``, ``[routes]`` and the ``h:``/``d:`` sections are not.)
     """
     return sorted(name for name in sections if "." in name and MODULE_RE.match(name))
+
+
+def task_environ(environ: Dict[str, str]) -> Dict[str, str]:
+    """A task's environment: without jobmgr's variables, and without the relative (or empty)
+    ``PYTHONPATH`` entries that would let the working directory pick its module."""
+    env = without_job_env(environ)
+    if "PYTHONPATH" in env:
+        paths = [p for p in env["PYTHONPATH"].split(os.pathsep) if os.path.isabs(p)]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        if not paths:
+            del env["PYTHONPATH"]
+    return env
 
 
 def names_host(task_host: Any, host: str) -> bool:
