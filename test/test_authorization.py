@@ -245,6 +245,27 @@ class TestUnverifiedRoutes(CCTestCase):
         hosts = self.query(client, "task.hosts", {}, qid=b"Q2").get_body()["hosts"]
         self.assertEqual(hosts, [])
 
+    def test_task_the_router_fails_is_stopped_on_its_host(self):
+        runner = self.dealer(self.router.endpoint)
+        self.register(runner, "h1", "a")
+        self.router.wait_stat("task.register")
+        client = self.dealer(self.router.endpoint)
+        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
+        self.query(client, "task.send.t1", fields)
+        self.assertEqual(CCMessage(self.recv(runner)).type, "task.send.t1")
+        final = CCMessage(self.recv(client)).get_body()  # the runner stays silent
+        self.assertEqual(final["status"], "failed")
+        self.assertIn("task-ack-timeout", final["feedback"]["msg"])
+        stop = CCMessage(self.recv(runner))
+        self.assertEqual(stop.type, "task.stop.t1")
+        self.router.wait_stat("task.stop_sent")
+
+    def test_huge_numbers_are_bad_tasks_not_crashes(self):
+        body = {"host": "h2", "runner_id": "b", "period": 10**400}
+        self.dealer(self.router.endpoint).send_multipart(
+            CCMessage.build("task.register", body).frames)  # fmt: skip
+        self.router.wait_stat("task.register")
+
     def test_huge_host_timeout_is_a_bad_task_not_a_crash(self):
         runner = self.dealer(self.router.endpoint)
         self.register(runner, "h1", "a")

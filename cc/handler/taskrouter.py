@@ -655,8 +655,8 @@ def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(modules, list):
         info["modules"] = [m[:128] for m in modules[:200] if isinstance(m, str)]
     period = body.get("period")
-    if isinstance(period, (int, float)) and not isinstance(period, bool) and period > 0:
-        info["period"] = float(period)
+    if isinstance(period, (int, float)) and not isinstance(period, bool) and 0 < period <= 86400:
+        info["period"] = float(period)  # bounded first: a 400-digit int does not fit a float
     return info
 
 
