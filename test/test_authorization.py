@@ -15,6 +15,7 @@ import pgcluster
 from harness import CCTestCase, ccserver_section, read_file, wait_for
 from pki import PKI
 from test_daemon_taskexec import HOST, ROUTER
+from test_gate import DB_SERVER as GATE_DB_SERVER
 
 from cc.message import CCMessage
 
@@ -200,13 +201,8 @@ class TestUnverifiedRoutes(CCTestCase):
         sock.send_multipart(CCMessage.build("task.register", body).frames)
 
     def test_reply_from_elsewhere_is_dropped(self):
-        runner, other = self.dealer(self.router.endpoint), self.dealer(self.router.endpoint)
-        self.register(runner, "h1", "a")
-        self.router.wait_stat("task.register")
-        client = self.dealer(self.router.endpoint)
-        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
-        self.assertEqual(self.query(client, "task.send.t1", fields).get_body()["status"],
-                         "forwarded")  # fmt: skip
+        runner, client = self.task_sent()
+        other = self.dealer(self.router.endpoint)
         self.recv(runner)
         forged = {"task_id": "t1", "status": "finished"}
         other.send_multipart(CCMessage.build("task.reply.t1", forged).frames)
@@ -228,13 +224,19 @@ class TestUnverifiedRoutes(CCTestCase):
         hosts = self.query(self.dealer(self.router.endpoint), "task.hosts", {}).get_body()["hosts"]
         self.assertIn("routes", hosts[0]["conflict"])
 
-    def test_clean_stop_unregisters_at_once(self):
+    def task_sent(self):
+        """(runner, client): runner registered h1 as "a", client sent it task t1."""
         runner = self.dealer(self.router.endpoint)
         self.register(runner, "h1", "a")
         self.router.wait_stat("task.register")
         client = self.dealer(self.router.endpoint)
         fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
-        self.query(client, "task.send.t1", fields)
+        self.assertEqual(self.query(client, "task.send.t1", fields).get_body()["status"],
+                         "forwarded")  # fmt: skip
+        return runner, client
+
+    def test_clean_stop_unregisters_at_once(self):
+        runner, client = self.task_sent()
         stale = {"host": "h1", "runner_id": "someone-else"}
         runner.send_multipart(CCMessage.build("task.unregister", stale).frames)
         self.router.wait_stat("task.unregister_stale")
@@ -246,12 +248,7 @@ class TestUnverifiedRoutes(CCTestCase):
         self.assertEqual(hosts, [])
 
     def test_task_the_router_fails_is_stopped_on_its_host(self):
-        runner = self.dealer(self.router.endpoint)
-        self.register(runner, "h1", "a")
-        self.router.wait_stat("task.register")
-        client = self.dealer(self.router.endpoint)
-        fields = {"task_host": "h1", "task_handler": "cc.task.sample", "task_id": "t1"}
-        self.query(client, "task.send.t1", fields)
+        runner, client = self.task_sent()
         self.assertEqual(CCMessage(self.recv(runner)).type, "task.send.t1")
         final = CCMessage(self.recv(client)).get_body()  # the runner stays silent
         self.assertEqual(final["status"], "failed")
@@ -380,13 +377,8 @@ class TestRunnerDecidesOnTheRequester(CCTestCase):
             self.assertIn(final["feedback"]["code"], ("bad-task", "not-configured"), section)
 
 
-DB_SERVER = """
-[routes]
-db = h:db
-
-[h:db]
-handler = dbhandler
-db = {dsn}
+#: test_gate's dbhandler, with a function policy and an audit trail
+DB_SERVER = GATE_DB_SERVER.replace("allowed-functions = cct.record\n", """\
 allowed-functions = cct.record, cct.count
 function-policy = db-policy
 audit-log = {tmp}/db-audit.log
@@ -394,38 +386,11 @@ audit-log = {tmp}/db-audit.log
 [db-policy]
 cct.record = CN=ops-*
 cct = *
-"""
+""")
 
 
-class TestDatabasePolicy(CCTestCase):
+class TestDatabasePolicy(pgcluster.RecordingSchema, CCTestCase):
     """A real PostgreSQL behind a verifying dbhandler with a function policy."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgcluster.shared_cluster()
-        conn = cls.pg.connect()
-        conn.cursor().execute(
-            "drop schema if exists cct cascade; create schema cct;"
-            " create table cct.log (v text);"
-            " create function cct.record(v text) returns bigint language sql"
-            " as $$ insert into cct.log values (v); select count(*) from cct.log $$;"
-            " create function cct.count() returns bigint language sql"
-            " as $$ select count(*) from cct.log $$;"
-        )
-        conn.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
-
-    def rows(self):
-        conn = self.pg.connect()
-        try:
-            cur = conn.cursor()
-            cur.execute("select v from cct.log order by v")
-            return [r[0] for r in cur.fetchall()]
-        finally:
-            conn.close()
 
     def test_host_key_cannot_call_a_write_function_operator_can(self):
         section = ccserver_section("db", role="end-service", cms_keystore=pki.dir,

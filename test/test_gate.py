@@ -281,32 +281,7 @@ allowed-functions = cct.record
 """
 
 
-class TestDatabaseGate(CCTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgcluster.shared_cluster()
-        conn = cls.pg.connect()
-        conn.cursor().execute(
-            "drop schema if exists cct cascade; create schema cct;"
-            " create table cct.log (v text);"
-            " create function cct.record(v text) returns bigint language sql"
-            " as $$ insert into cct.log values (v); select count(*) from cct.log $$;"
-        )
-        conn.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
-
-    def rows(self):
-        conn = self.pg.connect()
-        try:
-            cur = conn.cursor()
-            cur.execute("select v from cct.log order by v")
-            return [r[0] for r in cur.fetchall()]
-        finally:
-            conn.close()
-
+class TestDatabaseGate(pgcluster.RecordingSchema, CCTestCase):
     def db_server(self, **options):
         ini = ccserver_section("db", role="end-service", **options) + DB_SERVER
         return self.start_server("db", ini, dsn=self.pg.dsn())
