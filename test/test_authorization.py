@@ -8,6 +8,7 @@ host2's valid key; host1 is the victim; ``ops-alice`` is an operator.
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
 
@@ -453,7 +454,17 @@ class TestAuditAndStartChecks(CCTestCase):
                         r"function")  # fmt: skip
 
 
-class TestModuleLookup(CCTestCase):
+class TestRealRunner(CCTestCase):
+    def test_runner_that_stops_cleanly_unregisters_at_once(self):
+        router = self.start_server("router", ROUTER)
+        host = self.start_server("host", HOST, router=router.endpoint)
+        router.wait_stat("task.register", timeout=15)
+        pid = wait_for(lambda: host.job_status("d:taskrunner").get("pid", "").isdigit()
+                       and int(host.job_status("d:taskrunner")["pid"]), what="the runner's pid")
+        os.kill(pid, signal.SIGTERM)  # it stops cleanly; jobmgr starts a new one
+        router.wait_stat("task.unregister")
+        router.wait_log(r"host testhost: task runner stopped")
+
     def test_module_only_in_the_working_directory_is_not_run(self):
         router = self.start_server("router", ROUTER)
         planted = os.path.join(self.tmp, "planted")
