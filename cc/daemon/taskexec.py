@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Deque, Dict, List, Optional
 
 import skytools
+from skytools.config import ConfigError
 from tornado.ioloop import PeriodicCallback
 
 import cc
@@ -126,7 +127,12 @@ class TaskExec(CCDaemon):
         self.heartbeat = _heartbeat_period(self.cf.get("task-heartbeat", "10"))
         self.max_tasks = self.cf.getint("max-tasks", 32)
         self.task_policy = Policy.from_section(self.cf, "task-policy")
-        self.router_signers = Signers(self.cf.get("router-signers", ""))
+        if self.task_policy is not None and not self.cf.getlist("cms-verify-ca", []):
+            raise ConfigError("[%s]: task-policy needs cms-verify-ca" % self.cf.main_section)
+        try:
+            self.router_signers = Signers(self.cf.get("router-signers", ""))
+        except ValueError as ex:
+            raise ConfigError("[%s] router-signers: %s" % (self.cf.main_section, ex)) from None
 
     def reload_process(self) -> None:
         super().reload_process()
