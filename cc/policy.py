@@ -29,7 +29,7 @@ is its certificate's ``CN``: see :func:`signer_host`.
 
 import fnmatch
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import skytools
 from skytools.config import ConfigError
@@ -85,7 +85,8 @@ class Signers:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.alternatives: List[List[Tuple[str, str]]] = []
+        #: per alternative, (field, compiled pattern) of each condition
+        self.alternatives: List[List[Tuple[str, Callable[[str], Any]]]] = []
         for alternative in text.split(";"):
             alternative = alternative.strip()
             if not alternative:
@@ -107,7 +108,7 @@ class Signers:
                     raise ValueError("signer condition %r: unknown field after ','" % condition)
                 if name == "fingerprint":
                     pattern = pattern.replace(":", "").lower()
-                conditions.append((name, pattern))
+                conditions.append((name, re.compile(fnmatch.translate(pattern)).match))
             self.alternatives.append(conditions)
 
     def admit(self, signer: Optional[Dict[str, Any]]) -> bool:
@@ -115,8 +116,7 @@ class Signers:
         if not signer:
             return False
         return any(
-            all(fnmatch.fnmatchcase(str(signer.get(field, "")), pattern)
-                for field, pattern in conditions)  # fmt: skip
+            all(match(str(signer.get(field, ""))) for field, match in conditions)
             for conditions in self.alternatives
         )
 

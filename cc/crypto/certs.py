@@ -90,8 +90,8 @@ class Certificate:
 
     def info(self) -> Dict[str, object]:
         """Who signed: ``subject`` (one line), ``serial``, ``issuer`` (one line),
-        ``fingerprint`` (SHA-256 of the DER, hex), ``not_before``, ``not_after``, and ``CN``, ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the
-        original).
+        ``fingerprint`` (SHA-256 of the DER, hex), ``not_before``, ``not_after``, and ``CN``,
+        ``O``, ``OU``, ``C``, ``ST``, ``L``, ``emailAddress`` where present (as the original).
         """
         if self._info is None:
             names = {

@@ -206,7 +206,8 @@ class TaskRouter(CCHandler):
             self.reply_error(msg, "taskrouter cannot handle %s" % msg.type, "unsupported")
 
     def _forbid(self, msg: CCMessage, what: str, reason: str, **audit: Any) -> None:
-        """Refuse ``msg`` by identity: counted, logged rate-limited, audited, answered if awaited."""
+        """Refuse ``msg`` by identity: counted, logged (rate-limited), audited, answered if
+        its sender waits."""
         self.stats.inc("task.forbidden")
         self._ratelog.warning("forbidden:" + what, "%s refused: %s", msg.type, reason)
         self._audit(msg.type, msg.signer, outcome=FORBIDDEN, msg=reason, **audit)
@@ -295,7 +296,8 @@ class TaskRouter(CCHandler):
         self._fail_host(host, None, reason)
 
     def _may_act_for(self, msg: CCMessage, host: str, what: str, **audit: Any) -> bool:
-        """Whether ``msg``'s verified signer may speak for ``host`` (always, where none verifies)."""
+        """Whether ``msg``'s verified signer may speak for ``host`` (always where nothing
+        verifies)."""
         reason = foreign_host(msg.signer, host)
         if reason:
             self._forbid(msg, what, reason, **audit)
