@@ -118,16 +118,23 @@ class PKI:
             self.crt(name),
         )
 
-    def _csr(self, name: str, algorithm: str = "RSA") -> str:
+    def _csr(self, name: str, algorithm: str = "RSA", cn: Optional[str] = None) -> str:
         self._newkey(name, algorithm)
         csr = self.path(name + ".csr")
-        openssl(
-            "req", "-new", "-key", self.key(name), "-subj", "/O=cc test/CN=" + name, "-out", csr
-        )
+        subject = "/O=cc test/CN=" + (cn or name)
+        openssl("req", "-new", "-key", self.key(name), "-subj", subject, "-out", csr)
         return csr
 
-    def make_leaf(self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA") -> None:
-        csr = self._csr(name, algorithm)
+    def make_leaf(
+        self,
+        name: str,
+        ca: str,
+        ext: str = LEAF_EXT,
+        algorithm: str = "RSA",
+        cn: Optional[str] = None,
+    ) -> None:
+        """A certificate ``name`` from ``ca``; its CN is ``cn`` (default: ``name``)."""
+        csr = self._csr(name, algorithm, cn)
         extfile = self._write(name + ".ext", ext)
         openssl(
             "x509",

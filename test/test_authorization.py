@@ -28,6 +28,7 @@ def setUpModule():
     pki = PKI()
     for name in ("host1", "ops-alice", "router", "testhost"):
         pki.make_leaf(name, "ca")
+    pki.make_leaf("host1-twin", "ca", cn="host1")  # another certificate of the same name
 
 
 def tearDownModule():
@@ -126,6 +127,25 @@ class TestHostKeyAgainstRouter(CCTestCase):
         self.assertEqual(sent[0]["task"], "cc.task.sample")
         ended = [line for line in lines if line["event"] == "task.end"]
         self.assertEqual((ended[0]["uid"], ended[0]["outcome"]), (uid, "failed"))
+
+    def test_host_held_by_a_live_runner_of_another_certificate_is_not_taken(self):
+        host1 = self.register("host1", "host1", "r1")
+        self.router.wait_stat("task.register")
+        twin = self.register("host1-twin", "host1", "r2")
+        self.router.wait_log(r"task.register refused: host host1 is held by a live task runner "
+                             r"of another certificate")  # fmt: skip
+        operator = self.dealer(self.router.endpoint)
+        uid = uuid.uuid4().hex
+        operator.send_multipart(signed([b"Q1"], "task.send." + uid, "ops-alice", task_host="host1",
+                                       task_handler="cc.task.sample", task_id=uid))
+        self.recv(host1)
+        self.assert_silent(twin)
+        # the holder stops cleanly: the other certificate may take the name now
+        host1.send_multipart(signed([], "task.unregister", "host1", host="host1", runner_id="r1"))
+        self.router.wait_stat("task.unregister")
+        twin.send_multipart(signed([], "task.register", "host1-twin", hostname="host1",
+                                   host="host1", runner_id="r2"))  # fmt: skip
+        self.router.wait_stat("task.register", 2)
 
     def test_host_key_cannot_send_tasks_single_or_fan_out(self):
         host1 = self.register("host1", "host1", "r1")
