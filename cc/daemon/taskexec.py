@@ -33,7 +33,7 @@ from cc.msgtypes import (
     TaskReplyMessage,
     TaskUnregisterMessage,
 )
-from cc.policy import FORBIDDEN, Policy, Signers
+from cc.policy import FORBIDDEN, Policy, Signers, signer_brief
 from cc.tick import Ticker
 
 CC_DAEMON = "TaskExec"
@@ -242,12 +242,12 @@ class TaskExec(CCDaemon):
             if refused:
                 self.stats.inc("tasks.forbidden")
                 self.log.warning("task %s: stop refused: %s", run.uid, refused)
-                self._audit(run, "task.stop", FORBIDDEN, stopper=signer)
+                self._audit(run, "task.stop", FORBIDDEN, stopper=signer_brief(signer))
                 self._reply(run, "feedback", feedback={"msg": "stop refused: " + refused,
                                                        "code": FORBIDDEN})  # fmt: skip
                 return
         self.log.info("task %s: stop requested", run.uid)
-        self._audit(run, "task.stop", "stopping", stopper=signer)
+        self._audit(run, "task.stop", "stopping", stopper=signer_brief(signer))
         self._stop(run)
 
     def _stop(self, run: TaskRun) -> None:
@@ -283,7 +283,12 @@ class TaskExec(CCDaemon):
         argv = [sys.executable, "-P", "-m", run.module, self.cf.filename, run.module]
         module_cf = skytools.Config(run.module, self.cf.filename)
         sudo = module_cf.get("sudo", "")
-        max_run_time = module_cf.getfloat("max-run-time", DEFAULT_MAX_RUN_TIME)
+        try:
+            max_run_time = module_cf.getfloat("max-run-time", DEFAULT_MAX_RUN_TIME)
+        except ValueError as ex:
+            self.stats.inc("tasks_failed")
+            self._end(run, "failed", rc=-1, msg="[%s] max-run-time: %s" % (run.module, ex))
+            return
         if sudo:
             argv = ["/usr/bin/sudo", "-n", "-u", sudo] + argv
         try:
