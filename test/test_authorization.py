@@ -221,9 +221,11 @@ class TestUnverifiedRoutes(CCTestCase):
         body = {"host": host, "runner_id": runner_id, "period": 30}
         sock.send_multipart(CCMessage.build("task.register", body).frames)
 
-    def test_reply_from_elsewhere_is_dropped(self):
+    def test_reply_from_another_hosts_route_is_dropped(self):
         runner, client = self.task_sent()
         other = self.dealer(self.router.endpoint)
+        self.register(other, "h2", "b")
+        self.router.wait_stat("task.register", 2)
         self.recv(runner)
         forged = {"task_id": "t1", "status": "finished"}
         other.send_multipart(CCMessage.build("task.reply.t1", forged).frames)

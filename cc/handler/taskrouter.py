@@ -120,8 +120,9 @@ class TaskRouter(CCHandler):
     ``task.unregister`` is taken only from a signer whose certificate's CN
     is the host (see :mod:`cc.policy`), and a host held by a live runner
     (one that registered within two of its periods) of another certificate
-    is not taken over; where nothing verifies, a reply is taken only from
-    the route its task was sent to or the host's current one.  Refusals are
+    is not taken over; where nothing verifies, a reply from the route of
+    another registered host is not taken (one from an unknown route is: a
+    reconnected link has a new route until the runner registers again).  Refusals are
     counted (``task.forbidden``), logged rate-limited and audited.  A runner
     displaced from a host that registers it again means two live runners
     (two ccs) claim one host name: warned, naming both routes, counted
@@ -370,7 +371,8 @@ class TaskRouter(CCHandler):
             self.stats.inc("task.reply_unknown")
             self._ratelog.log_limited(logging.INFO, "noroute", "cannot route back: %s", msg.type)
             return
-        if self._reply_host(msg) != task.host and (msg.signer or msg.route != task.route):
+        sender = self._reply_host(msg)
+        if sender != task.host and (msg.signer or (msg.route != task.route and sender)):
             self._forbid(msg, "reply", "reply for task %s of host %s from %s" % (
                 task.uid, task.host, _sender(msg)), uid=task.uid, hosts=[task.host])  # fmt: skip
             return
