@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import skytools
 from skytools.config import ConfigError
 
-from cc.policy import FORBIDDEN, Policy
+from cc.policy import FORBIDDEN, HostSigners, Policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.crypto import CryptoContext
@@ -367,6 +367,9 @@ class BodyGate:
 
         # section of the signers that may send each message type (needs cms-verify-ca)
         #policy =
+        # section of the signers that may act for hosts other than their CN (host pattern =
+        # signers); a signer acts for its CN's host only without it
+        #host-signers =
     """
 
     def __init__(
@@ -374,6 +377,7 @@ class BodyGate:
         crypto: Optional["CryptoContext"] = None,
         limits: BodyLimits = DEFAULT_LIMITS,
         policy: Optional[Policy] = None,
+        host_signers: Optional[HostSigners] = None,
     ) -> None:
         if policy is not None and (crypto is None or not crypto.verifying):
             raise ValueError("policy = %s needs cms-verify-ca: it decides on verified signers"
@@ -381,11 +385,18 @@ class BodyGate:
         self.crypto = crypto
         self.limits = limits
         self.policy = policy
+        #: who may act for hosts other than their CN's, where the process verifies
+        self.host_signers = host_signers
 
     @classmethod
     def from_config(cls, cf: skytools.Config, crypto: Optional["CryptoContext"]) -> "BodyGate":
         try:
-            return cls(crypto, BodyLimits.from_config(cf), Policy.from_section(cf, "policy"))
+            return cls(
+                crypto,
+                BodyLimits.from_config(cf),
+                Policy.from_section(cf, "policy"),
+                HostSigners.from_section(cf, "host-signers"),
+            )
         except ValueError as ex:
             raise ConfigError("[%s]: %s" % (cf.main_section, ex)) from None
 

@@ -24,7 +24,8 @@ verified signer; an empty value is nobody.  An unsigned message matches
 nothing: a policy needs a verifying gate (``cms-verify-ca``).
 
 A signer's host identity (what it may register, reply for and write about)
-is its certificate's ``CN``: see :func:`signer_host`.
+is its certificate's ``CN`` (see :func:`signer_host`), and the hosts the
+operator's ``host-signers`` section lets it act for (:class:`HostSigners`).
 """
 
 import fnmatch
@@ -34,7 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import skytools
 from skytools.config import ConfigError
 
-__all__ = ["Policy", "Signers", "signer_host", "signer_brief", "foreign_host", "FORBIDDEN"]
+__all__ = ["Policy", "HostSigners", "Signers", "signer_host", "signer_brief", "foreign_host",
+           "FORBIDDEN"]  # fmt: skip
 
 #: the error code of every refusal by policy or identity
 FORBIDDEN = "forbidden"
@@ -58,15 +60,21 @@ def signer_host(signer: Optional[Dict[str, Any]]) -> Optional[str]:
     return name if isinstance(name, str) and name else None
 
 
-def foreign_host(signer: Optional[Dict[str, Any]], host: Any) -> str:
+def foreign_host(
+    signer: Optional[Dict[str, Any]], host: Any, others: Optional["HostSigners"] = None
+) -> str:
     """Why ``signer`` may not speak for ``host`` (register it, reply or write as it), or ''.
 
-    Nothing is bound where nothing was verified (``signer`` None): '' then.
+    A signer speaks for the host its CN names, and for those ``others``
+    (the operator's ``host-signers``) let it.  Nothing is bound where
+    nothing was verified (``signer`` None): '' then.
     """
     if not signer:
         return ""
     own = signer_host(signer)
     if own is not None and own == host:
+        return ""
+    if others is not None and isinstance(host, str) and others.admit(signer, host):
         return ""
     return "%s may act only as host %s, not %s" % (signer.get("subject"), own, str(host)[:100])
 
@@ -124,6 +132,46 @@ class Signers:
         return "Signers(%r)" % self.text
 
 
+def _rules(cf: skytools.Config, option: str) -> Optional[Tuple[str, Dict[str, Signers]]]:
+    """(section, key -> Signers) of the section ``cf``'s ``option`` names; None without one."""
+    section = cf.get(option, "")
+    if not section:
+        return None
+    if not cf.cf.has_section(section):
+        raise ConfigError("[%s] %s = %s: no such section" % (cf.main_section, option, section))
+    rules = {}
+    for key, value in cf.cf.items(section, raw=True):
+        try:
+            rules[key] = Signers(value)
+        except ValueError as ex:
+            raise ConfigError("[%s] %s: %s" % (section, key, ex)) from None
+    return section, rules
+
+
+class HostSigners:
+    """Signers the operator lets act for hosts other than their CN (``host-signers``).
+
+    Keys are host names or shell patterns (lower case), values signer specs:
+    ``fleet-* = CN=relay-*`` lets the relays' certificates write as any
+    ``fleet-`` host.  A host no key covers has only its CN.
+    """
+
+    def __init__(self, section: str, rules: Dict[str, Signers]) -> None:
+        self.section = section
+        self.rules = rules
+
+    @classmethod
+    def from_section(cls, cf: skytools.Config, option: str) -> Optional["HostSigners"]:
+        found = _rules(cf, option)
+        return None if found is None else cls(*found)
+
+    def admit(self, signer: Optional[Dict[str, Any]], host: str) -> bool:
+        return any(
+            fnmatch.fnmatchcase(host, pattern) and signers.admit(signer)
+            for pattern, signers in self.rules.items()
+        )
+
+
 class Policy:
     """Dotted name (or prefix) -> the :class:`Signers` who may use it; read from a section."""
 
@@ -134,19 +182,13 @@ class Policy:
     @classmethod
     def from_section(cls, cf: skytools.Config, option: str) -> Optional["Policy"]:
         """The policy in the section that ``cf``'s ``option`` names, or None without one."""
-        section = cf.get(option, "")
-        if not section:
+        found = _rules(cf, option)
+        if found is None:
             return None
-        if not cf.cf.has_section(section):
-            raise ConfigError("[%s] %s = %s: no such section" % (cf.main_section, option, section))
-        rules = {}
-        for key, value in cf.cf.items(section, raw=True):
+        section, rules = found
+        for key in rules:
             if not KEY_RE.match(key):
                 raise ConfigError("[%s]: %r is not a dotted name, a prefix or *" % (section, key))
-            try:
-                rules[key] = Signers(value)
-            except ValueError as ex:
-                raise ConfigError("[%s] %s: %s" % (section, key, ex)) from None
         return cls(section, rules)
 
     def rule(self, name: str) -> Optional[Tuple[str, Signers]]:

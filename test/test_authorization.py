@@ -210,6 +210,21 @@ class TestHostKeyAgainstRouter(CCTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "logs", "host1")))
 
 
+class TestHostSigners(CCTestCase):
+    def test_a_relay_key_writes_for_the_hosts_it_is_given_only(self):
+        section = ccserver_section("relayed", role="end-service", cms_keystore=pki.dir,
+                                   cms_verify_ca="ca", host_signers="relays")  # fmt: skip
+        ini = section + VERIFYING_ROUTER.split("[policy]")[0] + "[relays]\napp-* = CN=host2\n"
+        server = self.start_server("relayed", ini)
+        sock = self.dealer(server.endpoint)
+        info = dict(filename="info.pg", mtime=time.time(), data="aGVsbG8=", ack=True)
+        sock.send_multipart(signed([b"Q1"], "pub.infofile", "host2", hostname="app-1", **info))
+        self.assertEqual(CCMessage(self.recv(sock)).get_body()["status"], "written")
+        sock.send_multipart(signed([b"Q2"], "pub.infofile", "host2", hostname="host1", **info))
+        self.assertEqual(CCMessage(self.recv(sock)).get_body()["code"], "forbidden")
+        self.assertEqual(read_file(os.path.join(self.tmp, "info", "app-1", "info.pg")), b"hello")
+
+
 class TestUnverifiedRoutes(CCTestCase):
     """Where nothing verifies: replies bound to routes, two ccs on one name, clean stops."""
 

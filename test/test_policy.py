@@ -10,7 +10,7 @@ from pki import PKI, openssl
 from skytools.config import ConfigError
 
 from cc.crypto.certs import load_certificate
-from cc.policy import Policy, Signers, foreign_host, signer_host
+from cc.policy import HostSigners, Policy, Signers, foreign_host, signer_host
 
 ALICE = {"CN": "ops-alice", "O": "Example", "OU": "operators", "subject": "Common Name: ops-alice",
          "issuer": "Common Name: Operators CA", "serial": 4660, "fingerprint": "ab12cd"}
@@ -80,6 +80,12 @@ class TestPolicy(unittest.TestCase):
         self.assertEqual(foreign_host(HOST1, "host1"), "")
         self.assertEqual(foreign_host(None, "host1"), "")  # nothing verified, nothing bound
         self.assertIn("may act only as host host1, not host2", foreign_host(HOST1, "host2"))
+
+    def test_host_signers_let_a_relay_act_for_other_hosts(self):
+        relays = HostSigners("hs", {"fleet-*": Signers("CN=host1")})
+        self.assertEqual(foreign_host(HOST1, "fleet-7", relays), "")
+        self.assertIn("not db-7", foreign_host(HOST1, "db-7", relays))
+        self.assertIn("not fleet-7", foreign_host(ALICE, "fleet-7", relays))
 
 
 class TestRealCertificate(unittest.TestCase):

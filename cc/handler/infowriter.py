@@ -17,7 +17,7 @@ from cc.files.paths import UnsafePath, plain_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
-from cc.policy import FORBIDDEN, foreign_host
+from cc.policy import FORBIDDEN
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "InfoWriter"
@@ -158,7 +158,7 @@ class InfoWriter(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
         ack = bool(msg.route and body.get("ack"))
-        foreign = foreign_host(msg.signer, body.get("hostname"))
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
         if foreign:
             self._refuse(msg, ack, FORBIDDEN, "refusing infofile: %s", foreign)
             return

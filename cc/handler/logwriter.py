@@ -11,7 +11,7 @@ from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.msgtypes import record_time
-from cc.policy import FORBIDDEN, foreign_host
+from cc.policy import FORBIDDEN
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "LogWriter"
@@ -99,7 +99,7 @@ class LogWriter(CCHandler):
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
-        foreign = foreign_host(msg.signer, body.get("hostname"))
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
         if foreign:
             self._refuse(FORBIDDEN, "refusing log record: %s", foreign)
             return

@@ -10,7 +10,6 @@ from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
 from cc.handler import CCHandler
 from cc.message import CCMessage
-from cc.policy import foreign_host
 from cc.ratelog import RateLimitedLog
 from cc.statsstore import BadStats, StatsStore
 
@@ -48,7 +47,7 @@ class StatsWriter(CCHandler):
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
-        foreign = foreign_host(msg.signer, body.get("hostname"))
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
         if foreign:  # where the server verifies, a host reports only about itself
             self.stats.inc("statswriter.forbidden")
             self._ratelog.warning("forbidden", "refusing %s: %s", msg.type, foreign)

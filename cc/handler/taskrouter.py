@@ -11,7 +11,7 @@ from cc.audit import AuditTrail
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
-from cc.policy import FORBIDDEN, foreign_host, signer_host
+from cc.policy import FORBIDDEN, signer_host
 from cc.ratelog import RateLimitedLog
 from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
 
@@ -299,7 +299,7 @@ class TaskRouter(CCHandler):
     def _may_act_for(self, msg: CCMessage, host: str, what: str, **audit: Any) -> bool:
         """Whether ``msg``'s verified signer may speak for ``host`` (always where nothing
         verifies)."""
-        reason = foreign_host(msg.signer, host)
+        reason = self.server.foreign_host(msg.signer, host)
         if reason:
             self._forbid(msg, what, reason, **audit)
         return not reason
@@ -355,11 +355,13 @@ class TaskRouter(CCHandler):
             self._tell(task, [msg.route], "forwarded", duplicate=True)
 
     def _reply_host(self, msg: CCMessage) -> Optional[str]:
-        """The host a reply comes from: its verified signer's, else the host its route is."""
+        """The host a reply comes from: the host of its route, if its verified signer (where
+        one is) may act for that host; else its signer's own (CN)."""
+        host = self.route_hosts.get(tuple(msg.route))
         signer = msg.signer
-        if signer is not None:
-            return signer_host(signer)
-        return self.route_hosts.get(tuple(msg.route))
+        if signer is None or (host is not None and not self.server.foreign_host(signer, host)):
+            return host
+        return signer_host(signer)
 
     def _reply(self, msg: CCMessage, parts: List[str]) -> None:
         task_id = parts[2] if len(parts) == 3 else ""
@@ -371,8 +373,12 @@ class TaskRouter(CCHandler):
             self.stats.inc("task.reply_unknown")
             self._ratelog.log_limited(logging.INFO, "noroute", "cannot route back: %s", msg.type)
             return
-        sender = self._reply_host(msg)
-        if sender != task.host and (msg.signer or (msg.route != task.route and sender)):
+        if msg.signer is not None:
+            forged = bool(self.server.foreign_host(msg.signer, task.host))
+        else:
+            sender = self.route_hosts.get(tuple(msg.route))
+            forged = msg.route != task.route and sender not in (None, task.host)
+        if forged:
             self._forbid(msg, "reply", "reply for task %s of host %s from %s" % (
                 task.uid, task.host, _sender(msg)), uid=task.uid, hosts=[task.host])  # fmt: skip
             return
