@@ -30,7 +30,7 @@ operator's ``host-signers`` section lets it act for (:class:`HostSigners`).
 
 import fnmatch
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import skytools
 from skytools.config import ConfigError
@@ -132,28 +132,13 @@ class Signers:
         return "Signers(%r)" % self.text
 
 
-def _rules(cf: skytools.Config, option: str) -> Optional[Tuple[str, Dict[str, Signers]]]:
-    """(section, key -> Signers) of the section ``cf``'s ``option`` names; None without one."""
-    section = cf.get(option, "")
-    if not section:
-        return None
-    if not cf.cf.has_section(section):
-        raise ConfigError("[%s] %s = %s: no such section" % (cf.main_section, option, section))
-    rules = {}
-    for key, value in cf.cf.items(section, raw=True):
-        try:
-            rules[key] = Signers(value)
-        except ValueError as ex:
-            raise ConfigError("[%s] %s: %s" % (section, key, ex)) from None
-    return section, rules
+R = TypeVar("R", bound="SignerRules")
 
 
-class HostSigners:
-    """Signers the operator lets act for hosts other than their CN (``host-signers``).
+class SignerRules:
+    """A config section of keys and the :class:`Signers` each names; a base.
 
-    Keys are host names or shell patterns (lower case), values signer specs:
-    ``fleet-* = CN=relay-*`` lets the relays' certificates write as any
-    ``fleet-`` host.  A host no key covers has only its CN.
+    Subclasses say what a key may be (:meth:`check_key`) and what the rules mean.
     """
 
     def __init__(self, section: str, rules: Dict[str, Signers]) -> None:
@@ -161,9 +146,34 @@ class HostSigners:
         self.rules = rules
 
     @classmethod
-    def from_section(cls, cf: skytools.Config, option: str) -> Optional["HostSigners"]:
-        found = _rules(cf, option)
-        return None if found is None else cls(*found)
+    def from_section(cls: Type[R], cf: skytools.Config, option: str) -> Optional[R]:
+        """The rules in the section ``cf``'s ``option`` names, or None without one."""
+        section = cf.get(option, "")
+        if not section:
+            return None
+        if not cf.cf.has_section(section):
+            raise ConfigError("[%s] %s = %s: no such section" % (cf.main_section, option, section))
+        rules = {}
+        for key, value in cf.cf.items(section, raw=True):
+            cls.check_key(section, key)
+            try:
+                rules[key] = Signers(value)
+            except ValueError as ex:
+                raise ConfigError("[%s] %s: %s" % (section, key, ex)) from None
+        return cls(section, rules)
+
+    @staticmethod
+    def check_key(section: str, key: str) -> None:
+        """Raise ConfigError if ``key`` cannot be a key of these rules; any may, here."""
+
+
+class HostSigners(SignerRules):
+    """Signers the operator lets act for hosts other than their CN (``host-signers``).
+
+    Keys are host names or shell patterns (lower case), values signer specs:
+    ``fleet-* = CN=relay-*`` lets the relays' certificates write as any
+    ``fleet-`` host.  A host no key covers has only its CN.
+    """
 
     def admit(self, signer: Optional[Dict[str, Any]], host: str) -> bool:
         return any(
@@ -172,24 +182,13 @@ class HostSigners:
         )
 
 
-class Policy:
+class Policy(SignerRules):
     """Dotted name (or prefix) -> the :class:`Signers` who may use it; read from a section."""
 
-    def __init__(self, section: str, rules: Dict[str, Signers]) -> None:
-        self.section = section
-        self.rules = rules
-
-    @classmethod
-    def from_section(cls, cf: skytools.Config, option: str) -> Optional["Policy"]:
-        """The policy in the section that ``cf``'s ``option`` names, or None without one."""
-        found = _rules(cf, option)
-        if found is None:
-            return None
-        section, rules = found
-        for key in rules:
-            if not KEY_RE.match(key):
-                raise ConfigError("[%s]: %r is not a dotted name, a prefix or *" % (section, key))
-        return cls(section, rules)
+    @staticmethod
+    def check_key(section: str, key: str) -> None:
+        if not KEY_RE.match(key):
+            raise ConfigError("[%s]: %r is not a dotted name, a prefix or *" % (section, key))
 
     def rule(self, name: str) -> Optional[Tuple[str, Signers]]:
         """(key, signers) of the most specific key covering ``name``; None when none does."""
