@@ -34,11 +34,17 @@ from typing import Any, Dict, Optional
 import skytools
 from skytools.config import ConfigError
 
+from cc.options import Option
 from cc.policy import signer_brief
 from cc.ratelog import RateLimitedLog
 from cc.stats import Stats
 
-__all__ = ["AuditTrail"]
+__all__ = ["AuditTrail", "AUDIT_OPTIONS"]
+
+#: where a section's audit trail goes
+AUDIT_OPTIONS = (
+    Option("audit-log", "path", None, "JSON lines file of every task or call decided here"),
+)
 
 #: characters of a free-text field (``msg``) kept in a line
 MAX_TEXT = 500

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import skytools
 from skytools.config import ConfigError
 
-from cc.policy import FORBIDDEN, HostSigners, Policy
+from cc.policy import FORBIDDEN, POLICY_OPTIONS, HostSigners, Policy
 
 from cc.options import Option
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cc.crypto import CryptoContext
 
 __all__ = [
+    "GATE_OPTIONS",
     "BodyGate",
     "BodyLimits",
     "DEFAULT_LIMITS",
@@ -357,6 +358,10 @@ class CCMessage:
     def __repr__(self) -> str:
         text = "CCMessage(%s, route=%r, body=%r)" % (self.type, self.route, self.body_bytes)
         return text if len(text) <= 300 else text[:300] + "..."
+
+
+#: what a section reads for its gate: the body bounds and the signer policy
+GATE_OPTIONS = BodyLimits.OPTIONS + POLICY_OPTIONS
 
 
 class BodyGate:

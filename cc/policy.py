@@ -35,8 +35,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 import skytools
 from skytools.config import ConfigError
 
+from cc.options import Option
+
 __all__ = ["Policy", "HostSigners", "Signers", "signer_host", "signer_brief", "foreign_host",
-           "FORBIDDEN"]  # fmt: skip
+           "FORBIDDEN", "POLICY_OPTIONS"]  # fmt: skip
 
 #: the error code of every refusal by policy or identity
 FORBIDDEN = "forbidden"
@@ -212,3 +214,11 @@ class Policy(SignerRules):
             return ""
         who = signer.get("subject") if signer else "an unsigned sender"
         return "%s may not use %s ([%s] %s)" % (who, name, self.section, found[0])
+
+
+#: what a verifying process reads to decide who may do what (its gate, cc.message.BodyGate)
+POLICY_OPTIONS = (
+    Option("policy", "str", None, "section of signers allowed per message type prefix",
+           protects=True),
+    Option("host-signers", "str", None, "section of signers allowed to act for other hosts"),
+)  # fmt: skip

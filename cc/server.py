@@ -44,8 +44,8 @@ from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
 from cc.message import (
     FORWARDED_UNREAD,
+    GATE_OPTIONS,
     BodyGate,
-    BodyLimits,
     CCMessage,
     MessageError,
     set_hostname,
@@ -172,7 +172,7 @@ class Settings:
 SERVER_OPTIONS = (
     Settings.OPTIONS
     + SCRIPT_OPTIONS
-    + BodyLimits.OPTIONS
+    + GATE_OPTIONS
     + sockopts.OPTIONS
     + CMS_DECLARED
     + CURVE_SERVER_DECLARED

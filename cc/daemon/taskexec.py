@@ -21,7 +21,7 @@ from skytools.config import ConfigError
 from tornado.ioloop import PeriodicCallback
 
 import cc
-from cc.audit import AuditTrail
+from cc.audit import AUDIT_OPTIONS, AuditTrail
 from cc.daemon import CCDaemon, run_daemon
 from cc.jobs.env import without_job_env
 from cc.jobs.pipes import read_lines
@@ -121,7 +121,10 @@ class TaskExec(CCDaemon):
     """
 
     #: what a task module's own section (named like the module) may have
-    TASK_OPTIONS = (Option("sudo", "str", None, "run the task as this user (sudo -n -u)"),)
+    TASK_OPTIONS = (
+        Option("sudo", "str", None, "run the task as this user (sudo -n -u)"),
+        Option("max-run-time", "seconds", 3600, "seconds a task may run before it is stopped"),
+    )  # fmt: skip
     OPTIONS = (
         Option("local-id", "str", None, "the host name tasks are addressed to (default:"
                " hostname)"),
@@ -130,7 +133,10 @@ class TaskExec(CCDaemon):
         Option("task-grace-period", "seconds", 900, "seconds a finished task is remembered"),
         Option("task-heartbeat", "str", "10", "seconds between task heartbeats; 0 or no: none"),
         Option("max-tasks", "int", 32, "tasks at once, at the most"),
-    )  # fmt: skip
+        Option("task-policy", "str", None, "section of signers allowed per task module",
+               protects=True),
+        Option("router-signers", "str", None, "signers that may stop any task (the taskrouter)"),
+    ) + AUDIT_OPTIONS  # fmt: skip
 
     def reload(self) -> None:
         super().reload()

@@ -5,7 +5,7 @@ import collections
 import concurrent.futures
 from typing import Any, Deque, List, Optional, Tuple
 
-from cc.audit import AuditTrail
+from cc.audit import AUDIT_OPTIONS, AuditTrail
 from cc.db.call import CallError, CallPolicy, DBCall
 from cc.db.session import DBSession
 from cc.handler import CCHandler, HandlerConfigError
@@ -81,7 +81,9 @@ class DBHandler(CCHandler):
         Option("zmq_hwm", "int", 1000, "calls waiting for a connection, at the most"),
         Option("statement-timeout", "seconds", 0, "0 leaves the server's statement_timeout"),
         Option("connect-timeout", "seconds", 10, "seconds to connect"),
-    )  # fmt: skip
+        Option("function-policy", "str", None, "section of signers allowed per function",
+               protects=True),
+    ) + AUDIT_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)

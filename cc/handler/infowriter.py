@@ -126,6 +126,7 @@ class InfoWriter(CCHandler):
         Option("bakext", "str", None, "keep the previous version as <name><bakext>"),
         Option("worker-threads", "int", 10, "threads writing files"),
         Option("queue-size", "int", 100, "writes waiting per thread, at the most"),
+        Option("max-clock-skew", "seconds", 300, "an mtime further ahead than this is refused"),
     ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 import skytools
 from tornado.ioloop import PeriodicCallback
 
-from cc.audit import AuditTrail
+from cc.audit import AUDIT_OPTIONS, AuditTrail
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.options import Option
@@ -169,7 +169,7 @@ class TaskRouter(CCHandler):
         Option("maint-period", "seconds", 60, "seconds between clean-ups"),
         Option("max-fanout", "int", 1000, "hosts one task may go to, at the most"),
         Option("host-timeout", "seconds", 60, "seconds a fan-out waits for a host"),
-    )  # fmt: skip
+    ) + AUDIT_OPTIONS  # fmt: skip
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)
