@@ -77,6 +77,7 @@ KNOWN_VALUES: Dict[str, Tuple[str, ...]] = {
         "body-too-deep",
         "body-too-large",
         "expired",
+        "forbidden",
         "hijacked",
         "oversize",
         "replay",
@@ -117,6 +118,7 @@ FAMILY_HELP: Dict[str, str] = {
     "cc_task_failures_total": "Tasks a taskrouter failed, by why",
     "cc_task_fanout_hosts_total": "Hosts of fan-outs a taskrouter handled, by result",
     "cc_tasks_total": "Tasks a task runner handled, by result",
+    "cc_audit_lines_total": "Lines of an audit trail, by result",
     "cc_taskrouter_expired_total": "Routes and finished tasks a taskrouter forgot (routine)",
     "cc_logtail_fragments_total": "Log fragments a logtail handled, by result",
     "cc_logtail_files_total": "Files a logtail started tailing or found truncated",
@@ -207,6 +209,8 @@ COUNTERS: List[Counter] = [
       "Times a daemon went FATAL: it exited start-retries times within start-seconds"),
     C("jobmgr.keepalive", OUTCOME, "cc_jobmgr_messages_total", "Keepalives",
       result="keepalive"),
+    C("jobmgr.forbidden", REFUSAL, "cc_jobmgr_messages_total", "job.config without the job's"
+      " token", result="forbidden"),
     C("jobmgr.config", OUTCOME, "cc_jobmgr_messages_total", "Config requests", result="config"),
     C("jobmgr.unknown", REFUSAL, "cc_jobmgr_messages_total", "job.* of an unknown type",
       result="unknown"),
@@ -239,6 +243,19 @@ COUNTERS: List[Counter] = [
     C("task.dropped_send", DROP, "cc_messages_dropped_total",
       "Tasks a taskrouter could not pass to the host's link", reason="task_send_failed"),
     C("task.failed.<why>", ERROR, "cc_task_failures_total", "Tasks failed"),
+    C("task.forbidden", REFUSAL, "cc_task_messages_total", "task.* from a signer acting for"
+      " another host", result="forbidden"),
+    C("task.register_conflict", REFUSAL, "cc_task_messages_total", "Registrations of a host"
+      " another live runner holds", result="register_conflict"),
+    C("task.unregister", OUTCOME, "cc_task_messages_total", "Runners that stopped cleanly",
+      result="unregister"),
+    C("task.unregister_stale", CLEANUP, "cc_task_messages_total", "Unregistrations of a route"
+      " already replaced", result="unregister_stale"),
+    C("task.stop", OUTCOME, "cc_task_messages_total", "task.stop requests", result="stop"),
+    C("task.stop_sent", OUTCOME, "cc_task_messages_total", "task.stop sent to hosts",
+      result="stop_sent"),
+    C("task.stop_unknown", REFUSAL, "cc_task_messages_total", "task.stop of no known task",
+      result="stop_unknown"),
     C("task.fanout_hosts", OUTCOME, "cc_task_fanout_hosts_total", "Hosts of fan-outs",
       result="asked"),
     C("task.fanout_timeout", ERROR, "cc_task_fanout_hosts_total", "Fan-out hosts silent",
@@ -252,6 +269,16 @@ COUNTERS: List[Counter] = [
     C("tasks_failed", ERROR, "cc_tasks_total", "Tasks failed", result="failed"),
     C("tasks.invalid", REFUSAL, "cc_tasks_total", "Malformed tasks", result="invalid"),
     C("tasks.duplicate", REFUSAL, "cc_tasks_total", "Tasks sent twice", result="duplicate"),
+    C("tasks.forbidden", REFUSAL, "cc_tasks_total", "Tasks or stops the task-policy refused",
+      result="forbidden"),
+    C("tasks.overdue", ERROR, "cc_tasks_total", "Tasks stopped after max-run-time",
+      result="overdue"),
+    C("tasks.stop_unknown", REFUSAL, "cc_tasks_total", "task.stop of no running task",
+      result="stop_unknown"),
+    C("audit.lines", OUTCOME, "cc_audit_lines_total", "Audit trail lines written",
+      result="written"),
+    C("audit.failed", ERROR, "cc_audit_lines_total", "Audit trail lines that could not be"
+      " written", result="failed"),
     # -- daemons ----------------------------------------------------------------------------------
     C("tailed_files", OUTCOME, "cc_logtail_files_total", "Files tailed", result="tailed"),
     C("logtail.truncated", OUTCOME, "cc_logtail_files_total", "Files found truncated",
@@ -317,6 +344,8 @@ COUNTERS: List[Counter] = [
     C("disposed_count", OUTCOME, "cc_disposed_messages_total", "Messages a disposer discarded"),
     C("disposed_bytes", OUTCOME, "cc_disposed_bytes_total", "Bytes a disposer discarded"),
     C("logwriter.lines", OUTCOME, "cc_logwriter_records_total", "Written", result="written"),
+    C("logwriter.forbidden", REFUSAL, "cc_logwriter_records_total", "Of a signer acting for"
+      " another host", result="forbidden"),
     C("logwriter.rejected", REFUSAL, "cc_logwriter_records_total", "Suspicious paths",
       result="rejected"),
     C("logwriter.invalid", REFUSAL, "cc_logwriter_records_total", "Unnameable",
@@ -330,6 +359,8 @@ COUNTERS: List[Counter] = [
     C("written_bytes", OUTCOME, "cc_infowriter_bytes_total", "Bytes an infowriter wrote"),
     C("infowriter.skipped", OUTCOME, "cc_infowriter_files_total", "Unchanged, skipped",
       result="skipped"),
+    C("infowriter.forbidden", REFUSAL, "cc_infowriter_files_total", "Of a signer acting for"
+      " another host", result="forbidden"),
     C("infowriter.rejected", REFUSAL, "cc_infowriter_files_total", "Suspicious paths",
       result="rejected"),
     C("infowriter.invalid", REFUSAL, "cc_infowriter_files_total", "Invalid",
@@ -344,6 +375,8 @@ COUNTERS: List[Counter] = [
       result="stats"),
     C("statswriter.state", OUTCOME, "cc_statswriter_reports_total", "pub.state kept",
       result="state"),
+    C("statswriter.forbidden", REFUSAL, "cc_statswriter_reports_total", "Reports of a signer"
+      " acting for another host", result="forbidden"),
     C("statswriter.invalid", REFUSAL, "cc_statswriter_reports_total", "Reports refused",
       result="invalid"),
     C("statswriter.dropped_full", DROP, "cc_messages_dropped_total",

@@ -112,6 +112,7 @@ def _cc_row(
         "state_age": _age(now, max(state_times, default=0)),
         "stats_age": _age(now, max(stats_times, default=0)),
         "registration_age": None if registration is None else round(registration["age"], 1),
+        "registration_conflict": None if registration is None else registration.get("conflict"),
         "version": version,
         "role": server_states[0].get("role") if server_states else None,
         "jobs": jobs,
@@ -219,7 +220,9 @@ def _row_html(row: Dict[str, Any]) -> str:
         _seconds(row["last_report_age"]),
         _seconds(row["state_age"]),
         _seconds(row["stats_age"]),
-        _seconds(row["registration_age"]),
+        _seconds(row["registration_age"])
+        + ("<br>two runners: %s" % html.escape(row["registration_conflict"])
+           if row["registration_conflict"] else ""),  # fmt: skip
         html.escape(str(row["version"] or "-")),
         html.escape(str(row["role"] or "-")),
         "<br>".join(_job_cell(job) for job in row["jobs"]) or "-",

@@ -28,6 +28,9 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import skytools
+from skytools.config import ConfigError
+
+from cc.policy import FORBIDDEN, POLICY_OPTIONS, HostSigners, Policy
 
 from cc.errors import CodedError
 from cc.options import Option
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cc.crypto import CryptoContext
 
 __all__ = [
+    "GATE_OPTIONS",
     "BodyGate",
     "BodyLimits",
     "DEFAULT_LIMITS",
@@ -352,26 +356,59 @@ class CCMessage:
         return text if len(text) <= 300 else text[:300] + "..."
 
 
+#: what a section reads for its gate: the body bounds and the signer policy
+GATE_OPTIONS = BodyLimits.OPTIONS + POLICY_OPTIONS
+
+
 class BodyGate:
     """The one place a received message's body is opened: bounded, and verified where asked.
 
     ``crypto`` is the process's :class:`~cc.crypto.CryptoContext` (server
     section, or a daemon's or client's own), or None.  With a context that
     verifies, :meth:`open` accepts only what it verifies (and decrypts);
-    without one it parses within ``limits``.  Either way the verdict is kept
+    without one it parses within ``limits``.  With a ``policy`` (the section
+    ``policy`` names, see :mod:`cc.policy`) it then accepts a message type
+    only from the signers the policy names for it: a refusal is a verdict
+    like a bad signature, code ``forbidden``.  Either way the verdict is kept
     on the message, so a message is judged (and counted against the replay
     cache) once however many handlers read it.
+
+    ::
+
+        # section of the signers that may send each message type (needs cms-verify-ca)
+        #policy =
+        # section of the signers that may act for hosts other than their CN (host pattern =
+        # signers); a signer acts for its CN's host only without it
+        #host-signers =
     """
 
     def __init__(
-        self, crypto: Optional["CryptoContext"] = None, limits: BodyLimits = DEFAULT_LIMITS
+        self,
+        crypto: Optional["CryptoContext"] = None,
+        limits: BodyLimits = DEFAULT_LIMITS,
+        policy: Optional[Policy] = None,
+        host_signers: Optional[HostSigners] = None,
     ) -> None:
+        if policy is not None and (crypto is None or not crypto.verifying):
+            raise ValueError("policy = %s needs cms-verify-ca: it decides on verified signers"
+                             % policy.section)  # fmt: skip
         self.crypto = crypto
         self.limits = limits
+        self.policy = policy
+        #: who may act for hosts other than their CN's, where the process verifies
+        self.host_signers = host_signers
 
     @classmethod
     def from_config(cls, cf: skytools.Config, crypto: Optional["CryptoContext"]) -> "BodyGate":
-        return cls(crypto, BodyLimits.from_config(cf))
+        try:
+            return cls(
+                crypto,
+                BodyLimits.from_config(cf),
+                Policy.from_section(cf, "policy"),
+                HostSigners.from_section(cf, "host-signers"),
+            )
+        except ValueError as ex:
+            raise ConfigError("[%s]: %s" % (cf.main_section, ex)) from None
 
     def open(self, msg: CCMessage) -> Dict[str, Any]:
         """The accepted body of ``msg``; raise (and remember) :class:`MessageError` if refused."""
@@ -381,14 +418,19 @@ class BodyGate:
         if verdict is not None:
             return msg.get_body()
         try:
-            if self.crypto is not None:
-                return self.crypto.open(msg, self.limits)
-            body = self.limits.parse(msg.body_bytes, msg.type)
+            if self.crypto is None:
+                body = self.limits.parse(msg.body_bytes, msg.type)
+                msg.set_body(body, None)
+                return body
+            body = self.crypto.open(msg, self.limits)
+            if self.policy is not None:
+                refusal = self.policy.refusal(msg.type, msg.signer)
+                if refusal:
+                    raise MessageError(FORBIDDEN, refusal)
+            return body
         except MessageError as ex:
             msg.verdict = ex
             raise
-        msg.set_body(body, None)
-        return body
 
     def judge(self, msg: CCMessage) -> None:
         """Open ``msg`` now and keep the verdict, refused or not, for :meth:`open`.

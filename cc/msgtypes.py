@@ -35,6 +35,7 @@ __all__ = [
     "JobKeepaliveMessage",
     "TaskRegisterMessage",
     "TaskReregisterMessage",
+    "TaskUnregisterMessage",
     "TaskSendMessage",
     "TaskReplyMessage",
     "TASK_UID_MAX",
@@ -56,6 +57,7 @@ NO_REPLY_PREFIXES = (
     "task.reply",
     "task.register",
     "task.reregister",
+    "task.unregister",
     "job.keepalive",
 )
 
@@ -228,6 +230,11 @@ class TaskReregisterMessage(BaseMessage):
     """To a task runner, from a proxy that moved to another hub: register again, at once."""
 
     REQ = "task.reregister"
+class TaskUnregisterMessage(BaseMessage):
+    """A task runner that stops: its ``host`` and ``runner_id`` are forgotten at once."""
+
+    REQ = "task.unregister"
+    REQUIRED = ("host", "runner_id")
 
 
 class TaskSendMessage(BaseMessage):

@@ -36,13 +36,13 @@ from skytools.config import ConfigError
 
 import cc
 from cc import sockopts
+from cc.dispatch import Dispatcher
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
 from cc.handler.serverview import ServerView
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
-from cc.dispatch import Dispatcher
 from cc.hostname import configured_hostname
-from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
+from cc.message import GATE_OPTIONS, BodyGate, CCMessage, set_hostname
 from cc.msgtypes import StateMessage
 from cc.options import REQUIRED, Option, check_section, template
 from cc.peerwaits import PeerWaits
@@ -155,7 +155,7 @@ class Settings:
 SERVER_OPTIONS = (
     Settings.OPTIONS
     + SCRIPT_OPTIONS
-    + BodyLimits.OPTIONS
+    + GATE_OPTIONS
     + sockopts.OPTIONS
     + CMS_DECLARED
     + CURVE_SERVER_DECLARED

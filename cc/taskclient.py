@@ -34,7 +34,7 @@ import skytools
 
 import cc.task
 from cc.client import CCClient
-from cc.message import BodyLimits, CCMessage
+from cc.message import GATE_OPTIONS, CCMessage
 from cc.msgtypes import TASK_FINAL
 from cc.options import REQUIRED, Option, check_section
 from cc.security import CMS_DECLARED
@@ -52,7 +52,7 @@ OPTIONS = (
 
 
 #: cc-send -c reads its cms-* options from [taskclient] too
-CRYPTO_OPTIONS = CMS_DECLARED + BodyLimits.OPTIONS
+CRYPTO_OPTIONS = CMS_DECLARED + GATE_OPTIONS
 
 
 def read_config(path: str) -> skytools.Config:

@@ -2,8 +2,9 @@
 
 Loop-free policy for the taskrouter.  A ``task_host`` that is a shell-style
 pattern (``db-*``) or a list of names (each may be a pattern too) selects
-registered hosts; each gets the task under an id of its own derived from the
-task's, so that the replies stay apart.  :class:`FanOut` follows one such
+registered hosts; each gets the task as its requester signed it (so each
+runner decides on the requester), and the replies are told apart by the host
+they come from.  :class:`FanOut` follows one such
 task: the latest activity and final status of every host, the hosts that
 went silent for longer than the timeout, and the summary the client gets last.
 """
@@ -129,10 +130,9 @@ def check_fanout(body: Dict[str, Any], parts: List[str], max_fanout: int) -> Tup
 class HostRun:
     """One host's part of a fan-out."""
 
-    __slots__ = ("sub_id", "status", "last")
+    __slots__ = ("status", "last")
 
-    def __init__(self, sub_id: str, now: float) -> None:
-        self.sub_id = sub_id
+    def __init__(self, now: float) -> None:
         self.status: Optional[str] = None  # final status once there is one
         self.last = now
 
@@ -152,7 +152,7 @@ class FanOut:
         self.uid = uid
         self.task_id = task_id
         self.host_timeout = host_timeout
-        self.runs = {host: HostRun("%s-%d" % (uid, i), now) for i, host in enumerate(hosts)}
+        self.runs = {host: HostRun(now) for host in hosts}
         self.unknown = unknown
 
     def take(self, host: str, status: Any, now: float) -> bool:

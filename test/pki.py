@@ -120,18 +120,26 @@ class PKI:
             self.crt(name),
         )
 
-    def _csr(self, name: str, algorithm: str = "RSA", option: str = "") -> str:
+    def _csr(
+        self, name: str, algorithm: str = "RSA", option: str = "", cn: Optional[str] = None
+    ) -> str:
         self._newkey(name, algorithm, option)
         csr = self.path(name + ".csr")
-        openssl(
-            "req", "-new", "-key", self.key(name), "-subj", "/O=cc test/CN=" + name, "-out", csr
-        )
+        subject = "/O=cc test/CN=" + (cn or name)
+        openssl("req", "-new", "-key", self.key(name), "-subj", subject, "-out", csr)
         return csr
 
     def make_leaf(
-        self, name: str, ca: str, ext: str = LEAF_EXT, algorithm: str = "RSA", option: str = ""
+        self,
+        name: str,
+        ca: str,
+        ext: str = LEAF_EXT,
+        algorithm: str = "RSA",
+        option: str = "",
+        cn: Optional[str] = None,
     ) -> None:
-        csr = self._csr(name, algorithm, option)
+        """A certificate ``name`` from ``ca``; its CN is ``cn`` (default: ``name``)."""
+        csr = self._csr(name, algorithm, option, cn)
         extfile = self._write(name + ".ext", ext)
         openssl(
             "x509",

@@ -69,6 +69,7 @@ HELPERS = {
     "cc/failover.py": ("proxy",),
     "cc/sharding.py": ("proxy",),
     "cc/proxylink.py": ("proxy",),
+    "cc/audit.py": ("taskrouter", "dbhandler", "taskexec"),
 }
 #: run by jobmgr, a daemon section also takes the job options documented under jobmgr
 JOB_OPTIONS_SECTION = "jobmgr"

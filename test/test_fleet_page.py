@@ -191,6 +191,7 @@ class TestFleetRows(unittest.TestCase):
         self.assertEqual((slow["logtail_lag"], slow["drops"], slow["invalid"]), (7, 3, 4))
         self.assertEqual(slow["last_report_age"], 1.0)
         page = render_fleet(rows, "central <x>", now=now)
+        self.assertIsNone(runner["registration_conflict"])
         self.assertIn("central &lt;x&gt;", page)
         self.assertIn('<tr class="stale" id="host-fast:fast">', page)
         self.assertIn('<span class="restarts">4 restarts</span>', page)
@@ -241,3 +242,10 @@ class TestFleetRows(unittest.TestCase):
         self.assertEqual(row["status"], "stopped")
         self.assertEqual(row["jobs"], [{"name": "d:lt", "state": "STOPPED", "restarts": 0}])
         self.assertIn('<tr class="stopped" id="host-db1:cc1">', render_fleet([row], "c"))
+
+class TestRegistrationConflict(unittest.TestCase):
+    def test_a_host_two_runners_claim_is_shown(self):
+        registrations = {"db1": {"age": 1.0, "conflict": "routes 01ab/02 and 03cd/04"}}
+        rows = fleet_rows([], registrations, now=100.0)
+        self.assertEqual(rows[0]["registration_conflict"], "routes 01ab/02 and 03cd/04")
+        self.assertIn("two runners: routes 01ab/02 and 03cd/04", render_fleet(rows, "c", now=100.0))

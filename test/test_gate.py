@@ -43,6 +43,7 @@ def setUpModule():
     global pki
     pki = PKI()
     pki.make_leaf("revokee", "ca")
+    pki.make_leaf("testhost", "ca")  # the runner's key: a host signs as itself
     pki.make_crl("empty.crl")
     pki.revoke("revokee")
     pki.make_crl("revoked.crl")
@@ -287,32 +288,7 @@ allowed-functions = cct.record
 """
 
 
-class TestDatabaseGate(CCTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgcluster.shared_cluster()
-        conn = cls.pg.connect()
-        conn.cursor().execute(
-            "drop schema if exists cct cascade; create schema cct;"
-            " create table cct.log (v text);"
-            " create function cct.record(v text) returns bigint language sql"
-            " as $$ insert into cct.log values (v); select count(*) from cct.log $$;"
-        )
-        conn.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.destroy()
-
-    def rows(self):
-        conn = self.pg.connect()
-        try:
-            cur = conn.cursor()
-            cur.execute("select v from cct.log order by v")
-            return [r[0] for r in cur.fetchall()]
-        finally:
-            conn.close()
-
+class TestDatabaseGate(pgcluster.RecordingSchema, CCTestCase):
     def db_server(self, **options):
         ini = ccserver_section("db", role="end-service", **options) + DB_SERVER
         return self.start_server("db", ini, dsn=self.pg.dsn())
@@ -466,7 +442,7 @@ class TestTaskGate(CCTestCase):
         router, host = self.topology(
             dict(SEALED, **{"cms-sign": "server"}),
             dict(SEALED, **{"cms-sign": "host2"}),
-            dict(SEALED, **{"cms-sign": "host2"}),
+            dict(SEALED, **{"cms-sign": "testhost"}),
         )
         sock = self.dealer(router.endpoint)
         task_id = uuid.uuid4().hex

@@ -33,6 +33,13 @@ script = {scripts}/stubborn.sh
 """
 
 
+def job_token(pid):
+    """The job.config token jobmgr gave the job with ``pid``, from its environment."""
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    return env[b"CC_JOB_TOKEN"].decode()
+
+
 class TestJobMgr(CCTestCase):
     def start_local(self, daemons="d:echo"):
         ini = ccserver_section("local", role="local") + JOBS
@@ -72,14 +79,18 @@ class TestJobMgr(CCTestCase):
         self.wait_keepalive_from(server, "d:echo", pid)
         server.wait_stat("jobmgr.keepalive", 3)
         sock = self.dealer(server.endpoint)
-        reply = self.query(sock, "job.config", {"job_name": "d:echo"})
+        reply = self.query(sock, "job.config", {"job_name": "d:echo"}, qid=b"Q0")
+        self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "forbidden"))
+        token = job_token(pid)  # a peer that can read the daemon's environment is the daemon
+        reply = self.query(sock, "job.config", {"job_name": "d:echo", "token": token})
         self.assertEqual(reply.type, "job.config")
         body = reply.get_body()
         self.assertEqual(body["job_name"], "local.d:echo")
         self.assertEqual(body["config"]["module"], "plugins.echodaemon")
         self.assertEqual(body["config"]["echo-timeout"], "1")
         self.assertEqual(body["config"]["job_name"], "local.d:echo")
-        reply = self.query(sock, "job.config", {"job_name": "local.d:echo"}, qid=b"Q2")
+        reply = self.query(sock, "job.config", {"job_name": "local.d:echo", "token": token},
+                           qid=b"Q2")  # fmt: skip
         self.assertEqual(reply.get_body()["config"]["module"], "plugins.echodaemon")
         reply = self.query(sock, "job.config", {"job_name": "d:nosuch"}, qid=b"Q3")
         self.assertEqual(reply.type, "error")
@@ -204,7 +215,8 @@ class TestJobMgr(CCTestCase):
         self.assertEqual(self.job_pids(server, "d:gone"), [pids["d:gone"]])
         self.wait_keepalive_from(server, "d:two", new_two)
         sock = self.dealer(server.endpoint)
-        reply = self.query(sock, "job.config", {"job_name": "d:two"})
+        token = job_token(new_two)
+        reply = self.query(sock, "job.config", {"job_name": "d:two", "token": token})
         self.assertEqual(reply.get_body()["config"]["echo-timeout"], "2")
         self.assertEqual(server.stop(signal.SIGTERM), 0)
         for job in ("d:echo", "d:two", "d:three"):
@@ -230,7 +242,8 @@ class TestJobMgr(CCTestCase):
         self.assertLess(log.index("Job d:stubborn did not stop in 2.0 s; KILL"),
                         log.index("Job d:stubborn started: pid %d" % second))  # fmt: skip
         self.assertFalse(pid_alive(first))
-        reply = self.query(self.dealer(server.endpoint), "job.config", {"job_name": "d:stubborn"})
+        fields = {"job_name": "d:stubborn", "token": job_token(second)}
+        reply = self.query(self.dealer(server.endpoint), "job.config", fields)
         self.assertEqual(reply.get_body()["config"]["x"], "2")
         self.assertEqual(len(self.job_pids(server, "d:stubborn")), 2)
 

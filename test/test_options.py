@@ -57,10 +57,10 @@ def components() -> List[Tuple[str, Tuple[Option, ...], List[str], Tuple[str, ..
             SERVER_OPTIONS + CURVE_CLIENT_DECLARED,  # cc/crypto/curve.py reads both
             ["cc/server.py", "cc/sockopts.py", "cc/message.py", "cc/crypto/__init__.py",
              "cc/crypto/curve.py", "cc/hostname.py"],
-            ("ZEROMQ SOCKET OPTIONS", "SIGNED AND ENCRYPTED MESSAGES", "CURVE"),
+            ("ZEROMQ SOCKET OPTIONS", "SIGNED AND ENCRYPTED MESSAGES", "CURVE", "Authorization"),
         ),
         ("DAEMONS", SCRIPT_OPTIONS + CCDaemon.declared(), ["cc/daemon/base.py"],
-         ("SIGNED AND ENCRYPTED MESSAGES", "[ccserver] OPTIONS", "jobmgr")),
+         ("SIGNED AND ENCRYPTED MESSAGES", "Authorization", "[ccserver] OPTIONS", "jobmgr")),
         ("pg_logforward", CCDaemonPlugin.MODULE + LogForward.OPTIONS + ProcessErrors.OPTIONS
          + load_daemon_class("pg_logforward").OPTIONS,
          ["cc/daemon/plugins/__init__.py", "cc/daemon/plugins/pg_logforward/forward.py",
@@ -85,7 +85,7 @@ def components() -> List[Tuple[str, Tuple[Option, ...], List[str], Tuple[str, ..
         modules = [m for m in modules if "/plugins/" not in m]  # plug-in sections: above
         declared = cls.declared() + getattr(cls, "TASK_OPTIONS", ())
         found.append((name, declared, modules, ("DAEMONS", "jobmgr", "infosender",
-                                                "[ccserver] OPTIONS")))  # fmt: skip
+                                                "[ccserver] OPTIONS", "Authorization")))  # fmt: skip
     return found
 
 

@@ -73,7 +73,6 @@ class TestTargets(unittest.TestCase):
 class TestFanOut(unittest.TestCase):
     def test_final_status_once_silent_hosts_time_out_summary(self):
         fan = FanOut("t1", 42, ["a", "b", "c"], ["d"], host_timeout=10, now=100)
-        self.assertEqual([run.sub_id for run in fan.runs.values()], ["t1-0", "t1-1", "t1-2"])
         self.assertTrue(fan.take("a", "starting", 101))
         self.assertTrue(fan.take("a", "finished", 102))
         self.assertFalse(fan.take("a", "finished", 103))  # a repeated final is not relayed

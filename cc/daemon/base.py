@@ -22,7 +22,7 @@ from cc.daemon.logforward import LogForwarder, not_forwarded
 from cc.hostname import configured_hostname
 from cc.jobs.env import JOB_OPTIONS, from_environ, job_defaults
 from cc.jobs.link import JobLink
-from cc.message import BodyGate, BodyLimits, CCMessage, set_hostname
+from cc.message import GATE_OPTIONS, BodyGate, CCMessage, set_hostname
 from cc.options import Option, check_section, section_config, template
 from cc.process import SCRIPT_IGNORED, SCRIPT_OPTIONS, CCProcess
 from cc.reqstream import CCReqStream
@@ -98,7 +98,7 @@ class CCDaemon(CCProcess):
             SCRIPT_OPTIONS
             + cls.COMMON_OPTIONS
             + CMS_DECLARED
-            + BodyLimits.OPTIONS
+            + GATE_OPTIONS
             + JOB_OPTIONS
             + cls.OPTIONS
         )
@@ -110,7 +110,7 @@ class CCDaemon(CCProcess):
         print("[d:%s]\nmodule = %s\n" % (module.rsplit(".", 1)[-1], module))
         print(template(self.OPTIONS))
         print("# every daemon's options\n")
-        print(template(self.COMMON_OPTIONS + CMS_DECLARED + BodyLimits.OPTIONS))
+        print(template(self.COMMON_OPTIONS + CMS_DECLARED + GATE_OPTIONS))
         print("# how jobmgr runs it\n")
         print(template(option for option in JOB_OPTIONS if option.name not in ("module", "script")))
 

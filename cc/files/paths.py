@@ -25,6 +25,15 @@ def clean_name(name: object, what: str = "name") -> str:
     return name.replace("\\", "/")
 
 
+def plain_name(name: object, what: str = "name") -> str:
+    """:func:`clean_name`, refusing control characters too: a newline in a file name
+    forges lines in every listing and log that shows it."""
+    cleaned = clean_name(name, what)
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise UnsafePath("control character in %s %r" % (what, cleaned[:100]))
+    return cleaned
+
+
 def safe_join(dstdir: str, relpath: str) -> str:
     """``dstdir/relpath``, or :class:`UnsafePath` if that is not strictly inside ``dstdir``.
 

@@ -5,12 +5,14 @@ import collections
 import concurrent.futures
 from typing import Any, Deque, List, Optional, Tuple
 
+from cc.audit import AUDIT_OPTIONS, AuditTrail
 from cc.db.call import CallError, CallPolicy, DBCall
 from cc.db.session import DBSession
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
 from cc.msgtypes import wants_reply
+from cc.policy import FORBIDDEN, Policy
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "DBHandler"
@@ -30,9 +32,15 @@ class DBHandler(CCHandler):
     string holding either), ``return`` (``no``/absent, ``one``, ``all``,
     ``json``) and optionally ``ident``, echoed in the reply.  Only functions in
     ``allowed-functions`` are called (``*``: any; empty: none), checked before
-    any database work.  Every failure is answered with ``error`` (``msg``,
-    ``code``: not-allowed, bad-request, sql-error with ``sqlstate``, timeout,
+    any database work; with ``function-policy``, only by the signers it names
+    for the function (see :mod:`cc.policy`; needs ``cms-verify-ca``).  Every
+    failure is answered with ``error`` (``msg``, ``code``: not-allowed,
+    forbidden, bad-request, sql-error with ``sqlstate``, timeout,
     db-unavailable, bad-reply, overloaded, shutting-down, internal-error).
+    With ``audit-log`` every call, allowed or refused, is one JSON line (see
+    :mod:`cc.audit`).  A verifying server with neither ``policy`` nor
+    ``function-policy`` warns at start: every trusted key may call every
+    allowed function.
 
     ``worker-threads`` (the original's name) is how many calls run at once:
     one connection each, opened on first use, autocommit, re-opened after the
@@ -55,6 +63,10 @@ class DBHandler(CCHandler):
         #connect-timeout = 10
         # requests waiting for a free connection at the most
         #zmq_hwm = 1000
+        # section of the signers that may call each function (needs cms-verify-ca)
+        #function-policy =
+        # JSON lines: every call, allowed or refused
+        #audit-log =
 
     Stats: ``<section>.calls``, ``.ok``, ``.errors``, ``.errors.<code>``,
     ``.db_time`` (seconds spent in the database), ``.dropped``.
@@ -69,7 +81,9 @@ class DBHandler(CCHandler):
         Option("zmq_hwm", "int", 1000, "calls waiting for a connection, at the most"),
         Option("statement-timeout", "seconds", 0, "0 leaves the server's statement_timeout"),
         Option("connect-timeout", "seconds", 10, "seconds to connect"),
-    )  # fmt: skip
+        Option("function-policy", "str", None, "section of signers allowed per function",
+               protects=True),
+    ) + AUDIT_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
         super().__init__(hname, hcf, server)
@@ -77,6 +91,13 @@ class DBHandler(CCHandler):
             self.policy = CallPolicy(hcf.getlist("allowed-functions", []))
         except ValueError as ex:
             raise HandlerConfigError("[%s]: %s" % (hname, ex)) from None
+        self.signers = Policy.from_section(hcf, "function-policy")
+        if self.signers is not None and not server.verifies:
+            raise HandlerConfigError("[%s]: function-policy needs cms-verify-ca" % hname)
+        if server.verifies and self.signers is None and not server.has_policy:
+            self.log.warning("no policy: every key the CAs trust may call every allowed function"
+                             " (set function-policy or [ccserver] policy)")  # fmt: skip
+        self.audit = AuditTrail.from_config(hcf, self.stats, self.log)
         nsessions = hcf.getint("worker-threads", 10)
         if nsessions < 1:
             raise HandlerConfigError("[%s]: worker-threads must be at least 1" % hname)
@@ -112,10 +133,15 @@ class DBHandler(CCHandler):
         body = msg.get_body()  # opened (decrypted, verified) by the server's gate
         try:
             call = DBCall.from_body(body, self.policy)
+            refused = self.signers.refusal(call.name, msg.signer) if self.signers else ""
+            if refused:
+                raise CallError(FORBIDDEN, refused)
         except CallError as ex:
             self._ratelog.warning(ex.code, "%s: %s (%s)", msg.type, ex.msg, ex.code)
+            self._audit(msg, body.get("function"), ex.code, ex.msg)
             self._answer(msg, ex, body.get("ident"))
             return
+        self._audit(msg, call.name, "allowed")
         if self._idle:
             self._start(self._idle.pop(), msg, call)
         elif len(self._pending) < self.qmaxsize:
@@ -124,6 +150,11 @@ class DBHandler(CCHandler):
             self.stats.inc(self.prefix + "dropped")
             self._ratelog.warning("full", "queue full (%d waiting), refusing", self.qmaxsize)
             self._answer(msg, CallError("overloaded", "database handler queue full"), call.ident)
+
+    def _audit(self, msg: CCMessage, function: Any, outcome: str, why: str = "") -> None:
+        if self.audit is not None:
+            self.audit.record(msg.type, msg.signer, function=str(function)[:200],
+                              outcome=outcome, msg=why or None)  # fmt: skip
 
     def _start(self, session: DBSession, msg: CCMessage, call: DBCall) -> None:
         session.run(call, msg.type, lambda outcome, spent: self._done(session, msg, call,
@@ -155,6 +186,11 @@ class DBHandler(CCHandler):
         self.stats.inc(self.prefix + "errors." + err.code)
         if wants_reply(msg.type, msg.route):
             self.server.send(err.reply(msg, ident))
+
+    def on_sighup(self) -> None:
+        """logrotate moved the audit trail: reopen it."""
+        if self.audit is not None:
+            self.audit.reopen()
 
     def stop(self):
         """Refuse waiting requests, let running ones finish (cancelled after ``STOP_GRACE``).
@@ -189,3 +225,5 @@ class DBHandler(CCHandler):
         for session in self.sessions:
             session.close()  # a call that ignored its cancel is answered here
         self._opener.shutdown(wait=False)
+        if self.audit is not None:
+            self.audit.close()

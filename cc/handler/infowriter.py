@@ -6,22 +6,27 @@ import errno
 import functools
 import math
 import os
+import time
 from typing import Any, Iterator, Optional
 
 from skytools.config import ConfigError
 
 from cc.files import compression
 from cc.files.atomic import write_atomic
-from cc.files.paths import UnsafePath, clean_name, safe_join
+from cc.files.paths import UnsafePath, plain_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
+from cc.policy import FORBIDDEN
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "InfoWriter"
 
 WRITE_COMPRESSED = ("", "no", "keep", "yes")
+
+#: seconds an infofile's ``mtime`` may be ahead of this host's clock (``max-clock-skew``)
+DEFAULT_CLOCK_SKEW = 300.0
 
 
 def destination_mask(cf: Any) -> str:
@@ -42,10 +47,10 @@ def relative_path(mask: str, hostname: object, filename: object) -> str:
     by ``%(filepath)s`` with leading slashes dropped, so that the full source
     paths infosender sends land below the host's directory.
     """
-    host = clean_name(hostname, "hostname")
+    host = plain_name(hostname, "hostname")
     if "/" in host or "\\" in host:
         raise UnsafePath("hostname %r contains a path separator" % host)
-    path = clean_name(filename, "filename")
+    path = plain_name(filename, "filename")
     fields = {
         "hostname": host,
         "filepath": path.lstrip("/"),
@@ -79,7 +84,11 @@ class InfoWriter(CCHandler):
     A message with ``ack`` (infosender sends them so) is answered once the
     file is on disk, or already newer there, with ``reply.<type>``; and with
     an ``error`` when it is refused, dropped or fails, so that it is sent again.
-    Data that would decompress to more than ``max-file-size`` is refused
+    Where the server verifies, a signer writes only as its own host (its
+    certificate's CN is the ``hostname``): others are refused (``forbidden``).
+    An ``mtime`` more than ``max-clock-skew`` seconds ahead of this host's
+    clock is refused (``invalid``): a file from the future would never be
+    replaced.  Data that would decompress to more than ``max-file-size`` is refused
     (``too-large``) as soon as the output passes it, and the file on disk
     stays as it was; the output goes to the temporary file a megabyte at a
     time, so a worker never holds a whole decompressed file.
@@ -103,6 +112,8 @@ class InfoWriter(CCHandler):
         #compression-level = 6
         # the most a file may be once decompressed (K, M, G); larger ones are refused
         #max-file-size = 256M
+        # seconds an mtime may be ahead of this host's clock; later ones are refused
+        #max-clock-skew = 300
         #worker-threads = 10
         #queue-size = 100
     """
@@ -115,6 +126,7 @@ class InfoWriter(CCHandler):
         Option("bakext", "str", None, "keep the previous version as <name><bakext>"),
         Option("worker-threads", "int", 10, "threads writing files"),
         Option("queue-size", "int", 100, "writes waiting per thread, at the most"),
+        Option("max-clock-skew", "seconds", 300, "an mtime further ahead than this is refused"),
     ) + compression.WRITER_OPTIONS  # fmt: skip
 
     def __init__(self, hname, hcf, server):
@@ -144,6 +156,7 @@ class InfoWriter(CCHandler):
         self.max_file_size = hcf.getbytes("max-file-size", compression.MAX_FILE_SIZE)
         if self.max_file_size < 1:
             raise ConfigError("[%s]: max-file-size must be positive" % hname)
+        self.clock_skew = hcf.getfloat("max-clock-skew", DEFAULT_CLOCK_SKEW)
         self.ratelog = RateLimitedLog(self.log)
         umask = os.umask(0o022)
         os.umask(umask)
@@ -155,16 +168,23 @@ class InfoWriter(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
         ack = bool(msg.route and body.get("ack"))
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
+        if foreign:
+            self._refuse(msg, ack, FORBIDDEN, "refusing infofile: %s", foreign)
+            return
         try:
             relpath = relative_path(self.mask, body.get("hostname"), body.get("filename"))
             comp = compression.normalize(body.get("comp"))
             mtime = float(body["mtime"])
             if not math.isfinite(mtime) or mtime < 0:
                 raise ValueError("mtime %r" % body["mtime"])
+            if mtime > time.time() + self.clock_skew:
+                raise ValueError("mtime %r is ahead of this host's clock by more than "
+                                 "max-clock-skew = %g s" % (body["mtime"], self.clock_skew))
         except UnsafePath as ex:
             self._refuse(msg, ack, "rejected", "suspicious file path, skipping: %s", ex)
             return
-        except (KeyError, TypeError, ValueError) as ex:
+        except (KeyError, TypeError, ValueError, OverflowError) as ex:
             self._refuse(msg, ack, "invalid", "invalid infofile: %s %s", type(ex).__name__, ex)
             return
         if self.write_compressed == "keep":

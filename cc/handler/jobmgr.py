@@ -4,6 +4,8 @@ import asyncio
 import configparser
 import difflib
 import importlib.util
+import hashlib
+import hmac
 import math
 import os
 import sys
@@ -53,6 +55,11 @@ class JobMgr(CCHandler):
     is restarted once its old process has gone, and the others run on
     untouched but for a SIGHUP: they read their keys, CAs and CRLs again.
 
+    ``job.config`` answers a job its own section only: each job gets a token
+    in its environment (``CC_JOB_TOKEN``) and shows it in the request; a
+    request without its job's token is refused (``forbidden``), so another
+    local peer cannot read a daemon's section.
+
     ::
 
         [routes]
@@ -89,6 +96,8 @@ class JobMgr(CCHandler):
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)
         self._ratelog = RateLimitedLog(self.log)
+        #: what each job's token is derived from; new with each jobmgr
+        self._secret = os.urandom(32)
         self.config_file = hcf.filename
         self.server_cf = section_config(hcf, "ccserver")
         self.server_job_name = self.server_cf.get("job_name")
@@ -169,6 +178,7 @@ class JobMgr(CCHandler):
             keepalive_period,
             os.getpid(),
             self.server.hostname,
+            self._token(section),
         )
         env = dict(os.environ)
         env.update(jobenv.to_environ())
@@ -299,6 +309,13 @@ class JobMgr(CCHandler):
         if section is None:
             self.reply_error(msg, "Unknown job_name %s" % str(name)[:200], "unknown-job")
             return
+        token = body.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self._token(section)):
+            self.stats.inc("jobmgr.forbidden")
+            self._ratelog.warning("forbidden", "job.config for %s without its token: refused",
+                                  section)  # fmt: skip
+            self.reply_error(msg, "job.config answers a job its own section only", "forbidden")
+            return
         self.stats.inc("jobmgr.config")
         job = self.jobs[section]
         self.reply(
@@ -309,6 +326,10 @@ class JobMgr(CCHandler):
             cc_socket=connectable(self.server.endpoint),
             keepalive_period=float(job.env[KEEPALIVE_PERIOD]),
         )
+
+    def _token(self, section: str) -> str:
+        """The token of the job of ``section`` (the same across reloads of this jobmgr)."""
+        return hmac.new(self._secret, section.encode("utf8"), hashlib.sha256).hexdigest()
 
     # -- supervision --------------------------------------------------------------
 

@@ -6,37 +6,50 @@ import threading
 import time
 from typing import Any, Dict, Optional, TextIO
 
-from cc.files.paths import UnsafePath, clean_name, safe_join
+from cc.files.paths import UnsafePath, plain_name, safe_join
 from cc.files.workerpool import WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
 from cc.msgtypes import record_time
+from cc.policy import FORBIDDEN
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "LogWriter"
 
 
+#: what a field's control characters and backslashes become in a line: one line per record
+ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127] if c != ord("\t")}
+ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r"})
+#: characters of a field other than the message kept in a line
+MAX_FIELD = 200
+
+
+def escaped(value: Any, limit: Optional[int] = None) -> str:
+    """``value`` as text for one line: control characters and backslashes escaped."""
+    text = str(value)
+    if limit is not None:
+        text = text[:limit]
+    return text.translate(ESCAPES)
+
+
 def format_line(body: Dict[str, Any]) -> str:
-    """One line per record: time, level, host, job, pid, message (newlines escaped)."""
+    """One line per record: time, level, host, job, pid, message (every field escaped)."""
     log_time, local = record_time(body)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
-    text = str(body.get("log_msg", ""))
-    text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    fields = [escaped(body.get(key, "?"), MAX_FIELD)
+              for key in ("log_level", "hostname", "job_name", "log_pid")]  # fmt: skip
     return "%s.%03d %s %s %s[%s] %s\n" % (
         stamp,
         int(log_time * 1000) % 1000,
-        body.get("log_level", "?"),
-        body.get("hostname", "?"),
-        body.get("job_name", "?"),
-        body.get("log_pid", "?"),
-        text,
+        *fields,
+        escaped(body.get("log_msg", "")),
     )
 
 
 def component(value: object, what: str) -> str:
-    """A message field used as one path component: non-empty, no separators."""
-    name = clean_name(value, what)
+    """A message field used as one path component: non-empty, no separators or controls."""
+    name = plain_name(value, what)
     if "/" in name:
         raise UnsafePath("%s %r contains a path separator" % (what, name))
     return name
@@ -47,7 +60,10 @@ class LogWriter(CCHandler):
 
     The file name comes from ``dstmask`` (placeholders ``hostname``,
     ``job_name``, ``service_type``); names that would leave ``dstdir`` are
-    refused and counted (``logwriter.rejected``).  Files stay open and are
+    refused and counted (``logwriter.rejected``); so are names with control
+    characters, and every field of a line is escaped (one line per record).
+    Where the server verifies, a signer writes only as its own host (its
+    certificate's CN is the ``hostname``), else ``logwriter.forbidden``.  Files stay open and are
     reopened on SIGHUP, so logrotate can move them.  Writing runs on
     ``worker-threads`` threads (one file always on the same thread), each
     keeping at most ``max-open-files`` open; at most ``queue-size`` records
@@ -91,6 +107,10 @@ class LogWriter(CCHandler):
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
+        if foreign:
+            self._refuse(FORBIDDEN, "refusing log record: %s", foreign)
+            return
         try:
             fields = {
                 "hostname": component(body.get("hostname"), "hostname"),

@@ -7,12 +7,13 @@ offer the server's pages (statswriter's stores, taskrouter's registrations),
 so that the pages read what was registered instead of looking inside handlers.
 """
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import zmq
 from tornado.ioloop import IOLoop
 
 from cc.message import CCMessage
+from cc.policy import foreign_host
 from cc.stats import Stats
 from cc.statsstore import StatsStore
 
@@ -166,6 +167,21 @@ class ServerView:
     def pidfile(self) -> str:
         """The server's pidfile ("" without one): a child must not write over it."""
         return self._server.pidfile or ""
+
+    @property
+    def verifies(self) -> bool:
+        """Whether the server's gate verifies signers (``cms-verify-ca``)."""
+        crypto = self._server.crypto
+        return crypto is not None and crypto.verifying
+
+    def foreign_host(self, signer: Optional[Dict[str, Any]], host: Any) -> str:
+        """Why ``signer`` may not act for ``host`` (its CN, or ``host-signers``), or ''."""
+        return foreign_host(signer, host, self._server.gate.host_signers)
+
+    @property
+    def has_policy(self) -> bool:
+        """Whether the server's gate decides by signer who sends which type (``policy``)."""
+        return self._server.gate.policy is not None
 
     @property
     def verbosity(self) -> List[str]:

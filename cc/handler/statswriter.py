@@ -53,6 +53,11 @@ class StatsWriter(CCHandler):
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
+        if foreign:  # where the server verifies, a host reports only about itself
+            self.stats.inc("statswriter.forbidden")
+            self._ratelog.warning("forbidden", "refusing %s: %s", msg.type, foreign)
+            return
         try:
             entry = self.store.update(msg.type, body)
             if entry is None:

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 import skytools
 from tornado.ioloop import PeriodicCallback
 
+from cc.audit import AUDIT_OPTIONS, AuditTrail
 from cc.handler import CCHandler, HandlerConfigError
 from cc.message import CCMessage
 from cc.options import Option
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
+from cc.policy import FORBIDDEN, signer_host
 from cc.ratelog import RateLimitedLog
 from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
 
@@ -29,22 +31,40 @@ SCALARS = (str, int, float, bool, type(None))
 
 
 class HostRoute:
-    """Where a host's task runner is: the route of its last ``task.register``."""
+    """Where a host's task runner is: the route of its last ``task.register``, and who it is."""
 
-    __slots__ = ("route", "registered", "runner_id")
+    __slots__ = ("route", "registered", "runner_id", "identity", "period", "displaced")
 
-    def __init__(self, route: List[bytes], registered: float, runner_id: Optional[str]) -> None:
+    def __init__(
+        self,
+        route: List[bytes],
+        registered: float,
+        runner_id: Optional[str],
+        identity: Optional[str],
+        period: Optional[float],
+    ) -> None:
         self.route = route
         self.registered = registered
         #: the runner process that registered (None from runners that do not say)
         self.runner_id = runner_id
+        #: fingerprint of the verified signer that registered (None where nothing verifies)
+        self.identity = identity
+        #: the runner's registration period, if it said
+        self.period = period
+        #: (route, runner_id) of a live runner this registration took the host from
+        self.displaced: Optional[Tuple[List[bytes], str]] = None
+
+    def live(self, now: float, lifetime: float) -> bool:
+        """Whether its runner still registers: within two of its periods (else the lifetime)."""
+        limit = min(lifetime, 2 * self.period + 1) if self.period else lifetime
+        return now - self.registered <= limit
 
 
 class Task:
     """One task the router forwarded, until its final answer (and a while after, for resends)."""
 
-    __slots__ = ("uid", "task_id", "handler", "host", "runner_id", "requesters", "active",
-                 "acked", "final", "ack_timer")  # fmt: skip
+    __slots__ = ("uid", "task_id", "handler", "host", "runner_id", "route", "requesters",
+                 "active", "acked", "final", "ack_timer", "started")  # fmt: skip
 
     def __init__(self, uid: str, body: Dict[str, Any], host: HostRoute) -> None:
         self.uid = uid
@@ -52,6 +72,9 @@ class Task:
         self.handler = body["task_handler"]
         self.host = body["task_host"]
         self.runner_id = host.runner_id
+        #: where it was sent: where its replies must come from (unless the host moved)
+        self.route = host.route
+        self.started = time.monotonic()
         self.requesters: List[List[bytes]] = []
         self.active = time.monotonic()
         self.acked = False
@@ -94,6 +117,24 @@ class TaskRouter(CCHandler):
     remembered ``reply-timeout`` seconds after its end.  A reload takes new
     timeouts in place; a stopping router answers the open tasks ``failed``.
 
+    Where the server verifies, a registration, a reply or a
+    ``task.unregister`` is taken only from a signer whose certificate's CN
+    is the host (see :mod:`cc.policy`), and a host held by a live runner
+    (one that registered within two of its periods) of another certificate
+    is not taken over; where nothing verifies, a reply from the route of
+    another registered host is not taken (one from an unknown route is: a
+    reconnected link has a new route until the runner registers again).  Refusals are
+    counted (``task.forbidden``), logged rate-limited and audited.  A runner
+    displaced from a host that registers it again means two live runners
+    (two ccs) claim one host name: warned, naming both routes, counted
+    (``task.register_conflict``) and shown on the fleet page.  A task is
+    passed on as its requester signed it (single host or fan-out), so each
+    runner decides on the requester.  ``task.stop.<uid>`` is passed on the
+    same way to the task's host(s); a task failed here (ack or reply
+    timeout) is stopped on its host by a ``task.stop`` signed by this
+    server.  With ``audit-log`` each task sent, refused and ended is one
+    JSON line (see :mod:`cc.audit`).
+
     ``task.hosts`` is answered with every registered host, the age of its
     registration and what its runner reported (version, task modules,
     registration period).  A ``task_host`` that is a shell-style pattern or
@@ -116,6 +157,8 @@ class TaskRouter(CCHandler):
         #max-fanout = 1000
         # seconds a fanned-out task waits for a silent host (the task's host_timeout may say)
         #host-timeout = 60
+        # JSON lines: each task sent, refused, ended
+        #audit-log =
     """
 
     CC_ROLES = ("end-service",)
@@ -126,7 +169,7 @@ class TaskRouter(CCHandler):
         Option("maint-period", "seconds", 60, "seconds between clean-ups"),
         Option("max-fanout", "int", 1000, "hosts one task may go to, at the most"),
         Option("host-timeout", "seconds", 60, "seconds a fan-out waits for a host"),
-    )  # fmt: skip
+    ) + AUDIT_OPTIONS  # fmt: skip
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)
@@ -137,6 +180,9 @@ class TaskRouter(CCHandler):
         self._init_fleet(hcf)
         self._apply(_timeouts(hname, hcf))
         server.add_registrations(self.registrations)
+        if server.verifies and not server.has_policy:
+            self.log.warning("no policy: every key the CAs trust may send tasks to every host"
+                             " (set [ccserver] policy)")  # fmt: skip
 
     def reconfigure(self, hcf: skytools.Config) -> Optional[Callable[[], None]]:
         """New timeouts are taken in place: the hosts and the tasks in flight stay."""
@@ -154,16 +200,33 @@ class TaskRouter(CCHandler):
         parts = msg.type.split(".")
         if msg.type == "task.register":
             self._register(msg)
+        elif msg.type == "task.unregister":
+            self._unregister(msg)
         elif msg.type == "task.hosts":
             self._list_hosts(msg)
         elif parts[:2] == ["task", "send"]:
             self._send(msg, parts)
         elif parts[:2] == ["task", "reply"]:
             self._reply(msg, parts)
+        elif parts[:2] == ["task", "stop"]:
+            self._stop_task(msg, parts)
         else:
             self.stats.inc("task.unknown")
             self._ratelog.warning("unknown", "unknown msg: %s", msg.type)
             self.reply_error(msg, "taskrouter cannot handle %s" % msg.type, "unsupported")
+
+    def _forbid(self, msg: CCMessage, what: str, reason: str, **audit: Any) -> None:
+        """Refuse ``msg`` by identity: counted, logged (rate-limited), audited, answered if
+        its sender waits."""
+        self.stats.inc("task.forbidden")
+        self._ratelog.warning("forbidden:" + what, "%s refused: %s", msg.type, reason)
+        self._audit(msg.type, msg.signer, outcome=FORBIDDEN, msg=reason, **audit)
+        if not what.startswith(("register", "reply")):  # their senders wait for nothing
+            self.reply_error(msg, reason, FORBIDDEN)
+
+    def _audit(self, event: str, signer: Optional[Dict[str, Any]], **fields: Any) -> None:
+        if self.audit is not None:
+            self.audit.record(event, signer, **fields)
 
     # -- registration ------------------------------------------------------------
 
@@ -176,19 +239,79 @@ class TaskRouter(CCHandler):
             self.stats.inc("task.invalid")
             self._ratelog.warning("register", "bad task.register: host %r", host)
             return
+        if not self._may_act_for(msg, host, "register", hosts=[host]):
+            return
+        signer = msg.signer
+        identity = signer.get("fingerprint") if signer else None
+        now = time.monotonic()
         previous = self.hosts.get(host)
         if previous is None and len(self.hosts) >= MAX_ROUTES:
             self.stats.inc("task.dropped_register")
             self._ratelog.warning("hostsfull", "too many hosts; %s not registered", host)
             return
+        live = previous is not None and previous.live(now, self.route_lifetime)
+        if live and identity is not None and previous.identity not in (None, identity):
+            reason = "host %s is held by a live task runner of another certificate" % host
+            self._forbid(msg, "register-held", reason, hosts=[host])
+            return
+        entry = HostRoute(msg.route, now, runner_id, identity, runner_info(body).get("period"))
         if previous is None:
             self.log.info("host %s registered", host)
         elif previous.runner_id and runner_id and previous.runner_id != runner_id:
+            if previous.displaced is not None and previous.displaced[1] == runner_id:
+                self._rival(host, previous.displaced[0], previous.route)
+            elif live and previous.route != msg.route:
+                entry.displaced = (previous.route, previous.runner_id)
             self.log.info("host %s: task runner restarted", host)
             self._fail_host(host, previous.runner_id, "the task runner on %s restarted" % host)
-        self.hosts[host] = HostRoute(msg.route, time.monotonic(), runner_id)
+        elif previous.runner_id == runner_id:
+            entry.displaced = previous.displaced
+        if previous is not None:
+            self.route_hosts.pop(tuple(previous.route), None)
+        self.hosts[host] = entry
+        self.route_hosts[tuple(msg.route)] = host
         self._remember_host(host, body)
         self.stats.inc("task.register")
+
+    def _rival(self, host: str, route: List[bytes], other: List[bytes]) -> None:
+        """A runner displaced from ``host`` registers it again: two live ones claim the name."""
+        self.stats.inc("task.register_conflict")
+        text = "routes %s and %s" % (_shown_route(route), _shown_route(other))
+        self.conflicts[host] = text
+        self._ratelog.warning(
+            "conflict:" + host,
+            "host %s is registered by two live task runners, %s: two ccs use one host name?",
+            host,
+            text,
+        )
+
+    def _unregister(self, msg: CCMessage) -> None:
+        """A runner that stops cleanly: its host is forgotten now, its open tasks end."""
+        body = msg.get_body()
+        host = body.get("host")
+        entry = self.hosts.get(host) if isinstance(host, str) else None
+        if entry is None or not self._may_act_for(msg, host, "unregister", hosts=[host]):
+            return
+        if entry.runner_id is None or body.get("runner_id") != entry.runner_id:
+            self.stats.inc("task.unregister_stale")  # not the runner that holds the host
+            return
+        self._drop_host(host, "the task runner on %s stopped" % host)
+        self.log.info("host %s: task runner stopped", host)
+        self.stats.inc("task.unregister")
+
+    def _drop_host(self, host: str, reason: str) -> None:
+        entry = self.hosts.pop(host)
+        self.route_hosts.pop(tuple(entry.route), None)
+        self.conflicts.pop(host, None)
+        self._fail_host(host, None, reason)
+
+    def _may_act_for(self, msg: CCMessage, host: str, what: str, **audit: Any) -> bool:
+        """Whether ``msg``'s verified signer may speak for ``host`` (always where nothing
+        verifies)."""
+        reason = self.server.foreign_host(msg.signer, host)
+        if reason:
+            self._forbid(msg, what, reason, **audit)
+        return not reason
 
     # -- tasks -------------------------------------------------------------------
 
@@ -204,7 +327,7 @@ class TaskRouter(CCHandler):
             self.reply_error(msg, "malformed task: %s" % problem, "bad-task")
             return
         uid = parts[2]
-        if uid in self.fanout_subs:  # its replies would go to the fan-out
+        if uid in self.fanouts:  # its replies would go to the fan-out
             self.stats.inc("task.invalid")
             self.reply_error(msg, "task id %s is in use; choose another" % uid, "duplicate")
             return
@@ -226,6 +349,8 @@ class TaskRouter(CCHandler):
         self.tasks[uid] = task
         self.server.relay(msg.with_route(host.route).frames)
         self.stats.inc("task.send")
+        self._audit("task.send", msg.signer, uid=uid, task=task.handler, hosts=[task.host],
+                    outcome="forwarded")  # fmt: skip
         self._tell(task, [msg.route], "forwarded")
         task.ack_timer = self.io_loop.call_later(self.ack_timeout, self._ack_overdue, task)
 
@@ -238,9 +363,18 @@ class TaskRouter(CCHandler):
         else:
             self._tell(task, [msg.route], "forwarded", duplicate=True)
 
+    def _reply_host(self, msg: CCMessage) -> Optional[str]:
+        """The host a reply comes from: the host of its route, if its verified signer (where
+        one is) may act for that host; else its signer's own (CN)."""
+        host = self.route_hosts.get(tuple(msg.route))
+        signer = msg.signer
+        if signer is None or (host is not None and not self.server.foreign_host(signer, host)):
+            return host
+        return signer_host(signer)
+
     def _reply(self, msg: CCMessage, parts: List[str]) -> None:
         task_id = parts[2] if len(parts) == 3 else ""
-        if task_id in self.fanout_subs:
+        if task_id in self.fanouts:
             self._fanout_reply(msg, task_id)
             return
         task = self.tasks.get(task_id)
@@ -248,17 +382,52 @@ class TaskRouter(CCHandler):
             self.stats.inc("task.reply_unknown")
             self._ratelog.log_limited(logging.INFO, "noroute", "cannot route back: %s", msg.type)
             return
+        if msg.signer is not None:
+            forged = bool(self.server.foreign_host(msg.signer, task.host))
+        else:
+            sender = self.route_hosts.get(tuple(msg.route))
+            forged = msg.route != task.route and sender not in (None, task.host)
+        if forged:
+            self._forbid(msg, "reply", "reply for task %s of host %s from %s" % (
+                task.uid, task.host, _sender(msg)), uid=task.uid, hosts=[task.host])  # fmt: skip
+            return
         if task.final is not None:
             self.stats.inc("task.reply_after_final")
             return
         body = msg.get_body()  # a reply's status ends the task: it passed the gate
         self._acknowledged(task)
         task.active = time.monotonic()
-        if body.get("status") in TASK_FINAL:
+        status = body.get("status")
+        if status in TASK_FINAL:
             task.final = msg
+            self._audit("task.end", msg.signer, uid=task.uid, task=task.handler,
+                        hosts=[task.host], outcome=status,
+                        duration=round(task.active - task.started, 3))  # fmt: skip
         for route in task.requesters:
             self.server.relay(msg.with_route(route).frames)
         self.stats.inc("task.reply")
+
+    def _stop_task(self, msg: CCMessage, parts: List[str]) -> None:
+        """``task.stop.<uid>``: passed on, as the requester signed it, to the task's host(s);
+        their runners decide, as for the task itself, and answer ``stopped``."""
+        uid = parts[2] if len(parts) == 3 else ""
+        task = self.tasks.get(uid)
+        if task is not None and task.final is None:
+            hosts, task_id = [task.host], task.task_id
+        elif uid in self.fanouts:
+            fan = self.fanouts[uid][0]
+            hosts = [host for host, run in fan.runs.items() if run.status is None]
+            task_id = fan.task_id
+        else:
+            self.stats.inc("task.stop_unknown")
+            self.reply_error(msg, "no open task %s" % uid[:128], "no-route")
+            return
+        routes = [self.hosts[host].route for host in hosts if host in self.hosts]
+        for route in routes:
+            self.server.relay(msg.with_route(route).frames)
+        self.stats.inc("task.stop")
+        self._audit("task.stop", msg.signer, uid=uid, hosts=hosts, outcome="forwarded")
+        self.reply(msg, "task.reply." + uid, task_id=task_id, status="stopping", hosts=hosts)
 
     # -- tasks that would never end ------------------------------------------------
 
@@ -282,11 +451,19 @@ class TaskRouter(CCHandler):
                     self._fail(task, "lost", reason)
 
     def _fail(self, task: Task, why: str, reason: str) -> None:
-        """The final answer, from here, for a task that can get none from its host."""
+        """The final answer, from here, for a task that can get none from its host; the host,
+        if it still has a route, is told to stop it (so the answer is true, its slot freed)."""
         self.stats.inc("task.failed.%s" % why)
         self._ratelog.warning("failed:" + why, "task %s: failed: %s", task.uid, reason)
         self._acknowledged(task)
         task.final = self._tell(task, task.requesters, "failed", feedback={"msg": reason})
+        self._audit("task.end", None, uid=task.uid, task=task.handler, hosts=[task.host],
+                    outcome="failed", msg=reason)  # fmt: skip
+        host = self.hosts.get(task.host)
+        if host is not None and why != "lost":
+            stop = CCMessage.build("task.stop." + task.uid, {"reason": reason}, route=host.route)
+            self.server.send(stop)
+            self.stats.inc("task.stop_sent")
 
     def _tell(self, task: Task, routes: List[List[bytes]], status: str, **fields: Any) -> CCMessage:
         """Send ``status`` about ``task`` to ``routes``; the message, sealed, without a route."""
@@ -306,10 +483,9 @@ class TaskRouter(CCHandler):
         now = time.monotonic()
         for host, entry in list(self.hosts.items()):
             if now - entry.registered > self.route_lifetime:
-                del self.hosts[host]
                 self.stats.inc("dropped_routes")
                 self.log.info("host %s: registration expired", host)
-                self._fail_host(host, None, "the registration of host %s expired" % host)
+                self._drop_host(host, "the registration of host %s expired" % host)
         for uid, task in list(self.tasks.items()):
             if now - task.active <= self.reply_timeout:
                 continue
@@ -321,6 +497,11 @@ class TaskRouter(CCHandler):
                 del self.tasks[uid]
                 self.stats.inc("dropped_tasks")
 
+    def on_sighup(self) -> None:
+        """logrotate moved the audit trail: reopen it."""
+        if self.audit is not None:
+            self.audit.reopen()
+
     def stop(self) -> None:
         """The tasks still open get their final answer: nobody is left to give it."""
         self.server.remove_registrations(self.registrations)
@@ -330,6 +511,8 @@ class TaskRouter(CCHandler):
             if task.final is None:
                 self._fail(task, "stopped", "the taskrouter stopped before the task ended")
         self._stop_fanouts()
+        if self.audit is not None:
+            self.audit.close()
 
     # -- the fleet: which hosts there are, tasks for many of them -----------------------
 
@@ -345,8 +528,11 @@ class TaskRouter(CCHandler):
         self.host_info: Dict[str, Dict[str, Any]] = {}
         #: fan-out task uid -> (its progress, route to the sender, its timer)
         self.fanouts: Dict[str, Tuple[FanOut, List[bytes], Any]] = {}
-        #: a host's id of a fan-out task -> (task uid, host)
-        self.fanout_subs: Dict[str, Tuple[str, str]] = {}
+        #: route of a registration -> its host: which host a reply comes from, unsigned
+        self.route_hosts: Dict[Tuple[bytes, ...], str] = {}
+        #: host -> the two routes of live runners that both register it
+        self.conflicts: Dict[str, str] = {}
+        self.audit = AuditTrail.from_config(hcf, self.stats, self.log)
 
     def _remember_host(self, host: str, body: Dict[str, Any]) -> None:
         """Keep what a runner reports about itself (fields it does not send are left out)."""
@@ -366,10 +552,14 @@ class TaskRouter(CCHandler):
     def registrations(self) -> Dict[str, Dict[str, Any]]:
         """host -> ``age`` of its registration and its runner's info (for the fleet page)."""
         now = time.monotonic()
-        return {
+        hosts = {
             host: dict(self.host_info.get(host, {}), age=now - entry.registered)
             for host, entry in self.hosts.items()
         }
+        for host, text in self.conflicts.items():
+            if host in hosts:
+                hosts[host]["conflict"] = text
+        return hosts
 
     def _fan_out(self, msg: CCMessage, body: Dict[str, Any], parts: List[str]) -> None:
         """Send one task to every registered host its ``task_host`` pattern or list names."""
@@ -383,7 +573,10 @@ class TaskRouter(CCHandler):
                 )
             if uid in self.fanouts:
                 raise TargetError("duplicate", "task %s is already being sent out" % uid)
-            if len(self.fanout_subs) + len(hosts) > MAX_ROUTES:
+            if uid in self.tasks:  # a single-host task's replies must stay its own
+                raise TargetError("duplicate", "task id %s is in use; choose another" % uid)
+            in_flight = sum(len(fan.runs) for fan, _, _ in self.fanouts.values())
+            if in_flight + len(hosts) > MAX_ROUTES:
                 raise TargetError("busy", "too many tasks in flight")
             timeout = _host_timeout(body.get("host_timeout"), self.host_timeout)
         except TargetError as ex:
@@ -393,19 +586,13 @@ class TaskRouter(CCHandler):
             return
         task_id = body.get("task_id", uid)
         fan = FanOut(uid, task_id, hosts, unknown, timeout, time.monotonic())
-        taken = [run.sub_id for run in fan.runs.values() if run.sub_id in self.tasks]
-        if taken:  # a single-host task already uses one of the ids: its replies must stay its own
-            self.stats.inc("task.fanout_refused")
-            self.reply_error(msg, "task id %s is in use; choose another" % taken[0], "duplicate")
-            return
-        for host, run in fan.runs.items():
-            self.fanout_subs[run.sub_id] = (uid, host)
-            fields = dict(body, task_id=run.sub_id, task_host=host)
-            route = self.hosts[host].route
-            self.server.send(CCMessage.build("task.send." + run.sub_id, fields, route=route))
+        for host in hosts:  # the task as its requester signed it: each runner decides on it
+            self.server.relay(msg.with_route(self.hosts[host].route).frames)
         self.fanouts[uid] = (fan, msg.route, None)
         self.stats.inc("task.fanout")
         self.stats.inc("task.fanout_hosts", len(hosts))
+        self._audit("task.send", msg.signer, uid=uid, task=body["task_handler"], hosts=hosts,
+                    outcome="forwarded")  # fmt: skip
         self.log.info("task %s: sent to %d hosts (%d unknown)", uid, len(hosts), len(unknown))
         self.reply(
             msg,
@@ -418,10 +605,14 @@ class TaskRouter(CCHandler):
         )
         self._fanout_check(uid)
 
-    def _fanout_reply(self, msg: CCMessage, sub_id: str) -> None:
+    def _fanout_reply(self, msg: CCMessage, uid: str) -> None:
         """Relay one host's reply to a fan-out task to the sender, tagged with the host."""
-        uid, host = self.fanout_subs[sub_id]
         fan, route, _ = self.fanouts[uid]
+        host = self._reply_host(msg)
+        if host not in fan.runs:
+            self._forbid(msg, "reply", "reply for fan-out task %s from %s, not one of its hosts"
+                         % (uid, _sender(msg)), uid=uid)  # fmt: skip
+            return
         body = msg.get_body()
         if not fan.take(host, body.get("status"), time.monotonic()):
             self.stats.inc("task.fanout_late")
@@ -445,9 +636,9 @@ class TaskRouter(CCHandler):
             self.fanouts[uid] = (fan, route, timer)
             return
         del self.fanouts[uid]
-        for run in fan.runs.values():
-            del self.fanout_subs[run.sub_id]
         summary = fan.summary()
+        self._audit("task.end", None, uid=uid, hosts=sorted(fan.runs), outcome="summary",
+                    counts=summary["counts"])  # fmt: skip
         self.log.info("task %s: done, %s", uid, summary["counts"])
         self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
 
@@ -461,7 +652,16 @@ class TaskRouter(CCHandler):
             self.log.info("task %s: router stopping, %s", uid, summary["counts"])
             self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
         self.fanouts.clear()
-        self.fanout_subs.clear()
+
+
+def _shown_route(route: List[bytes]) -> str:
+    return "/".join(part.hex()[:16] for part in route[:4])
+
+
+def _sender(msg: CCMessage) -> str:
+    """Who sent ``msg``, for a log line: the verified signer, else the route."""
+    signer = msg.signer
+    return str(signer.get("subject")) if signer else "route " + _shown_route(msg.route)
 
 
 def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
@@ -474,8 +674,8 @@ def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(modules, list):
         info["modules"] = [m[:128] for m in modules[:200] if isinstance(m, str)]
     period = body.get("period")
-    if isinstance(period, (int, float)) and not isinstance(period, bool) and period > 0:
-        info["period"] = float(period)
+    if isinstance(period, (int, float)) and not isinstance(period, bool) and 0 < period <= 86400:
+        info["period"] = float(period)  # bounded first: a 400-digit int does not fit a float
     return info
 
 
@@ -485,7 +685,7 @@ def _host_timeout(value: Any, default: float) -> float:
         return default
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a 400-digit number does not fit a float
         seconds = 0
     if not 0 < seconds <= 86400:
         raise TargetError("bad-task", "host_timeout must be 0 < seconds <= 86400: %r" % (value,))

@@ -39,7 +39,8 @@ SOCKET = "CC_SOCKET"
 KEEPALIVE_PERIOD = "CC_KEEPALIVE_PERIOD"
 PARENT_PID = "CC_JOBMGR_PID"
 HOSTNAME = "CC_HOSTNAME"
-VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID, HOSTNAME)
+TOKEN = "CC_JOB_TOKEN"
+VARIABLES = (JOB_NAME, SOCKET, KEEPALIVE_PERIOD, PARENT_PID, HOSTNAME, TOKEN)
 WILDCARDS = (("tcp://0.0.0.0:", "tcp://127.0.0.1:"), ("tcp://[::]:", "tcp://[::1]:"))
 
 
@@ -55,6 +56,8 @@ class JobEnv(NamedTuple):
     parent_pid: int
     #: the server's ``hostname``, for the daemon's messages ('' = the daemon reads it itself)
     hostname: str = ""
+    #: what the job shows in ``job.config``: jobmgr answers a job its own section only
+    token: str = ""
 
     def to_environ(self) -> Dict[str, str]:
         return {
@@ -63,6 +66,7 @@ class JobEnv(NamedTuple):
             KEEPALIVE_PERIOD: repr(self.keepalive_period),
             PARENT_PID: str(self.parent_pid),
             HOSTNAME: self.hostname,
+            TOKEN: self.token,
         }
 
 
@@ -102,6 +106,7 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> Optional[JobEnv]:
             float(environ.get(KEEPALIVE_PERIOD, "10")),
             int(environ.get(PARENT_PID, "0")),
             environ.get(HOSTNAME, ""),
+            environ.get(TOKEN, ""),
         )
     except ValueError:
         return None

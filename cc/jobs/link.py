@@ -46,7 +46,8 @@ class JobLink:
     def start(self) -> None:
         self._tick()
         self._timer.start()
-        msg = JobConfigRequestMessage(job_name=self.env.job_name).to_message()
+        msg = JobConfigRequestMessage(job_name=self.env.job_name, token=self.env.token)
+        msg = msg.to_message()
         self.stream.query(msg, self._on_config, CONFIG_TIMEOUT)
 
     def stop(self) -> None:

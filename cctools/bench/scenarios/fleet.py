@@ -290,7 +290,10 @@ class Server:
 def start_servers(tmp: str, keystore: Optional[str]) -> Dict[str, Server]:
     crypto = ""
     if keystore:
-        crypto = "cms-keystore = %s\ncms-verify-ca = ca\ncms-time-window = 3600\n" % keystore
+        # three certificates sign for the whole simulated fleet: host-signers lets them
+        crypto = ("cms-keystore = %s\ncms-verify-ca = ca\ncms-time-window = 3600\n"
+                  "host-signers = fleet-signers\n[fleet-signers]\nfleet-* = %s\n"
+                  % (keystore, "; ".join("CN=" + name for name in SIGNERS)))  # fmt: skip
     servers: Dict[str, Server] = {}
     try:
         for name, (prefix, handler) in SERVICES.items():
