@@ -76,7 +76,9 @@ class FanOuts:
     def __len__(self) -> int:
         return len(self._open)
 
-    def send(self, msg: CCMessage, body: Dict[str, Any], parts: List[str], taken: Container[str]):
+    def send(
+        self, msg: CCMessage, body: Dict[str, Any], parts: List[str], taken: Container[str]
+    ) -> None:
         """Send ``msg`` (``task.send.<uid>``) to every registered host its ``task_host`` names;
         refuse it (``error``) if malformed, too wide, or its uid is open here or ``taken``
         (by a single-host task: its replies must stay its own)."""
