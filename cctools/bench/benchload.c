@@ -229,7 +229,8 @@ static void fleet_drain(struct fleet *f, uint32_t h, uint64_t start)
                 is_error = 1;
             if (n >= 0 && frame == 3 && is_error) {
                 buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = 0;
-                code = strstr(buf, "\"code\": \"busy\"") ? 1 : strstr(buf, "\"code\": \"gap\"") ? 2 : 0;
+                code = strstr(buf, "\"code\": \"busy\"") ? 1
+                       : strstr(buf, "\"code\": \"gap\"") ? 2 : 0;
             }
             if (n >= 0 && frame == 3 && is_error) {
                 size_t keep = (size_t)n < sizeof error - 1 ? (size_t)n : sizeof error - 1;
