@@ -13,8 +13,14 @@ each sample labelled with the ``host`` and ``job`` it came from; the known
 series of :data:`cc.counters.ZERO_FILLED` are there at 0 from a job's first
 report.  The time of the latest report, its arrival, the stats period, a
 process's start time, a job's restarts and state and a logtail's lag are gauges.
+
+The render runs on the server's loop at each scrape.  A reporting job's
+counter lines (its zero-filled series included: about 40 lines a job) change
+only when its next ``pub.stats`` comes, so :class:`MetricsRenderer` keeps them
+as text until then, and a scrape joins the kept text of every job.
 """
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Tuple
 
@@ -31,7 +37,7 @@ from cc.statsstore import StatsEntry, is_number
 if TYPE_CHECKING:  # pragma: no cover
     from cc.server import CCServer
 
-__all__ = ["MetricsServer", "render_metrics"]
+__all__ = ["MetricsServer", "MetricsRenderer", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -60,10 +66,13 @@ def job_labels(host: str, job: str) -> str:
     return 'host="%s",job="%s"' % (_escape(host), _escape(job))
 
 
-def add_counters(families: Samples, base: str, totals: Dict[str, float]) -> None:
+def add_counters(
+    families: Samples, base: str, totals: Dict[str, float], zero_fill: bool = True
+) -> None:
     """Add one job's counters as catalog families, with the zero-filled series first."""
-    for family, series in counters.ZERO_SERIES:
-        families.setdefault(family, {}).setdefault((base, series), 0)
+    if zero_fill:
+        for family, series in counters.ZERO_SERIES:
+            families.setdefault(family, {}).setdefault((base, series), 0)
     lookup = counters.lookup
     for name, value in totals.items():
         found = lookup(name)
@@ -78,34 +87,107 @@ def add_counters(families: Samples, base: str, totals: Dict[str, float]) -> None
         samples[key] = samples.get(key, 0) + value
 
 
+#: one job's counter families as exposition lines: family -> its samples' lines, sorted
+JobText = Dict[str, str]
+
+
+#: stands for a job's labels in :data:`ZERO_TEXT` (none of that text holds a NUL)
+JOB_MARK = "\0"
+
+
+def _zero_text() -> Dict[str, str]:
+    zeros: Samples = {}
+    add_counters(zeros, JOB_MARK, {})
+    return {name: "\n".join(_sample_lines(name, samples)) for name, samples in zeros.items()}
+
+
+def job_text(base: str, totals: Dict[str, float]) -> JobText:
+    """One job's counters (its zero-filled series too) as text, family by family.
+
+    A zero-filled family the job has not counted in is the same text for every job but
+    for its labels: it is made from :data:`ZERO_TEXT`."""
+    families: Samples = {}
+    add_counters(families, base, totals, zero_fill=False)
+    text: JobText = {}
+    for name, zeros in ZERO_TEXT.items():
+        samples = families.get(name)
+        if samples is None:
+            text[name] = zeros.replace(JOB_MARK, base)
+            continue
+        for family, series in counters.ZERO_SERIES:  # counted in: its zeros among its counts
+            if family == name:
+                samples.setdefault((base, series), 0)
+    for name, samples in families.items():
+        text[name] = "\n".join(_sample_lines(name, samples))
+    return text
+
+
+class MetricsRenderer:
+    """The exposition text of a server's ``/metrics``; each job's counter text is made once
+    per report and kept until the next (see the module docstring).
+
+    The cache holds the jobs of the latest render only; it is used on the loop only.
+    """
+
+    def __init__(self) -> None:
+        #: (host, job) -> (the totals the text was made of, the text)
+        self._jobs: Dict[Tuple[str, str], Tuple[Dict[str, float], JobText]] = {}
+
+    def render(
+        self, own: Tuple[str, str, Dict[str, float], float], entries: Iterable[StatsEntry]
+    ) -> str:
+        """The exposition text: ``own`` is (host, job, totals, started) of this server."""
+        gauges: Samples = {name: {} for name, _, _ in REPORT_GAUGES}
+        host, job, totals, started = own
+        own_base = job_labels(host, job)
+        gauges["cc_start_time_seconds"][(own_base, ())] = started
+        reported: Dict[str, List[StatsEntry]] = {}
+        for entry in entries:
+            base = job_labels(entry.host, entry.job)
+            if base != own_base:  # its own: the live counters are newer
+                reported.setdefault(base, []).append(entry)
+            gauges["cc_report_received_seconds"][(base, ())] = entry.received
+            if entry.stats_time:
+                gauges["cc_report_time_seconds"][(base, ())] = entry.stats_time
+                gauges["cc_stats_period_seconds"][(base, ())] = entry.period
+            _state_gauges(gauges, base, entry.state or {})
+
+        texts: Dict[str, JobText] = {own_base: job_text(own_base, totals)}
+        kept: Dict[Tuple[str, str], Tuple[Dict[str, float], JobText]] = {}
+        for base, same in reported.items():
+            if len(same) > 1:  # one job in two statswriters' stores: added up, not kept
+                merged: Dict[str, float] = {}
+                for entry in same:
+                    for name, value in entry.totals.items():
+                        merged[name] = merged.get(name, 0) + value
+                texts[base] = job_text(base, merged)
+                continue
+            entry = same[0]
+            key = (entry.host, entry.job)
+            cached = self._jobs.get(key)
+            if cached is None or cached[0] is not entry.totals:  # a report replaces the dict
+                cached = (entry.totals, job_text(base, entry.totals))
+            kept[key] = cached
+            texts[base] = cached[1]
+        self._jobs = kept
+
+        lines: List[str] = []
+        for name, mtype, text in REPORT_GAUGES:
+            _family(lines, name, mtype, text, gauges[name])
+        declared = counters.families()
+        ordered = [texts[base] for base in sorted(texts)]
+        for name in sorted({name for job_families in ordered for name in job_families}):
+            help_text = declared[name][0] if name in declared else UNDECLARED_HELP
+            lines.extend(_header(name, "counter", help_text))
+            lines.extend(done[name] for done in ordered if name in done)
+        return "\n".join(lines) + "\n"
+
+
 def render_metrics(
     own: Tuple[str, str, Dict[str, float], float], entries: Iterable[StatsEntry]
 ) -> str:
-    """The exposition text: ``own`` is (host, job, totals, started) of this server."""
-    families: Samples = {}
-    gauges: Samples = {name: {} for name, _, _ in REPORT_GAUGES}
-    host, job, totals, started = own
-    own_base = job_labels(host, job)
-    add_counters(families, own_base, totals)
-    gauges["cc_start_time_seconds"][(own_base, ())] = started
-    for entry in entries:
-        base = job_labels(entry.host, entry.job)
-        if base != own_base:  # its own: the live counters above are newer
-            add_counters(families, base, entry.totals)
-        gauges["cc_report_received_seconds"][(base, ())] = entry.received
-        if entry.stats_time:
-            gauges["cc_report_time_seconds"][(base, ())] = entry.stats_time
-            gauges["cc_stats_period_seconds"][(base, ())] = entry.period
-        _state_gauges(gauges, base, entry.state or {})
-
-    lines: List[str] = []
-    for name, mtype, text in REPORT_GAUGES:
-        _family(lines, name, mtype, text, gauges[name])
-    declared = counters.families()
-    for name in sorted(families):
-        text = declared[name][0] if name in declared else UNDECLARED_HELP
-        _family(lines, name, "counter", text, families[name])
-    return "\n".join(lines) + "\n"
+    """The exposition text, made from scratch (see :class:`MetricsRenderer`)."""
+    return MetricsRenderer().render(own, entries)
 
 
 UNDECLARED_HELP = "Counters cc's catalog does not declare (a plug-in's, another version's)"
@@ -136,17 +218,33 @@ def _state_gauges(gauges: Samples, base: str, state: Dict) -> None:
 JOB_STATES = tuple(state.name for state in JobState)
 
 
+def _header(name: str, mtype: str, text: str) -> List[str]:
+    help_text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return ["# HELP %s %s" % (name, help_text), "# TYPE %s %s" % (name, mtype)]
+
+
 def _family(lines: List[str], name: str, mtype: str, text: str, samples: Dict) -> None:
-    if not samples:
-        return
-    lines.append("# HELP %s %s" % (name, text.replace("\\", "\\\\").replace("\n", "\\n")))
-    lines.append("# TYPE %s %s" % (name, mtype))
-    texts: Dict[Labels, str] = {}  # the same few labels come with every job
-    for (base, labels), value in sorted(samples.items()):
-        extra = texts.get(labels)
-        if extra is None:
-            extra = texts[labels] = "".join(',%s="%s"' % (k, _escape(v)) for k, v in labels)
-        lines.append("%s{%s%s} %s" % (name, base, extra, repr(float(value))))
+    if samples:
+        lines.extend(_header(name, mtype, text))
+        lines.extend(_sample_lines(name, samples))
+
+
+def _sample_lines(name: str, samples: Dict) -> List[str]:
+    """The samples of one family, sorted by job, then labels."""
+    return [
+        "%s{%s%s} %s" % (name, base, _label_text(labels), repr(float(value)))
+        for (base, labels), value in sorted(samples.items())
+    ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_text(labels: Labels) -> str:
+    """The labels after a job's, as text: the same few come with every job."""
+    return "".join(',%s="%s"' % (k, _escape(v)) for k, v in labels)
+
+
+#: zero-filled family -> the text of its zero series, with :data:`JOB_MARK` for the job
+ZERO_TEXT = _zero_text()
 
 
 def _entries(server: "CCServer") -> List[StatsEntry]:
@@ -160,14 +258,15 @@ def _fleet(server: "CCServer") -> List[Dict[str, Any]]:
 
 
 class _MetricsPage(tornado.web.RequestHandler):
-    def initialize(self, server: "CCServer") -> None:
+    def initialize(self, server: "CCServer", renderer: MetricsRenderer) -> None:
         self.cc = server
+        self.renderer = renderer
 
     def get(self) -> None:
         server = self.cc
         own = (server.settings.hostname, server.job_name, server.stats.totals(), server.started)
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.write(render_metrics(own, _entries(server)))
+        self.write(self.renderer.render(own, _entries(server)))
 
 
 class _StatusPage(tornado.web.RequestHandler):
@@ -226,7 +325,7 @@ class MetricsServer:
         app = tornado.web.Application(
             [
                 (r"/", tornado.web.RedirectHandler, {"url": "/fleet"}),
-                (r"/metrics", _MetricsPage, pages),
+                (r"/metrics", _MetricsPage, dict(pages, renderer=MetricsRenderer())),
                 (r"/status", _StatusPage, pages),
                 (r"/fleet", _FleetPage, dict(pages, as_json=False)),
                 (r"/fleet\.json", _FleetPage, dict(pages, as_json=True)),

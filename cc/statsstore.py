@@ -29,6 +29,8 @@ class StatsEntry:
         self.job = job
         self.service_type = ""
         self.counters: Dict[str, float] = {}
+        #: replaced by each report, never changed in place: /metrics keeps the text made of
+        #: it while it is the same object (:class:`cc.metrics.MetricsRenderer`)
         self.totals: Dict[str, float] = {}
         self.period = 0.0
         self.stats_time = 0.0

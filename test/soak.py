@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Dict, Set
 
 import zmq
 from harness import Pipeline, ServerProcess, ccserver_section
@@ -109,9 +110,38 @@ class Traffic:
         self.rng = rng
         self.sent = self.answered = self.queries = self.fpos = 0
         self.ino = rng.randrange(1 << 30)
+        #: logtail fragments not acknowledged yet, by fpos, and those refused (busy, gap)
+        self.tail: Dict[int, bytes] = {}
+        self.refused: Set[int] = set()
+        self.resent = 0
+
+    def tail_frames(self, fpos, chunk):
+        body = {"hostname": "h", "filename": "/soak.log", "comp": "", "st_dev": 1, "origin": 0}
+        body.update(st_ino=self.ino, fpos=fpos, ack=True, data="")
+        route = [b"T%d" % fpos]
+        return CCMessage.build("pub.logtail", body, route=route, blob=chunk).frames
+
+    def resend_refused(self):
+        """As logtail does: a refused fragment goes again, in file order (those refused as
+        gaps behind a busy one after it)."""
+        for fpos in sorted(self.refused):
+            self.sock.send_multipart(self.tail_frames(fpos, self.tail[fpos]))
+            self.resent += 1
+        self.refused.clear()
+
+    def answer(self, frames):
+        reply = CCMessage(frames)
+        if not reply.route or not reply.route[0].startswith(b"T"):
+            return
+        fpos = int(reply.route[0][1:])
+        if reply.type != "error":
+            self.tail.pop(fpos, None)
+        elif reply.get_body().get("code") in ("busy", "gap") and fpos in self.tail:
+            self.refused.add(fpos)
 
     def tick(self):
         rng = self.rng
+        self.resend_refused()
         for _ in range(50):
             kind = rng.random()
             if kind < 0.4:
@@ -128,9 +158,8 @@ class Traffic:
             elif kind < 0.7:
                 self.queries += 1
                 chunk = os.urandom(rng.randint(1, 2000))
-                body = {"hostname": "h", "filename": "/soak.log", "comp": "", "st_dev": 1}
-                body.update(st_ino=self.ino, fpos=self.fpos, ack=True, data="")
-                frames = CCMessage.build("pub.logtail", body, route=[b"T"], blob=chunk).frames
+                self.tail[self.fpos] = chunk
+                frames = self.tail_frames(self.fpos, chunk)
                 self.fpos += len(chunk)
             elif kind < 0.8:
                 frames = CCMessage.build("drop.x", {"n": rng.random()}).frames
@@ -141,7 +170,7 @@ class Traffic:
             self.sock.send_multipart(frames)
             self.sent += 1
         while self.sock.poll(0):
-            self.sock.recv_multipart()
+            self.answer(self.sock.recv_multipart())
             self.answered += 1
 
 
@@ -218,9 +247,11 @@ def main():
             failures.append("no echo through the chain at the end")
         time.sleep(6)  # one stats period: the infofiles hold the final totals
         print(
-            "\nsummary: %d messages sent, %d replies (%d queries); pipelined %d answered"
-            % (traffic.sent, traffic.answered, traffic.queries, pipeline.answered)
-        )
+            "\nsummary: %d messages sent, %d replies (%d queries); pipelined %d answered; "
+            "logtail fragments refused and sent again %d, not acknowledged %d"
+            % (traffic.sent, traffic.answered, traffic.queries, pipeline.answered,
+               traffic.resent, len(traffic.tail))
+        )  # fmt: skip
         for s in servers:
             rss = [v[0] for v in samples[s.name]]
             fds = [v[1] for v in samples[s.name]]

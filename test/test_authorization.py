@@ -52,6 +52,7 @@ VERIFYING_ROUTER = """
 [routes]
 task = h:taskrouter
 pub.infofile = h:info
+pub.logtail = h:tail
 log = h:log
 
 [h:taskrouter]
@@ -68,6 +69,10 @@ host-subdirs = yes
 [h:log]
 handler = logwriter
 dstdir = {tmp}/logs
+
+[h:tail]
+handler = tailwriter
+dstdir = {tmp}/tails
 
 [policy]
 task.send = CN=ops-*
@@ -183,7 +188,7 @@ class TestHostKeyAgainstRouter(CCTestCase):
             seen[body.get("host", body["status"])] = body
         self.assertEqual(seen["summary"]["counts"], {"finished": 2})
 
-    def test_infofile_and_log_only_as_self(self):
+    def test_infofile_log_and_log_copy_only_as_self(self):
         sock = self.dealer(self.router.endpoint)
         info = dict(filename="info.pg", mtime=time.time(), data="aGVsbG8=", ack=True)
         sock.send_multipart(signed([b"Q1"], "pub.infofile", "host2", hostname="host1", **info))
@@ -208,6 +213,16 @@ class TestHostKeyAgainstRouter(CCTestCase):
         self.assertIn("INFO\\nFAKE host2 app[1] one\\ntwo", text)
         self.router.wait_stat("logwriter.forbidden")
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "logs", "host1")))
+        # log copies: another host's fragment refused, its own written
+        tail = dict(filename="/var/log/pg.log", fpos=0, origin=0, st_dev=1, st_ino=11,
+                    op_mode="classic", mode="b", comp="", ack=True, data="aGVsbG8K")
+        sock.send_multipart(signed([b"T1"], "pub.logtail", "host2", hostname="host1", **tail))
+        reply = CCMessage(self.recv(sock))
+        self.assertEqual((reply.type, reply.get_body()["code"]), ("error", "forbidden"))
+        sock.send_multipart(signed([b"T2"], "pub.logtail", "host2", **tail))
+        self.assertEqual(CCMessage(self.recv(sock)).type, "reply.pub.logtail")
+        self.assertEqual(read_file(os.path.join(self.tmp, "tails", "host2--pg.log")), b"hello\n")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "tails", "host1--pg.log")))
 
 
 class TestHostSigners(CCTestCase):

@@ -1,9 +1,11 @@
 """cc-bench runs every scenario end to end and reports what it promises (tiny runs)."""
 
 import json
+import os
+import subprocess
 import sys
 
-from harness import CCTestCase
+from harness import WAIT, CCTestCase, ccserver_section
 
 
 class TestBench(CCTestCase):
@@ -57,6 +59,48 @@ class TestBench(CCTestCase):
         self.assertEqual(steady["by_type"]["pub.logtail"]["delivered"], 6 * 8)
         self.assertIsNotNone(killed["failover_s"])
         self.assertGreater(report["ping_cost"]["cpu_per_1000_hosts"], 0)
+
+    def test_fleet_load_resends_refused_fragments_in_order(self):
+        """Regression: the fleet's C load never sent a refused pub.logtail fragment again, so
+        after one busy answer every later fragment of that host was refused as a gap and its
+        copy stopped there.  A tailwriter taking one fragment at a time (queue-bytes = 1) gets
+        a burst of 8 hosts x 6 fragments: every copy must end whole, as with logtail."""
+        from cc.message import CCMessage
+        from cctools.bench.cload import build_c_load
+        from cctools.bench.scenarios.fleet import TAIL_BLOB, Message, make_fields, write_schedule
+
+        load = build_c_load(self.tmp)
+        self.assertIsNotNone(load, "the C load needs a compiler (.ci/run installs gcc)")
+        dst = os.path.join(self.tmp, "tails")
+        writer = self.start_server(
+            "w", ccserver_section("w") + "[routes]\npub.logtail = h:tail\n\n[h:tail]\n"
+            "handler = tailwriter\ndstdir = %s\nqueue-bytes = 1\n" % dst
+        )  # fmt: skip
+        hosts, fragments = 8, 6
+        msgs = []
+        for second in range(fragments):  # all due at once, each host's in file order
+            for host in range(hosts):
+                fields, blob = make_fields(1, host, second, second, 0.0)
+                msg = CCMessage.build("pub.logtail", fields, blob=blob)
+                msgs.append(Message(0, host, 1, list(msg.frames)))
+        path = os.path.join(self.tmp, "schedule")
+        write_schedule(path, hosts, msgs)
+        out = subprocess.run([load, "fleet", writer.endpoint, path, "20000"],
+                             capture_output=True, text=True, timeout=WAIT * 4)  # fmt: skip
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertEqual(lines[:2], ["start", "sent"])
+        copies = sorted(os.listdir(dst))
+        self.assertEqual(len(copies), hosts + 1, copies)  # and the writer's map
+        for name in copies[1:]:
+            with open(os.path.join(dst, name), "rb") as f:
+                self.assertEqual(f.read(), TAIL_BLOB * fragments, name)
+        result = json.loads(lines[2])
+        self.assertGreater(result["tail_busy"], 0)  # 48 at once never fit one queued fragment
+        self.assertEqual(result["tail_not_resent"], 0)
+        self.assertEqual(result["errors"], 0, result["first_error"])
+        self.assertEqual(result["acks"], hosts * fragments)
+        self.assertEqual(result["tail_resent"], result["tail_busy"] + result["tail_gap"])
 
     def test_fleet_tiny(self):
         """A few hosts for two seconds, unsigned and signed: every message arrives."""

@@ -168,6 +168,34 @@ class TestTailWriter(CCTestCase):
         with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
             self.assertEqual(len(json.load(f)["files"]), 5)
 
+    def test_many_new_hosts_each_keep_one_copy_across_a_restart(self):
+        """Regression (a 1,000-host fleet run split 27 copies into name and name.1): with 100
+        or more entries, the map dropped an entry whose file was not created yet, so the
+        entry of each new host was missing from the saved map when its bytes were acked, and
+        after a restart its copy went on in a second file."""
+        hosts = ["h%03d" % n for n in range(130)]
+        server = self.start_writer()
+        sock = self.dealer(server.endpoint)
+        for host in hosts:
+            self.send(sock, fragment(b"first\n", 0, hostname=host))
+        with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
+            saved = {json.loads(key)[0] for key in json.load(f)["files"]}
+        self.assertEqual(sorted(saved), hosts)  # acked bytes are mapped on disk
+        server.stop()
+        server.write_ini(
+            (ccserver_section("w", socket=server.endpoint) + WRITER)
+            .replace("{tmp}", self.tmp)
+            .format(dstdir=self.dst, extra="")
+        )
+        server.start()
+        sock = self.dealer(server.endpoint)
+        for host in hosts:
+            reply = self.send(sock, fragment(b"second\n", 6, hostname=host))
+            self.assertEqual(reply.type, "reply.pub.logtail", reply.get_body())
+        for host in hosts:
+            self.assertEqual(self.read(host + "--pg.log"), b"first\nsecond\n")
+        self.assertEqual(len(os.listdir(self.dst)), len(hosts) + 1)  # and the map
+
     def test_hostile_paths_are_rejected_and_nothing_leaves_dstdir(self):
         server = self.start_writer(dstdir="tail", extra="dstmask = %%(hostname)s/%%(filepath)s")
         sock = self.dealer(server.endpoint)
@@ -256,7 +284,8 @@ class TestTailWriter(CCTestCase):
                         r"source offset %d" % origin)  # fmt: skip
         with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
             (entry,) = json.load(f)["files"].values()
-        self.assertEqual(entry, {"path": "db1--pg.log", "origin": origin})
+        self.assertEqual(entry["path"], "db1--pg.log")
+        self.assertEqual(entry["origin"], origin)
         server.wait_stat("tailwriter.failed.gap", 3)
 
     def test_a_file_map_of_an_older_version_is_read(self):

@@ -157,7 +157,7 @@ class TestSharding(CCTestCase):
             ("remote-cc = tcp://127.0.0.1:9\nshards = tcp://127.0.0.1:9",
              "needs remote-cc or shards (one of them)"),
             ("shards = tcp://127.0.0.1:9\nshard-down = maybe",
-             "shard-down = maybe: must be one of wait, secondary"),
+             "[h:p]: shard-down = maybe: expected one of wait, secondary"),
             ("shards = tcp://127.0.0.1:9, tcp://127.0.0.1:9",
              "shards must name distinct endpoints"),
         )  # fmt: skip

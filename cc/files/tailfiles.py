@@ -63,10 +63,12 @@ class Gap(ValueError):
 
 
 class Destination(NamedTuple):
-    """Where an identity's copy is (relative to ``dstdir``) and the source offset it begins at."""
+    """Where an identity's copy is (relative to ``dstdir``), the source offset it begins at,
+    and when the entry was recorded (Unix time: a copy not created yet is kept that long)."""
 
     path: str
     origin: int
+    since: float = 0.0
 
 
 class TailIdentity(NamedTuple):
@@ -103,18 +105,20 @@ class DestinationMap:
         self._unsaved = False
 
     def _load(self) -> Dict[str, Destination]:
-        """The saved entries; one saved before origins were kept begins at 0."""
+        """The saved entries; one saved before origins were kept begins at 0, one saved before
+        entries had a ``since`` counts as recorded now."""
         try:
             with open(self.state_path, encoding="utf8") as f:
                 data = json.load(f)
         except FileNotFoundError:
             return {}
-        entries = {}
+        entries, now = {}, time.time()
         for key, value in data.get("files", {}).items():
             if isinstance(value, str):
-                entries[str(key)] = Destination(value, 0)
+                entries[str(key)] = Destination(value, 0, now)
             else:
-                entries[str(key)] = Destination(str(value["path"]), int(value["origin"]))
+                since = float(value.get("since", now))
+                entries[str(key)] = Destination(str(value["path"]), int(value["origin"]), since)
         return entries
 
     def relpath(self, ident: TailIdentity, ext: str) -> str:
@@ -143,13 +147,13 @@ class DestinationMap:
                 self._entries = {**self._load(), **self._entries}
                 dest = self._entries.get(key)
                 if dest is None:
-                    dest = Destination(self._new_path(ident, rotated, ext), origin)
+                    dest = Destination(self._new_path(ident, rotated, ext), origin, time.time())
                     self._entries[key] = dest
                     self._unsaved = True
             if self._unsaved:
                 self._save()
                 self._unsaved = False
-            return Destination(safe_join(self.dstdir, dest.path), dest.origin)
+            return Destination(safe_join(self.dstdir, dest.path), dest.origin, dest.since)
 
     def _new_path(self, ident: TailIdentity, rotated: bool, ext: str) -> str:
         base = self.relpath(ident, "")
@@ -170,6 +174,12 @@ class DestinationMap:
         write_atomic(self.state_path, text, durable=True)
 
     def _prune(self) -> None:
+        """Forget entries whose copy has not changed for FORGET_SECONDS, and those whose copy
+        is missing FORGET_SECONDS after they were recorded (it was removed, or never written).
+
+        An entry whose copy is not created yet stays: it was saved before a worker opens the
+        file, and forgetting it would start a second copy (``name.1``) at the next lookup.
+        """
         if len(self._entries) < 100:
             return
         cutoff = time.time() - FORGET_SECONDS
@@ -177,7 +187,7 @@ class DestinationMap:
             try:
                 stale = os.stat(os.path.join(self.dstdir, dest.path)).st_mtime < cutoff
             except FileNotFoundError:
-                stale = True
+                stale = dest.since < cutoff
             if stale:
                 del self._entries[key]
         while len(self._entries) > MAX_ENTRIES:

@@ -19,6 +19,7 @@ from cc.files.tailfiles import DestinationMap, Gap, TailFile, TailIdentity, defa
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
+from cc.policy import FORBIDDEN
 from cc.ratelog import RateLimitedLog
 
 CC_HANDLER = "TailWriter"
@@ -160,6 +161,10 @@ class TailWriter(CCHandler):
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
         self.stats.inc("tailwriter.count")
+        foreign = self.server.foreign_host(msg.signer, body.get("hostname"))
+        if foreign:
+            self.failed(msg, body, FORBIDDEN, "refusing log fragment: %s" % foreign)
+            return
         try:
             frag = self._fragment(msg, body)
         except (KeyError, TypeError, ValueError) as ex:

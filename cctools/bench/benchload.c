@@ -152,16 +152,22 @@ static int do_sink(long expected, long idle_ms)
  *   per message, in send order: u32 host, u32 at_us, u8 kind, u8 acked, u16 type length,
  *     u32 body length, u32 signature length, u32 blob (0xffffffff: none), type, body, signature.
  * Each message goes out at its at_us (from the start) as [qid, "", type, body, signature, blob?]
- * on its host's DEALER; qid (16 bytes: send time in ns, kind, host) comes back first in a reply,
- * which gives the delivery latency of the kinds that are acknowledged.  A host whose queue is
- * full drops the message (counted), as a local cc at its zmq_hwm would.
+ * on its host's DEALER; qid (16 bytes: first send time in ns, message index, host) comes back
+ * first in a reply, which gives the delivery latency of the kinds that are acknowledged.  A host
+ * whose queue is full drops the message (counted), as a local cc at its zmq_hwm would.
+ *
+ * A pub.logtail fragment the writer refuses with code busy or gap is sent again, as logtail
+ * does: every ~100 ms the refused fragments go out again in schedule order (a host's in file
+ * order), so the one refused busy comes before those refused as gaps behind it.  A resent
+ * fragment keeps its first send time: its latency counts the wait.
  */
 #define KINDS 8
 #define FLEET_HWM 1000
 
 struct fmsg {
     uint32_t host, at_us, blob;
-    uint8_t kind, acked;
+    uint8_t kind, acked, tail, refused;
+    uint64_t first_ns;
     const char *type, *body, *sig;
     uint32_t tlen, blen, slen;
 };
@@ -172,6 +178,10 @@ struct fleet {
     double *lat_ms;     /* per acknowledgement: latency */
     double *lat_at;     /* per acknowledgement: when its message was due (s from start) */
     long nlat, acks, errors;
+    long busy, gaps;    /* pub.logtail refusals, each sent again */
+    long to_resend;     /* messages flagged refused and not sent again yet */
+    struct fmsg *msgs;
+    uint32_t nmsgs;
     char first_error[512];
 };
 
@@ -203,8 +213,11 @@ static void fleet_drain(struct fleet *f, uint32_t h, uint64_t start)
         if (n < 0)
             return;
         uint64_t sent;
+        uint32_t index;
         memcpy(&sent, qid, 8);
-        int is_error = 0;
+        memcpy(&index, qid + 8, 4);
+        int is_error = 0, code = 0; /* 1 busy, 2 gap */
+        char error[512] = "";
         for (;;) {
             len = sizeof more;
             zmq_getsockopt(f->socks[h], ZMQ_RCVMORE, &more, &len);
@@ -214,15 +227,26 @@ static void fleet_drain(struct fleet *f, uint32_t h, uint64_t start)
             frame++;
             if (n >= 0 && frame == 2 && n == 5 && memcmp(buf, "error", 5) == 0)
                 is_error = 1;
-            if (n >= 0 && frame == 3 && is_error && !f->first_error[0]) {
-                size_t keep = (size_t)n < sizeof f->first_error - 1 ? (size_t)n
-                                                                   : sizeof f->first_error - 1;
-                memcpy(f->first_error, buf, keep);
-                f->first_error[keep] = 0;
+            if (n >= 0 && frame == 3 && is_error) {
+                buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = 0;
+                code = strstr(buf, "\"code\": \"busy\"") ? 1
+                       : strstr(buf, "\"code\": \"gap\"") ? 2 : 0;
+            }
+            if (n >= 0 && frame == 3 && is_error) {
+                size_t keep = (size_t)n < sizeof error - 1 ? (size_t)n : sizeof error - 1;
+                memcpy(error, buf, keep);
+                error[keep] = 0;
             }
         }
-        if (is_error) {
+        struct fmsg *m = index < f->nmsgs ? &f->msgs[index] : NULL;
+        if (is_error && code && m && m->tail && !m->refused) {
+            code == 1 ? f->busy++ : f->gaps++;
+            m->refused = 1;
+            f->to_resend++;
+        } else if (is_error) {
             f->errors++;
+            if (!f->first_error[0])
+                memcpy(f->first_error, error, sizeof error);
         } else {
             f->acks++;
             f->lat_ms[f->nlat] = (now_ns() - sent) / 1e6;
@@ -258,6 +282,46 @@ static double p99_between(struct fleet *f, double from, double to)
     return r;
 }
 
+/* send msgs[i] on its host's DEALER; 0 if the host's queue is full */
+static int fleet_send(struct fleet *f, uint32_t i, const char **blobs, const uint32_t *blob_len)
+{
+    struct fmsg *m = &f->msgs[i];
+    void *s = f->socks[m->host];
+    unsigned char qid[16];
+    if (!m->first_ns)
+        m->first_ns = now_ns();
+    uint32_t ih[2] = { i, m->host };
+    memcpy(qid, &m->first_ns, 8);
+    memcpy(qid + 8, ih, 8);
+    int last = m->blob == 0xffffffffu;
+    if (zmq_send(s, qid, 16, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return 0;
+    zmq_send(s, "", 0, ZMQ_SNDMORE);
+    zmq_send(s, m->type, m->tlen, ZMQ_SNDMORE);
+    zmq_send(s, m->body, m->blen, ZMQ_SNDMORE);
+    zmq_send(s, m->sig, m->slen, last ? 0 : ZMQ_SNDMORE);
+    if (!last)
+        zmq_send(s, blobs[m->blob], blob_len[m->blob], 0);
+    return 1;
+}
+
+/* send the refused fragments again, in schedule order; how many went out */
+static long fleet_resend(struct fleet *f, const char **blobs, const uint32_t *blob_len,
+                         uint64_t start)
+{
+    long n = 0;
+    for (uint32_t i = 0; i < f->nmsgs && f->to_resend > 0; i++) {
+        struct fmsg *m = &f->msgs[i];
+        if (!m->refused || !fleet_send(f, i, blobs, blob_len))
+            continue; /* a full queue: tried again at the next sweep */
+        m->refused = 0;
+        f->to_resend--;
+        n++;
+        fleet_drain(f, m->host, start);
+    }
+    return n;
+}
+
 static int do_fleet(const char *url, const char *path, long idle_ms)
 {
     FILE *in = fopen(path, "rb");
@@ -282,7 +346,9 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
         p += blob_len[i];
     }
     struct fmsg *msgs = calloc(nmsgs + 1, sizeof *msgs);
-    long acked_sent = 0, sent[KINDS] = { 0 }, full[KINDS] = { 0 };
+    f.msgs = msgs;
+    f.nmsgs = nmsgs;
+    long acked_sent = 0, resent = 0, sent[KINDS] = { 0 }, full[KINDS] = { 0 };
     for (uint32_t i = 0; i < nmsgs; i++) {
         struct fmsg *m = &msgs[i];
         m->host = rd32(&p);
@@ -298,6 +364,7 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
         m->body = m->type + m->tlen;
         m->sig = m->body + m->blen;
         p = (const unsigned char *)m->sig + m->slen;
+        m->tail = m->tlen == 11 && memcmp(m->type, "pub.logtail", 11) == 0;
     }
     f.lat_ms = malloc((nmsgs + 1) * sizeof(double));
     f.lat_at = malloc((nmsgs + 1) * sizeof(double));
@@ -332,24 +399,11 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
     for (uint32_t i = 0; i < nmsgs;) {
         uint64_t now = now_ns();
         while (i < nmsgs && (uint64_t)msgs[i].at_us * 1000 <= now - start) {
-            struct fmsg *m = &msgs[i++];
-            void *s = f.socks[m->host];
-            unsigned char qid[16];
-            uint32_t kh[2] = { m->kind, m->host };
-            uint64_t t = now_ns();
-            memcpy(qid, &t, 8);
-            memcpy(qid + 8, kh, 8);
-            int last = m->blob == 0xffffffffu;
-            if (zmq_send(s, qid, 16, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            struct fmsg *m = &msgs[i];
+            if (!fleet_send(&f, i++, blobs, blob_len)) {
                 full[m->kind]++;
                 continue;
             }
-            zmq_send(s, "", 0, ZMQ_SNDMORE);
-            zmq_send(s, m->type, m->tlen, ZMQ_SNDMORE);
-            zmq_send(s, m->body, m->blen, ZMQ_SNDMORE);
-            zmq_send(s, m->sig, m->slen, last ? 0 : ZMQ_SNDMORE);
-            if (!last)
-                zmq_send(s, blobs[m->blob], blob_len[m->blob], 0);
             sent[m->kind]++;
             acked_sent += m->acked;
             double lag = (now - start) / 1e6 - m->at_us / 1e3;
@@ -364,6 +418,9 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
         if (now_ns() - last_sweep > 100000000u) {
             for (uint32_t h = 0; h < f.nhosts; h++)
                 fleet_drain(&f, h, start);
+            long n = fleet_resend(&f, blobs, blob_len, start);
+            resent += n;
+            acked_sent += n;
             last_sweep = now_ns();
         }
     }
@@ -371,13 +428,22 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
     printf("sent\n");
     fflush(stdout);
     uint64_t last_progress = now_ns();
-    while (f.acks + f.errors < acked_sent && (now_ns() - last_progress) / 1000000 < (uint64_t)idle_ms) {
-        long before = f.acks + f.errors;
+    /* every send (first or again) is answered once: an ack, an error or a refusal */
+#define ANSWERED (f.acks + f.errors + f.busy + f.gaps)
+    while ((ANSWERED < acked_sent || f.to_resend > 0)
+           && (now_ns() - last_progress) / 1000000 < (uint64_t)idle_ms) {
+        long before = f.acks + f.errors; /* a refusal is no progress: it may come for ever */
         int n = epoll_wait(ep, events, 256, 100);
         for (int k = 0; k < n; k++)
             fleet_drain(&f, events[k].data.u32, start);
         for (uint32_t h = 0; h < f.nhosts; h++)
             fleet_drain(&f, h, start);
+        if (now_ns() - last_sweep > 100000000u) {
+            long again = fleet_resend(&f, blobs, blob_len, start);
+            resent += again;
+            acked_sent += again;
+            last_sweep = now_ns();
+        }
         if (f.acks + f.errors > before)
             last_progress = now_ns();
     }
@@ -390,10 +456,13 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
     printf("], \"host_full\": [");
     for (int k = 0; k < KINDS; k++)
         printf("%s%ld", k ? ", " : "", full[k]);
-    printf("], \"acked_sent\": %ld, \"acks\": %ld, \"errors\": %ld, \"p50_ms\": %.3f, "
+    printf("], \"acked_sent\": %ld, \"acks\": %ld, \"errors\": %ld, \"tail_busy\": %ld, "
+           "\"tail_gap\": %ld, \"tail_resent\": %ld, \"tail_not_resent\": %ld, ",
+           acked_sent, f.acks, f.errors, f.busy, f.gaps, resent, f.to_resend);
+    printf("\"p50_ms\": %.3f, "
            "\"p99_ms\": %.3f, \"p99_first_ms\": %.3f, \"p99_last_ms\": %.3f, "
            "\"max_lag_ms\": %.1f, \"send_seconds\": %.3f, \"first_error\": \"",
-           acked_sent, f.acks, f.errors, p50, p99, p99_first, p99_last, max_lag, send_seconds);
+           p50, p99, p99_first, p99_last, max_lag, send_seconds);
     for (const char *c = f.first_error; *c; c++)
         printf(*c == '"' || *c == '\\' ? "\\%c" : (*c < 32 ? " " : "%c"), *c);
     printf("\"}\n");

@@ -12,6 +12,11 @@ fragment (tailwriter, acknowledged), one ``pub.stats`` (statswriter), one
 ``task.register`` at start (taskrouter).  The load is the C program
 (``cctools/bench/benchload.c``, ``fleet``): it sends every message at its time from a
 schedule made beforehand, each host's sends spread over the second.
+A ``pub.logtail`` fragment the tailwriter refuses ``busy`` (or ``gap``: one
+before it was refused) the load sends again, in order, as logtail does;
+those refusals are reported apart (``tail_refused``) and are not drops,
+the fragments they held count once delivered.  (Signed, a resent fragment
+is a replay and is refused as one: it counts as an error then.)
 
 Reported per host count and mode: sent and delivered (counted by the
 end-services), drops (anywhere: hosts whose queue was full, the proxy, the
@@ -132,6 +137,7 @@ def make_fields(
                 filename="/var/log/postgresql/postgresql.log",
                 comp="",
                 fpos=second * TAIL_SIZE,
+                origin=0,  # as logtail says: the copy begins at 0, whichever fragment comes first
                 st_dev=2049,
                 st_ino=100000 + host,
                 op_mode="classic",
@@ -398,6 +404,8 @@ def report(hosts, seconds, sent, counts, totals, cpu, load, prepare) -> Dict:
     drops = {name: dropped(t) for name, t in totals.items()}
     for mtype, service, _ in KINDS:  # handed to the handler, which refused or lost it
         routed = totals[service].get("count.ok.msg." + mtype, 0)
+        if mtype == "pub.logtail":  # refused and sent again: the resend is routed too
+            routed -= load["tail_resent"]
         drops[service] += int(max(0, routed - counts[mtype]))
     drops["hosts"] = sum(load["host_full"])
     total_sent = sum(sent.values())
@@ -414,6 +422,7 @@ def report(hosts, seconds, sent, counts, totals, cpu, load, prepare) -> Dict:
         "drops": drops,
         "errors": load["errors"],
         "first_error": load["first_error"],
+        "tail_refused": tail_refused([load]),
         "acks": load["acks"],
         "p50_ms": load["p50_ms"],
         "p99_ms": load["p99_ms"],
@@ -424,6 +433,14 @@ def report(hosts, seconds, sent, counts, totals, cpu, load, prepare) -> Dict:
         "cpu": cpu,
         "totals": totals,
     }
+
+
+def tail_refused(loads: Sequence[Dict]) -> Dict[str, int]:
+    """``pub.logtail`` refusals of the C loads: ``busy``, ``gap`` (behind a refused one),
+    how many fragments were sent again, and how many were still refused when the load ended."""
+    keys = {"busy": "tail_busy", "gap": "tail_gap", "resent": "tail_resent",
+            "not_resent": "tail_not_resent"}  # fmt: skip
+    return {k: sum(int(load[v]) for load in loads) for k, v in keys.items()}
 
 
 def sustains(server: str, row: Dict) -> bool:
@@ -495,6 +512,10 @@ def print_row(mode: str, row: Dict) -> None:
            ", ".join("%s %.2f" % kv for kv in row["cpu"].items())),
         flush=True,
     )  # fmt: skip
+    refused = row["tail_refused"]
+    if any(refused.values()):
+        print("  pub.logtail refused busy %(busy)d, gap %(gap)d (not drops): sent again %(resent)d,"
+              " still refused at the end %(not_resent)d" % refused)
     if row["first_error"]:
         print("  first error reply: %s" % row["first_error"])
 

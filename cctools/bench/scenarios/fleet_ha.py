@@ -40,6 +40,7 @@ from cctools.bench.scenarios.fleet import (
     Server,
     dropped,
     render,
+    tail_refused,
     wait_delivered,
     write_schedule,
 )
@@ -234,6 +235,7 @@ def run(load: str, hosts: int, seconds: int, kill: bool, idle: float) -> Dict[st
             "tasks": tasks.summary(),
             "tail_copies": check_tails(tmp, hosts, seconds),
             "p99_ms": max(r["p99_ms"] for r in results),
+            "tail_refused": tail_refused(results),
         }
         if killed_at is not None:
             row["failover_s"] = failover_seconds(os.path.join(tmp, "edge1.log"), killed_at)
@@ -362,9 +364,10 @@ def print_row(row: Dict[str, Any]) -> None:
     lost = {t: v["sent"] - v["delivered"] for t, v in row["by_type"].items()
             if v["delivered"] < v["sent"]}  # fmt: skip
     print(
-        "%5d hosts%s: lost %s, tail copies %s, tasks %s%s\n  CPU/s %s\n  hosts per core %s"
+        "%5d hosts%s: lost %s, tail copies %s, pub.logtail refused and sent again %s, tasks %s%s"
+        "\n  CPU/s %s\n  hosts per core %s"
         % (row["hosts"], ", hub1 killed" if row["hub_killed"] else "", lost or "none",
-           row["tail_copies"], row["tasks"],
+           row["tail_copies"], row["tail_refused"], row["tasks"],
            ", failover %.1f s" % row["failover_s"] if row.get("failover_s") else "",
            ", ".join("%s %.2f" % kv for kv in sorted(row["cpu"].items())),
            ", ".join("%s %.0f" % kv for kv in sorted(per_core.items()))),
