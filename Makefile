@@ -1,4 +1,5 @@
-# cc: `make run` starts the demo topology, `make test` runs the suite.
+# cc: `make run` starts the demo topology, `make test` runs the suite (both tiers),
+# `make test-unit` only the fast tier (test/unit/: in-process, seconds).
 # Both create .venv and install the project into it first.
 
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all run test test-long soak bench bench-logtail clean deb test-deb
+.PHONY: all run test test-unit test-long soak bench bench-logtail clean deb test-deb
 
 all: $(STAMP)
 
@@ -21,6 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m nose2 --verbose --start-dir test
 
+# The fast tier alone: no subprocess, no server started; `make test` runs it too.
+test-unit: $(STAMP)
+	$(PY) -m nose2 --verbose --start-dir test/unit --top-level-directory test
+
 test-long: $(STAMP)
 	CC_TEST_LONG=1 $(PY) -m nose2 --verbose --start-dir test
 
@@ -28,7 +33,7 @@ test-long: $(STAMP)
 soak: $(STAMP)
 	$(PY) test/soak.py
 
-# Every measurement the README quotes, each against its reference in the same run.
+# Every measurement doc/performance.md quotes, each against its reference in the same run.
 bench: $(STAMP)
 	$(VENV)/bin/cc-bench all
 

@@ -168,6 +168,8 @@ class HandlerSet:
         self._building: Optional[Dict[str, Tuple[Fingerprint, CCHandler]]] = None
         self._plan: Optional[RoutePlan] = None
         self._changes: List[Callable[[], None]] = []
+        #: section -> the sections it forwards to, as the plan last applied says
+        self._references: Dict[str, List[str]] = {}
 
     def apply(self, plan: RoutePlan) -> Tuple[RouteTable[CCHandler], List[CCHandler]]:
         """Instances for ``plan``; returns the new route table and the handlers to stop.
@@ -196,6 +198,7 @@ class HandlerSet:
         kept = {id(h) for _, h in building.values()}
         retired = [h for _, h in old.values() if id(h) not in kept]
         self.instances = building
+        self._references = {name: section.references for name, section in plan.sections.items()}
         return table, retired
 
     def get(self, name: str) -> CCHandler:
@@ -247,6 +250,27 @@ class HandlerSet:
 
     def all(self) -> List[CCHandler]:
         return [h for _, h in self.instances.values()]
+
+    def stop_stages(self) -> List[List[CCHandler]]:
+        """Every instance, in stages to stop one after the other: a handler comes a stage
+        after every handler that forwards to it, so what forwards (a delay flushing its
+        queue) stops while its target still runs.  Without ``forward-to``, one stage."""
+        referrers: Dict[str, int] = {name: 0 for name in self.instances}
+        for name in self.instances:
+            for ref in self._references.get(name, ()):
+                if ref in referrers:
+                    referrers[ref] += 1
+        stages = []
+        while referrers:
+            # RoutePlan refuses forwarding loops; were one left, its members stop together
+            stage = [name for name, n in referrers.items() if n == 0] or list(referrers)
+            for name in stage:
+                del referrers[name]
+                for ref in self._references.get(name, ()):
+                    if ref in referrers:
+                        referrers[ref] -= 1
+            stages.append([self.instances[name][1] for name in stage])
+        return stages
 
 
 def _stop_quietly(handler: CCHandler) -> None:

@@ -32,6 +32,7 @@ from skytools.config import ConfigError
 
 from cc.policy import FORBIDDEN, POLICY_OPTIONS, HostSigners, Policy
 
+from cc.errors import CodedError
 from cc.options import Option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,17 +75,12 @@ _type_cache: Dict[bytes, str] = {}
 _TYPE_CACHE_MAX = 4096
 
 
-class MessageError(ValueError):
-    """A frame list that is not a valid CC message.
+class MessageError(CodedError):
+    """A frame list that is not a valid CC message, or a body the gate refused.
 
     ``code`` is a short machine-readable reason, used in stats keys and in
     ``error`` replies.
     """
-
-    def __init__(self, code: str, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
 
 
 def set_hostname(name: str) -> None:

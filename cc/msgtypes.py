@@ -15,6 +15,7 @@ import time
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 from cc.message import CCMessage, MessageError
+from cc.routing import has_prefix
 
 __all__ = [
     "BaseMessage",
@@ -37,6 +38,9 @@ __all__ = [
     "TaskUnregisterMessage",
     "TaskSendMessage",
     "TaskReplyMessage",
+    "TASK_UID_MAX",
+    "ACKNOWLEDGED_PREFIXES",
+    "wants_refusal",
     "TASK_UID_RE",
     "TASK_FINAL",
     "wants_reply",
@@ -69,7 +73,21 @@ def wants_reply(msgtype: Optional[str], route: Sequence[bytes]) -> bool:
         return False
     if msgtype is None:
         return len(route) > 1
-    return not any(msgtype == p or msgtype.startswith(p + ".") for p in NO_REPLY_PREFIXES)
+    return not has_prefix(msgtype, NO_REPLY_PREFIXES)
+
+
+#: types whose senders wait for an answer only when they ask for one (``ack``, with a query
+#: id): the gate, which refuses a body unread, answers them whenever a query id is there
+ACKNOWLEDGED_PREFIXES = ("pub.infofile", "pub.logtail")
+
+
+def wants_refusal(msgtype: str, route: Sequence[bytes]) -> bool:
+    """Whether the sender of a message the gate refused (unsigned, bad blob hash, ...) waits
+    for the ``error``: as :func:`wants_reply`, and also an acknowledgeable type sent with a
+    query id, whose ``ack`` the gate cannot read."""
+    if wants_reply(msgtype, route):
+        return True
+    return len(route) > 1 and has_prefix(msgtype, ACKNOWLEDGED_PREFIXES)
 
 
 class BaseMessage:
@@ -195,7 +213,8 @@ class JobKeepaliveMessage(BaseMessage):
 
 
 #: the uid of ``task.send.<uid>`` and ``task.reply.<uid>``: replies are routed by it
-TASK_UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+TASK_UID_MAX = 128
+TASK_UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,%d}$" % TASK_UID_MAX)
 #: task statuses after which no further reply comes
 TASK_FINAL = ("finished", "failed", "stopped")
 

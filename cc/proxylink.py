@@ -34,6 +34,7 @@ import zmq
 from cc.message import CCMessage
 from cc.peerwaits import Frames, frames_cost
 from cc.ping import RemotePinger
+from cc.routing import has_prefix
 from cc.security import curve_client
 from cc.sockopts import configure_socket
 from cc.stream import CCStream
@@ -54,10 +55,7 @@ QUEUE_UNCOUNTED = 1 << 62
 def resendable(frames: Frames) -> bool:
     """Whether the message (a proxy's frames: route, '', type, ...) may be sent twice."""
     msgtype = frames[frames.index(b"") + 1]
-    return any(msgtype == f or msgtype.startswith(f + b".") for f in _RESEND_BYTES)
-
-
-_RESEND_BYTES = tuple(f.encode("ascii") for f in RESEND_FAMILIES)
+    return has_prefix(msgtype.decode("ascii", "replace"), RESEND_FAMILIES)
 
 
 class ProxyLink:

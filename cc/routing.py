@@ -8,17 +8,23 @@ Lookups are cached per type (bounded), so routing a message costs one dict
 lookup once its type has been seen.
 """
 
-from typing import Dict, Generic, List, Sequence, Tuple, TypeVar
+from typing import Dict, Generic, Iterable, List, Sequence, Tuple, TypeVar
 
 from cc.message import is_valid_type
 
-__all__ = ["RouteTable", "RouteError", "parse_pattern"]
+__all__ = ["RouteTable", "RouteError", "has_prefix", "parse_pattern"]
 
 H = TypeVar("H")
 
 
 class RouteError(ValueError):
     """A route pattern that can never match anything."""
+
+
+def has_prefix(msgtype: str, prefixes: Iterable[str]) -> bool:
+    """Whether one of ``prefixes`` is a dotted prefix of ``msgtype`` (``a.b`` is one of
+    ``a.b`` and ``a.b.c``, not of ``a.bc``): the one prefix test of cc outside the table."""
+    return any(msgtype == p or msgtype.startswith(p + ".") for p in prefixes)
 
 
 def parse_pattern(pattern: str) -> Tuple[str, ...]:
@@ -65,6 +71,12 @@ class RouteTable(Generic[H]):
             self._cache.clear()
         self._cache[msgtype] = found
         return found
+
+    def names(self, msgtype: str) -> bool:
+        """Whether a pattern other than ``*`` matches ``msgtype`` (the catch-all does not
+        name a type: the server routes its own reports only where a route names them)."""
+        parts = msgtype.split(".")
+        return any(tuple(parts[:n]) in self._routes for n in range(1, len(parts) + 1))
 
     def patterns(self) -> List[Tuple[str, List[H]]]:
         """``(pattern, handlers)`` pairs, for logs and the infofile."""

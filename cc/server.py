@@ -27,7 +27,6 @@ from typing import (
     Sequence,
     Set,
     Tuple,
-    Union,
 )
 
 import skytools
@@ -37,20 +36,14 @@ from skytools.config import ConfigError
 
 import cc
 from cc import sockopts
+from cc.dispatch import Dispatcher
 from cc.files.atomic import write_atomic
 from cc.handler import CCHandler
 from cc.handler.serverview import ServerView
 from cc.handlerset import ROLES, HandlerSet, RoutePlan
 from cc.hostname import configured_hostname
-from cc.message import (
-    FORWARDED_UNREAD,
-    GATE_OPTIONS,
-    BodyGate,
-    CCMessage,
-    MessageError,
-    set_hostname,
-)
-from cc.msgtypes import StateMessage, wants_reply
+from cc.message import GATE_OPTIONS, BodyGate, CCMessage, set_hostname
+from cc.msgtypes import StateMessage
 from cc.options import REQUIRED, Option, check_section, template
 from cc.peerwaits import PeerWaits
 from cc.process import (
@@ -90,16 +83,6 @@ FD_LIMIT_WANTED = 65536
 
 #: seconds the server waits for handlers to stop on shutdown
 HANDLER_STOP_TIMEOUT = 30.0
-
-#: message types counted one by one (cc-stats 2 and more); types come from the network, so
-#: the rest share the key OTHER_TYPES instead of growing the counters without bound
-MAX_STATS_TYPES = 1000
-OTHER_TYPES = "(other)"
-
-#: types that daemons publish whether or not their cc routes them: without a
-#: route they are dropped and counted, but not warned about every period
-QUIET_NO_ROUTE = ("pub.stats", "pub.state")
-
 
 class Settings:
     """The ``[ccserver]`` options, read and checked once."""
@@ -219,7 +202,6 @@ class CCServer(CCProcess):
     }
 
     def __init__(self, args: Sequence[str]) -> None:
-        self._stats_types: Set[str] = set()
         self.routes: RouteTable[CCHandler] = RouteTable()
         #: all that handlers see of this server
         self.view = ServerView(self)
@@ -227,10 +209,6 @@ class CCServer(CCProcess):
         self.endpoint = ""
         self.zctx: zmq.Context = None  # type: ignore[assignment]
         self.cclocal: CCStream = None  # type: ignore[assignment]
-        self._stopped: Set[CCHandler] = set()  # on the way out, stop() done: routed nothing
-        #: messages routed since the stats were last read: result (or result.msg.type) ->
-        #: [count, bytes, seconds]; folded into the counters when they are read
-        self._tallies: Dict[str, List[float]] = {}
         self._ratelog = RateLimitedLog(self.log)
         self._status_sources: Dict[str, Callable[[], List[str]]] = {}
         self._state_sources: Dict[str, Callable[[], Any]] = {}
@@ -241,7 +219,8 @@ class CCServer(CCProcess):
         self.curve: Optional["CurveServer"] = None
         self.metrics: Optional["MetricsServer"] = None
         super().__init__("ccserver", args)
-        self.stats.add_fold(self._fold_tallies)
+        #: the message path; routes and gate are set when the socket opens and on reload
+        self.dispatcher = Dispatcher(self.send, self.stats, self.log)
 
     # -- config --------------------------------------------------------------
 
@@ -345,7 +324,8 @@ class CCServer(CCProcess):
         )
         self.add_status_source("waiting", waits.summary)
         self.routes, retired = self.handlers.apply(self.plan)
-        self.cclocal.on_recv_batch(self._dispatch)
+        self._configure_dispatcher()
+        self.cclocal.on_recv_batch(self.dispatcher.dispatch)
         self._start_reports()
         if settings.metrics_http:
             from cc.metrics import MetricsServer  # tornado.web: only where asked for
@@ -361,6 +341,12 @@ class CCServer(CCProcess):
             len(self.plan.routes),
             ", CURVE" if self.curve is not None else "",
             ", cms" if self.crypto is not None else "",
+        )
+
+    def _configure_dispatcher(self) -> None:
+        settings = self.settings
+        self.dispatcher.configure(
+            self.routes, self.gate, settings.max_message_size, settings.stats_level
         )
 
     def _raise_fd_limit(self) -> None:
@@ -388,7 +374,8 @@ class CCServer(CCProcess):
             self._announce_stop()
         if running or handlers:
             self.log.info("stopping: %d handlers", len(handlers))
-            await self._stop_handlers(handlers, final=True)
+            for stage in self.handlers.stop_stages():  # what forwards before its target
+                await self._stop_handlers(stage, final=True)
 
     def _announce_stop(self) -> None:
         """A last ``pub.state`` with ``stopped: true``, routed before the handlers (proxies too)
@@ -435,6 +422,7 @@ class CCServer(CCProcess):
         self.view.reload_ok = True
         self.crypto, self.gate = crypto, gate
         self.cf, self.settings, self.plan, self.routes = cf, settings, plan, routes
+        self._configure_dispatcher()
         self._start_reports()
         self.io_loop.add_callback(self._stop_handlers, retired)
         self.log.info(
@@ -451,7 +439,7 @@ class CCServer(CCProcess):
         reaches the handlers that are still finishing their work.
         """
         pending: Dict[str, Awaitable[Any]] = {}
-        stopped = self._stopped if final else set()  # retired on reload: no route leads there
+        stopped = self.dispatcher.stopped if final else set()  # retired on reload: no route leads there
         for handler in handlers:
             try:
                 result = handler.stop()
@@ -476,180 +464,7 @@ class CCServer(CCProcess):
         if not self.exit_code:
             self.log.info("stopped")
 
-    # -- message path ----------------------------------------------------------
-
-    def _dispatch(self, batch: List[List[bytes]]) -> None:
-        """Route the messages one readiness event of the ROUTER socket drained, in order.
-
-        The gate judges every message of the batch first, back to back, then
-        each is routed (or refused, with its reply) at its turn: where the
-        gate verifies signatures, verifying them back to back costs about a
-        third less CPU than verifying each between the handlers' work, which
-        pushes the crypto code and key out of the CPU's caches (``cc-bench
-        signed``).  One failing message never costs the others theirs.
-        """
-        received = []
-        for frames in batch:
-            started = time.perf_counter()
-            try:
-                msg, size, handlers = self._receive(frames)
-            except Exception:
-                self.log.exception("cannot take in a message from %r", frames[:1])
-                continue
-            received.append((frames, msg, size, handlers, time.perf_counter() - started))
-        for frames, msg, size, handlers, spent in received:
-            started = time.perf_counter() - spent  # its share of the first pass counts too
-            try:
-                if isinstance(msg, MessageError):
-                    self._reject_frames(frames, msg, size)
-                else:
-                    self._route(msg, handlers, size, started)
-            except Exception:
-                self.log.exception("cannot route a message from %r", frames[:1])
-
-    def _receive(
-        self, frames: List[bytes]
-    ) -> Tuple[Union[CCMessage, MessageError], int, Sequence[CCHandler]]:
-        """``frames`` as a message judged by the gate if a handler on its route reads the
-        body (a refusal stays on the message, acted on when it is routed), or why they
-        are not a message; with their size and the route's handlers."""
-        size = sum(map(len, frames))
-        try:
-            if size > self.settings.max_message_size:
-                raise MessageError(
-                    "oversize",
-                    "message of %d bytes, limit %d" % (size, self.settings.max_message_size),
-                )
-            msg = CCMessage(frames)
-        except MessageError as ex:
-            return ex, size, ()
-        handlers = self.routes.lookup(msg.type)
-        if self._reads_body(msg, handlers):
-            self.gate.judge(msg)
-        return msg, size, handlers
-
-    def _route(
-        self, msg: CCMessage, handlers: Sequence[CCHandler], size: int, started: float
-    ) -> None:
-        if handlers:
-            handlers = self._open(msg, handlers)
-            if not handlers:  # refused, and nobody passes it on unread
-                self.stats.inc("count")
-                self.stats.inc("bytes", size)
-                return
-            result = "ok"
-            skipped = 0
-            for handler in handlers:
-                if self._stopped and handler in self._stopped:
-                    skipped += 1
-                    continue
-                try:
-                    handler.handle_msg(msg)
-                except Exception:
-                    result = "crashed"
-                    self._ratelog.log_limited(
-                        logging.ERROR,
-                        "crash:" + handler.hname,
-                        "%s crashed, dropping msg: %s",
-                        handler.hname,
-                        msg.type,
-                        exc_info=True,
-                    )
-            if skipped == len(handlers):  # all done stopping: nobody will answer
-                result = "stopping"
-                if wants_reply(msg.type, msg.route):
-                    self.send(msg.error_reply("server is stopping", "stopping"))
-            elif result == "crashed" and wants_reply(msg.type, msg.route):
-                self.send(msg.error_reply("handler crashed", "crashed"))
-        else:
-            result = "dropped"
-            if not msg.type.startswith(QUIET_NO_ROUTE):
-                self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
-            if wants_reply(msg.type, msg.route):
-                self.send(msg.error_reply("no route for %s" % msg.type, "no-route"))
-        self._count(result, msg.type, size, time.perf_counter() - started)
-
-    def _open(self, msg: CCMessage, handlers: Sequence[CCHandler]) -> Sequence[CCHandler]:
-        """The gate: open the body once for every handler that reads it, before any sees it.
-
-        A refused message is rejected here (counted, logged, answered) and
-        goes on only to handlers that pass it on unread (proxies); a message
-        no handler reads is marked so that none can read it.
-        """
-        if not self._reads_body(msg, handlers):
-            if msg.verdict is None:
-                msg.verdict = FORWARDED_UNREAD
-            return handlers
-        try:
-            self.gate.open(msg)
-        except MessageError as ex:
-            self.reject(msg, ex)
-            return [handler for handler in handlers if not handler.reads_body(msg.type)]
-        return handlers
-
-    @staticmethod
-    def _reads_body(msg: CCMessage, handlers: Sequence[CCHandler]) -> bool:
-        return any(handler.reads_body(msg.type) for handler in handlers)
-
-    def _count(self, result: str, msgtype: str, size: int, taken: float) -> None:
-        """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
-        self._tally(result, size, taken)
-        if self.settings.stats_level > 1:
-            if msgtype not in self._stats_types:
-                if len(self._stats_types) < MAX_STATS_TYPES:
-                    self._stats_types.add(msgtype)
-                else:
-                    msgtype = OTHER_TYPES
-            self._tally(result + ".msg." + msgtype, size, taken)
-
-    def _tally(self, key: str, size: int, taken: float) -> None:
-        tally = self._tallies.get(key)
-        if tally is None:
-            tally = self._tallies[key] = [0, 0, 0.0]
-        tally[0] += 1
-        tally[1] += size
-        tally[2] += taken
-
-    def _fold_tallies(self, period: Dict[str, float]) -> None:
-        """Stats fold: the tallies as ``count``, ``bytes``, ``seconds``, summed and per result."""
-        tallies, self._tallies = self._tallies, {}
-        get = period.get
-        for suffix, values in tallies.items():
-            for prefix, n in zip(("count", "bytes", "seconds"), values):
-                key = prefix + "." + suffix
-                period[key] = get(key, 0) + n
-                if ".msg." not in suffix:
-                    period[prefix] = get(prefix, 0) + n
-
-    def _reject_frames(self, frames: List[bytes], ex: MessageError, size: int) -> None:
-        """An unparsable frame list: count, log and, if someone waits, answer."""
-        try:
-            route = frames[: frames.index(b"")]
-        except ValueError:
-            route = frames[:1]  # the ROUTER's peer identity is always there
-        msgtype = None
-        if ex.code not in ("bad-frames", "bad-type", "oversize"):
-            msgtype = frames[len(route) + 1].decode("ascii", "replace")
-        self.stats.inc("count")
-        self.stats.inc("bytes", size)
-        self._count_invalid(ex, route, size)
-        if wants_reply(msgtype, route) and len(route) <= 32:
-            self.send(CCMessage.build("error", {"msg": ex.msg, "code": ex.code}, route=route))
-
-    def reject(self, msg: CCMessage, ex: MessageError) -> None:
-        """The gate refused ``msg`` (bad body, too large, hijacked, bad signature): count, log,
-        answer where the sender waits."""
-        self._count_invalid(ex, msg.route, msg.size)
-        if wants_reply(msg.type, msg.route):
-            self.send(msg.error_reply(ex.msg, ex.code))
-
-    def _count_invalid(self, ex: MessageError, route: Sequence[bytes], size: int) -> None:
-        self.stats.inc("count.invalid")
-        self.stats.inc("bytes.invalid", size)
-        self.stats.inc("count.invalid." + ex.code)
-        self._ratelog.warning(
-            "invalid:" + ex.code, "Invalid CC message (%s) from %r: %s", ex.code, route[:1], ex.msg
-        )
+    # -- message path: cc.dispatch.Dispatcher ------------------------------------
 
     def publish_local(self, msg: CCMessage, final: bool = False) -> None:
         """Route a message made here as if received, when a route names its type.
@@ -660,12 +475,12 @@ class CCServer(CCProcess):
         """
         if self._stopping and self._stopping.is_set() and not final:
             return
-        named = any(
-            p != "*" and (msg.type == p or msg.type.startswith(p + "."))
-            for p, _ in self.routes.patterns()
-        )
-        if named:
-            self._route(msg, self.routes.lookup(msg.type), msg.size, time.perf_counter())
+        if self.routes.names(msg.type):
+            self.dispatcher.route(msg)
+
+    def forward(self, target: CCHandler, msg: CCMessage) -> str:
+        """A handler's ``forward-to``: ``target`` takes ``msg`` as if routed to it."""
+        return self.dispatcher.forward(target, msg)
 
     # -- services for handlers, through cc.handler.serverview.ServerView --------------
 

@@ -61,12 +61,6 @@ class Stats:
             current[key] = current.get(key, 0) + n
         return current
 
-    def merge(self, counters: Counters) -> None:
-        """Add counters collected elsewhere (a worker thread's batch)."""
-        period = self.period
-        for key, n in counters.items():
-            period[key] = period.get(key, 0) + n
-
     def end_period(self) -> Counters:
         """Close the current period: add it to the totals and return it."""
         self._fold()

@@ -10,6 +10,8 @@ import numbers
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+from cc.routing import has_prefix
+
 __all__ = ["StatsEntry", "StatsStore", "BadStats", "is_number"]
 
 Key = Tuple[str, str]
@@ -73,7 +75,7 @@ class StatsStore:
                 return None
             entry = StatsEntry(host, job)
         now = time.time()
-        if msgtype == "pub.stats" or msgtype.startswith("pub.stats."):
+        if has_prefix(msgtype, ("pub.stats",)):
             _take_stats(entry, body)
             entry.stats_received = now
         else:

@@ -14,7 +14,8 @@ import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 
-from cc.msgtypes import TASK_FINAL
+from cc.errors import CodedError
+from cc.msgtypes import TASK_FINAL, TASK_UID_MAX, TASK_UID_RE
 
 __all__ = ["TargetError", "is_fanout", "select_hosts", "check_fanout", "FanOut"]
 
@@ -25,18 +26,14 @@ NO_ROUTE = "no-route"
 
 GLOB_CHARS = "*?["
 PATTERN_RE = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,255}$")
-TASK_UID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,120}$")
+#: a fan-out's uid leaves room for the ``-<n>`` of each host's run (``uid-0``, ...)
+FANOUT_UID_MAX = TASK_UID_MAX - 8
 #: patterns in one target: each is matched against every registered host
 MAX_PATTERNS = 16
 
 
-class TargetError(ValueError):
+class TargetError(CodedError):
     """A target or fan-out task that cannot be served; ``code`` goes into the error reply."""
-
-    def __init__(self, code: str, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
 
 
 def is_fanout(task_host: Any) -> bool:
@@ -117,8 +114,10 @@ def select_hosts(
 
 def check_fanout(body: Dict[str, Any], parts: List[str], max_fanout: int) -> Tuple[str, int]:
     """(task uid from the type, the fan-out bound) of a fan-out ``task.send``; or TargetError."""
-    if len(parts) != 3 or not TASK_UID_RE.match(parts[2]):
-        raise TargetError("bad-task", "type must be task.send.<id> (id of 1-120 of [a-zA-Z0-9_-])")
+    if len(parts) != 3 or not TASK_UID_RE.match(parts[2]) or len(parts[2]) > FANOUT_UID_MAX:
+        raise TargetError(
+            "bad-task", "type must be task.send.<id> (id of 1-%d of [a-zA-Z0-9_-])" % FANOUT_UID_MAX
+        )
     handler = body.get("task_handler")
     if not isinstance(handler, str) or not handler:
         raise TargetError("bad-task", "task_handler must be a non-empty string")

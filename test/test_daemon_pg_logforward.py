@@ -159,7 +159,7 @@ class TestPgLogForward(DaemonTestCase):
         proc = self.start_daemon(local, "pg_logforward", "d:pglf")
         port = self.udp_port()
         output = proc.output()
-        self.assertRegex(output, r"plugin p:gone not loaded: cannot import .*no_such_plugin")
+        self.assertRegex(output, r"plugin p:gone not loaded: cannot load plug-in .*no_such_plugin")
         self.assertRegex(output, r"plugin p:nomodule not loaded: .*module")
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(udp.close)

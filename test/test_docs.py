@@ -514,6 +514,7 @@ ERROR_CALLS = {
     "CMSError": 0,
     "CallError": 0,
     "error_reply": 1,
+    "answer": 2,  # cc.dispatch.Dispatcher.answer(msg, text, code)
     "reply_error": 2,
     "_refuse": 2,  # infowriter's (logwriter's takes no code there: it never replies)
     "failed": 2,  # tailwriter's, also returned by its workers as (failed, msg, body, code, text)
@@ -592,6 +593,56 @@ class TestReadmeLayout(unittest.TestCase):
             )
         missing = sorted(folders - self.listed())
         self.assertEqual(missing, [], "folders missing from README's Layout")
+
+
+
+#: what a measurement diary looks like: a date, the machine's load, a commit measured against
+DIARY = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b|load average|\b(main|commit) at [0-9a-f]{7}")
+
+
+class TestDocsInTheirPlaces(unittest.TestCase):
+    """Figures live in doc/performance.md (one table per cc-bench scenario), history in
+    CHANGES.md: README and the operator's guide link them and hold no dated diary line."""
+
+    def test_no_dated_diary_line_in_readme_or_guide(self):
+        for path in ("README.md", os.path.join("doc", "operators-guide.md")):
+            found = [
+                "%s:%d: %s" % (path, n, line)
+                for n, line in enumerate(read(path).splitlines(), 1)
+                if DIARY.search(line)
+            ]
+            self.assertEqual(found, [], "measurements belong in doc/performance.md")
+
+    def test_the_check_sees_a_diary_line(self):
+        for line in ("Measured 2026-11-29 on the shared 2-core machine", "at load average 6-8",
+                     "| before (main at e2e37c5) | 139.7 MB |"):  # fmt: skip
+            self.assertTrue(DIARY.search(line), line)
+        self.assertFalse(DIARY.search("make run     # creates .venv, installs cc"))
+
+    def test_every_bench_scenario_has_a_section(self):
+        from cctools.bench.scenarios import SCENARIOS, forward
+
+        headings = re.findall(r"^## (.+)$", read("doc", "performance.md"), re.M)
+        named = {word.strip("`,") for heading in headings for word in heading.split()}
+        missing = [s for s in (*forward.SCENARIOS, *SCENARIOS) if s not in named]
+        self.assertEqual(missing, [], "cc-bench scenarios without a section in doc/performance.md")
+
+    def test_readme_is_an_introduction(self):
+        text = read("README.md")
+        self.assertLess(len(text.splitlines()), 200, "README reads in five minutes")
+        for command in ("make run", "make test"):
+            self.assertIn(command, text)
+        for page in ("doc/architecture.md", "doc/performance.md", "CHANGES.md"):
+            self.assertIn("(%s)" % page, text, "README links " + page)
+            self.assertTrue(os.path.exists(os.path.join(REPO_DIR, page)), page)
+
+    def test_architecture_linked_from_the_package(self):
+        import cc
+
+        self.assertIn("doc/architecture.md", cc.__doc__ or "")
+        text = read("doc", "architecture.md")
+        for name in ("Dispatcher.dispatch", "BodyGate.judge", "FORWARDED_UNREAD", "relay"):
+            self.assertIn(name, text)
 
 
 if __name__ == "__main__":

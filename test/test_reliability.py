@@ -206,7 +206,7 @@ class TestBoundedMemory(CCTestCase):
 
 class TestStatsPerTypeBounded(CCTestCase):
     def test_a_flood_of_distinct_types_keeps_the_counters_bounded(self):
-        from cc.server import MAX_STATS_TYPES
+        from cc.dispatch import MAX_STATS_TYPES
 
         ini = (
             ccserver_section("types", cc_stats="3")

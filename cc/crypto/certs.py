@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asympad
 
 from cc.crypto.der import check as check_der
+from cc.errors import CodedError
 
 __all__ = [
     "CMSError",
@@ -55,17 +56,12 @@ HASHES = {
 }
 
 
-class CMSError(ValueError):
+class CMSError(CodedError):
     """A signature, certificate or envelope that cannot be accepted.
 
     ``code``: ``bad-signature``, ``untrusted``, ``expired``, ``bad-cert``,
     ``revoked`` or ``undecryptable``.
     """
-
-    def __init__(self, code: str, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
 
 
 class Certificate:

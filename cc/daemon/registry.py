@@ -4,12 +4,12 @@ Adding a daemon means adding its module (with ``CC_DAEMON = "ClassName"``)
 and one line in :data:`DAEMONS`.
 """
 
-import importlib
 from typing import Dict, Type
 
 from skytools.config import ConfigError
 
 from cc.daemon.base import CCDaemon
+from cc.loader import load_class
 
 __all__ = ["DAEMONS", "load_daemon_class"]
 
@@ -27,14 +27,4 @@ DAEMONS: Dict[str, str] = {
 
 def load_daemon_class(name: str) -> Type[CCDaemon]:
     """The daemon class of ``name``: a short name from :data:`DAEMONS` or a module path."""
-    modname = DAEMONS.get(name, name)
-    try:
-        module = importlib.import_module(modname)
-    except ImportError as ex:
-        raise ConfigError(
-            "cannot load daemon %r (%s); known daemons: %s" % (name, ex, ", ".join(sorted(DAEMONS)))
-        ) from None
-    cls = getattr(module, getattr(module, "CC_DAEMON", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, CCDaemon)):
-        raise ConfigError("module %s does not define a daemon (CC_DAEMON)" % modname)
-    return cls
+    return load_class("daemon", name, DAEMONS, "CC_DAEMON", CCDaemon, ConfigError)

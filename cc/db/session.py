@@ -25,7 +25,6 @@ __all__ = ["DBSession"]
 
 _OK = psycopg2.extensions.POLL_OK
 _READ = psycopg2.extensions.POLL_READ
-_WRITE = psycopg2.extensions.POLL_WRITE
 
 _PENDING = object()  # a call's outcome while its result is not in yet
 

@@ -7,13 +7,13 @@ legacy key ``plugin =``.  Adding a handler means adding its module and one
 line in :data:`HANDLERS`.
 """
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple, Type
 
 import skytools
 from skytools.config import ConfigError
 
+from cc.loader import load_class
 from cc.message import CCMessage
 from cc.options import Option
 
@@ -60,21 +60,8 @@ def handler_type_name(hcf: skytools.Config) -> str:
 
 def load_handler_class(section: str, name: str) -> Type["CCHandler"]:
     """Import the handler ``name`` (short name or module path) for ``section``."""
-    modname = HANDLERS.get(name, name)
-    try:
-        module = importlib.import_module(modname)
-    except ImportError as ex:
-        known = ", ".join(sorted(HANDLERS))
-        raise HandlerConfigError(
-            "[%s]: cannot load handler %r (%s); known handlers: %s" % (section, name, ex, known)
-        ) from None
-    clsname = getattr(module, "CC_HANDLER", None)
-    cls = getattr(module, clsname, None) if clsname else None
-    if not (isinstance(cls, type) and issubclass(cls, CCHandler)):
-        raise HandlerConfigError(
-            "[%s]: module %s does not define a handler (CC_HANDLER)" % (section, modname)
-        )
-    return cls
+    where = "[%s]: " % section
+    return load_class("handler", name, HANDLERS, "CC_HANDLER", CCHandler, HandlerConfigError, where)
 
 
 class CCHandler:

@@ -65,13 +65,7 @@ class Delay(CCHandler):
         now = time.monotonic()
         while self.queue and self.queue[0][0] <= now:
             _, msg = self.queue.popleft()
-            try:
-                self.target.handle_msg(msg)
-            except Exception:
-                self.log.exception("%s crashed on %s", self.target.hname, msg.type)
-                self._count("crashed", msg)
-            else:
-                self._count("ok", msg)
+            self._count(self.server.forward(self.target, msg), msg)
         if self.queue:
             self._arm()
 
@@ -86,7 +80,4 @@ class Delay(CCHandler):
             self._timer = None
         while self.queue:
             _, msg = self.queue.popleft()
-            try:
-                self.target.handle_msg(msg)
-            except Exception:
-                self.log.exception("%s crashed on %s", self.target.hname, msg.type)
+            self._count(self.server.forward(self.target, msg), msg)

@@ -55,11 +55,6 @@ class Filter(CCHandler):
         if not self.admits(msg.type):
             result = "dropped"
         else:
-            result = "ok"
-            try:
-                self.target.handle_msg(msg)
-            except Exception:
-                result = "crashed"
-                self.log.exception("%s crashed on %s", self.target.hname, msg.type)
+            result = self.server.forward(self.target, msg)
         self.stats.inc("filter.count." + result)
         self.stats.inc("filter.bytes." + result, size)

@@ -288,10 +288,3 @@ def _keep_backup(path: str, backup: str) -> None:
     except OSError as ex:
         if ex.errno != errno.EEXIST:
             raise
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

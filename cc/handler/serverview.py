@@ -36,7 +36,8 @@ class ServerView:
     * :meth:`relay`: frames passing through, sent as they came (their signature intact);
     * :meth:`seal` and :meth:`open_body`: the server's crypto, for a handler's own
       sockets (a ping and its pong);
-    * :meth:`get_handler`: another handler, by section name (``forward-to``).
+    * :meth:`get_handler` and :meth:`forward`: another handler, by section name, and
+      passing a message on to it (``forward-to``).
 
     Running: :attr:`io_loop`, :attr:`zctx` (for a handler's own sockets),
     :attr:`stats` (counters: ``stats.inc(name, n)``).
@@ -82,6 +83,12 @@ class ServerView:
     def open_body(self, msg: CCMessage) -> Dict[str, Any]:
         """``msg``'s body, through the server's gate (bounded, verified where configured)."""
         return self._server.open_body(msg)
+
+    def forward(self, target: "CCHandler", msg: CCMessage) -> str:
+        """Pass ``msg`` on to ``target`` (``forward-to``) through the server's message path:
+        a crash is contained, logged and answered, a stopped target gets nothing.  Returns
+        ``ok``, ``crashed`` or ``stopping``."""
+        return self._server.forward(target, msg)
 
     def get_handler(self, name: str) -> "CCHandler":
         """The handler of section ``name``; while a reload builds handlers, the new one."""

@@ -12,6 +12,7 @@ from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
 from cc.ratelog import RateLimitedLog
+from cc.routing import has_prefix
 from cc.statsstore import BadStats, StatsStore
 
 CC_HANDLER = "StatsWriter"
@@ -63,7 +64,7 @@ class StatsWriter(CCHandler):
                 self.stats.inc("statswriter.dropped_full")
                 self._ratelog.warning("full", "too many hosts x jobs, dropping %s", msg.type)
                 return
-            kind = "stats" if msg.type.startswith("pub.stats") else "state"
+            kind = "stats" if has_prefix(msg.type, ("pub.stats",)) else "state"
             relpath = "%s/%s.%s" % (
                 clean_name(entry.host, "hostname").replace("/", "_"),
                 clean_name(entry.job, "job_name").replace("/", "_"),

@@ -14,7 +14,8 @@ from cc.options import Option
 from cc.msgtypes import TASK_FINAL, TASK_UID_RE, TaskReplyMessage
 from cc.policy import FORBIDDEN, signer_host
 from cc.ratelog import RateLimitedLog
-from cc.taskfanout import FanOut, TargetError, check_fanout, is_fanout, select_hosts
+from cc.fanouts import FanOuts
+from cc.taskfanout import is_fanout
 
 if TYPE_CHECKING:  # pragma: no cover
     from cc.handler.serverview import ServerView
@@ -138,9 +139,9 @@ class TaskRouter(CCHandler):
     ``task.hosts`` is answered with every registered host, the age of its
     registration and what its runner reported (version, task modules,
     registration period).  A ``task_host`` that is a shell-style pattern or
-    a list of names goes to every matching host (see
-    :mod:`cc.taskfanout`): the sender gets every host's replies tagged with
-    ``host``, then one ``status: summary``.
+    a list of names goes to every matching host (:class:`cc.fanouts.FanOuts`,
+    on :mod:`cc.taskfanout`'s policy): the sender gets every host's replies
+    tagged with ``host``, then one ``status: summary``.
 
     ::
 
@@ -318,7 +319,7 @@ class TaskRouter(CCHandler):
     def _send(self, msg: CCMessage, parts: List[str]) -> None:
         body = msg.get_body()
         if is_fanout(body.get("task_host")):
-            self._fan_out(msg, body, parts)
+            self.fanouts.send(msg, body, parts, taken=self.tasks)
             return
         problem = _check_task(body, parts)
         if problem:
@@ -375,7 +376,12 @@ class TaskRouter(CCHandler):
     def _reply(self, msg: CCMessage, parts: List[str]) -> None:
         task_id = parts[2] if len(parts) == 3 else ""
         if task_id in self.fanouts:
-            self._fanout_reply(msg, task_id)
+            host = self._reply_host(msg)
+            if host is None or not self.fanouts.sent_to(task_id, host):
+                self._forbid(msg, "reply", "reply for fan-out task %s from %s, not one of its"
+                             " hosts" % (task_id, _sender(msg)), uid=task_id)  # fmt: skip
+            else:
+                self.fanouts.reply(msg, task_id, host)
             return
         task = self.tasks.get(task_id)
         if task is None:
@@ -415,9 +421,7 @@ class TaskRouter(CCHandler):
         if task is not None and task.final is None:
             hosts, task_id = [task.host], task.task_id
         elif uid in self.fanouts:
-            fan = self.fanouts[uid][0]
-            hosts = [host for host, run in fan.runs.items() if run.status is None]
-            task_id = fan.task_id
+            hosts, task_id = self.fanouts.pending(uid)
         else:
             self.stats.inc("task.stop_unknown")
             self.reply_error(msg, "no open task %s" % uid[:128], "no-route")
@@ -510,7 +514,7 @@ class TaskRouter(CCHandler):
         for task in list(self.tasks.values()):
             if task.final is None:
                 self._fail(task, "stopped", "the taskrouter stopped before the task ended")
-        self._stop_fanouts()
+        self.fanouts.stop()
         if self.audit is not None:
             self.audit.close()
 
@@ -523,16 +527,17 @@ class TaskRouter(CCHandler):
                 "[%s]: max-fanout = %d: must be a positive number of hosts"
                 % (self.hname, self.max_fanout)
             )
-        self.host_timeout = hcf.getfloat("host-timeout", 60)
         #: host -> what its runner said about itself at its latest registration
         self.host_info: Dict[str, Dict[str, Any]] = {}
-        #: fan-out task uid -> (its progress, route to the sender, its timer)
-        self.fanouts: Dict[str, Tuple[FanOut, List[bytes], Any]] = {}
         #: route of a registration -> its host: which host a reply comes from, unsigned
         self.route_hosts: Dict[Tuple[bytes, ...], str] = {}
         #: host -> the two routes of live runners that both register it
         self.conflicts: Dict[str, str] = {}
         self.audit = AuditTrail.from_config(hcf, self.stats, self.log)
+        host_timeout = hcf.getfloat("host-timeout", 60)
+        #: the fan-out tasks in flight; the single-host ones are self.tasks
+        self.fanouts = FanOuts(self.server, self.hosts, self.stats, self.log, self._audit,
+                               self.max_fanout, host_timeout, MAX_ROUTES)  # fmt: skip
 
     def _remember_host(self, host: str, body: Dict[str, Any]) -> None:
         """Keep what a runner reports about itself (fields it does not send are left out)."""
@@ -561,98 +566,6 @@ class TaskRouter(CCHandler):
                 hosts[host]["conflict"] = text
         return hosts
 
-    def _fan_out(self, msg: CCMessage, body: Dict[str, Any], parts: List[str]) -> None:
-        """Send one task to every registered host its ``task_host`` pattern or list names."""
-        try:
-            uid, bound = check_fanout(body, parts, self.max_fanout)
-            hosts, unknown = select_hosts(body["task_host"], self.hosts, bound)
-            if len(hosts) > bound:
-                raise TargetError(
-                    "too-many-hosts",
-                    "task_host matches %d hosts, more than max-fanout %d" % (len(hosts), bound),
-                )
-            if uid in self.fanouts:
-                raise TargetError("duplicate", "task %s is already being sent out" % uid)
-            if uid in self.tasks:  # a single-host task's replies must stay its own
-                raise TargetError("duplicate", "task id %s is in use; choose another" % uid)
-            in_flight = sum(len(fan.runs) for fan, _, _ in self.fanouts.values())
-            if in_flight + len(hosts) > MAX_ROUTES:
-                raise TargetError("busy", "too many tasks in flight")
-            timeout = _host_timeout(body.get("host_timeout"), self.host_timeout)
-        except TargetError as ex:
-            self.stats.inc("task.fanout_refused")
-            self._ratelog.warning("fanout:" + ex.code, "fan-out %s refused: %s", msg.type, ex.msg)
-            self.reply_error(msg, ex.msg, ex.code)
-            return
-        task_id = body.get("task_id", uid)
-        fan = FanOut(uid, task_id, hosts, unknown, timeout, time.monotonic())
-        for host in hosts:  # the task as its requester signed it: each runner decides on it
-            self.server.relay(msg.with_route(self.hosts[host].route).frames)
-        self.fanouts[uid] = (fan, msg.route, None)
-        self.stats.inc("task.fanout")
-        self.stats.inc("task.fanout_hosts", len(hosts))
-        self._audit("task.send", msg.signer, uid=uid, task=body["task_handler"], hosts=hosts,
-                    outcome="forwarded")  # fmt: skip
-        self.log.info("task %s: sent to %d hosts (%d unknown)", uid, len(hosts), len(unknown))
-        self.reply(
-            msg,
-            "task.reply." + uid,
-            handler=body["task_handler"],
-            task_id=task_id,
-            status="forwarded",
-            hosts=hosts,
-            unknown=unknown,
-        )
-        self._fanout_check(uid)
-
-    def _fanout_reply(self, msg: CCMessage, uid: str) -> None:
-        """Relay one host's reply to a fan-out task to the sender, tagged with the host."""
-        fan, route, _ = self.fanouts[uid]
-        host = self._reply_host(msg)
-        if host not in fan.runs:
-            self._forbid(msg, "reply", "reply for fan-out task %s from %s, not one of its hosts"
-                         % (uid, _sender(msg)), uid=uid)  # fmt: skip
-            return
-        body = msg.get_body()
-        if not fan.take(host, body.get("status"), time.monotonic()):
-            self.stats.inc("task.fanout_late")
-            return
-        fields = dict(body, task_id=fan.task_id, host=host)
-        self.server.send(CCMessage.build("task.reply." + uid, fields, route=route))
-        self.stats.inc("task.reply")
-        self._fanout_check(uid)
-
-    def _fanout_check(self, uid: str) -> None:
-        """Time out silent hosts; send the summary once every host is done, else wait on."""
-        fan, route, timer = self.fanouts[uid]
-        if timer is not None:
-            self.io_loop.remove_timeout(timer)
-        silent = fan.expire(time.monotonic())
-        if silent:
-            self.stats.inc("task.fanout_timeout", len(silent))
-        deadline = fan.next_deadline()
-        if deadline is not None:
-            timer = self.io_loop.call_later(deadline - time.monotonic(), self._fanout_check, uid)
-            self.fanouts[uid] = (fan, route, timer)
-            return
-        del self.fanouts[uid]
-        summary = fan.summary()
-        self._audit("task.end", None, uid=uid, hosts=sorted(fan.runs), outcome="summary",
-                    counts=summary["counts"])  # fmt: skip
-        self.log.info("task %s: done, %s", uid, summary["counts"])
-        self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
-
-    def _stop_fanouts(self) -> None:
-        """The router stops: each open fan-out's sender gets its summary now (hosts not done
-        count as ``timeout``), as each single-host task gets its ``failed``."""
-        for uid, (fan, route, timer) in self.fanouts.items():
-            if timer is not None:
-                self.io_loop.remove_timeout(timer)
-            summary = fan.summary()
-            self.log.info("task %s: router stopping, %s", uid, summary["counts"])
-            self.server.send(CCMessage.build("task.reply." + uid, summary, route=route))
-        self.fanouts.clear()
-
 
 def _shown_route(route: List[bytes]) -> str:
     return "/".join(part.hex()[:16] for part in route[:4])
@@ -677,19 +590,6 @@ def runner_info(body: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(period, (int, float)) and not isinstance(period, bool) and 0 < period <= 86400:
         info["period"] = float(period)  # bounded first: a 400-digit int does not fit a float
     return info
-
-
-def _host_timeout(value: Any, default: float) -> float:
-    """A fan-out's ``host_timeout`` (seconds of silence before a host counts as timed out)."""
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError, OverflowError):  # a 400-digit number does not fit a float
-        seconds = 0
-    if not 0 < seconds <= 86400:
-        raise TargetError("bad-task", "host_timeout must be 0 < seconds <= 86400: %r" % (value,))
-    return seconds
 
 
 def _timeouts(hname: str, hcf: skytools.Config) -> Tuple[float, float, float, float]:

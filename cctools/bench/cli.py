@@ -6,7 +6,7 @@
 
 Each scenario is a module of :mod:`cctools.bench.scenarios` (the three forwarding
 ones share :mod:`~cctools.bench.scenarios.forward`); ``cc-bench NAME --help``
-shows its options.  ``all`` gives the figures the README quotes.
+shows its options.  ``all`` gives the figures doc/performance.md quotes.
 """
 
 import importlib

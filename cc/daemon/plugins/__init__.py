@@ -5,7 +5,6 @@ Every class defined in that module that subclasses the daemon's plug-in base
 and kept if its :meth:`CCDaemonPlugin.probe` says yes.
 """
 
-import importlib
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable, List, Tuple, Type, TypeVar
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Tuple, Type, TypeVar
 import skytools
 from skytools.config import ConfigError
 
+from cc.loader import import_named
 from cc.options import REQUIRED, Option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,11 +87,7 @@ def _load_section(
 ) -> List[P]:
     """The plug-ins of one section; raises if any of them cannot be loaded."""
     pcf = skytools.Config(section, daemon.cf.filename, user_defs={"job_name": daemon.job_name})
-    modname = pcf.get("module")
-    try:
-        module = importlib.import_module(modname)
-    except ImportError as ex:
-        raise ImportError("cannot import %s: %s" % (modname, ex)) from None
+    module = import_named("plug-in", pcf.get("module"), {}, ImportError)
     found = []
     for _, cls in inspect.getmembers(module, inspect.isclass):
         if cls.__module__ != module.__name__ or not issubclass(cls, base):
