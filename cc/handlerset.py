@@ -252,15 +252,18 @@ class HandlerSet:
         return [h for _, h in self.instances.values()]
 
     def stop_stages(self) -> List[List[CCHandler]]:
-        """Every instance, in stages to stop one after the other: a handler comes a stage
-        after every handler that forwards to it, so what forwards (a delay flushing its
-        queue) stops while its target still runs.  Without ``forward-to``, one stage."""
-        referrers: Dict[str, int] = {name: 0 for name in self.instances}
+        """Every instance, in stages to stop one after the other: first those whose
+        children send through this server (``STOPS_FIRST``: jobmgr), then a handler a
+        stage after every handler that forwards to it, so what forwards (a delay
+        flushing its queue) stops while its target still runs.  Without ``forward-to``
+        or jobmgr, one stage."""
+        first = [name for name, (_, h) in self.instances.items() if h.STOPS_FIRST]
+        referrers: Dict[str, int] = {name: 0 for name in self.instances if name not in first}
         for name in self.instances:
             for ref in self._references.get(name, ()):
                 if ref in referrers:
                     referrers[ref] += 1
-        stages = []
+        stages = [[self.instances[name][1] for name in first]] if first else []
         while referrers:
             # RoutePlan refuses forwarding loops; were one left, its members stop together
             stage = [name for name, n in referrers.items() if n == 0] or list(referrers)

@@ -517,6 +517,15 @@ class TestRealRunner(CCTestCase):
         router.wait_stat("task.unregister")
         router.wait_log(r"host testhost: task runner stopped")
 
+    def test_host_cc_that_stops_cleanly_unregisters_its_runner(self):
+        """jobmgr stops first, so the runner's task.unregister still finds the proxy."""
+        router = self.start_server("router", ROUTER)
+        host = self.start_server("host", HOST, router=router.endpoint)
+        router.wait_stat("task.register", timeout=15)
+        self.assertEqual(host.stop(), 0)
+        router.wait_stat("task.unregister")
+        router.wait_log(r"host testhost: task runner stopped")
+
     def test_module_only_in_the_working_directory_is_not_run(self):
         router = self.start_server("router", ROUTER)
         planted = os.path.join(self.tmp, "planted")

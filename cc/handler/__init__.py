@@ -88,7 +88,10 @@ class CCHandler:
     ``REFERENCES``, options naming other handler sections (``forward-to``),
     so that a reload knows what a handler depends on; ``SECTION_LISTS``,
     options listing other sections it reads (jobmgr's ``daemons``), whose
-    changes count as changes of its own.
+    changes count as changes of its own; ``STOPS_FIRST``, a handler whose
+    children send through this server (jobmgr): it stops in a stage of its
+    own before every other, so their last messages (a runner's
+    ``task.unregister``) still find the proxies running.
 
     A handler gets ``server``, a :class:`~cc.handler.serverview.ServerView`:
     all it may use of the server (send, relay, seal, other handlers, status
@@ -108,6 +111,7 @@ class CCHandler:
     OPTIONS: Tuple[Option, ...] = ()
     REFERENCES: Tuple[str, ...] = ()
     SECTION_LISTS: Tuple[str, ...] = ()
+    STOPS_FIRST = False
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         self.hname = hname

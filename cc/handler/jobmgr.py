@@ -92,6 +92,7 @@ class JobMgr(CCHandler):
                example="d:infosender, d:taskrunner"),
     ) + JOB_OPTIONS  # fmt: skip
     SECTION_LISTS = ("daemons",)
+    STOPS_FIRST = True  # its daemons send through this server to the end
 
     def __init__(self, hname: str, hcf: skytools.Config, server: "ServerView") -> None:
         super().__init__(hname, hcf, server)
