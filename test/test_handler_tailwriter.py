@@ -53,6 +53,17 @@ class TestTailWriter(CCTestCase):
         dstdir = dstdir or self.dst
         return self.start_server(name, ccserver_section(name) + WRITER, dstdir=dstdir, extra=extra)
 
+    def restart_writer(self, server):
+        """Stop ``server`` and start it again on the same endpoint; a socket to it."""
+        server.stop()
+        server.write_ini(
+            (ccserver_section("w", socket=server.endpoint) + WRITER)
+            .replace("{tmp}", self.tmp)
+            .format(dstdir=self.dst, extra="")
+        )
+        server.start()
+        return self.dealer(server.endpoint)
+
     def send(self, sock, frag, qid=b"Q1", msgtype="pub.logtail"):
         body, blob = frag
         sock.send_multipart(CCMessage.build(msgtype, body, route=[qid], blob=blob).frames)
@@ -150,14 +161,7 @@ class TestTailWriter(CCTestCase):
         self.send(sock, fragment(b"rot A\n", 0, filename="/l/r.log", ino=3, op_mode="rotated"))
         self.send(sock, fragment(b"rot B\n", 0, filename="/l/r.log", ino=4, op_mode="rotated"))
         self.send(sock, fragment(b"after truncation\n", 0, ino=1, generation=1))
-        server.stop()
-        server.write_ini(
-            (ccserver_section("w", socket=server.endpoint) + WRITER)
-            .replace("{tmp}", self.tmp)
-            .format(dstdir=self.dst, extra="")
-        )
-        server.start()
-        sock = self.dealer(server.endpoint)
+        sock = self.restart_writer(server)
         self.send(sock, fragment(b"first inode\nmore\n", 0, ino=1))
         self.assertEqual(self.read("db1--pg.log"), b"first inode\nmore\n")
         self.assertEqual(self.read("db1--pg.log.1"), b"second inode\n")
@@ -181,14 +185,7 @@ class TestTailWriter(CCTestCase):
         with open(os.path.join(self.dst, ".cc-tail-state"), encoding="utf8") as f:
             saved = {json.loads(key)[0] for key in json.load(f)["files"]}
         self.assertEqual(sorted(saved), hosts)  # acked bytes are mapped on disk
-        server.stop()
-        server.write_ini(
-            (ccserver_section("w", socket=server.endpoint) + WRITER)
-            .replace("{tmp}", self.tmp)
-            .format(dstdir=self.dst, extra="")
-        )
-        server.start()
-        sock = self.dealer(server.endpoint)
+        sock = self.restart_writer(server)
         for host in hosts:
             reply = self.send(sock, fragment(b"second\n", 6, hostname=host))
             self.assertEqual(reply.type, "reply.pub.logtail", reply.get_body())
