@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
@@ -23,7 +23,9 @@ class StatsWriter(CCHandler):
     The latest report of every (host, job) is also what the server's
     ``metrics-http`` page shows.  Files are written on a worker thread; while
     one batch is being written, newer reports replace older ones not yet
-    written, so a slow disk costs freshness, never memory.
+    written, so a slow disk costs freshness, never memory.  A file holds one
+    top-level key a line, sorted, each value compact JSON (what a report
+    costs to write is then the C encoder's, not the indenting one's).
 
     ::
 
@@ -44,7 +46,11 @@ class StatsWriter(CCHandler):
         super().__init__(hname, hcf, server)
         self.dstdir = hcf.getfile("dstdir")
         self.store = StatsStore(hcf.getint("max-entries", 10000))
-        self._dirty: Dict[Tuple[str, str, str], bytes] = {}
+        #: what waits to be written: (host, job, relpath) -> the report, as written
+        self._dirty: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+        #: file names already checked on the loop (each is checked again when written);
+        #: bounded by the store's entries, two kinds each
+        self._checked: Set[str] = set()
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
         self._ratelog = RateLimitedLog(self.log)
@@ -69,15 +75,19 @@ class StatsWriter(CCHandler):
                 clean_name(entry.job, "job_name").replace("/", "_"),
                 kind,
             )
-            safe_join(self.dstdir, relpath)  # refuse early; checked again when written
+            if relpath not in self._checked:  # refuse early; checked again when written
+                safe_join(self.dstdir, relpath)
+                if len(self._checked) >= 2 * self.store.max_entries:
+                    self._checked.clear()
+                self._checked.add(relpath)
         except (BadStats, UnsafePath) as ex:
             self.stats.inc("statswriter.invalid")
             self._ratelog.warning(
                 "invalid", "bad %s from %s: %s", msg.type, body.get("hostname"), ex
             )
             return
-        data = json.dumps(entry.as_dict(kind), indent=1, sort_keys=True).encode("utf8")
-        self._dirty[(entry.host, entry.job, relpath)] = data
+        # a snapshot: the store replaces an entry's dicts on update, never changes them
+        self._dirty[(entry.host, entry.job, relpath)] = entry.as_dict(kind)
         self.stats.inc("statswriter." + kind)
         self._kick()
 
@@ -96,14 +106,14 @@ class StatsWriter(CCHandler):
             self.stats.inc("statswriter.write_failed", failed)
         self._kick()
 
-    def _write(self, batch: Dict[Tuple[str, str, str], bytes]) -> Tuple[int, int]:
+    def _write(self, batch: Dict[Tuple[str, str, str], Dict[str, Any]]) -> Tuple[int, int]:
         """Worker thread: write each file atomically; count what failed."""
         written = failed = 0
-        for (_host, _job, relpath), data in batch.items():
+        for (_host, _job, relpath), report in batch.items():
             try:
                 path = safe_join(self.dstdir, relpath)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_atomic(path, data)
+                write_atomic(path, encode(report))
                 written += 1
             except (OSError, UnsafePath) as ex:
                 failed += 1
@@ -116,3 +126,10 @@ class StatsWriter(CCHandler):
         while self._writing is not None:
             await asyncio.sleep(0.01)
         self._executor.shutdown(wait=True)
+
+
+def encode(report: Dict[str, Any]) -> bytes:
+    """``report`` as a file's JSON: one top-level key a line, sorted, values compact."""
+    dumps = json.dumps
+    lines = [" %s: %s" % (dumps(k), dumps(report[k], sort_keys=True)) for k in sorted(report)]
+    return ("{\n" + ",\n".join(lines) + "\n}").encode("utf8")
