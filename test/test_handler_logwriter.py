@@ -67,6 +67,15 @@ class TestLogWriter(CCTestCase):
             lines(os.path.join(self.dst, "h2", "j1.log"))[0].split("] ", 1)[1], "two\\nlines"
         )
 
+    def test_burst_in_order(self):
+        """Records drained in batches go to each file in the order they came, none lost."""
+        for i in range(3000):
+            self.sock.send_multipart(record("h1", "j%d" % (i % 3), "n%d" % i))
+        self.server.wait_stat("logwriter.lines", 3000)
+        for j in range(3):
+            got = messages(os.path.join(self.dst, "h1", "j%d.log" % j))
+            self.assertEqual(got, ["n%d" % i for i in range(j, 3000, 3)])
+
     def test_hostile_names_rejected(self):
         os.makedirs(self.dst)
         for hostname, job in (("..", "j"), ("h", "../../x"), ("/etc", "j"), ("", "j"), ("h", "")):

@@ -1,10 +1,12 @@
 """logwriter: append received log records to per-host, per-job files under a directory."""
 
+import asyncio
 import collections
+import functools
 import os
 import threading
 import time
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from cc.files.paths import UnsafePath, plain_name, safe_join
 from cc.files.workerpool import WorkerPool
@@ -23,6 +25,8 @@ ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127] if c != ord("\t")}
 ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r"})
 #: characters of a field other than the message kept in a line
 MAX_FIELD = 200
+#: file names remembered by sender (forgotten all at once beyond this)
+NAMES_KEPT = 10000
 
 
 def escaped(value: Any, limit: Optional[int] = None) -> str:
@@ -67,8 +71,11 @@ class LogWriter(CCHandler):
     reopened on SIGHUP, so logrotate can move them.  Writing runs on
     ``worker-threads`` threads (one file always on the same thread), each
     keeping at most ``max-open-files`` open; at most ``queue-size`` records
-    wait per thread, more are dropped and counted (``logwriter.dropped``).
-    A thread writes what waits for it, then flushes each file it wrote once.
+    per thread wait (``queue-size`` times ``worker-threads`` in all), more
+    are dropped and counted (``logwriter.dropped``).  The records of one
+    drained batch go to their threads as one job per file, written with one
+    ``write``; a thread writes what waits for it, then flushes each file it
+    wrote once.
 
     ::
 
@@ -97,13 +104,39 @@ class LogWriter(CCHandler):
         self.max_open = max(1, hcf.getint("max-open-files", 1000))
         self.ratelog = RateLimitedLog(self.log)
         self.local = threading.local()
+        threads = hcf.getint("worker-threads", 2)
+        queue_size = hcf.getint("queue-size", 10000)
         self.pool = WorkerPool(
-            hname,
-            hcf.getint("worker-threads", 2),
-            hcf.getint("queue-size", 10000),
-            self.io_loop,
-            after_batch=self.flush_files,
+            hname, threads, queue_size, self.io_loop, after_batch=self.flush_files
         )
+        #: records handed to the threads and not written yet, and how many may be
+        self.waiting = 0
+        self.max_waiting = threads * queue_size
+        #: this batch's lines by file, handed to the threads when the batch is routed
+        self._pending: Dict[str, List[str]] = {}
+        #: file names of the senders seen: (hostname, job_name, service_type) -> relpath
+        self._names: Dict[Tuple[Any, Any, Any], str] = {}
+
+    def relpath(self, body: Dict[str, Any]) -> str:
+        """The file ``body``'s record goes to (UnsafePath, KeyError, ValueError, TypeError)."""
+        key = (body.get("hostname"), body.get("job_name"), body.get("service_type"))
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        except TypeError:  # a field that is no name (a list): checked below, not remembered
+            key = None  # type: ignore[assignment]
+        fields = {
+            "hostname": component(body.get("hostname"), "hostname"),
+            "job_name": component(body.get("job_name"), "job_name"),
+            "service_type": component(body.get("service_type") or "-", "service_type"),
+        }
+        relpath = self.mask % fields
+        if key is not None:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            self._names[key] = relpath
+        return relpath
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
@@ -112,30 +145,46 @@ class LogWriter(CCHandler):
             self._refuse(FORBIDDEN, "refusing log record: %s", foreign)
             return
         try:
-            fields = {
-                "hostname": component(body.get("hostname"), "hostname"),
-                "job_name": component(body.get("job_name"), "job_name"),
-                "service_type": component(body.get("service_type") or "-", "service_type"),
-            }
-            relpath = self.mask % fields
+            relpath = self.relpath(body)
         except UnsafePath as ex:
             self._refuse("rejected", "suspicious file path, skipping: %s", ex)
             return
         except (KeyError, ValueError, TypeError) as ex:
             self._refuse("invalid", "cannot name a log file for %s: %s", msg.type, ex)
             return
-        line = format_line(body)
-        if not self.pool.submit(relpath, self._done, self.write_line, relpath, line):
-            self._refuse("dropped", "worker queue full, dropping log record for %s", relpath)
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.hand_over)
+        lines = pending.get(relpath)
+        if lines is None:
+            pending[relpath] = [format_line(body)]
+        else:
+            lines.append(format_line(body))
 
-    def _refuse(self, what: str, fmt: str, *args: Any) -> None:
-        self.stats.inc("logwriter." + what)
+    def hand_over(self) -> None:
+        """The batch's lines to the threads: one job per file (called once the batch is routed)."""
+        pending, self._pending = self._pending, {}
+        for relpath, lines in pending.items():
+            n = len(lines)
+            if self.waiting + n > self.max_waiting or not self.pool.submit(
+                relpath, functools.partial(self._done, n), self.write_lines, relpath, lines
+            ):
+                self._refuse(
+                    "dropped", "worker queue full, dropping log records for %s", relpath, count=n
+                )
+            else:
+                self.waiting += n
+
+    def _refuse(self, what: str, fmt: str, *args: Any, count: int = 1) -> None:
+        self.stats.inc("logwriter." + what, count)
         self.ratelog.error(what, fmt, *args)
 
     def on_sighup(self) -> None:
+        self.hand_over()
         self.pool.broadcast(self._closed, self.close_files)
 
     def stop(self):
+        self.hand_over()
         self.pool.broadcast(self._closed, self.close_files)
         return self.pool.stop()
 
@@ -147,6 +196,10 @@ class LogWriter(CCHandler):
             files = self.local.files = collections.OrderedDict()
             self.local.dirty = set()  # written since the last flush
         return files
+
+    def write_lines(self, relpath: str, lines: List[str]) -> int:
+        """Append ``lines`` to the file at ``relpath`` with one write; the characters written."""
+        return self.write_line(relpath, "".join(lines))
 
     def write_line(self, relpath: str, line: str) -> int:
         files = self._files()
@@ -180,14 +233,16 @@ class LogWriter(CCHandler):
 
     # -- back on the loop -------------------------------------------------------------
 
-    def _done(self, result: Optional[int], error: Optional[BaseException]) -> None:
+    def _done(self, count: int, result: Optional[int], error: Optional[BaseException]) -> None:
+        """``count`` records of one file written (``result``: characters) or not (``error``)."""
+        self.waiting -= count
         if error is not None:
             if isinstance(error, UnsafePath):
-                self._refuse("rejected", "suspicious file path, skipping: %s", error)
+                self._refuse("rejected", "suspicious file path, skipping: %s", error, count=count)
             else:
-                self._refuse("failed", "cannot write log record: %s", error)
+                self._refuse("failed", "cannot write log records: %s", error, count=count)
         else:
-            self.stats.inc("logwriter.lines")
+            self.stats.inc("logwriter.lines", count)
             self.stats.inc("logwriter.bytes", result or 0)
 
     def _closed(self, result: Optional[int], error: Optional[BaseException]) -> None:
