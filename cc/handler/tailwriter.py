@@ -34,6 +34,8 @@ MAX_INT = 2**63 - 1
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 #: longest host or file name taken
 MAX_NAME = 1024
+#: fragments a worker writes before reporting them to the loop (and so before their acks)
+BATCH = 64
 
 
 class Fragment(NamedTuple):
@@ -182,10 +184,12 @@ class TailWriter(CCHandler):
             return
         self.queued_bytes += size
 
-    def finished(self, frag: Fragment, report: Tuple[Any, ...]) -> None:
-        """A worker is done with ``frag``: its bytes leave the queue; ``report`` says how."""
-        self.queued_bytes -= frag.size()
-        report[0](*report[1:])
+    def finished(self, done: List[Tuple[Fragment, Tuple[Any, ...]]]) -> None:
+        """A worker is done with these fragments, in order: each one's bytes leave the
+        queue, and its report (a callback and its arguments) says how it went."""
+        for frag, report in done:
+            self.queued_bytes -= frag.size()
+            report[0](*report[1:])
 
     def _fragment(self, msg: CCMessage, body: Dict[str, Any]) -> Fragment:
         ident = TailIdentity(
@@ -277,19 +281,31 @@ class TailWorker(threading.Thread):
         self.files: Dict[TailIdentity, TailFile] = {}
 
     def run(self) -> None:
+        """Write what the queue holds (:data:`BATCH` at most), then report it to the loop in
+        one callback: a busy writer wakes the loop once per batch, not once per fragment."""
         next_maint = time.monotonic() + 1
+        get = self.queue.get_nowait
         while not (self.stopping.is_set() and self.queue.empty()):
             try:
-                frag = self.queue.get(timeout=0.2)
+                frag: Optional[Fragment] = self.queue.get(timeout=0.2)
             except queue.Empty:
                 frag = None
-            if frag is not None:
+            done = []
+            while frag is not None:
                 try:
                     result = self._write(frag)
                 except Exception as ex:  # a worker never dies on a fragment
                     self._drop(frag.ident)
                     result = (self.handler.crashed, frag, ex)
-                self.io_loop.add_callback(self.handler.finished, frag, result)
+                done.append((frag, result))
+                if len(done) >= BATCH:
+                    break
+                try:
+                    frag = get()
+                except queue.Empty:
+                    break
+            if done:
+                self.io_loop.add_callback(self.handler.finished, done)
             if time.monotonic() > next_maint:
                 self._close_idle(time.monotonic() - CLOSE_IDLE)
                 next_maint = time.monotonic() + 1
