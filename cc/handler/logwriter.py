@@ -162,18 +162,24 @@ class LogWriter(CCHandler):
             lines.append(format_line(body))
 
     def hand_over(self) -> None:
-        """The batch's lines to the threads: one job per file (called once the batch is routed)."""
+        """The batch's lines to the threads, one job per thread (called once it is routed)."""
         pending, self._pending = self._pending, {}
+        jobs: Dict[int, List[Tuple[str, List[str]]]] = {}
         for relpath, lines in pending.items():
             n = len(lines)
-            if self.waiting + n > self.max_waiting or not self.pool.submit(
-                relpath, functools.partial(self._done, n), self.write_lines, relpath, lines
-            ):
+            if self.waiting + n > self.max_waiting:
                 self._refuse(
                     "dropped", "worker queue full, dropping log records for %s", relpath, count=n
                 )
-            else:
-                self.waiting += n
+                continue
+            self.waiting += n
+            jobs.setdefault(self.pool.thread_of(relpath), []).append((relpath, lines))
+        for thread, files in jobs.items():
+            n = sum(len(lines) for _, lines in files)
+            done = functools.partial(self._done, n)
+            if not self.pool.submit_to(thread, done, self.write_files, files):
+                self.waiting -= n
+                self._refuse("dropped", "worker queue full, dropping %d log records", n, count=n)
 
     def _refuse(self, what: str, fmt: str, *args: Any, count: int = 1) -> None:
         self.stats.inc("logwriter." + what, count)
@@ -197,9 +203,16 @@ class LogWriter(CCHandler):
             self.local.dirty = set()  # written since the last flush
         return files
 
-    def write_lines(self, relpath: str, lines: List[str]) -> int:
-        """Append ``lines`` to the file at ``relpath`` with one write; the characters written."""
-        return self.write_line(relpath, "".join(lines))
+    def write_files(self, files: List[Tuple[str, List[str]]]) -> List[Tuple[int, Any]]:
+        """Append each file's lines with one write; per file, its line count and the
+        characters written or the error."""
+        results: List[Tuple[int, Any]] = []
+        for relpath, lines in files:
+            try:
+                results.append((len(lines), self.write_line(relpath, "".join(lines))))
+            except Exception as ex:
+                results.append((len(lines), ex))
+        return results
 
     def write_line(self, relpath: str, line: str) -> int:
         files = self._files()
@@ -233,17 +246,22 @@ class LogWriter(CCHandler):
 
     # -- back on the loop -------------------------------------------------------------
 
-    def _done(self, count: int, result: Optional[int], error: Optional[BaseException]) -> None:
-        """``count`` records of one file written (``result``: characters) or not (``error``)."""
-        self.waiting -= count
-        if error is not None:
-            if isinstance(error, UnsafePath):
-                self._refuse("rejected", "suspicious file path, skipping: %s", error, count=count)
+    def _done(
+        self, total: int, result: Optional[List[Tuple[int, Any]]], error: Optional[BaseException]
+    ) -> None:
+        """A thread's job of ``total`` records done: per file, ``count`` records written or
+        the error; ``error`` if a flush failed (what the batch wrote may be lost)."""
+        self.waiting -= total
+        for count, outcome in result or ():
+            if isinstance(outcome, UnsafePath):
+                self._refuse("rejected", "suspicious file path, skipping: %s", outcome, count=count)
+            elif isinstance(outcome, BaseException):
+                self._refuse("failed", "cannot write log records: %s", outcome, count=count)
             else:
-                self._refuse("failed", "cannot write log records: %s", error, count=count)
-        else:
-            self.stats.inc("logwriter.lines", count)
-            self.stats.inc("logwriter.bytes", result or 0)
+                self.stats.inc("logwriter.lines", count)
+                self.stats.inc("logwriter.bytes", outcome)
+        if error is not None:
+            self._refuse("failed", "cannot write log records: %s", error)
 
     def _closed(self, result: Optional[int], error: Optional[BaseException]) -> None:
         if error is not None:
