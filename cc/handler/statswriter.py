@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
@@ -48,9 +48,9 @@ class StatsWriter(CCHandler):
         self.store = StatsStore(hcf.getint("max-entries", 10000))
         #: what waits to be written: (host, job, relpath) -> the report, as written
         self._dirty: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
-        #: file names already checked on the loop (each is checked again when written);
-        #: bounded by the store's entries, two kinds each
-        self._checked: Set[str] = set()
+        #: file names already checked on the loop (each is checked again when written) by
+        #: (host, job, kind); bounded by the store's entries, two kinds each
+        self._paths: Dict[Tuple[str, str, str], str] = {}
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
         self._ratelog = RateLimitedLog(self.log)
@@ -70,16 +70,17 @@ class StatsWriter(CCHandler):
                 self._ratelog.warning("full", "too many hosts x jobs, dropping %s", msg.type)
                 return
             kind = "stats" if msg.type.startswith("pub.stats") else "state"
-            relpath = "%s/%s.%s" % (
-                clean_name(entry.host, "hostname").replace("/", "_"),
-                clean_name(entry.job, "job_name").replace("/", "_"),
-                kind,
-            )
-            if relpath not in self._checked:  # refuse early; checked again when written
-                safe_join(self.dstdir, relpath)
-                if len(self._checked) >= 2 * self.store.max_entries:
-                    self._checked.clear()
-                self._checked.add(relpath)
+            relpath = self._paths.get((entry.host, entry.job, kind))
+            if relpath is None:
+                relpath = "%s/%s.%s" % (
+                    clean_name(entry.host, "hostname").replace("/", "_"),
+                    clean_name(entry.job, "job_name").replace("/", "_"),
+                    kind,
+                )
+                safe_join(self.dstdir, relpath)  # refuse early; checked again when written
+                if len(self._paths) >= 2 * self.store.max_entries:
+                    self._paths.clear()
+                self._paths[(entry.host, entry.job, kind)] = relpath
         except (BadStats, UnsafePath) as ex:
             self.stats.inc("statswriter.invalid")
             self._ratelog.warning(
