@@ -37,10 +37,21 @@ def escaped(value: Any, limit: Optional[int] = None) -> str:
     return text.translate(ESCAPES)
 
 
+#: the last second formatted, and how: records come in time order, many a second
+_last_second: List[Any] = [None, ""]
+
+
 def format_line(body: Dict[str, Any]) -> str:
     """One line per record: time, level, host, job, pid, message (every field escaped)."""
-    log_time, local = record_time(body)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
+    log_time = body.get("log_time") or body.get("time") or 0
+    second = log_time // 1 if type(log_time) is float else None
+    if second is not None and second == _last_second[0]:
+        stamp = _last_second[1]
+    else:
+        log_time, local = record_time(body)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
+        if second is not None and log_time // 1 == second:  # time_t held it
+            _last_second[:] = [second, stamp]
     fields = [escaped(body.get(key, "?"), MAX_FIELD)
               for key in ("log_level", "hostname", "job_name", "log_pid")]  # fmt: skip
     return "%s.%03d %s %s %s[%s] %s\n" % (
