@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import stat
 from typing import Any, Dict, Optional, Tuple
 
 from cc.files.atomic import write_atomic
@@ -108,15 +109,29 @@ class StatsWriter(CCHandler):
         self._kick()
 
     def _write(self, batch: Dict[Tuple[str, str, str], Dict[str, Any]]) -> Tuple[int, int]:
-        """Worker thread: write each file atomically; count what failed."""
+        """Worker thread: write each file atomically; count what failed.
+
+        A file name is ``host/job.kind``, one component each (checked on the
+        loop), so a file stays inside ``dstdir`` when its host's directory is
+        a real directory right under ``dstdir``'s real path: that is checked
+        once per host and batch (one ``lstat``), not per file.  The file
+        itself is replaced by a rename, which never follows a symlink.
+        """
         written = failed = 0
+        dirs: Dict[str, str] = {}  # host directory name -> its checked path
+        root = ""
         for (_host, _job, relpath), report in batch.items():
             try:
-                path = safe_join(self.dstdir, relpath)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_atomic(path, encode(report))
+                if not root:
+                    os.makedirs(self.dstdir, exist_ok=True)
+                    root = os.path.realpath(self.dstdir)
+                hostdir, name = relpath.split("/")
+                path = dirs.get(hostdir)
+                if path is None:
+                    path = dirs[hostdir] = _real_dir(root, hostdir)
+                write_atomic(os.path.join(path, name), encode(report))
                 written += 1
-            except (OSError, UnsafePath) as ex:
+            except (OSError, UnsafePath, ValueError) as ex:
                 failed += 1
                 self._ratelog.error("write", "cannot write %s: %s", relpath, ex)
         return written, failed
@@ -127,6 +142,18 @@ class StatsWriter(CCHandler):
         while self._writing is not None:
             await asyncio.sleep(0.01)
         self._executor.shutdown(wait=True)
+
+
+def _real_dir(root: str, name: str) -> str:
+    """``root/name``, made if missing; UnsafePath unless a directory (a symlink is not)."""
+    path = os.path.join(root, name)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise UnsafePath("%s is not a directory of its own (a symlink?)" % path)
+    return path
 
 
 def encode(report: Dict[str, Any]) -> bytes:
