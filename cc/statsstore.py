@@ -114,9 +114,11 @@ def _counters(value: Any, what: str) -> Optional[Dict[str, float]]:
         return None
     result = {}
     for key, n in value.items():
-        if isinstance(n, bool) or not isinstance(n, numbers.Real):
-            raise BadStats("%s.%s is not a number" % (what, key))
-        result[str(key)] = float(n)
+        kind = type(n)
+        if kind is not float and kind is not int:  # the usual ones first: the ABC is slower
+            if isinstance(n, bool) or not isinstance(n, numbers.Real):
+                raise BadStats("%s.%s is not a number" % (what, key))
+        result[key if type(key) is str else str(key)] = float(n)
     return result
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from harness import WAIT, CCTestCase, ccserver_section
 
@@ -126,5 +127,39 @@ class TestBench(CCTestCase):
                 self.assertEqual(row["acks"], row["hosts"] * 2 + 1)  # logtail and infofile
                 self.assertLessEqual(row["p50_ms"], row["p99_ms"])
                 self.assertEqual(set(row["cpu"]), servers)
+                self.assert_hosts_per_core(row, servers)
             self.assertEqual(set(values["sustained_hosts"]), servers)  # the counts depend on speed
         self.assertEqual(set(report["signed_cpu_vs_unsigned"]), {"3", "6"})
+
+    def assert_hosts_per_core(self, row, servers):
+        """Every role's CPU per host-second and hosts per core, over the steady window."""
+        self.assertGreater(row["window_s"], 0)
+        self.assertLessEqual(row["window_s"], row["seconds"])
+        self.assertEqual(set(row["hosts_per_core"]), servers)
+        self.assertEqual(set(row["cpu_s_per_host_s"]), servers)
+        for name in servers:
+            per_host, hosts = row["cpu_s_per_host_s"][name], row["hosts_per_core"][name]
+            self.assertAlmostEqual(per_host, row["cpu"][name] / row["hosts"], msg=name)
+            if per_host:  # a tiny run may cost a role less than a clock tick
+                self.assertAlmostEqual(hosts * per_host, 1.0, msg=name)
+            else:
+                self.assertIsNone(hosts, name)
+        self.assertGreaterEqual(row["load_cpu"], 0)
+        self.assertNotIn("load", row["cpu"])  # the load generator is apart from the roles
+
+    def test_fleet_keys_without_source_tree(self):
+        """The signed fleet's keystore is made by the package, not test/pki.py."""
+        import os
+        import tempfile
+
+        from cctools.bench.keys import make_keystore
+        from cc.crypto import CryptoContext
+        from cc.message import CCMessage
+
+        with tempfile.TemporaryDirectory() as tmp:
+            keys = make_keystore(os.path.join(tmp, "keys"), ("user1", "host2"))
+            self.assertEqual(os.stat(os.path.join(keys, "private", "user1.key")).st_mode & 0o77, 0)
+            sender = CryptoContext(keystore=keys, sign_name="host2")
+            receiver = CryptoContext(keystore=keys, verify_ca=["ca"], time_window=600)
+            msg = sender.seal(CCMessage.build("log.info", {"hostname": "h", "time": time.time()}))
+            self.assertEqual(receiver.open(msg)["hostname"], "h")

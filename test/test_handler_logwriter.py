@@ -67,6 +67,33 @@ class TestLogWriter(CCTestCase):
             lines(os.path.join(self.dst, "h2", "j1.log"))[0].split("] ", 1)[1], "two\\nlines"
         )
 
+    def test_burst_in_order(self):
+        """Records drained in batches go to each file in the order they came, none lost."""
+        for i in range(3000):
+            self.sock.send_multipart(record("h1", "j%d" % (i % 3), "n%d" % i))
+        self.server.wait_stat("logwriter.lines", 3000)
+        for j in range(3):
+            got = messages(os.path.join(self.dst, "h1", "j%d.log" % j))
+            self.assertEqual(got, ["n%d" % i for i in range(j, 3000, 3)])
+
+    def test_waiting_records_bounded(self):
+        """At most queue-size records per thread wait: the rest are dropped and counted."""
+        routes = WRITER[WRITER.index("[routes]"):]
+        small = ccserver_section("small") + routes + "queue-size = 50\nworker-threads = 1\n"
+        server = self.start_server("small", small, dstdir="small")
+        sock = self.dealer(server.endpoint)
+        for i in range(3000):
+            sock.send_multipart(record("h1", "j1", "n%d" % i))
+
+        def stat(key):
+            return server.stats_total().get(key, 0)
+
+        wait_for(lambda: stat("logwriter.lines") + stat("logwriter.dropped") == 3000)
+        self.assertGreater(stat("logwriter.dropped"), 0)
+        got = messages(os.path.join(self.tmp, "small", "h1", "j1.log"))
+        self.assertEqual(len(got), stat("logwriter.lines"))
+        self.assertEqual(got, sorted(got, key=lambda m: int(m[1:])))  # in order, gaps and all
+
     def test_hostile_names_rejected(self):
         os.makedirs(self.dst)
         for hostname, job in (("..", "j"), ("h", "../../x"), ("/etc", "j"), ("", "j"), ("h", "")):

@@ -103,3 +103,28 @@ echo-timeout = 1
         local.wait_log(r"count\.dropped: [1-9]")
         self.assertEqual(proc.stop(), 0)
         self.assertNotIn("no route: pub.", local.output())
+
+    def test_host_directory_symlinked_out_is_refused(self):
+        """A host's directory made a symlink out of dstdir after its name was checked:
+        nothing is written through it."""
+        outside = os.path.join(self.tmp, "outside")
+        os.makedirs(outside)
+        central = self.start_server("central", CENTRAL)
+        sock = self.dealer(central.endpoint)
+
+        def report(host, n):
+            body = {"hostname": host, "job_name": "j", "counters": {"n": n}, "time": 1.0}
+            sock.send_multipart(CCMessage.build("pub.stats", body).frames)
+
+        report("evil", 1)
+        central.wait_stat("statswriter.written_files", 1)
+        evil = os.path.join(self.tmp, "stats", "evil")
+        os.rename(evil, evil + ".old")
+        os.symlink(outside, evil)
+        report("evil", 2)
+        report("good", 3)
+        central.wait_stat("statswriter.written_files", 2)
+        central.wait_stat("statswriter.write_failed", 1)
+        self.assertEqual(os.listdir(outside), [])
+        with open(os.path.join(self.tmp, "stats", "good", "j.stats"), encoding="utf8") as f:
+            self.assertEqual(json.load(f)["counters"], {"n": 3.0})

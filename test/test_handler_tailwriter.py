@@ -106,6 +106,16 @@ class TestTailWriter(CCTestCase):
         """queue-bytes = 1: one fragment queued at a time; a burst gets busy answers, and
         sending those again (as logtail does) completes the file."""
         server = self.start_writer(extra="queue-bytes = 1\nfsync = yes")
+        self.burst_until_whole(server)
+
+    def test_zmq_hwm_bounds_each_worker_in_fragments(self):
+        """zmq_hwm = 2: a burst to one worker, handed over as one list, still gets busy
+        answers beyond two fragments, and the resends complete the file."""
+        server = self.start_writer(extra="zmq_hwm = 2")  # one file: one of the workers
+        self.burst_until_whole(server)
+
+    def burst_until_whole(self, server):
+        """Send twenty fragments at once, again those refused, until all are written."""
         sock = self.dealer(server.endpoint)
         source = os.urandom(20 * 65536)
         waiting = {n * 65536 for n in range(20)}

@@ -8,8 +8,13 @@ sibling directory that merely shares the prefix (``/srv/info`` vs
 """
 
 import os
+import re
 
 __all__ = ["UnsafePath", "safe_join", "clean_name"]
+
+
+#: what :func:`plain_name` refuses
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UnsafePath(ValueError):
@@ -29,7 +34,7 @@ def plain_name(name: object, what: str = "name") -> str:
     """:func:`clean_name`, refusing control characters too: a newline in a file name
     forges lines in every listing and log that shows it."""
     cleaned = clean_name(name, what)
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+    if _CONTROL.search(cleaned):
         raise UnsafePath("control character in %s %r" % (what, cleaned[:100]))
     return cleaned
 

@@ -58,9 +58,17 @@ class WorkerPool:
 
         ``done(result, error)`` is called on the loop thread afterwards.
         """
+        return self.submit_to(self.thread_of(key), done, func, *args)
+
+    def thread_of(self, key: str) -> int:
+        """The thread that runs the jobs of ``key`` (for :meth:`submit_to`)."""
+        return zlib.crc32(key.encode("utf8", "surrogateescape")) % len(self.queues)
+
+    def submit_to(self, thread: int, done: Done, func: Callable[..., Any], *args: Any) -> bool:
+        """:meth:`submit` to thread number ``thread``: a job for several keys of one thread."""
         if self._stopped:
             return False
-        q = self.queues[zlib.crc32(key.encode("utf8", "surrogateescape")) % len(self.queues)]
+        q = self.queues[thread]
         try:
             q.put_nowait((done, func, args))
         except queue.Full:

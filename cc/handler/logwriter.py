@@ -1,10 +1,12 @@
 """logwriter: append received log records to per-host, per-job files under a directory."""
 
+import asyncio
 import collections
+import functools
 import os
 import threading
 import time
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from cc.files.paths import UnsafePath, plain_name, safe_join
 from cc.files.workerpool import WorkerPool
@@ -23,6 +25,8 @@ ESCAPES = {c: "\\x%02x" % c for c in list(range(32)) + [127] if c != ord("\t")}
 ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r"})
 #: characters of a field other than the message kept in a line
 MAX_FIELD = 200
+#: file names remembered by sender (forgotten all at once beyond this)
+NAMES_KEPT = 10000
 
 
 def escaped(value: Any, limit: Optional[int] = None) -> str:
@@ -33,10 +37,21 @@ def escaped(value: Any, limit: Optional[int] = None) -> str:
     return text.translate(ESCAPES)
 
 
+#: the last second formatted, and how: records come in time order, many a second
+_last_second: List[Any] = [None, ""]
+
+
 def format_line(body: Dict[str, Any]) -> str:
     """One line per record: time, level, host, job, pid, message (every field escaped)."""
-    log_time, local = record_time(body)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
+    log_time = body.get("log_time") or body.get("time") or 0
+    second = log_time // 1 if type(log_time) is float else None
+    if second is not None and second == _last_second[0]:
+        stamp = _last_second[1]
+    else:
+        log_time, local = record_time(body)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", local)
+        if second is not None and log_time // 1 == second:  # time_t held it
+            _last_second[:] = [second, stamp]
     fields = [escaped(body.get(key, "?"), MAX_FIELD)
               for key in ("log_level", "hostname", "job_name", "log_pid")]  # fmt: skip
     return "%s.%03d %s %s %s[%s] %s\n" % (
@@ -67,8 +82,11 @@ class LogWriter(CCHandler):
     reopened on SIGHUP, so logrotate can move them.  Writing runs on
     ``worker-threads`` threads (one file always on the same thread), each
     keeping at most ``max-open-files`` open; at most ``queue-size`` records
-    wait per thread, more are dropped and counted (``logwriter.dropped``).
-    A thread writes what waits for it, then flushes each file it wrote once.
+    per thread wait (``queue-size`` times ``worker-threads`` in all), more
+    are dropped and counted (``logwriter.dropped``).  The records of one
+    drained batch go to their threads as one job per file, written with one
+    ``write``; a thread writes what waits for it, then flushes each file it
+    wrote once.
 
     ::
 
@@ -97,13 +115,39 @@ class LogWriter(CCHandler):
         self.max_open = max(1, hcf.getint("max-open-files", 1000))
         self.ratelog = RateLimitedLog(self.log)
         self.local = threading.local()
+        threads = hcf.getint("worker-threads", 2)
+        queue_size = hcf.getint("queue-size", 10000)
         self.pool = WorkerPool(
-            hname,
-            hcf.getint("worker-threads", 2),
-            hcf.getint("queue-size", 10000),
-            self.io_loop,
-            after_batch=self.flush_files,
+            hname, threads, queue_size, self.io_loop, after_batch=self.flush_files
         )
+        #: records handed to the threads and not written yet, and how many may be
+        self.waiting = 0
+        self.max_waiting = threads * queue_size
+        #: this batch's lines by file, handed to the threads when the batch is routed
+        self._pending: Dict[str, List[str]] = {}
+        #: file names of the senders seen: (hostname, job_name, service_type) -> relpath
+        self._names: Dict[Tuple[Any, Any, Any], str] = {}
+
+    def relpath(self, body: Dict[str, Any]) -> str:
+        """The file ``body``'s record goes to (UnsafePath, KeyError, ValueError, TypeError)."""
+        key = (body.get("hostname"), body.get("job_name"), body.get("service_type"))
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        except TypeError:  # a field that is no name (a list): checked below, not remembered
+            key = None  # type: ignore[assignment]
+        fields = {
+            "hostname": component(body.get("hostname"), "hostname"),
+            "job_name": component(body.get("job_name"), "job_name"),
+            "service_type": component(body.get("service_type") or "-", "service_type"),
+        }
+        relpath = self.mask % fields
+        if key is not None:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            self._names[key] = relpath
+        return relpath
 
     def handle_msg(self, msg: CCMessage) -> None:
         body = msg.get_body()
@@ -112,30 +156,52 @@ class LogWriter(CCHandler):
             self._refuse(FORBIDDEN, "refusing log record: %s", foreign)
             return
         try:
-            fields = {
-                "hostname": component(body.get("hostname"), "hostname"),
-                "job_name": component(body.get("job_name"), "job_name"),
-                "service_type": component(body.get("service_type") or "-", "service_type"),
-            }
-            relpath = self.mask % fields
+            relpath = self.relpath(body)
         except UnsafePath as ex:
             self._refuse("rejected", "suspicious file path, skipping: %s", ex)
             return
         except (KeyError, ValueError, TypeError) as ex:
             self._refuse("invalid", "cannot name a log file for %s: %s", msg.type, ex)
             return
-        line = format_line(body)
-        if not self.pool.submit(relpath, self._done, self.write_line, relpath, line):
-            self._refuse("dropped", "worker queue full, dropping log record for %s", relpath)
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.hand_over)
+        lines = pending.get(relpath)
+        if lines is None:
+            pending[relpath] = [format_line(body)]
+        else:
+            lines.append(format_line(body))
 
-    def _refuse(self, what: str, fmt: str, *args: Any) -> None:
-        self.stats.inc("logwriter." + what)
+    def hand_over(self) -> None:
+        """The batch's lines to the threads, one job per thread (called once it is routed)."""
+        pending, self._pending = self._pending, {}
+        jobs: Dict[int, List[Tuple[str, List[str]]]] = {}
+        for relpath, lines in pending.items():
+            n = len(lines)
+            if self.waiting + n > self.max_waiting:
+                self._refuse(
+                    "dropped", "worker queue full, dropping log records for %s", relpath, count=n
+                )
+                continue
+            self.waiting += n
+            jobs.setdefault(self.pool.thread_of(relpath), []).append((relpath, lines))
+        for thread, files in jobs.items():
+            n = sum(len(lines) for _, lines in files)
+            done = functools.partial(self._done, n)
+            if not self.pool.submit_to(thread, done, self.write_files, files):
+                self.waiting -= n
+                self._refuse("dropped", "worker queue full, dropping %d log records", n, count=n)
+
+    def _refuse(self, what: str, fmt: str, *args: Any, count: int = 1) -> None:
+        self.stats.inc("logwriter." + what, count)
         self.ratelog.error(what, fmt, *args)
 
     def on_sighup(self) -> None:
+        self.hand_over()
         self.pool.broadcast(self._closed, self.close_files)
 
     def stop(self):
+        self.hand_over()
         self.pool.broadcast(self._closed, self.close_files)
         return self.pool.stop()
 
@@ -147,6 +213,17 @@ class LogWriter(CCHandler):
             files = self.local.files = collections.OrderedDict()
             self.local.dirty = set()  # written since the last flush
         return files
+
+    def write_files(self, files: List[Tuple[str, List[str]]]) -> List[Tuple[int, Any]]:
+        """Append each file's lines with one write; per file, its line count and the
+        characters written or the error."""
+        results: List[Tuple[int, Any]] = []
+        for relpath, lines in files:
+            try:
+                results.append((len(lines), self.write_line(relpath, "".join(lines))))
+            except Exception as ex:
+                results.append((len(lines), ex))
+        return results
 
     def write_line(self, relpath: str, line: str) -> int:
         files = self._files()
@@ -180,15 +257,22 @@ class LogWriter(CCHandler):
 
     # -- back on the loop -------------------------------------------------------------
 
-    def _done(self, result: Optional[int], error: Optional[BaseException]) -> None:
-        if error is not None:
-            if isinstance(error, UnsafePath):
-                self._refuse("rejected", "suspicious file path, skipping: %s", error)
+    def _done(
+        self, total: int, result: Optional[List[Tuple[int, Any]]], error: Optional[BaseException]
+    ) -> None:
+        """A thread's job of ``total`` records done: per file, ``count`` records written or
+        the error; ``error`` if a flush failed (what the batch wrote may be lost)."""
+        self.waiting -= total
+        for count, outcome in result or ():
+            if isinstance(outcome, UnsafePath):
+                self._refuse("rejected", "suspicious file path, skipping: %s", outcome, count=count)
+            elif isinstance(outcome, BaseException):
+                self._refuse("failed", "cannot write log records: %s", outcome, count=count)
             else:
-                self._refuse("failed", "cannot write log record: %s", error)
-        else:
-            self.stats.inc("logwriter.lines")
-            self.stats.inc("logwriter.bytes", result or 0)
+                self.stats.inc("logwriter.lines", count)
+                self.stats.inc("logwriter.bytes", outcome)
+        if error is not None:
+            self._refuse("failed", "cannot write log records: %s", error)
 
     def _closed(self, result: Optional[int], error: Optional[BaseException]) -> None:
         if error is not None:

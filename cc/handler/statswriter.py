@@ -4,7 +4,8 @@ import asyncio
 import concurrent.futures
 import json
 import os
-from typing import Dict, Optional, Tuple
+import stat
+from typing import Any, Dict, Optional, Tuple
 
 from cc.files.atomic import write_atomic
 from cc.files.paths import UnsafePath, clean_name, safe_join
@@ -24,7 +25,9 @@ class StatsWriter(CCHandler):
     The latest report of every (host, job) is also what the server's
     ``metrics-http`` page shows.  Files are written on a worker thread; while
     one batch is being written, newer reports replace older ones not yet
-    written, so a slow disk costs freshness, never memory.
+    written, so a slow disk costs freshness, never memory.  A file holds one
+    top-level key a line, sorted, each value compact JSON (what a report
+    costs to write is then the C encoder's, not the indenting one's).
 
     ::
 
@@ -45,7 +48,11 @@ class StatsWriter(CCHandler):
         super().__init__(hname, hcf, server)
         self.dstdir = hcf.getfile("dstdir")
         self.store = StatsStore(hcf.getint("max-entries", 10000))
-        self._dirty: Dict[Tuple[str, str, str], bytes] = {}
+        #: what waits to be written: (host, job, relpath) -> the report, as written
+        self._dirty: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+        #: file names already checked on the loop (each is checked again when written) by
+        #: (host, job, kind); bounded by the store's entries, two kinds each
+        self._paths: Dict[Tuple[str, str, str], str] = {}
         self._writing: Optional[asyncio.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
         self._ratelog = RateLimitedLog(self.log)
@@ -65,20 +72,25 @@ class StatsWriter(CCHandler):
                 self._ratelog.warning("full", "too many hosts x jobs, dropping %s", msg.type)
                 return
             kind = "stats" if has_prefix(msg.type, ("pub.stats",)) else "state"
-            relpath = "%s/%s.%s" % (
-                clean_name(entry.host, "hostname").replace("/", "_"),
-                clean_name(entry.job, "job_name").replace("/", "_"),
-                kind,
-            )
-            safe_join(self.dstdir, relpath)  # refuse early; checked again when written
+            relpath = self._paths.get((entry.host, entry.job, kind))
+            if relpath is None:
+                relpath = "%s/%s.%s" % (
+                    clean_name(entry.host, "hostname").replace("/", "_"),
+                    clean_name(entry.job, "job_name").replace("/", "_"),
+                    kind,
+                )
+                safe_join(self.dstdir, relpath)  # refuse early; checked again when written
+                if len(self._paths) >= 2 * self.store.max_entries:
+                    self._paths.clear()
+                self._paths[(entry.host, entry.job, kind)] = relpath
         except (BadStats, UnsafePath) as ex:
             self.stats.inc("statswriter.invalid")
             self._ratelog.warning(
                 "invalid", "bad %s from %s: %s", msg.type, body.get("hostname"), ex
             )
             return
-        data = json.dumps(entry.as_dict(kind), indent=1, sort_keys=True).encode("utf8")
-        self._dirty[(entry.host, entry.job, relpath)] = data
+        # a snapshot: the store replaces an entry's dicts on update, never changes them
+        self._dirty[(entry.host, entry.job, relpath)] = entry.as_dict(kind)
         self.stats.inc("statswriter." + kind)
         self._kick()
 
@@ -97,16 +109,30 @@ class StatsWriter(CCHandler):
             self.stats.inc("statswriter.write_failed", failed)
         self._kick()
 
-    def _write(self, batch: Dict[Tuple[str, str, str], bytes]) -> Tuple[int, int]:
-        """Worker thread: write each file atomically; count what failed."""
+    def _write(self, batch: Dict[Tuple[str, str, str], Dict[str, Any]]) -> Tuple[int, int]:
+        """Worker thread: write each file atomically; count what failed.
+
+        A file name is ``host/job.kind``, one component each (checked on the
+        loop), so a file stays inside ``dstdir`` when its host's directory is
+        a real directory right under ``dstdir``'s real path: that is checked
+        once per host and batch (one ``lstat``), not per file.  The file
+        itself is replaced by a rename, which never follows a symlink.
+        """
         written = failed = 0
-        for (_host, _job, relpath), data in batch.items():
+        dirs: Dict[str, str] = {}  # host directory name -> its checked path
+        root = ""
+        for (_host, _job, relpath), report in batch.items():
             try:
-                path = safe_join(self.dstdir, relpath)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_atomic(path, data)
+                if not root:
+                    os.makedirs(self.dstdir, exist_ok=True)
+                    root = os.path.realpath(self.dstdir)
+                hostdir, name = relpath.split("/")
+                path = dirs.get(hostdir)
+                if path is None:
+                    path = dirs[hostdir] = _real_dir(root, hostdir)
+                write_atomic(os.path.join(path, name), encode(report))
                 written += 1
-            except (OSError, UnsafePath) as ex:
+            except (OSError, UnsafePath, ValueError) as ex:
                 failed += 1
                 self._ratelog.error("write", "cannot write %s: %s", relpath, ex)
         return written, failed
@@ -117,3 +143,22 @@ class StatsWriter(CCHandler):
         while self._writing is not None:
             await asyncio.sleep(0.01)
         self._executor.shutdown(wait=True)
+
+
+def _real_dir(root: str, name: str) -> str:
+    """``root/name``, made if missing; UnsafePath unless a directory (a symlink is not)."""
+    path = os.path.join(root, name)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise UnsafePath("%s is not a directory of its own (a symlink?)" % path)
+    return path
+
+
+def encode(report: Dict[str, Any]) -> bytes:
+    """``report`` as a file's JSON: one top-level key a line, sorted, values compact."""
+    dumps = json.dumps
+    lines = [" %s: %s" % (dumps(k), dumps(report[k], sort_keys=True)) for k in sorted(report)]
+    return ("{\n" + ",\n".join(lines) + "\n}").encode("utf8")

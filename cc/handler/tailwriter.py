@@ -34,6 +34,8 @@ MAX_INT = 2**63 - 1
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 #: longest host or file name taken
 MAX_NAME = 1024
+#: fragments a worker takes from its queue at once, then reports to the loop (and so acks)
+BATCH = 64
 
 
 class Fragment(NamedTuple):
@@ -134,6 +136,8 @@ class TailWriter(CCHandler):
         self.queue_bytes = hcf.getbytes("queue-bytes", "64M")
         #: bytes of the fragments handed to workers and not reported back yet (loop thread)
         self.queued_bytes = 0
+        #: this batch's fragments by worker, handed over once the batch is routed
+        self._pending: Dict[TailWorker, List[Fragment]] = {}
         #: the last write that failed, while writes fail: code, msg, since (``pub.state``)
         self.write_error: Optional[Dict[str, Any]] = None
         self.server.add_state_source(hname, self.state)
@@ -175,17 +179,33 @@ class TailWriter(CCHandler):
         if self.queued_bytes and self.queued_bytes + size > self.queue_bytes:
             self.failed(msg, body, "busy", "writer queue full (queue-bytes)")
             return
-        try:
-            worker.queue.put_nowait(frag)
-        except queue.Full:
+        if worker.waiting >= worker.qsize:
             self.failed(msg, body, "busy", "writer queue full")
             return
+        worker.waiting += 1
         self.queued_bytes += size
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self.hand_over)
+        frags = pending.get(worker)
+        if frags is None:
+            pending[worker] = [frag]
+        else:
+            frags.append(frag)
 
-    def finished(self, frag: Fragment, report: Tuple[Any, ...]) -> None:
-        """A worker is done with ``frag``: its bytes leave the queue; ``report`` says how."""
-        self.queued_bytes -= frag.size()
-        report[0](*report[1:])
+    def hand_over(self) -> None:
+        """The batch's fragments to their workers, one list each (a wake-up per worker)."""
+        pending, self._pending = self._pending, {}
+        for worker, frags in pending.items():
+            worker.queue.put(frags)
+
+    def finished(self, worker: "TailWorker", done: List[Tuple[Fragment, Tuple[Any, ...]]]):
+        """``worker`` is done with these fragments, in order: each one's bytes leave the
+        queue, and its report (a callback and its arguments) says how it went."""
+        worker.waiting -= len(done)
+        for frag, report in done:
+            self.queued_bytes -= frag.size()
+            report[0](*report[1:])
 
     def _fragment(self, msg: CCMessage, body: Dict[str, Any]) -> Fragment:
         ident = TailIdentity(
@@ -242,6 +262,7 @@ class TailWriter(CCHandler):
 
     async def stop(self):
         self.server.remove_state_source(self.hname, self.state)
+        self.hand_over()
         for worker in self.workers:
             worker.stopping.set()
         loop = asyncio.get_running_loop()
@@ -272,24 +293,39 @@ class TailWorker(threading.Thread):
         self.method = method
         self.level = level
         self.fsync = fsync
-        self.queue: "queue.Queue[Fragment]" = queue.Queue(max(1, qsize))
+        #: fragments queued at the most, and queued now (both read and kept on the loop)
+        self.qsize = max(1, qsize)
+        self.waiting = 0
+        #: lists of fragments, a drained batch's each (bounded by ``qsize`` fragments)
+        self.queue: "queue.Queue[List[Fragment]]" = queue.Queue()
         self.stopping = threading.Event()
         self.files: Dict[TailIdentity, TailFile] = {}
 
     def run(self) -> None:
+        """Write what the queue holds (:data:`BATCH` at most), then report it to the loop in
+        one callback: a busy writer wakes the loop once per batch, not once per fragment."""
         next_maint = time.monotonic() + 1
+        get = self.queue.get_nowait
         while not (self.stopping.is_set() and self.queue.empty()):
             try:
-                frag = self.queue.get(timeout=0.2)
+                frags = self.queue.get(timeout=0.2)
             except queue.Empty:
-                frag = None
-            if frag is not None:
+                frags = []
+            while len(frags) < BATCH:
+                try:
+                    frags = frags + get()
+                except queue.Empty:
+                    break
+            done = []
+            for frag in frags:
                 try:
                     result = self._write(frag)
                 except Exception as ex:  # a worker never dies on a fragment
                     self._drop(frag.ident)
                     result = (self.handler.crashed, frag, ex)
-                self.io_loop.add_callback(self.handler.finished, frag, result)
+                done.append((frag, result))
+            if done:
+                self.io_loop.add_callback(self.handler.finished, self, done)
             if time.monotonic() > next_maint:
                 self._close_idle(time.monotonic() - CLOSE_IDLE)
                 next_maint = time.monotonic() + 1

@@ -22,14 +22,22 @@ Reported per host count and mode: sent and delivered (counted by the
 end-services), drops (anywhere: hosts whose queue was full, the proxy, the
 end-services), p50/p99 delivery latency (send to acknowledgement, of the
 acknowledged kinds), the p99 of the first and last third of the run, CPU of
-each server as a share of one core, and per server the largest host count
+each server as a share of one core, its CPU seconds per host-second and
+**hosts per core** (hosts / that share: what one core of that role carries
+with this mix, the figure to size a deployment by, each role on machines of
+its own), the load's own CPU apart, and per server the largest host count
 it sustained: everything delivered, nothing dropped, its CPU below 90% of a
 core and the latency neither growing nor a backlog (the last third's p99
 under 1 s, and at most twice the first third's or under 50 ms).
 
+CPU is counted per process (``/proc/PID/stat``) over the steady state only:
+from a quarter of the run (2 s at most) after the clock starts, once the
+registrations and the proxy's first sends to each host are over, to the end
+of the schedule; start-up and connection set-up are not in it.
+
 Signed (``cms-sign`` at the senders, ``cms-verify-ca`` at the end-services):
 each message is signed by its host's key (three signer certificates from a
-throwaway CA, shared round-robin) before the clock starts, since the load
+throwaway CA that :mod:`cctools.bench.keys` makes, shared round-robin) before the clock starts, since the load
 must not be what limits the run, and a real host signs only its own few
 messages a second.  Every message is signed once and sent once: its body
 carries the host, a sequence number and its own time, so no two signatures
@@ -81,7 +89,7 @@ SERVICES = {
 LOG_SIZE = 300
 TAIL_SIZE = 4096
 INFO_SIZE = 10240
-SIGNERS = ("user1", "server", "host2")  # the leaf certificates test/pki.py makes
+SIGNERS = ("user1", "server", "host2")  # the leaf certificates of the throwaway keystore
 #: a server keeps up below this share of one core
 CPU_LIMIT = 0.9
 #: and while acknowledgements take less than this (ms, p99 of the run's last third)
@@ -251,6 +259,13 @@ def write_schedule(path: str, hosts: int, msgs: Sequence[Message]) -> None:
 # -- the servers -----------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A cc-server of the run: its address, counters (over HTTP) and CPU time."""
 
@@ -279,9 +294,7 @@ class Server:
             return json.load(reply)["totals"]
 
     def cpu_seconds(self) -> float:
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -354,20 +367,43 @@ def run_fleet(load: str, hosts: int, seconds: int, keystore: Optional[str], idle
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "start":
             raise SystemExit("cc-bench fleet: the load did not start")
-        cpu0 = {name: s.cpu_seconds() for name, s in servers.items()}
+        # steady state: the registrations and the proxy's first sends to each host are over
+        time.sleep(settle_seconds(seconds))
+        pids = {name: s.proc.pid for name, s in servers.items()}
+        pids["load"] = proc.pid
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         t0 = time.monotonic()
         proc.stdout.readline()  # "sent": the schedule is done
         span = time.monotonic() - t0
-        cpu = {name: (s.cpu_seconds() - cpu0[name]) / span for name, s in servers.items()}
+        cpu = {name: (cpu_seconds(pid) - cpu0[name]) / span for name, pid in pids.items()}
+        load_cpu = cpu.pop("load")
         load_result = json.loads(proc.stdout.readline())
         proc.wait()
         sent = {mtype: load_result["sent"][i] for i, (mtype, _, _) in enumerate(KINDS)}
         counts, totals = wait_delivered(servers, sent, idle)
-        return report(hosts, seconds, sent, counts, totals, cpu, load_result, prepare)
+        row = report(hosts, seconds, sent, counts, totals, cpu, load_result, prepare)
+        row.update(capacity(hosts, cpu, span), load_cpu=load_cpu)
+        return row
     finally:
         for server in servers.values():
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def settle_seconds(seconds: int) -> float:
+    """How long after the clock starts CPU is not counted (a quarter of the run, 2 s at most)."""
+    return min(2.0, seconds / 4)
+
+
+def capacity(hosts: int, cpu: Dict[str, float], span: float) -> Dict[str, Any]:
+    """Per server, CPU seconds per host-second and hosts per core, from ``cpu`` (a core's share
+    over the ``span`` seconds of steady state)."""
+    per_host = {name: share / hosts for name, share in cpu.items()}
+    return {
+        "window_s": span,
+        "cpu_s_per_host_s": per_host,
+        "hosts_per_core": {name: (1 / c if c else None) for name, c in per_host.items()},
+    }
 
 
 def wait_delivered(servers: Dict[str, Server], sent: Dict[str, int], idle: float):
@@ -467,9 +503,9 @@ def bench(args: argparse.Namespace) -> Dict:
             raise SystemExit("cc-bench fleet: needs the C load (a C compiler and libzmq)")
         keystore = None
         if "signed" in args.modes:
-            from cctools.bench.scenarios import source_tree_module
+            from cctools.bench.keys import make_keystore
 
-            keystore = source_tree_module("pki").PKI(os.path.join(tmp, "keys")).dir
+            keystore = make_keystore(os.path.join(tmp, "keys"), SIGNERS)
         for mode in args.modes:
             rows = []
             for hosts in args.hosts:
@@ -516,6 +552,14 @@ def print_row(mode: str, row: Dict) -> None:
     if any(refused.values()):
         print("  pub.logtail refused busy %(busy)d, gap %(gap)d (not drops): sent again %(resent)d,"
               " still refused at the end %(not_resent)d" % refused)
+    print(
+        "  hosts per core (steady %.1f s): %s; the load used %.2f of a core"
+        % (row["window_s"],
+           ", ".join("%s %s" % (name, "%.0f" % n if n else "-")
+                     for name, n in row["hosts_per_core"].items()),
+           row["load_cpu"]),
+        flush=True,
+    )  # fmt: skip
     if row["first_error"]:
         print("  first error reply: %s" % row["first_error"])
 
