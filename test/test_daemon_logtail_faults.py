@@ -11,9 +11,8 @@ import shutil
 import signal
 import subprocess
 import threading
-import urllib.request
 
-from harness import wait_for
+from harness import LOCAL_HTTP, wait_for
 from test_daemon_logtail import ROTATED, LogtailCase
 
 CLASSIC_TEXT = "logmask = app-*.log"
@@ -158,7 +157,7 @@ class TestFullDisk(LogtailCase):
 
     def status(self, server):
         port = server.wait_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1)
-        with urllib.request.urlopen("http://127.0.0.1:%s/status" % port, timeout=10) as r:
+        with LOCAL_HTTP.open("http://127.0.0.1:%s/status" % port, timeout=10) as r:
             return json.load(r)
 
     def test_a_new_file_on_a_full_disk_then_a_restart_keeps_one_copy(self):

@@ -80,6 +80,8 @@ class TestFleetOnOneMachine(unittest.TestCase):
                 f.write(text)
         self.env = dict(child_env(), HOME=self.home, CC_CONF=self.conf)
         self.env["PATH"] = bindir + os.pathsep + self.env["PATH"]
+        # the servers are local: curl must not go through a package build's http_proxy
+        self.env["no_proxy"] = "127.0.0.1,localhost"
         self.addCleanup(self.stop_leftovers)
 
     def stop_leftovers(self) -> None:
