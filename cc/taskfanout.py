@@ -26,8 +26,6 @@ NO_ROUTE = "no-route"
 
 GLOB_CHARS = "*?["
 PATTERN_RE = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,255}$")
-#: a fan-out's uid leaves room for the ``-<n>`` of each host's run (``uid-0``, ...)
-FANOUT_UID_MAX = TASK_UID_MAX - 8
 #: patterns in one target: each is matched against every registered host
 MAX_PATTERNS = 16
 
@@ -114,9 +112,9 @@ def select_hosts(
 
 def check_fanout(body: Dict[str, Any], parts: List[str], max_fanout: int) -> Tuple[str, int]:
     """(task uid from the type, the fan-out bound) of a fan-out ``task.send``; or TargetError."""
-    if len(parts) != 3 or not TASK_UID_RE.match(parts[2]) or len(parts[2]) > FANOUT_UID_MAX:
+    if len(parts) != 3 or not TASK_UID_RE.match(parts[2]):
         raise TargetError(
-            "bad-task", "type must be task.send.<id> (id of 1-%d of [a-zA-Z0-9_-])" % FANOUT_UID_MAX
+            "bad-task", "type must be task.send.<id> (id of 1-%d of [a-zA-Z0-9_-])" % TASK_UID_MAX
         )
     handler = body.get("task_handler")
     if not isinstance(handler, str) or not handler:

@@ -60,7 +60,7 @@ class TestTargets(unittest.TestCase):
         self.assertEqual(check_fanout(bounded, ["task", "send", "t1"], 9), ("t1", 5))
         for bad_body, parts in [
             (body, ["task", "send"]),
-            (body, ["task", "send", "x" * 121]),
+            (body, ["task", "send", "x" * 129]),
             ({}, ["task", "send", "t1"]),
             (dict(body, max_fanout=0), ["task", "send", "t1"]),
             (dict(body, max_fanout=True), ["task", "send", "t1"]),
