@@ -209,7 +209,7 @@ class TestHubFailover(DaemonTestCase):
         hub1.stop(signal.SIGKILL)
 
         # the runner registered again through hub2, and tasks go that way at once
-        end.wait_stat("task.register", 2)
+        end.wait_stat("task.register", 2, timeout=30)
         after_failover = [tasks.send() for _ in range(3)]
         self.src.append(10000)
         self.write_info(3)
@@ -219,8 +219,9 @@ class TestHubFailover(DaemonTestCase):
 
         # hub1 comes back: after failback-after of answers the host goes back to it
         restart_on_its_endpoint(hub1)
-        host.wait_log(r"answered for 1 s: back to it")
-        end.wait_stat("task.register", 3)
+        # a restart and a reconnection first: on a busy machine that takes a while
+        host.wait_log(r"answered for 1 s: back to it", timeout=60)
+        end.wait_stat("task.register", 3, timeout=30)
         after_failback = [tasks.send() for _ in range(3)]
         self.src.append(10000)
         self.src.rotate_by_rename()
