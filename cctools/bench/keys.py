@@ -28,6 +28,22 @@ def _name(cn: str) -> x509.Name:
     )
 
 
+def _unsigned(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
+    start: datetime.datetime, end: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate of ``subject`` by ``issuer`` valid from ``start`` to ``end``, unsigned."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+
+
 def _write(directory: str, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
     with open(os.path.join(directory, name + ".crt"), "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
@@ -54,13 +70,7 @@ def make_keystore(directory: str, leaves: Sequence[str], ca: str = "ca", days: i
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(ca))
-        .issuer_name(_name(ca))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _unsigned(_name(ca), _name(ca), ca_key.public_key(), start, end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
@@ -73,13 +83,7 @@ def make_keystore(directory: str, leaves: Sequence[str], ca: str = "ca", days: i
     for name in leaves:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
+            _unsigned(_name(name), ca_cert.subject, key.public_key(), start, end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
             .add_extension(
                 x509.KeyUsage(True, False, True, False, False, False, False, False, False),
