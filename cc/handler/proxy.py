@@ -12,7 +12,7 @@ from cc.options import Option
 from cc.proxylink import LinkSet
 from cc.ratelog import RateLimitedLog
 from cc.security import CURVE_CLIENT_DECLARED, check_curve_client
-from cc.sharding import Sharding
+from cc.sharding import SHARD_DOWN, Sharding
 
 CC_HANDLER = "ProxyHandler"
 
@@ -73,7 +73,7 @@ class ProxyHandler(CCHandler):
         Option("shards", "list", None, "instead of remote-cc: end-services a message goes to"
                " by its hostname"),
         Option("shard-down", "enum", "wait", "a shard down: its hosts' messages wait for it,"
-               " or go to their secondary", choices=("wait", "secondary")),
+               " or go to their secondary", choices=SHARD_DOWN),
         Option("queue-bytes", "bytes", "32M", "bytes kept while the remote is slow, at the"
                " most; more are dropped and counted"),
     ) + sockopts.OPTIONS + CURVE_CLIENT_DECLARED  # fmt: skip
