@@ -484,6 +484,8 @@ class TestOriginalTopology(CCTestCase):
         for job in jobs:  # -v logs the state changes (the infofile comes every 30 s)
             local.wait_log(r"Job %s: STARTING -> RUNNING" % job, 20)
             self.addCleanup(_kill, int(local.wait_log(r"Job %s started: pid (\d+)" % job).group(1)))
+        # logtail reads a log it finds from its end: it must have found it before lines come
+        local.wait_log(r"started \S*postgresql-2013-02-01_000000.log at file position 0", 20)
 
         # logtail -> cclocal -> ccproxy -> ccserver-log's tailwriter, byte for byte
         content = b"".join(b"2013-02-01 00:00:%02d LOG:  line %d \xc3\xa4\n" % (i % 60, i)

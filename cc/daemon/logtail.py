@@ -214,6 +214,8 @@ class LogfileTailer(CCDaemon):
         self.progress = asyncio.Condition()
         self._save_lock = asyncio.Lock()
         self._save_handle: Optional[object] = None
+        #: stop_work made the last save: no more are planned
+        self._stopped = False
         self._ratelog = RateLimitedLog(self.log)
         self._deliveries: "set[asyncio.Task]" = set()
         #: the writer's last refusal while it lasts: code, msg, since (``pub.state``)
@@ -230,6 +232,11 @@ class LogfileTailer(CCDaemon):
             self.log.info("%d fragments unacknowledged, resent at next start", len(self.pending))
         for task in self._deliveries:
             task.cancel()
+        # this last save stands for a planned one, which would come after the executor is gone
+        if self._save_handle is not None:
+            self.io_loop.remove_timeout(self._save_handle)
+            self._save_handle = None
+        self._stopped = True
         await self._save()
         self.watch.close()
         if self.src is not None:
@@ -525,7 +532,7 @@ class LogfileTailer(CCDaemon):
                 self.progress.notify_all()
         if not self.pending:
             self.idle.set()
-        if self._save_handle is None:
+        if self._save_handle is None and not self._stopped:
             self._save_handle = self.io_loop.call_later(SAVE_DELAY, self._save_later)
 
     async def _turn(self, pending: Pending) -> None:
