@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import unittest
 
 from harness import WAIT, CCTestCase, ccserver_section
 
@@ -39,6 +40,8 @@ class TestBench(CCTestCase):
             self.assertEqual(summary[target]["count"], 300)
             self.assertLessEqual(summary[target]["p50"], summary[target]["p99"])
 
+    @unittest.skipUnless(os.environ.get("CC_TEST_LONG"), "90 s: make test-long (test_failover"
+                         " covers the failover itself)")
     def test_fleet_ha_tiny(self):
         """Two hubs, shards, hub 1 killed: copies whole, every task answered once, a failover."""
         result = self.run_command(
