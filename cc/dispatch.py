@@ -12,7 +12,7 @@ It has no socket and no loop, so tests drive it with lists of frames
 (``test/unit/test_dispatch.py``).  The path of one message::
 
     dispatch(batch) -> receive(frames)   size check, parse, route lookup, gate.judge()
-                    -> route(msg)        gate.open() (or reject()), handler.handle_msg()
+                    -> _route(msg)       gate.open() (or reject()), handler.handle_msg()
                     -> count(result)     ok / crashed / stopping / dropped, per type too
 
 The result of routing a message is one of :data:`RESULTS`; what the gate made
@@ -46,7 +46,11 @@ QUIET_NO_ROUTE = ("pub.stats", "pub.state")
 RESULTS = ("ok", "crashed", "stopping", "dropped")
 
 Send = Callable[[CCMessage], None]
-Received = Tuple[List[bytes], Union[CCMessage, MessageError], int, Sequence[CCHandler], float]
+#: a route's handlers, and whether one of them reads the body
+Plan = Tuple[Sequence[CCHandler], bool]
+NO_ROUTE: Plan = ((), False)
+#: frames, their message (or why they are none), their size, its plan
+Received = Tuple[List[bytes], Union[CCMessage, MessageError], int, Plan]
 
 
 class Dispatcher:
@@ -69,9 +73,11 @@ class Dispatcher:
         self.stopped: Set[CCHandler] = set()
         self._ratelog = RateLimitedLog(self.log)
         self._stats_types: Set[str] = set()
-        #: messages routed since the stats were last read: result (or result.msg.type) ->
+        #: messages routed since the stats were last read: (result, type or '') ->
         #: [count, bytes, seconds]; folded into the counters when they are read
-        self._tallies: Dict[str, List[float]] = {}
+        self._tallies: Dict[Tuple[str, str], List[float]] = {}
+        #: the routes' plans by type (:meth:`plan`), for the current route table
+        self._plans: Dict[str, Plan] = {}
         stats.add_fold(self._fold_tallies)
 
     def configure(
@@ -79,6 +85,7 @@ class Dispatcher:
     ) -> None:
         """Take the parts a (re)load made; messages already routed keep their verdicts."""
         self.routes = routes
+        self._plans = {}
         self.gate = gate
         self.max_message_size = max_message_size
         self.stats_level = stats_level
@@ -93,33 +100,36 @@ class Dispatcher:
         gate verifies signatures, verifying them back to back costs about a
         third less CPU than verifying each between the handlers' work, which
         pushes the crypto code and key out of the CPU's caches (``cc-bench
-        signed``).  One failing message never costs the others theirs.
+        signed``).  One failing message never costs the others theirs.  A
+        message's time is its routing's and an equal share of the first pass.
         """
+        clock = time.perf_counter
+        started = clock()
         received: List[Received] = []
         for frames in batch:
-            started = time.perf_counter()
             try:
-                msg, size, handlers = self.receive(frames)
+                received.append(self.receive(frames))
             except Exception:
                 self.log.exception("cannot take in a message from %r", frames[:1])
-                continue
-            received.append((frames, msg, size, handlers, time.perf_counter() - started))
-        for frames, msg, size, handlers, spent in received:
-            started = time.perf_counter() - spent  # its share of the first pass counts too
+        now = clock()
+        share = (now - started) / len(batch) if batch else 0.0
+        for frames, msg, size, plan in received:
             try:
                 if isinstance(msg, MessageError):
                     self.reject_frames(frames, msg, size)
-                else:
-                    self.route(msg, handlers, size, started)
+                    continue
+                result = self._route(msg, plan, size)
+                if result != "refused":
+                    then = clock()
+                    self.count(result, msg.type, size, then - now + share)
+                    now = then
             except Exception:
                 self.log.exception("cannot route a message from %r", frames[:1])
 
-    def receive(
-        self, frames: List[bytes]
-    ) -> Tuple[Union[CCMessage, MessageError], int, Sequence[CCHandler]]:
-        """``frames`` as a message judged by the gate if a handler on its route reads the
+    def receive(self, frames: List[bytes]) -> Received:
+        """``frames``, their message judged by the gate if a handler on its route reads the
         body (a refusal stays on the message, acted on when it is routed), or why they
-        are not a message; with their size and the route's handlers."""
+        are not a message; their size; the route's plan."""
         size = sum(map(len, frames))
         try:
             if size > self.max_message_size:
@@ -128,48 +138,62 @@ class Dispatcher:
                 )
             msg = CCMessage(frames)
         except MessageError as ex:
-            return ex, size, ()
-        handlers = self.routes.lookup(msg.type)
-        if _reads_body(msg, handlers):
+            return frames, ex, size, NO_ROUTE
+        plan = self.plan(msg.type)
+        if plan[1]:
             self.gate.judge(msg)
-        return msg, size, handlers
+        return frames, msg, size, plan
 
-    def route(
-        self,
-        msg: CCMessage,
-        handlers: Optional[Sequence[CCHandler]] = None,
-        size: Optional[int] = None,
-        started: Optional[float] = None,
-    ) -> str:
-        """Hand ``msg`` to the handlers of its route (looked up if not given); the result."""
-        if handlers is None:
-            handlers = self.routes.lookup(msg.type)
-        size = msg.size if size is None else size
-        started = time.perf_counter() if started is None else started
-        if handlers:
+    def plan(self, msgtype: str) -> Plan:
+        """The handlers of ``msgtype``'s route and whether one of them reads its body: asked
+        once per type of each route table (what a handler reads is set by its config)."""
+        plan = self._plans.get(msgtype)
+        if plan is None:
+            handlers = self.routes.lookup(msgtype)
+            plan = (handlers, any(handler.reads_body(msgtype) for handler in handlers))
+            if len(self._plans) >= RouteTable.CACHE_MAX:
+                self._plans.clear()
+            self._plans[msgtype] = plan
+        return plan
+
+    def route(self, msg: CCMessage) -> str:
+        """Hand ``msg`` to the handlers of its route, counted; the result."""
+        started = time.perf_counter()
+        result = self._route(msg, self.plan(msg.type), msg.size)
+        if result != "refused":
+            self.count(result, msg.type, msg.size, time.perf_counter() - started)
+        return result
+
+    def _route(self, msg: CCMessage, plan: Plan, size: int) -> str:
+        """Hand ``msg`` to the handlers of ``plan``: a result of :data:`RESULTS` (to count),
+        or ``refused`` (counted as invalid)."""
+        handlers, reads = plan
+        if not handlers:
+            if not has_prefix(msg.type, QUIET_NO_ROUTE):
+                self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
+            self.answer(msg, "no route for %s" % msg.type, "no-route")
+            return "dropped"
+        if reads:
             handlers = self._open(msg, handlers)
             if not handlers:  # refused, and nobody passes it on unread
                 self.stats.inc("count")
                 self.stats.inc("bytes", size)
                 return "refused"
-            result = "ok"
-            skipped = 0
-            for handler in handlers:
-                if self.stopped and handler in self.stopped:
-                    skipped += 1
-                elif not self.deliver(handler, msg):
-                    result = "crashed"
-            if skipped == len(handlers):  # all done stopping: nobody will answer
-                result = "stopping"
-                self.answer(msg, "server is stopping", "stopping")
-            elif result == "crashed":
-                self.answer(msg, "handler crashed", "crashed")
-        else:
-            result = "dropped"
-            if not has_prefix(msg.type, QUIET_NO_ROUTE):
-                self._ratelog.warning("noroute:" + msg.type, "dropping msg, no route: %s", msg.type)
-            self.answer(msg, "no route for %s" % msg.type, "no-route")
-        self.count(result, msg.type, size, time.perf_counter() - started)
+        elif msg.verdict is None:
+            msg.verdict = FORWARDED_UNREAD
+        result = "ok"
+        stopped = self.stopped
+        skipped = 0
+        for handler in handlers:
+            if stopped and handler in stopped:
+                skipped += 1
+            elif not self.deliver(handler, msg):
+                result = "crashed"
+        if skipped == len(handlers):  # all done stopping: nobody will answer
+            self.answer(msg, "server is stopping", "stopping")
+            return "stopping"
+        if result == "crashed":
+            self.answer(msg, "handler crashed", "crashed")
         return result
 
     def deliver(self, handler: CCHandler, msg: CCMessage) -> bool:
@@ -201,16 +225,12 @@ class Dispatcher:
         return "crashed"
 
     def _open(self, msg: CCMessage, handlers: Sequence[CCHandler]) -> Sequence[CCHandler]:
-        """The gate: open the body once for every handler that reads it, before any sees it.
+        """The gate: open the body once, before any handler sees it (one of them reads it).
 
         A refused message is rejected here (counted, logged, answered) and
-        goes on only to handlers that pass it on unread (proxies); a message
-        no handler reads is marked so that none can read it.
+        goes on only to handlers that pass it on unread (proxies).  A message
+        no handler reads is marked so that none can read it (:meth:`_route`).
         """
-        if not _reads_body(msg, handlers):
-            if msg.verdict is None:
-                msg.verdict = FORWARDED_UNREAD
-            return handlers
         try:
             self.gate.open(msg)
         except MessageError as ex:
@@ -260,16 +280,15 @@ class Dispatcher:
 
     def count(self, result: str, msgtype: str, size: int, taken: float) -> None:
         """Tally one routed message by result (and by type too with ``cc-stats = 2``)."""
-        self._tally(result, size, taken)
         if self.stats_level > 1:
             if msgtype not in self._stats_types:
                 if len(self._stats_types) < MAX_STATS_TYPES:
                     self._stats_types.add(msgtype)
                 else:
                     msgtype = OTHER_TYPES
-            self._tally(result + ".msg." + msgtype, size, taken)
-
-    def _tally(self, key: str, size: int, taken: float) -> None:
+        else:
+            msgtype = ""
+        key = (result, msgtype)
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = [0, 0, 0.0]
@@ -278,16 +297,14 @@ class Dispatcher:
         tally[2] += taken
 
     def _fold_tallies(self, period: Dict[str, float]) -> None:
-        """Stats fold: the tallies as ``count``, ``bytes``, ``seconds``, summed and per result."""
+        """Stats fold: the tallies as ``count``, ``bytes``, ``seconds``: summed, per result,
+        and per result and type (``count.ok.msg.log.info``)."""
         tallies, self._tallies = self._tallies, {}
         get = period.get
-        for suffix, values in tallies.items():
+        for (result, msgtype), values in tallies.items():
             for prefix, n in zip(("count", "bytes", "seconds"), values):
-                key = prefix + "." + suffix
-                period[key] = get(key, 0) + n
-                if ".msg." not in suffix:
-                    period[prefix] = get(prefix, 0) + n
-
-
-def _reads_body(msg: CCMessage, handlers: Sequence[CCHandler]) -> bool:
-    return any(handler.reads_body(msg.type) for handler in handlers)
+                keys = [prefix, prefix + "." + result]
+                if msgtype:
+                    keys.append(keys[1] + ".msg." + msgtype)
+                for key in keys:
+                    period[key] = get(key, 0) + n

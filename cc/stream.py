@@ -12,7 +12,14 @@ differences that matter for a router:
   ``send_multipart`` costs more than libzmq itself on a small message), and
   received with ``recv`` + ``RCVMORE``;
 * the send queue is bounded (``qmaxsize``, the ``zmq_hwm`` of its owner) and
-  every message dropped is counted.
+  every message dropped is counted;
+* with ``pace`` (the server's ``batch-wait``), once a drain has emptied the
+  socket the next waits until ``pace`` seconds after it: while messages keep
+  coming, one wake-up takes all that came in that time instead of one
+  each, and the loop's cost per wake-up is shared among them (interrupt
+  moderation).  The FD is not watched meanwhile (it would wake the loop for
+  nothing); a message arriving after a quiet spell is taken at once, and a
+  drain cut short by ``batch`` goes on at once.
 
 A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
 has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
@@ -90,6 +97,7 @@ class CCStream:
     :param name: names the stream in logs
     :param batch: most messages received per readiness event
     :param waits: where messages for full ROUTER peers wait (default: the default bounds)
+    :param pace: seconds between drains that empty the socket, at the least (0: none)
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class CCStream:
         name: str = "stream",
         batch: int = DEFAULT_BATCH,
         waits: Optional[PeerWaits] = None,
+        pace: float = 0.0,
     ) -> None:
         self.socket = sock
         self.io_loop = io_loop
@@ -121,6 +130,11 @@ class CCStream:
         self._recv_callback: Optional[Callable[[Any], None]] = None
         self._recv_batched = False
         self._scheduled = False
+        self.pace = pace
+        #: loop time of the last drain that emptied the socket
+        self._emptied_at = float("-inf")
+        #: while paced: the timer that drains and watches the FD again
+        self._paced: Optional[asyncio.TimerHandle] = None
         self._ratelog = RateLimitedLog(log)
         self._fd = sock.getsockopt(zmq.FD)
         # straight on the asyncio loop, as every scheduling of a handling: an idle
@@ -203,6 +217,8 @@ class CCStream:
             self._drop(frames, "closed")
         if self._retry is not None:
             self._retry.cancel()
+        if self._paced is not None:
+            self._paced.cancel()
         self._asyncio_loop.remove_reader(self._fd)
         self.socket.close(linger)
         self.socket = None  # type: ignore[assignment]
@@ -287,7 +303,7 @@ class CCStream:
             return
         try:
             ev = sock.get(_EVENTS)
-            if ev & _POLLIN and self._recv_callback is not None:
+            if ev & _POLLIN and self._recv_callback is not None and self._may_drain():
                 self._drain()
             if self._queue and ev & _POLLOUT:
                 self._flush()
@@ -304,10 +320,35 @@ class CCStream:
             if self.socket is not None:
                 log.error("%s: socket error: %s", self.name, ex)
             return
-        if (ev & _POLLIN and self._recv_callback is not None) or (self._queue and ev & _POLLOUT):
+        receive = ev & _POLLIN and self._recv_callback is not None and self._paced is None
+        if receive or (self._queue and ev & _POLLOUT):
             self._schedule()
         elif self.waits:
             self._arm_retry()
+
+    def _may_drain(self) -> bool:
+        """Whether to drain now; if not (paced), stop watching the FD until the time comes."""
+        if self._paced is not None:
+            return False
+        if not self.pace:
+            return True
+        due = self._emptied_at + self.pace
+        if self._asyncio_loop.time() >= due:
+            return True
+        self._asyncio_loop.remove_reader(self._fd)
+        self._paced = self._asyncio_loop.call_at(due, self._resume)
+        return False
+
+    def _resume(self) -> None:
+        """The pause is over: watch the FD again and take what came meanwhile."""
+        self._paced = None
+        if self.socket is not None:
+            self._asyncio_loop.add_reader(self._fd, self._handle_events)
+            self._handle_events()
+
+    def _emptied(self) -> None:
+        if self.pace:
+            self._emptied_at = self._asyncio_loop.time()
 
     def _drain(self) -> None:
         recv_frames = self._recv_frames
@@ -320,7 +361,7 @@ class CCStream:
                     received.append(frames)
                     size += sum(map(len, frames))
             except zmq.Again:
-                pass
+                self._emptied()
             if received:
                 self._run_callback(received)
             return
@@ -328,6 +369,7 @@ class CCStream:
             try:
                 frames = recv_frames()
             except zmq.Again:
+                self._emptied()
                 return
             if self._recv_callback is None:
                 return

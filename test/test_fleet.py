@@ -38,6 +38,7 @@ job = h:jobmgr
 [h:stats]
 handler = statswriter
 dstdir = {tmp}/stats
+write-interval = 0
 
 [h:taskrouter]
 handler = taskrouter

@@ -16,6 +16,7 @@ pub.state = h:stats
 [h:stats]
 handler = statswriter
 dstdir = {tmp}/stats
+write-interval = 0
 """
 
 LOCAL = ccserver_section("local", role="local") + """
@@ -130,3 +131,25 @@ echo-timeout = 1
         self.assertEqual(os.listdir(outside), [])
         with open(good, encoding="utf8") as f:
             self.assertEqual(json.load(f)["counters"], {"n": 3.0})
+
+    def test_reports_wait_for_the_write_interval_and_a_stop_writes_them(self):
+        """With write-interval, a report coming after a write waits for the interval (a newer
+        one replaces it); stopping writes what waits."""
+        ini = CENTRAL.replace("write-interval = 0", "write-interval = 3600")
+        central = self.start_server("central", ini)
+        # the server's own first report makes the first write; from then on reports wait
+        wait_for(lambda: self.read("central", "stats") or self.read("central", "state"),
+                 what="the first file")
+        sock = self.dealer(central.endpoint)
+        for n in (1, 2):
+            body = {"hostname": "h1", "job_name": "j", "counters": {"n": n}, "time": 1.0}
+            sock.send_multipart(CCMessage.build("pub.stats", body).frames)
+        # a bad one behind them: once it is counted, they were taken
+        bad = {"hostname": "h1", "job_name": "j", "counters": "many", "time": 1.0}
+        sock.send_multipart(CCMessage.build("pub.stats", bad).frames)
+        central.wait_stat("statswriter.invalid", 1)
+        path = os.path.join(self.tmp, "stats", "h1", "j.stats")
+        self.assertFalse(os.path.exists(path), "written before the interval")
+        self.assertEqual(central.stop(), 0)
+        with open(path, encoding="utf8") as f:
+            self.assertEqual(json.load(f)["counters"], {"n": 2.0})

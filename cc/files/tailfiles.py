@@ -32,7 +32,7 @@ import json
 import os
 import threading
 import time
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from cc.files import compression
 from cc.files.atomic import write_atomic
@@ -55,7 +55,9 @@ ROTATED_SUFFIX = ".%Y-%m-%d_%H-%M-%S"
 #: mappings whose destination has not changed for this long are forgotten
 FORGET_SECONDS = 7 * 86400
 #: identities remembered at most (a flood of invented identities cannot grow the state forever)
-MAX_ENTRIES = 10000
+MAX_ENTRIES = 100000
+#: seconds between looks for entries to forget (a look stats every copy)
+PRUNE_EVERY = 3600.0
 
 
 class Gap(ValueError):
@@ -90,7 +92,12 @@ def default_mask(host_subdirs: bool) -> str:
 class DestinationMap:
     """identity -> destination path, persisted in ``dstdir/.cc-tail-state``.
 
-    Thread-safe: every worker thread asks it for the files it opens.
+    Thread-safe: every worker thread asks it for the files it opens.  New
+    entries are saved by group commit: while one thread writes the map,
+    others add theirs, and the next write (by whichever of them comes
+    first) saves them all; each lookup returns once its own entry is on
+    disk.  So a thousand new copies at once cost a few writes of the map,
+    not one each (the map is rewritten whole, so one each was quadratic).
     """
 
     def __init__(self, dstdir: str, mask: str) -> None:
@@ -99,14 +106,33 @@ class DestinationMap:
         mask % {"hostname": "h", "filename": "f", "filepath": "p"}  # bad masks fail at startup
         os.makedirs(dstdir, exist_ok=True)
         self.state_path = os.path.join(dstdir, STATE_NAME)
+        #: guards the entries and the counts of entries added and saved
         self._lock = threading.Lock()
+        #: a thread writing the map, and those waiting for it
+        self._saving = threading.Condition(threading.Lock())
+        self._writer: Optional[threading.Thread] = None
+        #: the state file as last read or written (a change means another writer saved)
+        self._seen: Optional[Tuple[int, int, int]] = None
         self._entries: Dict[str, Destination] = self._load()
-        #: an entry was added that is not on disk yet
-        self._unsaved = False
+        #: entries added so far, and how many of them are on disk
+        self._added = self._saved = 0
+        #: entries not on disk yet: key -> the count of entries added when it was
+        self._unsaved: Dict[str, int] = {}
+        self._pruned = 0.0
+        #: writes of the map so far
+        self.saves = 0
+
+    def _state_seen(self) -> Optional[Tuple[int, int, int]]:
+        try:
+            st = os.stat(self.state_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _load(self) -> Dict[str, Destination]:
         """The saved entries; one saved before origins were kept begins at 0, one saved before
         entries had a ``since`` counts as recorded now."""
+        self._seen = self._state_seen()
         try:
             with open(self.state_path, encoding="utf8") as f:
                 data = json.load(f)
@@ -142,18 +168,39 @@ class DestinationMap:
         key = ident.key()
         with self._lock:
             dest = self._entries.get(key)
-            if dest is None:
-                # another handler on this dstdir (one being replaced by a reload) may have saved
+            if dest is None and self._state_seen() != self._seen:
+                # another handler on this dstdir (one being replaced by a reload) saved
                 self._entries = {**self._load(), **self._entries}
                 dest = self._entries.get(key)
-                if dest is None:
-                    dest = Destination(self._new_path(ident, rotated, ext), origin, time.time())
-                    self._entries[key] = dest
-                    self._unsaved = True
-            if self._unsaved:
-                self._save()
-                self._unsaved = False
-            return Destination(safe_join(self.dstdir, dest.path), dest.origin, dest.since)
+            if dest is None:
+                dest = Destination(self._new_path(ident, rotated, ext), origin, time.time())
+                self._entries[key] = dest
+                self._added += 1
+                self._unsaved[key] = self._added
+            needed = self._unsaved.get(key, 0)
+        if needed > self._saved:
+            self._commit(needed)
+        return Destination(safe_join(self.dstdir, dest.path), dest.origin, dest.since)
+
+    def _commit(self, needed: int) -> None:
+        """Return once the first ``needed`` entries added are on disk: wait for the thread
+        writing the map, or write it (with what every thread added meanwhile)."""
+        me = threading.current_thread()
+        with self._saving:
+            while self._saved < needed:
+                if self._writer is not None:
+                    self._saving.wait()
+                    continue
+                self._writer = me
+                break
+            else:
+                return
+        try:
+            self._save()
+        finally:
+            with self._saving:
+                self._writer = None
+                self._saving.notify_all()
 
     def _new_path(self, ident: TailIdentity, rotated: bool, ext: str) -> str:
         base = self.relpath(ident, "")
@@ -168,28 +215,38 @@ class DestinationMap:
         return rel
 
     def _save(self) -> None:
-        self._prune()
-        files = {key: dest._asdict() for key, dest in self._entries.items()}
+        """Write the map as it is now (OSError if it cannot be: the entries stay unsaved)."""
+        with self._lock:
+            self._prune()
+            added = self._added
+            files = {key: dest._asdict() for key, dest in self._entries.items()}
         text = json.dumps({"files": files}, indent=0, sort_keys=True)
         write_atomic(self.state_path, text, durable=True)
+        with self._lock:
+            self.saves += 1
+            self._seen = self._state_seen()
+            self._saved = added
+            self._unsaved = {k: n for k, n in self._unsaved.items() if n > added}
 
     def _prune(self) -> None:
         """Forget entries whose copy has not changed for FORGET_SECONDS, and those whose copy
-        is missing FORGET_SECONDS after they were recorded (it was removed, or never written).
+        is missing FORGET_SECONDS after they were recorded (it was removed, or never written);
+        looked for once every PRUNE_EVERY seconds, while the map is large.
 
         An entry whose copy is not created yet stays: it was saved before a worker opens the
         file, and forgetting it would start a second copy (``name.1``) at the next lookup.
         """
-        if len(self._entries) < 100:
-            return
-        cutoff = time.time() - FORGET_SECONDS
-        for key, dest in list(self._entries.items()):
-            try:
-                stale = os.stat(os.path.join(self.dstdir, dest.path)).st_mtime < cutoff
-            except FileNotFoundError:
-                stale = dest.since < cutoff
-            if stale:
-                del self._entries[key]
+        now = time.time()
+        if len(self._entries) >= 100 and now - self._pruned >= PRUNE_EVERY:
+            self._pruned = now
+            cutoff = now - FORGET_SECONDS
+            for key, dest in list(self._entries.items()):
+                try:
+                    stale = os.stat(os.path.join(self.dstdir, dest.path)).st_mtime < cutoff
+                except FileNotFoundError:
+                    stale = dest.since < cutoff
+                if stale and key not in self._unsaved:
+                    del self._entries[key]
         while len(self._entries) > MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]
 

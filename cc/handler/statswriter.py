@@ -28,6 +28,11 @@ class StatsWriter(CCHandler):
     written, so a slow disk costs freshness, never memory.  A file holds one
     top-level key a line, sorted, each value compact JSON (what a report
     costs to write is then the C encoder's, not the indenting one's).
+    Files are written at most every ``write-interval`` seconds: a report
+    coming sooner after the last write waits (with every other one that
+    comes meanwhile) until then, so a host reporting every second costs
+    one file rewrite per interval, not one per report; the server's
+    ``/metrics`` has the latest at once.
 
     ::
 
@@ -36,12 +41,16 @@ class StatsWriter(CCHandler):
         dstdir = ~/stats
         # hosts x jobs kept; reports of new ones beyond this are dropped and counted
         #max-entries = 10000
+        # seconds between writes at the least (a file is then at most this much behind)
+        #write-interval = 10
     """
 
     CC_ROLES = ("end-service",)
     OPTIONS = (
         Option("dstdir", "path", REQUIRED, "directory of the stats files", example="~/stats"),
         Option("max-entries", "int", 10000, "jobs remembered, at the most"),
+        Option("write-interval", "seconds", 10, "seconds between writes at the least: a"
+               " report coming sooner waits, newer ones replace it; 0: each at once"),
     )  # fmt: skip
 
     def __init__(self, hname, hcf, server):
@@ -54,6 +63,10 @@ class StatsWriter(CCHandler):
         #: (host, job, kind); bounded by the store's entries, two kinds each
         self._paths: Dict[Tuple[str, str, str], str] = {}
         self._writing: Optional[asyncio.Future] = None
+        self.write_interval = hcf.getfloat("write-interval", 10)
+        #: loop time the last write began; the timer of the next while it waits
+        self._last_write = float("-inf")
+        self._next_write: Optional[asyncio.TimerHandle] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=hname)
         self._ratelog = RateLimitedLog(self.log)
         server.add_stats_store(self.store)
@@ -95,11 +108,22 @@ class StatsWriter(CCHandler):
         self._kick()
 
     def _kick(self) -> None:
-        if self._writing is None and self._dirty:
-            batch, self._dirty = self._dirty, {}
-            loop = asyncio.get_running_loop()
-            self._writing = loop.run_in_executor(self._executor, self._write, batch)
-            self._writing.add_done_callback(self._written)
+        """Write what waits, now or when write-interval has passed since the last write."""
+        if self._writing is not None or self._next_write is not None or not self._dirty:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_write + self.write_interval
+        if loop.time() < due:
+            self._next_write = loop.call_at(due, self._kick_due)
+            return
+        self._last_write = loop.time()
+        batch, self._dirty = self._dirty, {}
+        self._writing = loop.run_in_executor(self._executor, self._write, batch)
+        self._writing.add_done_callback(self._written)
+
+    def _kick_due(self) -> None:
+        self._next_write = None
+        self._kick()
 
     def _written(self, future: asyncio.Future) -> None:
         self._writing = None
@@ -140,6 +164,11 @@ class StatsWriter(CCHandler):
     async def stop(self) -> None:
         """Finish what was received (the server bounds how long this may take)."""
         self.server.remove_stats_store(self.store)
+        if self._next_write is not None:  # what waits for its time is written now
+            self._next_write.cancel()
+            self._next_write = None
+        self.write_interval = 0
+        self._kick()
         while self._writing is not None:
             await asyncio.sleep(0.01)
         self._executor.shutdown(wait=True)
