@@ -130,9 +130,26 @@ class TestBench(CCTestCase):
                 self.assertEqual(row["acks"], row["hosts"] * 2 + 1)  # logtail and infofile
                 self.assertLessEqual(row["p50_ms"], row["p99_ms"])
                 self.assertEqual(set(row["cpu"]), servers)
+                self.assertEqual(set(row["cpu_zmq_io"]), servers)
                 self.assert_hosts_per_core(row, servers)
             self.assertEqual(set(values["sustained_hosts"]), servers)  # the counts depend on speed
         self.assertEqual(set(report["signed_cpu_vs_unsigned"]), {"3", "6"})
+
+    def test_fleet_c_router_bar(self):
+        """--proxy c: the C router stands in for the proxy and delivers everything; the
+        share of each server's CPU in libzmq's I/O threads is reported."""
+        result = self.run_command(
+            [sys.executable, "-m", "cctools.bench", "fleet", "--hosts", "4", "--seconds", "2",
+             "--modes", "unsigned", "--proxy", "c", "--idle", "30", "--json"],
+            timeout=300,
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 0, result.stderr)
+        row = json.loads(result.stdout)["modes"]["unsigned"]["runs"][0]
+        self.assertEqual(row["proxy"], "c")
+        self.assertEqual(row["delivered"], row["sent"])
+        self.assertEqual(row["acks"], row["hosts"] * 2 + 1)  # replies relayed back
+        for name, share in row["cpu_zmq_io"].items():
+            self.assertLessEqual(share, row["cpu"][name] + 0.05, name)  # a part of the whole
 
     def assert_hosts_per_core(self, row, servers):
         """Every role's CPU per host-second and hosts per core, over the steady window."""

@@ -9,6 +9,12 @@ and rate-limited logs are safe to touch: a thread runs what its queue holds
 (up to :data:`BATCH` jobs) and hands the results back in one call, so a busy
 writer wakes the loop once per batch, not once per job; ``after_batch``
 (e.g. a flush) runs on the thread at the end of each batch.
+
+Waking a thread, and the loop again for its results, costs about what
+writing a few dozen records does (futexes, a context switch, the GIL
+changing hands: ``cc-bench fleet``).  So handlers gather work on the loop
+and hand it over once per :data:`HAND_OVER_DELAY` (:class:`HandOver`),
+not once per drained batch.
 """
 
 import asyncio
@@ -19,7 +25,7 @@ from typing import Any, Callable, List, Optional
 
 from tornado.ioloop import IOLoop
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "HandOver", "HAND_OVER_DELAY"]
 
 Done = Callable[[Any, Optional[BaseException]], None]
 
@@ -27,6 +33,30 @@ Done = Callable[[Any, Optional[BaseException]], None]
 BATCH = 256
 
 _STOP = object()
+
+#: seconds work gathers on the loop before it goes to the threads (its latency)
+HAND_OVER_DELAY = 0.01
+
+
+class HandOver:
+    """Calls ``hand_over()`` :data:`HAND_OVER_DELAY` after work began to gather (:meth:`due`),
+    or at once (:meth:`now`: work beyond a bound, a stop, a reload)."""
+
+    def __init__(self, hand_over: Callable[[], None], delay: float = HAND_OVER_DELAY) -> None:
+        self._hand_over = hand_over
+        self.delay = delay
+        self._timer: Optional[asyncio.TimerHandle] = None
+
+    def due(self) -> None:
+        """Work is gathering: hand it over in ``delay`` seconds, if not planned yet."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self.now)
+
+    def now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._hand_over()
 
 
 class WorkerPool:

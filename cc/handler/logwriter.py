@@ -1,6 +1,5 @@
 """logwriter: append received log records to per-host, per-job files under a directory."""
 
-import asyncio
 import collections
 import functools
 import os
@@ -9,7 +8,7 @@ import time
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from cc.files.paths import UnsafePath, plain_name, safe_join
-from cc.files.workerpool import WorkerPool
+from cc.files.workerpool import HandOver, WorkerPool
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
@@ -27,6 +26,8 @@ ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r"})
 MAX_FIELD = 200
 #: file names remembered by sender (forgotten all at once beyond this)
 NAMES_KEPT = 10000
+#: lines gathered on the loop at the most: more go to the threads at once
+HAND_OVER_LINES = 1000
 
 
 def escaped(value: Any, limit: Optional[int] = None) -> str:
@@ -83,10 +84,10 @@ class LogWriter(CCHandler):
     ``worker-threads`` threads (one file always on the same thread), each
     keeping at most ``max-open-files`` open; at most ``queue-size`` records
     per thread wait (``queue-size`` times ``worker-threads`` in all), more
-    are dropped and counted (``logwriter.dropped``).  The records of one
-    drained batch go to their threads as one job per file, written with one
-    ``write``; a thread writes what waits for it, then flushes each file it
-    wrote once.
+    are dropped and counted (``logwriter.dropped``).  Records gather on the
+    loop for 10 ms (or 1000 records) and go to their threads as one job per
+    file, written with one ``write``; a thread writes what waits for it,
+    then flushes each file it wrote once.
 
     ::
 
@@ -123,8 +124,10 @@ class LogWriter(CCHandler):
         #: records handed to the threads and not written yet, and how many may be
         self.waiting = 0
         self.max_waiting = threads * queue_size
-        #: this batch's lines by file, handed to the threads when the batch is routed
+        #: lines gathered by file, handed to the threads together (:class:`HandOver`)
         self._pending: Dict[str, List[str]] = {}
+        self._gathered = 0
+        self._handover = HandOver(self.hand_over)
         #: file names of the senders seen: (hostname, job_name, service_type) -> relpath
         self._names: Dict[Tuple[Any, Any, Any], str] = {}
 
@@ -164,17 +167,21 @@ class LogWriter(CCHandler):
             self._refuse("invalid", "cannot name a log file for %s: %s", msg.type, ex)
             return
         pending = self._pending
-        if not pending:
-            asyncio.get_running_loop().call_soon(self.hand_over)
         lines = pending.get(relpath)
         if lines is None:
             pending[relpath] = [format_line(body)]
         else:
             lines.append(format_line(body))
+        self._gathered += 1
+        if self._gathered >= HAND_OVER_LINES:
+            self._handover.now()
+        else:
+            self._handover.due()
 
     def hand_over(self) -> None:
-        """The batch's lines to the threads, one job per thread (called once it is routed)."""
+        """The lines gathered to the threads, one job per thread."""
         pending, self._pending = self._pending, {}
+        self._gathered = 0
         jobs: Dict[int, List[Tuple[str, List[str]]]] = {}
         for relpath, lines in pending.items():
             n = len(lines)
@@ -197,11 +204,11 @@ class LogWriter(CCHandler):
         self.ratelog.error(what, fmt, *args)
 
     def on_sighup(self) -> None:
-        self.hand_over()
+        self._handover.now()
         self.pool.broadcast(self._closed, self.close_files)
 
     def stop(self):
-        self.hand_over()
+        self._handover.now()
         self.pool.broadcast(self._closed, self.close_files)
         return self.pool.stop()
 

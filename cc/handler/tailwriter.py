@@ -16,6 +16,7 @@ from skytools.config import ConfigError
 from cc.files import compression
 from cc.files.paths import UnsafePath
 from cc.files.tailfiles import DestinationMap, Gap, TailFile, TailIdentity, default_mask
+from cc.files.workerpool import HandOver
 from cc.handler import CCHandler
 from cc.message import CCMessage
 from cc.options import REQUIRED, Option
@@ -136,8 +137,9 @@ class TailWriter(CCHandler):
         self.queue_bytes = hcf.getbytes("queue-bytes", "64M")
         #: bytes of the fragments handed to workers and not reported back yet (loop thread)
         self.queued_bytes = 0
-        #: this batch's fragments by worker, handed over once the batch is routed
+        #: fragments gathered by worker (bounded as queued), handed over together
         self._pending: Dict[TailWorker, List[Fragment]] = {}
+        self._handover = HandOver(self.hand_over)
         #: the last write that failed, while writes fail: code, msg, since (``pub.state``)
         self.write_error: Optional[Dict[str, Any]] = None
         self.server.add_state_source(hname, self.state)
@@ -185,8 +187,7 @@ class TailWriter(CCHandler):
         worker.waiting += 1
         self.queued_bytes += size
         pending = self._pending
-        if not pending:
-            asyncio.get_running_loop().call_soon(self.hand_over)
+        self._handover.due()
         frags = pending.get(worker)
         if frags is None:
             pending[worker] = [frag]
@@ -194,7 +195,7 @@ class TailWriter(CCHandler):
             frags.append(frag)
 
     def hand_over(self) -> None:
-        """The batch's fragments to their workers, one list each (a wake-up per worker)."""
+        """The fragments gathered to their workers, one list each (a wake-up per worker)."""
         pending, self._pending = self._pending, {}
         for worker, frags in pending.items():
             worker.queue.put(frags)
@@ -262,7 +263,7 @@ class TailWriter(CCHandler):
 
     async def stop(self):
         self.server.remove_state_source(self.hname, self.state)
-        self.hand_over()
+        self._handover.now()
         for worker in self.workers:
             worker.stopping.set()
         loop = asyncio.get_running_loop()

@@ -7,6 +7,9 @@
  *   benchload sink COUNT IDLE_MS              ROUTER: prints its port, then a JSON result
  *   benchload fleet URL FILE IDLE_MS          a DEALER per simulated host, each with its own
  *                                             identity, sending FILE's schedule (see do_fleet)
+ *   benchload route PREFIX=URL ...            ROUTER: prints its port; forwards each message by
+ *                                             its type's dotted prefix to a DEALER connected to
+ *                                             URL and relays the replies back (see do_route)
  *
  * cc-bench compiles this on first use against the libzmq that pyzmq loads.  No zmq.h is
  * needed: the few functions and constants used have kept their ABI since libzmq 3.2.
@@ -39,6 +42,16 @@ typedef struct {
     short revents;
 } zmq_pollitem_t;
 int zmq_poll(zmq_pollitem_t *items, int nitems, long timeout);
+typedef struct {
+    unsigned char _[64];
+} __attribute__((aligned(sizeof(void *)))) zmq_msg_t;
+int zmq_msg_init(zmq_msg_t *msg);
+int zmq_msg_recv(zmq_msg_t *msg, void *sock, int flags);
+int zmq_msg_send(zmq_msg_t *msg, void *sock, int flags);
+int zmq_msg_close(zmq_msg_t *msg);
+void *zmq_msg_data(zmq_msg_t *msg);
+size_t zmq_msg_size(const zmq_msg_t *msg);
+int zmq_msg_more(const zmq_msg_t *msg);
 
 enum { ZMQ_DEALER = 5, ZMQ_ROUTER = 6 };
 enum { ZMQ_DONTWAIT = 1, ZMQ_SNDMORE = 2, ZMQ_POLLIN = 1 };
@@ -473,6 +486,100 @@ static int do_fleet(const char *url, const char *path, long idle_ms)
     return 0;
 }
 
+/*
+ * The bar of a fleet's proxy: what libzmq alone costs in its place.  A ROUTER bound to a
+ * free port forwards each message, route id and all, by its type's dotted prefix (the frame
+ * after the empty one) to a DEALER per route, and relays what the DEALERs receive back out
+ * of the ROUTER; no parsing beyond the type, no counters.  Runs until killed.
+ */
+#define ROUTE_MAX 16
+#define FRAMES_MAX 40
+
+static int prefix_of(const char *prefix, const char *type, size_t tlen)
+{
+    size_t plen = strlen(prefix);
+    return plen <= tlen && memcmp(prefix, type, plen) == 0 && (plen == tlen || type[plen] == '.');
+}
+
+/* One message from `from` to `to` (NULL: the DEALER of its type's route); 0 when none waits. */
+static int route_one(void *from, void *to, char **prefixes, void **dealers, int nroutes)
+{
+    zmq_msg_t frames[FRAMES_MAX];
+    int n = 0, more = 1, delim = -1;
+
+    while (more) {
+        zmq_msg_init(&frames[n]);
+        if (zmq_msg_recv(&frames[n], from, n ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&frames[n]);
+            if (n == 0 && errno == EAGAIN)
+                return 0;
+            die("recv");
+        }
+        more = zmq_msg_more(&frames[n]);
+        if (delim < 0 && zmq_msg_size(&frames[n]) == 0)
+            delim = n;
+        if (++n == FRAMES_MAX && more)
+            die("too many frames");
+    }
+    if (!to && delim >= 0 && delim + 1 < n) {
+        const char *type = zmq_msg_data(&frames[delim + 1]);
+        size_t tlen = zmq_msg_size(&frames[delim + 1]);
+        for (int r = 0; r < nroutes && !to; r++)
+            if (prefix_of(prefixes[r], type, tlen))
+                to = dealers[r];
+    }
+    for (int i = 0; i < n; i++) {
+        if (!to || zmq_msg_send(&frames[i], to, i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&frames[i]); /* no route: dropped */
+    }
+    return 1;
+}
+
+__attribute__((noreturn)) static void do_route(int nroutes, char **routes)
+{
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    void *dealers[ROUTE_MAX];
+    char *prefixes[ROUTE_MAX];
+    zmq_pollitem_t items[ROUTE_MAX + 1];
+    int hwm = SINK_HWM;
+    char endpoint[256];
+    size_t len = sizeof endpoint;
+
+    if (nroutes > ROUTE_MAX || !router)
+        die("setup");
+    zmq_setsockopt(router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (zmq_bind(router, "tcp://127.0.0.1:*") != 0)
+        die("bind");
+    items[0] = (zmq_pollitem_t){ router, 0, ZMQ_POLLIN, 0 };
+    for (int r = 0; r < nroutes; r++) {
+        char *eq = strchr(routes[r], '=');
+        if (!eq)
+            die("route: PREFIX=URL");
+        *eq = 0;
+        prefixes[r] = routes[r];
+        dealers[r] = zmq_socket(ctx, ZMQ_DEALER);
+        zmq_setsockopt(dealers[r], ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(dealers[r], ZMQ_RCVHWM, &hwm, sizeof hwm);
+        if (zmq_connect(dealers[r], eq + 1) != 0)
+            die(eq + 1);
+        items[r + 1] = (zmq_pollitem_t){ dealers[r], 0, ZMQ_POLLIN, 0 };
+    }
+    zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, endpoint, &len);
+    printf("%s\n", endpoint);
+    fflush(stdout);
+    for (;;) {
+        if (zmq_poll(items, nroutes + 1, -1) < 0)
+            die("poll");
+        while (route_one(router, NULL, prefixes, dealers, nroutes))
+            ;
+        for (int r = 0; r < nroutes; r++)
+            while (route_one(dealers[r], router, NULL, NULL, 0))
+                ;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "send") == 0)
@@ -481,7 +588,9 @@ int main(int argc, char **argv)
         return do_sink(atol(argv[2]), atol(argv[3]));
     if (argc == 5 && strcmp(argv[1], "fleet") == 0)
         return do_fleet(argv[2], argv[3], atol(argv[4]));
+    if (argc >= 3 && strcmp(argv[1], "route") == 0)
+        do_route(argc - 2, argv + 2);
     fprintf(stderr, "usage: benchload send URL COUNT TYPE < body | benchload sink COUNT IDLE_MS"
-                    " | benchload fleet URL FILE IDLE_MS\n");
+                    " | benchload fleet URL FILE IDLE_MS | benchload route PREFIX=URL ...\n");
     return 2;
 }

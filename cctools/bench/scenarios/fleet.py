@@ -1,6 +1,7 @@
 """A fleet's traffic through a proxy to the end-services, unsigned and signed.
 
     cc-bench fleet [--hosts 100,1000,5000] [--seconds 10] [--modes unsigned,signed] [--json]
+                   [--proxy cc|c]
     cc-bench fleet --ha [--hosts 1000] [--seconds 20]    two hubs, shards, a hub killed
 
 Simulated hosts, each with its own ZeroMQ identity and connection (as a
@@ -33,7 +34,13 @@ under 1 s, and at most twice the first third's or under 50 ms).
 CPU is counted per process (``/proc/PID/stat``) over the steady state only:
 from a quarter of the run (2 s at most) after the clock starts, once the
 registrations and the proxy's first sends to each host are over, to the end
-of the schedule; start-up and connection set-up are not in it.
+of the schedule; start-up and connection set-up are not in it.  The part
+of it spent in libzmq's I/O threads (``cpu_zmq_io``: receiving and sending
+on the network, where no Python runs) is reported apart.
+
+``--proxy c`` puts the C router of ``benchload.c`` (forwarding by type
+prefix, no parsing, no counters) in the proxy's place: what a proxy costs
+with libzmq and the kernel alone, the bar for cc-server's proxy.
 
 Signed (``cms-sign`` at the senders, ``cms-verify-ca`` at the end-services):
 each message is signed by its host's key (three signer certificates from a
@@ -49,6 +56,7 @@ signed runs take minutes to prepare.
 """
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -94,6 +102,8 @@ SIGNERS = ("user1", "server", "host2")  # the leaf certificates of the throwaway
 CPU_LIMIT = 0.9
 #: and while acknowledgements take less than this (ms, p99 of the run's last third)
 LATENCY_LIMIT = 1000.0
+#: what libzmq names its I/O threads
+ZMQ_IO_THREAD = "ZMQbg/IO"
 #: opens the servers' /status: they are local, so no http_proxy applies
 LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -259,11 +269,27 @@ def write_schedule(path: str, hosts: int, msgs: Sequence[Message]) -> None:
 # -- the servers -----------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds process ``pid`` has used so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, zmq_io: bool = False) -> float:
+    """User and system CPU seconds process ``pid`` has used so far (``zmq_io``: in its libzmq
+    I/O threads only, which receive and send on the network: the part no Python code runs in)."""
+    stats = ["/proc/%d/stat" % pid]
+    if zmq_io:
+        tasks = glob.glob("/proc/%d/task/*" % pid)
+        stats = [t + "/stat" for t in tasks if _thread_name(t).startswith(ZMQ_IO_THREAD)]
+    total = 0
+    for path in stats:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_name(task: str) -> str:
+    try:
+        with open(task + "/comm") as f:
+            return f.read().strip()
+    except OSError:  # the thread has ended
+        return ""
 
 
 class Server:
@@ -306,7 +332,34 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(tmp: str, keystore: Optional[str]) -> Dict[str, Server]:
+class CRouter:
+    """``--proxy c``: the C router of :mod:`cctools.bench.cload` in the proxy's place, the
+    bar (what libzmq and the kernel cost a proxy without any Python); no counters."""
+
+    def __init__(self, load: str, routes: Dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [load, "route", *("%s=%s" % kv for kv in routes.items())],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.endpoint = self.proc.stdout.readline().strip()
+        if not self.endpoint:
+            raise SystemExit("cc-bench fleet: the C router did not start")
+
+    def totals(self) -> Dict[str, float]:
+        return {}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def start_servers(
+    tmp: str, keystore: Optional[str], c_router: Optional[str] = None
+) -> Dict[str, Any]:
+    """The end-services, and the proxy (``c_router``: the C load binary, whose router
+    stands in for it)."""
     crypto = ""
     if keystore:
         # three certificates sign for the whole simulated fleet: host-signers lets them
@@ -322,6 +375,10 @@ def start_servers(tmp: str, keystore: Optional[str]) -> Dict[str, Server]:
                                                       handler.format(dir=tmp)),
                 crypto,
             )  # fmt: skip
+        if c_router:
+            routes_c = {prefix: servers[n].endpoint for n, (prefix, _) in SERVICES.items()}
+            servers["proxy"] = CRouter(c_router, routes_c)
+            return servers
         routes = "".join("%s = h:to_%s\n" % (p, n) for n, (p, _) in SERVICES.items())
         sections = "".join(
             "\n[h:to_%s]\nhandler = proxy\nremote-cc = %s\nzmq_hwm = 100000\n"
@@ -339,7 +396,7 @@ def start_servers(tmp: str, keystore: Optional[str]) -> Dict[str, Server]:
 # -- a run ---------------------------------------------------------------------------
 
 
-def delivered(servers: Dict[str, Server]) -> Tuple[Dict[str, int], Dict[str, Dict[str, float]]]:
+def delivered(servers: Dict[str, Any]) -> Tuple[Dict[str, int], Dict[str, Dict[str, float]]]:
     """Messages of each kind the end-services are done with, and every server's counters."""
     totals = {name: server.totals() for name, server in servers.items()}
     counts = {
@@ -348,9 +405,11 @@ def delivered(servers: Dict[str, Server]) -> Tuple[Dict[str, int], Dict[str, Dic
     return counts, totals
 
 
-def run_fleet(load: str, hosts: int, seconds: int, keystore: Optional[str], idle: float) -> Dict:
+def run_fleet(
+    load: str, hosts: int, seconds: int, keystore: Optional[str], idle: float, c_router: bool
+) -> Dict:
     tmp = tempfile.mkdtemp(prefix="cc-bench-fleet-")
-    servers: Dict[str, Server] = {}
+    servers: Dict[str, Any] = {}
     try:
         started = time.monotonic()
         msgs = render(hosts, seconds, keystore)
@@ -358,7 +417,7 @@ def run_fleet(load: str, hosts: int, seconds: int, keystore: Optional[str], idle
         write_schedule(path, hosts, msgs)
         prepare = time.monotonic() - started
         del msgs
-        servers = start_servers(tmp, keystore)
+        servers = start_servers(tmp, keystore, load if c_router else None)
         proc = subprocess.Popen(
             [load, "fleet", servers["proxy"].endpoint, path, str(int(idle * 1000))],
             stdout=subprocess.PIPE,
@@ -372,17 +431,23 @@ def run_fleet(load: str, hosts: int, seconds: int, keystore: Optional[str], idle
         pids = {name: s.proc.pid for name, s in servers.items()}
         pids["load"] = proc.pid
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        io0 = {name: cpu_seconds(s.proc.pid, zmq_io=True) for name, s in servers.items()}
         t0 = time.monotonic()
         proc.stdout.readline()  # "sent": the schedule is done
         span = time.monotonic() - t0
         cpu = {name: (cpu_seconds(pid) - cpu0[name]) / span for name, pid in pids.items()}
+        cpu_io = {
+            name: (cpu_seconds(s.proc.pid, zmq_io=True) - io0[name]) / span
+            for name, s in servers.items()
+        }
         load_cpu = cpu.pop("load")
         load_result = json.loads(proc.stdout.readline())
         proc.wait()
         sent = {mtype: load_result["sent"][i] for i, (mtype, _, _) in enumerate(KINDS)}
         counts, totals = wait_delivered(servers, sent, idle)
         row = report(hosts, seconds, sent, counts, totals, cpu, load_result, prepare)
-        row.update(capacity(hosts, cpu, span), load_cpu=load_cpu)
+        row.update(capacity(hosts, cpu, span), load_cpu=load_cpu, cpu_zmq_io=cpu_io,
+                   proxy="c" if c_router else "cc")  # fmt: skip
         return row
     finally:
         for server in servers.values():
@@ -509,8 +574,8 @@ def bench(args: argparse.Namespace) -> Dict:
         for mode in args.modes:
             rows = []
             for hosts in args.hosts:
-                row = run_fleet(load, hosts, args.seconds,
-                                keystore if mode == "signed" else None, args.idle)  # fmt: skip
+                row = run_fleet(load, hosts, args.seconds, keystore if mode == "signed" else None,
+                                args.idle, args.proxy == "c")  # fmt: skip
                 rows.append(row)
                 if not args.json:
                     print_row(mode, row)
@@ -560,6 +625,8 @@ def print_row(mode: str, row: Dict) -> None:
            row["load_cpu"]),
         flush=True,
     )  # fmt: skip
+    print("  of each server's CPU, in libzmq's I/O threads: %s" % ", ".join(
+        "%s %.2f" % kv for kv in row["cpu_zmq_io"].items()), flush=True)  # fmt: skip
     if row["first_error"]:
         print("  first error reply: %s" % row["first_error"])
 
@@ -590,6 +657,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="give up waiting for deliveries after this many seconds without any",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
+    p.add_argument(
+        "--proxy",
+        choices=("cc", "c"),
+        default="cc",
+        help="what forwards the hosts' messages: cc-server, or the bar: a C router on libzmq",
+    )
     p.add_argument(
         "--ha",
         action="store_true",
