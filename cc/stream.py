@@ -19,7 +19,10 @@ differences that matter for a router:
   each, and the loop's cost per wake-up is shared among them (interrupt
   moderation).  The FD is not watched meanwhile (it would wake the loop for
   nothing); a message arriving after a quiet spell is taken at once, and a
-  drain cut short by ``batch`` goes on at once.
+  drain cut short by ``batch`` goes on at once.  Where waiting gathers
+  nothing (a client that sends its next request only when answered), the
+  next :data:`UNPACED_DRAINS` drains are taken at once: request/reply keeps
+  its latency.
 
 A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
 has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
@@ -67,6 +70,9 @@ DEFAULT_BATCH = 256
 #: bytes a batch taken whole (:meth:`CCStream.on_recv_batch`) holds before it is handed over:
 #: received at once, ``batch`` large messages would all be in memory together
 BATCH_BYTES = 1 << 20
+#: drains taken at once after a paced one found a single message (a client that waits for
+#: each reply sends nothing more meanwhile): the next wait is tried after these
+UNPACED_DRAINS = 1000
 #: seconds between fallback retries for full peers: the first, and the longest while none progress
 RETRY_FIRST, RETRY_MAX = 0.002, 0.25
 
@@ -135,6 +141,11 @@ class CCStream:
         self._emptied_at = float("-inf")
         #: while paced: the timer that drains and watches the FD again
         self._paced: Optional[asyncio.TimerHandle] = None
+        #: this drain waited for its time; drains left to take at once (waiting gained nothing)
+        self._waited = False
+        self._unpaced = 0
+        #: drains that waited for ``pace`` so far
+        self.paced = 0
         self._ratelog = RateLimitedLog(log)
         self._fd = sock.getsockopt(zmq.FD)
         # straight on the asyncio loop, as every scheduling of a handling: an idle
@@ -332,6 +343,9 @@ class CCStream:
             return False
         if not self.pace:
             return True
+        if self._unpaced:
+            self._unpaced -= 1
+            return True
         due = self._emptied_at + self.pace
         if self._asyncio_loop.time() >= due:
             return True
@@ -344,11 +358,17 @@ class CCStream:
         self._paced = None
         if self.socket is not None:
             self._asyncio_loop.add_reader(self._fd, self._handle_events)
+            self.paced += 1
+            self._waited = True
             self._handle_events()
+            self._waited = False
 
-    def _emptied(self) -> None:
+    def _emptied(self, count: int) -> None:
+        """A drain took ``count`` messages and emptied the socket."""
         if self.pace:
             self._emptied_at = self._asyncio_loop.time()
+            if self._waited and count <= 1:  # waiting gathered nothing: a client awaits each reply
+                self._unpaced = UNPACED_DRAINS
 
     def _drain(self) -> None:
         recv_frames = self._recv_frames
@@ -361,15 +381,15 @@ class CCStream:
                     received.append(frames)
                     size += sum(map(len, frames))
             except zmq.Again:
-                self._emptied()
+                self._emptied(len(received))
             if received:
                 self._run_callback(received)
             return
-        for _ in range(self.batch):
+        for count in range(self.batch):
             try:
                 frames = recv_frames()
             except zmq.Again:
-                self._emptied()
+                self._emptied(count)
                 return
             if self._recv_callback is None:
                 return
