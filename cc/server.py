@@ -112,9 +112,6 @@ class Settings:
                " full, at the most; more are dropped"),
         Option("peer-wait-total", "bytes", "256M", "replies waiting for all clients, at the most"),
         Option("zmq_nthreads", "int", 1, "libzmq I/O threads"),
-        Option("batch-wait", "seconds", 0.002, "while messages keep coming, seconds one may"
-               " wait so that the server takes many per wake-up (its cost is then shared);"
-               " 0: each at once"),
     )  # fmt: skip
 
     def __init__(self, cf: skytools.Config) -> None:
@@ -150,7 +147,6 @@ class Settings:
         self.max_message_size = cf.getbytes("cc-max-message-size", "64M")
         self.peer_wait_bytes = cf.getbytes("peer-wait-bytes", "32M")
         self.peer_wait_total = cf.getbytes("peer-wait-total", "256M")
-        self.batch_wait = cf.getfloat("batch-wait", 0.002)
         if not 0 < self.peer_wait_bytes <= self.peer_wait_total:
             raise ConfigError("peer-wait-bytes must be positive and at most peer-wait-total")
 
@@ -352,7 +348,6 @@ class CCServer(CCProcess):
         self.dispatcher.configure(
             self.routes, self.gate, settings.max_message_size, settings.stats_level
         )
-        self.cclocal.pace = settings.batch_wait
 
     def _raise_fd_limit(self) -> None:
         """Every connected peer costs a file descriptor: take what the hard limit allows."""

@@ -12,17 +12,7 @@ differences that matter for a router:
   ``send_multipart`` costs more than libzmq itself on a small message), and
   received with ``recv`` + ``RCVMORE``;
 * the send queue is bounded (``qmaxsize``, the ``zmq_hwm`` of its owner) and
-  every message dropped is counted;
-* with ``pace`` (the server's ``batch-wait``), once a drain has emptied the
-  socket the next waits until ``pace`` seconds after it: while messages keep
-  coming, one wake-up takes all that came in that time instead of one
-  each, and the loop's cost per wake-up is shared among them (interrupt
-  moderation).  The FD is not watched meanwhile (it would wake the loop for
-  nothing); a message arriving after a quiet spell is taken at once, and a
-  drain cut short by ``batch`` goes on at once.  Where waiting gathers
-  nothing (a client that sends its next request only when answered), the
-  next :data:`UNPACED_DRAINS` drains are taken at once: request/reply keeps
-  its latency.
+  every message dropped is counted.
 
 A ROUTER socket is set to ``ROUTER_MANDATORY`` so that a reply to a peer that
 has gone is counted as ``unroutable`` instead of vanishing silently.  A reply
@@ -70,9 +60,6 @@ DEFAULT_BATCH = 256
 #: bytes a batch taken whole (:meth:`CCStream.on_recv_batch`) holds before it is handed over:
 #: received at once, ``batch`` large messages would all be in memory together
 BATCH_BYTES = 1 << 20
-#: drains taken at once after a paced one found a single message (a client that waits for
-#: each reply sends nothing more meanwhile): the next wait is tried after these
-UNPACED_DRAINS = 1000
 #: seconds between fallback retries for full peers: the first, and the longest while none progress
 RETRY_FIRST, RETRY_MAX = 0.002, 0.25
 
@@ -103,7 +90,6 @@ class CCStream:
     :param name: names the stream in logs
     :param batch: most messages received per readiness event
     :param waits: where messages for full ROUTER peers wait (default: the default bounds)
-    :param pace: seconds between drains that empty the socket, at the least (0: none)
     """
 
     def __init__(
@@ -116,7 +102,6 @@ class CCStream:
         name: str = "stream",
         batch: int = DEFAULT_BATCH,
         waits: Optional[PeerWaits] = None,
-        pace: float = 0.0,
     ) -> None:
         self.socket = sock
         self.io_loop = io_loop
@@ -136,16 +121,6 @@ class CCStream:
         self._recv_callback: Optional[Callable[[Any], None]] = None
         self._recv_batched = False
         self._scheduled = False
-        self.pace = pace
-        #: loop time of the last drain that emptied the socket
-        self._emptied_at = float("-inf")
-        #: while paced: the timer that drains and watches the FD again
-        self._paced: Optional[asyncio.TimerHandle] = None
-        #: this drain waited for its time; drains left to take at once (waiting gained nothing)
-        self._waited = False
-        self._unpaced = 0
-        #: drains that waited for ``pace`` so far
-        self.paced = 0
         self._ratelog = RateLimitedLog(log)
         self._fd = sock.getsockopt(zmq.FD)
         # straight on the asyncio loop, as every scheduling of a handling: an idle
@@ -228,8 +203,6 @@ class CCStream:
             self._drop(frames, "closed")
         if self._retry is not None:
             self._retry.cancel()
-        if self._paced is not None:
-            self._paced.cancel()
         self._asyncio_loop.remove_reader(self._fd)
         self.socket.close(linger)
         self.socket = None  # type: ignore[assignment]
@@ -314,7 +287,7 @@ class CCStream:
             return
         try:
             ev = sock.get(_EVENTS)
-            if ev & _POLLIN and self._recv_callback is not None and self._may_drain():
+            if ev & _POLLIN and self._recv_callback is not None:
                 self._drain()
             if self._queue and ev & _POLLOUT:
                 self._flush()
@@ -331,44 +304,10 @@ class CCStream:
             if self.socket is not None:
                 log.error("%s: socket error: %s", self.name, ex)
             return
-        receive = ev & _POLLIN and self._recv_callback is not None and self._paced is None
-        if receive or (self._queue and ev & _POLLOUT):
+        if (ev & _POLLIN and self._recv_callback is not None) or (self._queue and ev & _POLLOUT):
             self._schedule()
         elif self.waits:
             self._arm_retry()
-
-    def _may_drain(self) -> bool:
-        """Whether to drain now; if not (paced), stop watching the FD until the time comes."""
-        if self._paced is not None:
-            return False
-        if not self.pace:
-            return True
-        if self._unpaced:
-            self._unpaced -= 1
-            return True
-        due = self._emptied_at + self.pace
-        if self._asyncio_loop.time() >= due:
-            return True
-        self._asyncio_loop.remove_reader(self._fd)
-        self._paced = self._asyncio_loop.call_at(due, self._resume)
-        return False
-
-    def _resume(self) -> None:
-        """The pause is over: watch the FD again and take what came meanwhile."""
-        self._paced = None
-        if self.socket is not None:
-            self._asyncio_loop.add_reader(self._fd, self._handle_events)
-            self.paced += 1
-            self._waited = True
-            self._handle_events()
-            self._waited = False
-
-    def _emptied(self, count: int) -> None:
-        """A drain took ``count`` messages and emptied the socket."""
-        if self.pace:
-            self._emptied_at = self._asyncio_loop.time()
-            if self._waited and count <= 1:  # waiting gathered nothing: a client awaits each reply
-                self._unpaced = UNPACED_DRAINS
 
     def _drain(self) -> None:
         recv_frames = self._recv_frames
@@ -381,15 +320,14 @@ class CCStream:
                     received.append(frames)
                     size += sum(map(len, frames))
             except zmq.Again:
-                self._emptied(len(received))
+                pass
             if received:
                 self._run_callback(received)
             return
-        for count in range(self.batch):
+        for _ in range(self.batch):
             try:
                 frames = recv_frames()
             except zmq.Again:
-                self._emptied(count)
                 return
             if self._recv_callback is None:
                 return
