@@ -114,17 +114,18 @@ class Dispatcher:
         now = clock()
         share = (now - started) / len(batch) if batch else 0.0
         for frames, msg, size, plan in received:
+            then = 0.0
             try:
                 if isinstance(msg, MessageError):
                     self.reject_frames(frames, msg, size)
-                    continue
-                result = self._route(msg, plan, size)
-                if result != "refused":
-                    then = clock()
-                    self.count(result, msg.type, size, then - now + share)
-                    now = then
+                else:
+                    result = self._route(msg, plan, size)
+                    if result != "refused":
+                        then = clock()
+                        self.count(result, msg.type, size, then - now + share)
             except Exception:
                 self.log.exception("cannot route a message from %r", frames[:1])
+            now = then or clock()  # the next message's time begins here
 
     def receive(self, frames: List[bytes]) -> Received:
         """``frames``, their message judged by the gate if a handler on its route reads the
