@@ -46,6 +46,19 @@ class TestDestinationMap(unittest.TestCase):
         for ident, dest in found.items():
             self.assertEqual(again.lookup(ident, False, "", 0), dest)
 
+    def test_copies_entered_together_are_saved_in_one_write(self):
+        """A worker's batch of new copies (every host's log rotating at once): entered
+        without waiting, saved once, each on disk before it is looked up to be written."""
+        dests = DestinationMap(self.tmp, default_mask(False))
+        idents = [TailIdentity("host%d" % n, 1, n, "/var/log/x.log", 0) for n in range(50)]
+        entered = [dests.lookup(ident, False, "", 0, wait=False) for ident in idents]
+        self.assertEqual(dests.saves, 0)
+        dests.save_added()
+        self.assertEqual(dests.saves, 1)
+        self.assertEqual(set(self.saved()), {ident.key() for ident in idents})
+        self.assertEqual([dests.lookup(ident, False, "", 0) for ident in idents], entered)
+        self.assertEqual(dests.saves, 1, "nothing left to save")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -161,10 +161,14 @@ class DestinationMap:
         safe_join(self.dstdir, rel)
         return rel + ext
 
-    def lookup(self, ident: TailIdentity, rotated: bool, ext: str, origin: int) -> Destination:
+    def lookup(
+        self, ident: TailIdentity, rotated: bool, ext: str, origin: int, wait: bool = True
+    ) -> Destination:
         """Where ``ident``'s copy is (absolute path), beginning at source offset ``origin`` if
         it is new.  A new entry is on disk before this returns: OSError if it cannot be saved
-        (it is saved again at the next lookup)."""
+        (it is saved again at the next lookup).  ``wait=False`` enters it without waiting for
+        the disk: a caller entering several calls :meth:`save_added` once, then looks each up
+        again (on disk by then) before writing a byte of it."""
         key = ident.key()
         with self._lock:
             dest = self._entries.get(key)
@@ -178,9 +182,16 @@ class DestinationMap:
                 self._added += 1
                 self._unsaved[key] = self._added
             needed = self._unsaved.get(key, 0)
-        if needed > self._saved:
+        if wait and needed > self._saved:
             self._commit(needed)
         return Destination(safe_join(self.dstdir, dest.path), dest.origin, dest.since)
+
+    def save_added(self) -> None:
+        """Return once every entry added so far is on disk (OSError if the map cannot be
+        written: each entry's own lookup tries again)."""
+        needed = self._added
+        if needed > self._saved:
+            self._commit(needed)
 
     def _commit(self, needed: int) -> None:
         """Return once the first ``needed`` entries added are on disk: wait for the thread

@@ -317,6 +317,7 @@ class TailWorker(threading.Thread):
                     frags = frags + get()
                 except queue.Empty:
                     break
+            self._map_new(frags)
             done = []
             for frag in frags:
                 try:
@@ -360,13 +361,38 @@ class TailWorker(threading.Thread):
             return h.failed, frag.msg, body, "write-failed", "write failed: %s" % ex
         return h.written, frag, len(data), nbytes
 
+    def _map_new(self, frags: List[Fragment]) -> None:
+        """Enter the batch's new copies in the file map and have it saved once for them all.
+
+        A new copy waits for the map on disk (an fsync) before its first byte: a batch of
+        them (a fleet's first start, every host's log rotating at midnight) then waits once,
+        not once each.  What fails here fails again at the fragment's turn, with its reply.
+        """
+        new = {frag.ident: frag for frag in frags if frag.ident not in self.files}
+        if len(new) < 2:
+            return
+        for frag in new.values():
+            try:
+                ext = compression.extension(self._store(frag))
+                self.dests.lookup(frag.ident, frag.rotated, ext, frag.origin, wait=False)
+            except Exception:  # fails again at its fragment's turn, and is answered then
+                pass
+        try:
+            self.dests.save_added()
+        except OSError:  # each new copy's own lookup tries again, and is answered then
+            pass
+
+    def _store(self, frag: Fragment) -> str:
+        """How ``frag``'s copy is stored: plain (``''``) or a compression method."""
+        if self.write_compressed == "keep":
+            return frag.comp
+        return self.method if self.write_compressed == "yes" else ""
+
     def _open(self, frag: Fragment) -> TailFile:
         tfile = self.files.get(frag.ident)
         if tfile is not None:
             return tfile
-        store = self.method if self.write_compressed == "yes" else ""
-        if self.write_compressed == "keep":
-            store = frag.comp
+        store = self._store(frag)
         ext = compression.extension(store)
         dest = self.dests.lookup(frag.ident, frag.rotated, ext, frag.origin)
         if len(self.files) >= MAX_OPEN:
