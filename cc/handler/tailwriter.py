@@ -366,9 +366,20 @@ class TailWorker(threading.Thread):
 
         A new copy waits for the map on disk (an fsync) before its first byte: a batch of
         them (a fleet's first start, every host's log rotating at midnight) then waits once,
-        not once each.  What fails here fails again at the fragment's turn, with its reply.
+        not once each.  Only fragments whose bytes are known without decoding (plain, in a
+        blob, within max-file-size) are entered ahead: one refused when decoded (a bomb, bad
+        data) must not take a copy's name; the others are entered at their turn.  What fails
+        here fails again at the fragment's turn, with its reply.
         """
-        new = {frag.ident: frag for frag in frags if frag.ident not in self.files}
+        most = self.handler.max_file_size
+        new = {
+            frag.ident: frag
+            for frag in frags
+            if frag.ident not in self.files
+            and frag.data is None
+            and not frag.comp
+            and len(frag.msg.blob or b"") <= most
+        }
         if len(new) < 2:
             return
         for frag in new.values():
