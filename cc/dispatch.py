@@ -30,12 +30,15 @@ from cc.ratelog import RateLimitedLog
 from cc.routing import RouteTable, has_prefix
 from cc.stats import Stats
 
-__all__ = ["Dispatcher", "MAX_STATS_TYPES", "OTHER_TYPES", "QUIET_NO_ROUTE", "RESULTS"]
+__all__ = ["Dispatcher", "MAX_PLANS", "MAX_STATS_TYPES", "OTHER_TYPES", "QUIET_NO_ROUTE", "RESULTS"]
 
 #: message types counted one by one (cc-stats 2 and more); types come from the network, so
 #: the rest share the key OTHER_TYPES instead of growing the counters without bound
 MAX_STATS_TYPES = 1000
 OTHER_TYPES = "(other)"
+
+#: routes' plans kept, by type, at the most: unique types (task.send.<id>) would grow it forever
+MAX_PLANS = 4096
 
 #: types that daemons publish whether or not their cc routes them: without a
 #: route they are dropped and counted, but not warned about every period
@@ -152,7 +155,7 @@ class Dispatcher:
         if plan is None:
             handlers = self.routes.lookup(msgtype)
             plan = (handlers, any(handler.reads_body(msgtype) for handler in handlers))
-            if len(self._plans) >= RouteTable.CACHE_MAX:
+            if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             self._plans[msgtype] = plan
         return plan

@@ -4,8 +4,8 @@ A pattern ``*`` matches every type; ``a.b`` matches ``a.b`` and ``a.b.*``.
 Every matching handler gets the message, each once, in the order: ``*``
 first, then shorter prefixes before longer ones, and within one pattern the
 order it lists.  Matching is exact and case-sensitive per component.
-Lookups are cached per type (bounded), so routing a message costs one dict
-lookup once its type has been seen.
+The dispatcher keeps each type's lookup (bounded), so routing a message
+costs one dict lookup once its type has been seen.
 """
 
 from typing import Dict, Generic, Iterable, List, Sequence, Tuple, TypeVar
@@ -40,37 +40,26 @@ def parse_pattern(pattern: str) -> Tuple[str, ...]:
 
 
 class RouteTable(Generic[H]):
-    """Prefix routes to handler objects of any kind."""
-
-    #: types cached at the most; unique types (task.send.<id>) would grow it forever
-    CACHE_MAX = 4096
+    """Prefix routes to handler objects of any kind (the dispatcher keeps what it looked up,
+    per type: :meth:`cc.dispatch.Dispatcher.plan`)."""
 
     def __init__(self) -> None:
         self._routes: Dict[Tuple[str, ...], List[H]] = {}
-        self._cache: Dict[str, Tuple[H, ...]] = {}
 
     def add(self, pattern: str, handlers: Sequence[H]) -> None:
         """Route ``pattern`` to ``handlers`` (in addition to what it already routes to)."""
         key = parse_pattern(pattern)
         self._routes.setdefault(key, []).extend(handlers)
-        self._cache.clear()
 
     def lookup(self, msgtype: str) -> Tuple[H, ...]:
         """Handlers for ``msgtype`` (a valid type), each once; empty when no route."""
-        found = self._cache.get(msgtype)
-        if found is not None:
-            return found
         parts = msgtype.split(".")
         result: List[H] = []
         for n in range(len(parts) + 1):
             for handler in self._routes.get(tuple(parts[:n]), ()):
                 if not any(handler is seen for seen in result):
                     result.append(handler)
-        found = tuple(result)
-        if len(self._cache) >= self.CACHE_MAX:
-            self._cache.clear()
-        self._cache[msgtype] = found
-        return found
+        return tuple(result)
 
     def names(self, msgtype: str) -> bool:
         """Whether a pattern other than ``*`` matches ``msgtype`` (the catch-all does not

@@ -110,7 +110,7 @@ class DestinationMap:
         self._lock = threading.Lock()
         #: a thread writing the map, and those waiting for it
         self._saving = threading.Condition(threading.Lock())
-        self._writer: Optional[threading.Thread] = None
+        self._writing = False
         #: the state file as last read or written (a change means another writer saved)
         self._seen: Optional[Tuple[int, int, int]] = None
         self._entries: Dict[str, Destination] = self._load()
@@ -196,21 +196,19 @@ class DestinationMap:
     def _commit(self, needed: int) -> None:
         """Return once the first ``needed`` entries added are on disk: wait for the thread
         writing the map, or write it (with what every thread added meanwhile)."""
-        me = threading.current_thread()
         with self._saving:
             while self._saved < needed:
-                if self._writer is not None:
-                    self._saving.wait()
-                    continue
-                self._writer = me
-                break
+                if not self._writing:
+                    self._writing = True
+                    break
+                self._saving.wait()
             else:
                 return
         try:
             self._save()
         finally:
             with self._saving:
-                self._writer = None
+                self._writing = False
                 self._saving.notify_all()
 
     def _new_path(self, ident: TailIdentity, rotated: bool, ext: str) -> str:

@@ -3,7 +3,7 @@
 import json
 import unittest
 
-from cc.dispatch import Dispatcher, MAX_STATS_TYPES, OTHER_TYPES
+from cc.dispatch import MAX_PLANS, MAX_STATS_TYPES, OTHER_TYPES, Dispatcher
 from cc.message import BodyGate, CCMessage, MessageError
 from cc.routing import RouteTable
 from cc.stats import Stats
@@ -182,6 +182,20 @@ class TestTallies(DispatcherCase):
         self.dispatcher.stats_level = 1
         self.dispatch(frames("job.config"), logs="WARNING")
         self.assertFalse([k for k in self.totals() if ".msg." in k])
+
+
+class TestPlans(DispatcherCase):
+    def test_plans_are_bounded_and_follow_a_new_route_table(self):
+        handler = Stub("h:t")
+        self.routes.add("task", [handler])
+        for i in range(MAX_PLANS + 10):
+            self.dispatcher.plan("task.send.%d" % i)
+        self.assertLessEqual(len(self.dispatcher._plans), MAX_PLANS)
+        other = Stub("h:s", reads=False)
+        routes = RouteTable()
+        routes.add("task.send", [other])
+        self.dispatcher.configure(routes, BodyGate(), 4096, 2)
+        self.assertEqual(self.dispatcher.plan("task.send.1"), ((other,), False))
 
 
 class TestForward(DispatcherCase):
